@@ -1,0 +1,17 @@
+//! Dataset readers for QAT on real data.
+//!
+//! Every reader returns a [`DataError`] that names the file and, where it applies, the line or
+//! byte offset of the problem, so a malformed file is a one-line diagnosis rather than a panic.
+#![deny(missing_docs)]
+
+mod digits;
+mod error;
+mod idx;
+mod image;
+mod split;
+
+pub use digits::*;
+pub use error::*;
+pub use idx::*;
+pub use image::*;
+pub use split::*;

@@ -1,0 +1,111 @@
+//! Benchmark: one training step (forward, backward, Adam) of a 3-layer 512-wide MLP at batch 256,
+//! float vs W8A8 (per-channel observed weights, moving-average activations) vs LSQ W4A4.
+//!
+//! Run through `cargo xtask bench fake-quant [--rounds N] [--steps K]`. Variants are timed in
+//! alternating rounds (so machine noise hits all alike) and compared by their medians. Prints a
+//! table and, as its last line, one JSON object.
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Distribution, Tensor};
+use quant::{QuantLinear, QuantLinearConfig, QuantMapping};
+
+const WIDTH: usize = 512;
+const BATCH: usize = 256;
+
+#[derive(Module, Debug)]
+struct Mlp {
+    l1: QuantLinear,
+    l2: QuantLinear,
+    l3: QuantLinear,
+}
+
+impl Mlp {
+    fn new(mapping: &QuantMapping, device: &Device) -> Self {
+        let layer = || {
+            QuantLinearConfig::new(WIDTH, WIDTH)
+                .with_weight(mapping.weight.clone())
+                .with_input(mapping.activation.clone())
+                .init(device)
+        };
+        Mlp { l1: layer(), l2: layer(), l3: layer() }
+    }
+
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.l3.forward(relu(self.l2.forward(relu(self.l1.forward(x)))))
+    }
+}
+
+struct Variant {
+    name: &'static str,
+    model: Option<Mlp>,
+    optim: burn::optim::ModuleOptimizer,
+    samples_ms: Vec<f64>,
+}
+
+fn step(variant: &mut Variant, x: &Tensor<2>, target: &Tensor<2>) {
+    let model = variant.model.take().unwrap();
+    let loss = (model.forward(x.clone()) - target.clone()).square().mean();
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    variant.model = Some(variant.optim.step(1e-4, model, grads));
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number, got `{v}`")))
+        .unwrap_or(default)
+}
+
+fn main() {
+    let rounds = arg("--rounds", 7);
+    let steps = arg("--steps", 10);
+    let device = Device::flex().autodiff();
+    device.seed(1);
+    let x = Tensor::<2>::random([BATCH, WIDTH], Distribution::Normal(0.0, 1.0), &device);
+    let target = Tensor::<2>::random([BATCH, WIDTH], Distribution::Normal(0.0, 1.0), &device);
+    let mut variants: Vec<Variant> = [("float", QuantMapping::new()), ("w8a8", QuantMapping::w8a8()), ("lsq_w4a4", QuantMapping::w4a4())]
+        .into_iter()
+        .map(|(name, mapping)| Variant { name, model: Some(Mlp::new(&mapping, &device)), optim: AdamConfig::new().init(), samples_ms: Vec::new() })
+        .collect();
+    eprintln!("warming up ({} variants)…", variants.len());
+    for v in variants.iter_mut() {
+        for _ in 0..3 {
+            step(v, &x, &target);
+        }
+    }
+    for round in 0..rounds {
+        for v in variants.iter_mut() {
+            device.sync().ok();
+            let start = Instant::now();
+            for _ in 0..steps {
+                step(v, &x, &target);
+            }
+            device.sync().ok();
+            v.samples_ms.push(start.elapsed().as_secs_f64() * 1e3 / steps as f64);
+        }
+        eprintln!("round {}/{rounds} done", round + 1);
+    }
+    let medians: Vec<f64> = variants.iter().map(|v| median(&v.samples_ms)).collect();
+    let float = medians[0];
+    println!("fake-quant training step, 3×Linear({WIDTH}→{WIDTH}) MLP, batch {BATCH}, flex, Adam; median of {rounds} rounds × {steps} steps");
+    println!("| variant | step (ms) | vs float |");
+    println!("|---|---|---|");
+    for (v, m) in variants.iter().zip(&medians) {
+        println!("| {} | {:.2} | {:.2}× |", v.name, m, m / float);
+    }
+    println!(
+        "{{\"bench\":\"fake-quant\",\"device\":\"flex\",\"float_ms\":{:.3},\"w8a8_ms\":{:.3},\"lsq_w4a4_ms\":{:.3},\"w8a8_ratio\":{:.3},\"lsq_ratio\":{:.3}}}",
+        medians[0], medians[1], medians[2], medians[1] / float, medians[2] / float
+    );
+}

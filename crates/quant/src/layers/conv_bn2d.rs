@@ -1,0 +1,152 @@
+//! [`ConvBn2d`]: convolution + batch norm with simulated BN folding during QAT
+//! (Krishnamoorthi 2018, §3.2.2; PyTorch's `torch.ao.nn.intrinsic.qat.ConvBn2d`).
+//!
+//! Deployment folds BN into the conv: `W_f = W · γ/σ`, `b_f = β + (b - μ) · γ/σ`, `σ = sqrt(var + ε)`,
+//! and quantizes `W_f`. Training therefore fake-quantizes the *folded* weight:
+//! - BN live (training, not frozen): `y = BN_batch(conv(x, Q(W · γ/σ_run)) · σ_run/γ + b)`; the
+//!   batch statistics normalise while the weight scale uses running statistics (PyTorch's
+//!   "approximate" forward), and BN's running statistics keep updating;
+//! - BN frozen (after the freeze epoch) or inference: `y = conv(x, Q(W_f)) + b_f`, exactly the
+//!   deployed integer computation.
+
+use burn::config::Config;
+use burn::module::{Flag, Module, Param};
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, BatchNormConfig};
+use burn::tensor::{Device, Tensor, module::conv2d};
+
+use super::conv_options::conv2d_options;
+use super::input_quantizer;
+use super::quant_conv2d::QuantConv2dConfig;
+use crate::{FakeQuant, LayerKind, QuantError, Quantizer, QuantizerConfig};
+
+/// Configuration of a [`ConvBn2d`]: the convolution (its `weight` and `input` quantizers apply to
+/// the folded weight and to the input) and the batch norm.
+#[derive(Config, Debug)]
+pub struct ConvBn2dConfig {
+    /// Convolution and quantizers.
+    pub conv: QuantConv2dConfig,
+    /// Batch-norm momentum.
+    #[config(default = 0.1)]
+    pub bn_momentum: f64,
+    /// Batch-norm epsilon.
+    #[config(default = 1e-5)]
+    pub bn_epsilon: f64,
+}
+
+/// Conv + BN with the BN folded into the fake-quantized weight.
+///
+/// Parameter paths are those of a float `{ conv: Conv2d, bn: BatchNorm }` pair, plus
+/// `weight_quant.*` and `input_quant.*`, so a float conv+BN checkpoint loads unchanged.
+#[derive(Module, Debug)]
+pub struct ConvBn2d {
+    /// The float convolution (unfolded weights, as trained).
+    pub conv: Conv2d,
+    /// The batch norm whose statistics are folded.
+    pub bn: BatchNorm,
+    /// Quantizer of the folded weight.
+    pub weight_quant: Option<Quantizer>,
+    /// Quantizer of the input.
+    pub input_quant: Option<FakeQuant>,
+    /// Use running statistics in training too (BN-statistics freeze).
+    pub bn_frozen: Param<Flag>,
+}
+
+impl ConvBn2dConfig {
+    /// Builds the layer, reporting an invalid quantizer config with its field path.
+    pub fn try_init(&self, device: &Device) -> Result<ConvBn2d, QuantError> {
+        let conv = self.conv.conv_config().init(device);
+        let bn = BatchNormConfig::new(self.conv.channels[1])
+            .with_momentum(self.bn_momentum)
+            .with_epsilon(self.bn_epsilon)
+            .init(device);
+        let layer = ConvBn2d { conv, bn, weight_quant: None, input_quant: None, bn_frozen: Param::from_bool(false) };
+        layer.with_quantizers(&self.conv.weight, &self.conv.input).map_err(|e| e.within("conv"))
+    }
+
+    /// Builds the layer.
+    ///
+    /// # Panics
+    /// If a quantizer config is invalid (see [`Self::try_init`]).
+    pub fn init(&self, device: &Device) -> ConvBn2d {
+        self.try_init(device).unwrap_or_else(|e| panic!("ConvBn2dConfig: {e}"))
+    }
+}
+
+impl ConvBn2d {
+    /// Adds quantizers to a float conv + BN (e.g. after loading float weights and statistics),
+    /// initialising the weight quantizer from the current folded weight.
+    pub fn with_quantizers(
+        self,
+        weight: &Option<QuantizerConfig>,
+        input: &Option<QuantizerConfig>,
+    ) -> Result<Self, QuantError> {
+        let device = self.conv.weight.lazy_device();
+        let weight_shape = self.conv.weight.lazy_shape().dims::<4>();
+        let channels_in = weight_shape[1] * self.conv.groups;
+        let weight_quant = weight
+            .as_ref()
+            .map(|c| c.init(LayerKind::Conv2d, &weight_shape, &device).map_err(|e| e.within("weight")))
+            .transpose()?;
+        let input_quant = input_quantizer(input, &[1, channels_in, 1, 1], &device)?;
+        let layer = ConvBn2d { weight_quant, input_quant, ..self };
+        if let Some(quant) = &layer.weight_quant {
+            quant.observe(layer.folded_weight());
+        }
+        Ok(layer)
+    }
+
+    /// `γ / sqrt(running_var + ε)`, `[channels_out]`.
+    fn bn_scale(&self) -> Tensor<1> {
+        let std = self.bn.running_var.value_sync().add_scalar(self.bn.epsilon).sqrt();
+        self.bn.gamma.val() / std
+    }
+
+    /// The BN-folded float weight `W · γ/σ`.
+    pub fn folded_weight(&self) -> Tensor<4> {
+        let [c_out, ..] = self.conv.weight.lazy_shape().dims::<4>();
+        self.conv.weight.val() * self.bn_scale().reshape([c_out, 1, 1, 1])
+    }
+
+    /// The BN-folded bias `β + (b - μ) · γ/σ`.
+    pub fn folded_bias(&self) -> Tensor<1> {
+        let mean = self.bn.running_mean.value_sync();
+        let bias = match &self.conv.bias {
+            Some(b) => b.val() - mean,
+            None => mean.neg(),
+        };
+        self.bn.beta.val() + bias * self.bn_scale()
+    }
+
+    /// The weight as deployed: folded, then fake-quantized.
+    pub fn quantized_folded_weight(&self) -> Tensor<4> {
+        let folded = self.folded_weight();
+        match &self.weight_quant {
+            Some(quant) => quant.forward(folded),
+            None => folded,
+        }
+    }
+
+    /// Applies the layer (see the module docs for the two regimes).
+    pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let input = match &self.input_quant {
+            Some(quant) => quant.forward(input),
+            None => input,
+        };
+        let [_, _, h, w] = input.dims();
+        let conv = &self.conv;
+        let options = conv2d_options(&conv.padding, [h, w], conv.kernel_size, conv.stride, conv.dilation, conv.groups);
+        let bn_live = input.device().is_autodiff() && self.bn.training.is_enabled() && !self.bn_frozen.is_enabled();
+        if !bn_live {
+            return conv2d(input, self.quantized_folded_weight(), Some(self.folded_bias()), options);
+        }
+        let c_out = self.bn.gamma.lazy_shape().dims::<1>()[0];
+        let scale = self.bn_scale();
+        let y = conv2d(input, self.quantized_folded_weight(), None, options) / scale.reshape([1, c_out, 1, 1]);
+        let y = match &conv.bias {
+            Some(b) => y + b.val().reshape([1, c_out, 1, 1]),
+            None => y,
+        };
+        self.bn.forward(y)
+    }
+}

@@ -1,0 +1,134 @@
+//! [`QuantConv2d`]: `y = conv2d(Q_a(x), Q_w(W)) + b`, a drop-in for `burn::nn::conv::Conv2d`.
+
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::tensor::{Device, Tensor, module::conv2d};
+
+use super::conv_options::conv2d_options;
+use super::{attach_weight_quantizer, input_quantizer};
+use crate::{FakeQuant, QuantError, QuantizerConfig};
+
+/// Configuration of a [`QuantConv2d`]; the convolution fields mirror `Conv2dConfig`.
+#[derive(Config, Debug)]
+pub struct QuantConv2dConfig {
+    /// `[channels_in, channels_out]`.
+    pub channels: [usize; 2],
+    /// `[kh, kw]`.
+    pub kernel_size: [usize; 2],
+    /// Stride.
+    #[config(default = "[1, 1]")]
+    pub stride: [usize; 2],
+    /// Dilation.
+    #[config(default = "[1, 1]")]
+    pub dilation: [usize; 2],
+    /// Groups.
+    #[config(default = 1)]
+    pub groups: usize,
+    /// Padding.
+    #[config(default = "PaddingConfig2d::Valid")]
+    pub padding: PaddingConfig2d,
+    /// Whether the layer has a bias.
+    #[config(default = true)]
+    pub bias: bool,
+    /// Weight quantizer (per-channel axis defaults to the output channels).
+    pub weight: Option<QuantizerConfig>,
+    /// Input-activation quantizer.
+    pub input: Option<QuantizerConfig>,
+}
+
+/// A 2-D convolution with fake-quantized weights and inputs; parameter paths as `Conv2d`.
+///
+/// # Shapes
+/// - input `[batch, channels_in, h, w]`, output `[batch, channels_out, h_out, w_out]`.
+#[derive(Module, Debug)]
+pub struct QuantConv2d {
+    /// `[channels_out, channels_in / groups, kh, kw]`.
+    pub weight: Param<Tensor<4>>,
+    /// `[channels_out]`.
+    pub bias: Option<Param<Tensor<1>>>,
+    /// Stride.
+    pub stride: [usize; 2],
+    /// Kernel size.
+    pub kernel_size: [usize; 2],
+    /// Dilation.
+    pub dilation: [usize; 2],
+    /// Groups.
+    pub groups: usize,
+    /// Padding.
+    #[module(skip)]
+    pub padding: PaddingConfig2d,
+    /// Quantizer of the layer's input.
+    pub input_quant: Option<FakeQuant>,
+}
+
+impl QuantConv2dConfig {
+    /// The float `burn::nn` config with the same convolution fields.
+    pub fn conv_config(&self) -> Conv2dConfig {
+        Conv2dConfig::new(self.channels, self.kernel_size)
+            .with_stride(self.stride)
+            .with_dilation(self.dilation)
+            .with_groups(self.groups)
+            .with_padding(self.padding.clone())
+            .with_bias(self.bias)
+    }
+
+    /// Builds the layer, reporting an invalid quantizer config with its field path.
+    pub fn try_init(&self, device: &Device) -> Result<QuantConv2d, QuantError> {
+        QuantConv2d::from_conv2d(self.conv_config().init(device), &self.weight, &self.input)
+    }
+
+    /// Builds the layer.
+    ///
+    /// # Panics
+    /// If a quantizer config is invalid (see [`Self::try_init`]).
+    pub fn init(&self, device: &Device) -> QuantConv2d {
+        self.try_init(device).unwrap_or_else(|e| panic!("QuantConv2dConfig: {e}"))
+    }
+}
+
+impl QuantConv2d {
+    /// Quantizes an existing `Conv2d`, keeping its weights.
+    pub fn from_conv2d(
+        conv: Conv2d,
+        weight: &Option<QuantizerConfig>,
+        input: &Option<QuantizerConfig>,
+    ) -> Result<Self, QuantError> {
+        let layer = QuantConv2d {
+            weight: conv.weight,
+            bias: conv.bias,
+            stride: conv.stride,
+            kernel_size: conv.kernel_size,
+            dilation: conv.dilation,
+            groups: conv.groups,
+            padding: conv.padding,
+            input_quant: None,
+        };
+        layer.with_quantizers(weight, input)
+    }
+
+    /// Adds quantizers to a float layer, initialising the weight quantizer from the current weights.
+    pub fn with_quantizers(
+        self,
+        weight: &Option<QuantizerConfig>,
+        input: &Option<QuantizerConfig>,
+    ) -> Result<Self, QuantError> {
+        let device = self.weight.lazy_device();
+        let [_, per_group, _, _] = self.weight.lazy_shape().dims::<4>();
+        let channels_in = per_group * self.groups;
+        let layer = QuantConv2d { input_quant: input_quantizer(input, &[1, channels_in, 1, 1], &device)?, ..self };
+        attach_weight_quantizer(layer, weight)
+    }
+
+    /// Applies the layer.
+    pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let input = match &self.input_quant {
+            Some(quant) => quant.forward(input),
+            None => input,
+        };
+        let [_, _, h, w] = input.dims();
+        let options = conv2d_options(&self.padding, [h, w], self.kernel_size, self.stride, self.dilation, self.groups);
+        conv2d(input, self.weight.val(), self.bias.as_ref().map(|b| b.val()), options)
+    }
+}

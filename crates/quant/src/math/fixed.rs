@@ -1,0 +1,90 @@
+//! Fake quantization with given (observed) scale and zero point and the clipped straight-through
+//! estimator: PyTorch's `torch.fake_quantize_per_tensor_affine` and
+//! `torch.fake_quantize_per_channel_affine`.
+//!
+//! Forward: `x̂ = (clamp(round(x · (1/scale)) + zp, qmin, qmax) - zp) · scale`, round half to even.
+//! Backward: `∂x̂/∂x = 1` where `qmin ≤ round(x/scale) + zp ≤ qmax`, else 0. Scale and zero
+//! point get no gradient here (see [`crate::fake_quantize_learnable`] for learned ones).
+
+use burn::tensor::Tensor;
+
+use super::no_grad;
+use crate::{Granularity, ParamLayout};
+
+/// Fake-quantizes a 4-D view against broadcastable `scale` and `zero_point` (detached inside).
+///
+/// This is the kernel behind every fixed-parameter quantizer; see the module docs for the math.
+pub fn fake_quantize_view(x: Tensor<4>, scale: Tensor<4>, zero_point: Tensor<4>, qmin: i32, qmax: i32) -> Tensor<4> {
+    let (qmin, qmax) = (qmin as f64, qmax as f64);
+    let scale = no_grad(scale);
+    let zero_point = no_grad(zero_point);
+    let constant = no_grad(x.clone());
+    let codes = (constant.clone() * scale.clone().recip()).round() + zero_point.clone();
+    let dequantized = (codes.clone().clamp(qmin, qmax) - zero_point) * scale;
+    if !x.is_tracked() {
+        return dequantized;
+    }
+    let in_range = codes
+        .clone()
+        .greater_equal_elem(qmin)
+        .bool_and(codes.lower_equal_elem(qmax))
+        .float();
+    // Forward: exactly `dequantized`; backward: the incoming gradient masked to the clip range.
+    dequantized + (x - constant) * in_range
+}
+
+/// `torch.fake_quantize_per_tensor_affine(x, scale, zero_point, qmin, qmax)`.
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// let x = Tensor::<1>::from_floats([-1.0, 0.26, 0.74, 2.0], &Device::flex());
+/// let y = quant::fake_quantize_per_tensor_affine(x, 0.5, 0, -2, 1);
+/// assert_eq!(y.to_data().try_to_vec::<f32>().unwrap(), vec![-1.0, 0.5, 0.5, 0.5]);
+/// ```
+pub fn fake_quantize_per_tensor_affine<const D: usize>(
+    x: Tensor<D>,
+    scale: f32,
+    zero_point: i32,
+    qmin: i32,
+    qmax: i32,
+) -> Tensor<D> {
+    let device = x.device();
+    let scale = Tensor::<1>::from_floats([scale], &device);
+    let zero_point = Tensor::<1>::from_floats([zero_point as f32], &device);
+    fake_quantize_with_layout(x, scale, zero_point, &Granularity::PerTensor, qmin, qmax)
+}
+
+/// `torch.fake_quantize_per_channel_affine(x, scale, zero_point, axis, qmin, qmax)`, with
+/// `scale` and `zero_point` of length `x.dims()[axis]`.
+pub fn fake_quantize_per_channel_affine<const D: usize>(
+    x: Tensor<D>,
+    scale: Tensor<1>,
+    zero_point: Tensor<1>,
+    axis: usize,
+    qmin: i32,
+    qmax: i32,
+) -> Tensor<D> {
+    let granularity = Granularity::PerChannel { axis: Some(axis) };
+    fake_quantize_with_layout(x, scale, zero_point, &granularity, qmin, qmax)
+}
+
+/// Fake-quantizes `x` with flat parameters laid out by a resolved `granularity`.
+pub fn fake_quantize_with_layout<const D: usize>(
+    x: Tensor<D>,
+    scale: Tensor<1>,
+    zero_point: Tensor<1>,
+    granularity: &Granularity,
+    qmin: i32,
+    qmax: i32,
+) -> Tensor<D> {
+    let shape = x.shape();
+    let layout = ParamLayout::new(&shape.dims::<D>(), granularity);
+    let y = fake_quantize_view(
+        layout.to_view(x),
+        layout.broadcast(scale),
+        layout.broadcast(zero_point),
+        qmin,
+        qmax,
+    );
+    layout.from_view(y, shape)
+}

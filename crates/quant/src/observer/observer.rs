@@ -1,0 +1,138 @@
+//! [`Observer`]: accumulated per-parameter range of the tensors a quantizer has seen.
+
+use burn::module::{Module, RunningState};
+use burn::tensor::{Device, Tensor};
+
+use super::{ObserverKind, batch_min_max, batch_mse_optimal, batch_percentile};
+use crate::{ParamLayout, QParams, QuantSpec, qparams_from_range};
+
+/// Running `min` / `max` per quantization parameter, saved in module records.
+///
+/// Before any observation both are infinite (`+∞` / `-∞`); [`Observer::qparams`] then yields the
+/// smallest scale, so an unobserved quantizer collapses values to the zero point (PyTorch does the same).
+#[derive(Module, Debug)]
+pub struct Observer {
+    /// Per-parameter lower end of the range, `[n]`.
+    pub min: RunningState<Tensor<1>>,
+    /// Per-parameter upper end of the range, `[n]`.
+    pub max: RunningState<Tensor<1>>,
+    /// Range estimator and accumulation rule.
+    #[module(skip)]
+    pub kind: ObserverKind,
+}
+
+impl Observer {
+    /// An observer with `num_params` ranges on `device`, nothing observed yet.
+    pub fn new(kind: ObserverKind, num_params: usize, device: &Device) -> Self {
+        let inf = Tensor::<1>::full([num_params], f32::INFINITY, device);
+        Self {
+            min: RunningState::new(inf.clone()),
+            max: RunningState::new(inf.neg()),
+            kind,
+        }
+    }
+
+    /// Folds one batch (a 4-D view of it under `layout`) into the running range.
+    pub fn observe(&self, view: Tensor<4>, layout: &ParamLayout, spec: &QuantSpec) {
+        let (batch_min, batch_max) = match self.kind {
+            ObserverKind::MinMax | ObserverKind::MovingAverageMinMax { .. } => batch_min_max(view, layout),
+            ObserverKind::Percentile { percentile, .. } => batch_percentile(view, layout, percentile),
+            ObserverKind::Mse { grid, .. } => batch_mse_optimal(view, layout, spec, grid),
+        };
+        let old_min = self.min.value_sync();
+        let old_max = self.max.value_sync();
+        let (min, max) = match self.kind.averaging_constant() {
+            None => (old_min.min_pair(batch_min), old_max.max_pair(batch_max)),
+            Some(c) => (moving_average(old_min, batch_min, c), moving_average(old_max, batch_max, c)),
+        };
+        self.min.update(min);
+        self.max.update(max);
+        // Commit now: `RunningState::value()` otherwise lags one update, and records would miss it.
+        self.min.value_sync();
+        self.max.value_sync();
+    }
+
+    /// The accumulated `(min, max)`, `[n]` each.
+    pub fn range(&self) -> (Tensor<1>, Tensor<1>) {
+        (self.min.value_sync(), self.max.value_sync())
+    }
+
+    /// Scale and zero point for `spec` from the accumulated range.
+    pub fn qparams(&self, spec: &QuantSpec) -> QParams {
+        let (min, max) = self.range();
+        qparams_from_range(min, max, spec)
+    }
+}
+
+/// `old + c · (new - old)`, or `new` where nothing was observed yet (`old` infinite).
+fn moving_average(old: Tensor<1>, new: Tensor<1>, c: f64) -> Tensor<1> {
+    let unset = old.clone().is_inf();
+    let averaged = old.clone() + (new.clone() - old).mul_scalar(c);
+    averaged.mask_where(unset, new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Granularity;
+
+    fn observe(kind: ObserverKind, batches: &[&[f32]]) -> (Vec<f32>, Vec<f32>) {
+        let device = Device::flex();
+        let observer = Observer::new(kind, 1, &device);
+        let spec = QuantSpec::new();
+        for batch in batches {
+            let x = Tensor::<1>::from_floats(*batch, &device);
+            let layout = ParamLayout::new(&[batch.len()], &Granularity::PerTensor);
+            observer.observe(layout.to_view(x), &layout, &spec);
+        }
+        let (min, max) = observer.range();
+        (min.to_data().try_to_vec::<f32>().unwrap(), max.to_data().try_to_vec::<f32>().unwrap())
+    }
+
+    #[test]
+    fn min_max_keeps_extremes() {
+        let (min, max) = observe(ObserverKind::MinMax, &[&[-1.0, 2.0], &[-0.5, 3.0]]);
+        assert_eq!((min, max), (vec![-1.0], vec![3.0]));
+    }
+
+    #[test]
+    fn moving_average_starts_from_first_batch() {
+        let kind = ObserverKind::MovingAverageMinMax { averaging_constant: 0.5 };
+        let (min, max) = observe(kind, &[&[-1.0, 2.0], &[-3.0, 4.0]]);
+        assert_eq!((min, max), (vec![-2.0], vec![3.0]));
+    }
+
+    #[test]
+    fn percentile_ignores_outliers() {
+        let mut batch: Vec<f32> = (0..1000).map(|i| i as f32 / 1000.0).collect();
+        batch[999] = 100.0;
+        let kind = ObserverKind::Percentile { percentile: 99.0, averaging_constant: 1.0 };
+        let (min, max) = observe(kind, &[&batch]);
+        assert!((min[0] - 0.01).abs() < 1e-6, "{min:?}");
+        assert!((max[0] - 0.989).abs() < 1e-6, "{max:?}");
+    }
+
+    #[test]
+    fn mse_search_clips_a_long_tail() {
+        // Values spread over [-10, 10] and one outlier at 100: covering the outlier would put most
+        // values on the zero code, so the MSE-optimal 4-bit range clips it.
+        let mut batch: Vec<f32> = (0..999).map(|i| (i % 21) as f32 - 10.0).collect();
+        batch.push(100.0);
+        let device = Device::flex();
+        let spec = QuantSpec::new().with_bits(4);
+        let observer = Observer::new(ObserverKind::Mse { grid: 40, averaging_constant: 1.0 }, 1, &device);
+        let layout = ParamLayout::new(&[1000], &Granularity::PerTensor);
+        observer.observe(layout.to_view(Tensor::<1>::from_floats(batch.as_slice(), &device)), &layout, &spec);
+        let max: f32 = observer.range().1.into_scalar();
+        assert!(max < 50.0 && max > 9.0, "max {max}");
+    }
+
+    #[test]
+    fn unobserved_quantizer_has_minimum_scale() {
+        let device = Device::flex();
+        let observer = Observer::new(ObserverKind::MinMax, 3, &device);
+        let qp = observer.qparams(&QuantSpec::new());
+        let scale: Vec<f32> = qp.scale.to_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(scale, vec![f32::EPSILON; 3]);
+    }
+}

@@ -1,0 +1,228 @@
+//! [`Quantizer`]: one tensor's fake quantization with its observer, learned parameters and switches.
+//!
+//! The same module quantizes activations (called as [`FakeQuant`]) and weights (attached to a
+//! `Param` as a Burn [`Reparameterization`], so stock `burn::nn` layers see fake-quantized weights).
+//!
+//! Switches are `Param<Flag>`s, so whole-model passes ([`crate::control`]) can flip them by path:
+//! - `observer_enabled`: update the observer on each forward (off after `valid()`, so
+//!   validation never changes statistics);
+//! - `bypass`: skip fake quantization; `valid()` clears it, so validation always quantizes;
+//! - `training`: count steps for the quant delay (like `BatchNorm`'s flag).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::module::{Flag, Module, Param, Reparameterization, RunningState};
+use burn::tensor::{Device, Tensor};
+
+use super::{LearnedValue, Learning, QuantizerConfig};
+use crate::{
+    ParamLayout, QParams, SCALE_EPS, fake_quantize_learnable_view, fake_quantize_view, grad_scale,
+    lsq_grad_factor, no_grad, pact_view, Observer,
+};
+
+/// The activation fake-quantizer: a [`Quantizer`] placed in a model's `forward`.
+pub type FakeQuant = Quantizer;
+
+/// Fake quantization of one tensor, with its state.
+#[derive(Module, Debug)]
+pub struct Quantizer {
+    /// Range statistics; the source of fixed scales and the initialiser of learned ones.
+    pub observer: Observer,
+    /// LSQ step size, or PACT clip value.
+    pub learned_scale: Option<LearnedValue>,
+    /// LSQ+ zero point.
+    pub learned_zero_point: Option<LearnedValue>,
+    /// Training steps counted while the quant delay lasts (saved, so a resumed run keeps its place).
+    pub steps: RunningState<Tensor<1>>,
+    /// Update the observer on each forward.
+    pub observer_enabled: Param<Flag>,
+    /// Pass values through unquantized (cleared by `valid()`).
+    pub bypass: Param<Flag>,
+    /// Training mode (cleared by `valid()`), for the quant-delay counter.
+    pub training: Param<Flag>,
+    /// The resolved configuration (granularity axis fixed).
+    #[module(skip)]
+    pub config: QuantizerConfig,
+    #[module(skip)]
+    delay_over: Arc<AtomicBool>,
+    #[module(skip)]
+    initialized: Arc<AtomicBool>,
+}
+
+impl Quantizer {
+    /// A quantizer with `num_params` scales; prefer [`QuantizerConfig::init`], which validates.
+    pub fn new(config: QuantizerConfig, num_params: usize, device: &Device) -> Self {
+        let learned = |initial: f32| LearnedValue::new(initial, num_params, device);
+        let learned_scale = match config.learning {
+            Learning::Fixed => None,
+            Learning::Lsq | Learning::LsqPlus | Learning::Pact => Some(learned(1.0)),
+        };
+        let learned_zero_point = match config.learning {
+            Learning::LsqPlus => Some(learned(config.spec.symmetric_zero_point() as f32)),
+            _ => None,
+        };
+        Self {
+            observer: Observer::new(config.observer.clone(), num_params, device),
+            learned_scale,
+            learned_zero_point,
+            steps: RunningState::new(Tensor::zeros([1], device)),
+            observer_enabled: Param::from_bool(true),
+            bypass: Param::from_bool(false),
+            training: Param::from_bool(true),
+            delay_over: Arc::new(AtomicBool::new(config.quant_delay == 0)),
+            initialized: Arc::new(AtomicBool::new(false)),
+            config,
+        }
+    }
+
+    /// Fake-quantizes `x`, observing it first when the observer is enabled.
+    ///
+    /// Fixed quantizers observe every batch. Learned ones (LSQ, LSQ+, PACT) observe only to
+    /// initialise: before their first observation, during the quant delay, or while bypassed
+    /// (calibration); afterwards their parameters move by gradient alone.
+    ///
+    /// # Panics
+    /// If `x` does not have the channel count or group divisibility the quantizer was built for.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let bypass = self.bypass.is_enabled();
+        let training = x.device().is_autodiff() && self.training.is_enabled();
+        let delaying = training && !bypass && self.in_quant_delay();
+        let observe = self.observer_enabled.is_enabled()
+            && (self.config.learning == Learning::Fixed || delaying || bypass || !self.learned_initialized());
+        if !observe && (bypass || delaying) {
+            return x;
+        }
+        let shape = x.shape();
+        let layout = self.layout(&shape.dims::<D>());
+        let view = layout.to_view(x);
+        if observe {
+            self.observe_view(view.clone(), &layout);
+        }
+        if bypass || delaying {
+            return layout.from_view(view, shape);
+        }
+        layout.from_view(self.fake_quantize_view(view, &layout), shape)
+    }
+
+    /// Folds `x` into the observer (and rebases learned parameters onto it), whatever the switches.
+    pub fn observe<const D: usize>(&self, x: Tensor<D>) {
+        let layout = self.layout(&x.shape().dims::<D>());
+        self.observe_view(layout.to_view(x), &layout);
+    }
+
+    /// The quantization parameters this quantizer applies now, `[n]` each, without gradients.
+    /// For PACT, `scale` is the grid step `α / levels`.
+    pub fn qparams(&self) -> QParams {
+        let spec = &self.config.spec;
+        let observed = self.observer.qparams(spec);
+        match self.config.learning {
+            Learning::Fixed => observed,
+            Learning::Lsq | Learning::LsqPlus => QParams {
+                scale: no_grad(self.scale_value()),
+                zero_point: match &self.learned_zero_point {
+                    Some(zp) => no_grad(zp.value()).round().clamp(spec.qmin() as f64, spec.qmax() as f64),
+                    None => observed.zero_point,
+                },
+            },
+            Learning::Pact => {
+                let alpha = no_grad(self.scale_value());
+                let levels = if spec.signed { spec.qmax() } else { (1 << spec.bits) - 1 } as f64;
+                QParams {
+                    scale: alpha.div_scalar(levels),
+                    zero_point: observed.zero_point.zeros_like(),
+                }
+            }
+        }
+    }
+
+    fn layout(&self, shape: &[usize]) -> ParamLayout {
+        ParamLayout::new(shape, &self.config.spec.granularity)
+    }
+
+    fn scale_value(&self) -> Tensor<1> {
+        let learned = self.learned_scale.as_ref().expect("learned quantizers have a learned scale");
+        learned.value().clamp_min(SCALE_EPS)
+    }
+
+    fn observe_view(&self, view: Tensor<4>, layout: &ParamLayout) {
+        let spec = &self.config.spec;
+        self.observer.observe(no_grad(view), layout, spec);
+        let observed = self.observer.qparams(spec);
+        match self.config.learning {
+            Learning::Fixed => {}
+            Learning::Lsq | Learning::LsqPlus => {
+                if let Some(scale) = &self.learned_scale {
+                    scale.rebase(observed.scale);
+                }
+                if let Some(zp) = &self.learned_zero_point {
+                    zp.rebase(observed.zero_point);
+                }
+            }
+            Learning::Pact => {
+                let (min, max) = self.observer.range();
+                let alpha = if spec.signed { max.abs().max_pair(min.abs()) } else { max.clamp_min(0.0) };
+                if let Some(scale) = &self.learned_scale {
+                    scale.rebase(alpha.clamp_min(SCALE_EPS));
+                }
+            }
+        }
+    }
+
+    fn fake_quantize_view(&self, view: Tensor<4>, layout: &ParamLayout) -> Tensor<4> {
+        let spec = &self.config.spec;
+        let (qmin, qmax) = (spec.qmin(), spec.qmax());
+        match self.config.learning {
+            Learning::Fixed => {
+                let qp = self.observer.qparams(spec);
+                fake_quantize_view(view, layout.broadcast(qp.scale), layout.broadcast(qp.zero_point), qmin, qmax)
+            }
+            Learning::Lsq | Learning::LsqPlus => {
+                let factor = lsq_grad_factor(layout.elems_per_param(), qmax);
+                let scale = grad_scale(self.scale_value(), factor);
+                let zero_point = match &self.learned_zero_point {
+                    Some(zp) => grad_scale(zp.value(), factor),
+                    None => self.observer.qparams(spec).zero_point,
+                };
+                fake_quantize_learnable_view(view, layout.broadcast(scale), layout.broadcast(zero_point), qmin, qmax)
+            }
+            Learning::Pact => pact_view(view, layout.broadcast(self.scale_value()), spec.bits, spec.signed),
+        }
+    }
+
+    /// Whether the observer has seen data (so learned parameters were initialised); read from the
+    /// saved observer state once, then remembered.
+    fn learned_initialized(&self) -> bool {
+        if self.initialized.load(Ordering::Relaxed) {
+            return true;
+        }
+        let min: f32 = self.observer.min.value_sync().narrow(0, 0, 1).into_scalar();
+        let seen = min.is_finite();
+        self.initialized.store(seen, Ordering::Relaxed);
+        seen
+    }
+
+    /// Counts one training step while the quant delay lasts; `true` while it does.
+    fn in_quant_delay(&self) -> bool {
+        if self.delay_over.load(Ordering::Relaxed) {
+            return false;
+        }
+        let steps = self.steps.value_sync();
+        let seen = steps.clone().into_scalar::<f32>() as usize;
+        if seen >= self.config.quant_delay {
+            self.delay_over.store(true, Ordering::Relaxed);
+            return false;
+        }
+        self.steps.update(steps.add_scalar(1.0));
+        self.steps.value_sync();
+        true
+    }
+}
+
+impl Reparameterization for Quantizer {
+    const NAME: &'static str = "quant";
+
+    fn apply<const D: usize>(&self, base: Tensor<D>) -> Tensor<D> {
+        self.forward(base)
+    }
+}

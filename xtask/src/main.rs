@@ -1,0 +1,51 @@
+//! Project automation (`cargo xtask <command>`), the cargo-xtask pattern: plain Rust, no extra tools.
+//!
+//! Commands:
+//! - `bench fake-quant [--rounds N] [--steps K]`: fake-quant training-step benchmark (table + JSON);
+//! - `golden`: regenerate the PyTorch golden values (needs `pip install torch`).
+mod bench;
+mod golden;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("bench") => bench::run(&args[1..]),
+        Some("golden") => golden::run(),
+        Some(other) => bail!("unknown command `{other}`\n\n{USAGE}"),
+        None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+    }
+}
+
+const USAGE: &str = "usage: cargo xtask <command>
+  bench fake-quant [--rounds N] [--steps K]   fake-quant vs float training step (flex)
+  golden                                      regenerate PyTorch golden values";
+
+/// The workspace root (the parent of this crate).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+/// Runs `cmd` in the workspace root, failing with its command line if it fails.
+pub fn run_command(mut cmd: Command) -> Result<()> {
+    let line = format!("{cmd:?}");
+    let status = cmd.current_dir(root()).status().with_context(|| format!("could not start {line}"))?;
+    if !status.success() {
+        bail!("{line} failed with {status}");
+    }
+    Ok(())
+}
