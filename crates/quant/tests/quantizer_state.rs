@@ -43,6 +43,7 @@ fn validation_keeps_fake_quant_on_and_stops_observing() {
         let (min_after, max_after) = valid.observer.range();
         assert_eq!(values(min_before), values(min_after), "{name}: valid() must not observe");
         assert_eq!(values(max_before), values(max_after), "{name}");
+        device.sync().unwrap();
     }
 }
 
@@ -97,6 +98,9 @@ fn fixed_scales_get_no_gradient_and_learned_ones_do() {
         let quant = linear.weight.reparameterization::<Quantizer>().unwrap();
         let (min, _) = quant.observer.range();
         assert!(!min.is_require_grad(), "{name}: observer state is not tracked");
+        // Drain the device queue before the test thread ends (lavapipe can crash if work is
+        // still in flight at process exit).
+        device.sync().unwrap();
     }
 }
 

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | W8A8 | int8 symmetric narrow, per-channel, current min-max, clipped STE | uint8 affine per-tensor, moving-average min-max (c = 0.01) |
 //! | W4A8 | int4 symmetric per-channel, LSQ | as W8A8 |
-//! | W4A4 | int4 symmetric per-channel, LSQ | uint4 affine per-tensor, LSQ+ |
+//! | W4A4 | int4 symmetric per-channel, LSQ | uint4 affine per-tensor, LSQ (zero point from calibration) |
 //! | W2A8 | int2 symmetric per-channel, LSQ, MSE-initialised | as W8A8 |
 //!
 //! Low bit widths learn their step sizes (LSQ), which is what recovers accuracy below 8 bits
@@ -45,11 +45,11 @@ impl QuantMapping {
             .with_activation(Some(activations(8, Learning::Fixed)))
     }
 
-    /// int4 per-channel LSQ weights, uint4 LSQ+ activations.
+    /// int4 per-channel LSQ weights, uint4 LSQ activations (learned scale; zero point from calibration).
     pub fn w4a4() -> Self {
         QuantMapping::new()
             .with_weight(Some(weights(4, Learning::Lsq, ObserverKind::current())))
-            .with_activation(Some(activations(4, Learning::LsqPlus)))
+            .with_activation(Some(activations(4, Learning::Lsq)))
     }
 
     /// int2 per-channel LSQ weights (range initialised by MSE search), uint8 activations.

@@ -8,6 +8,7 @@
 
 use burn::tensor::Tensor;
 
+use super::fused::fused_parts;
 use super::no_grad;
 use crate::{Granularity, ParamLayout};
 
@@ -15,14 +16,41 @@ use crate::{Granularity, ParamLayout};
 ///
 /// This is the kernel behind every fixed-parameter quantizer; see the module docs for the math.
 pub fn fake_quantize_view(x: Tensor<4>, scale: Tensor<4>, zero_point: Tensor<4>, qmin: i32, qmax: i32) -> Tensor<4> {
+    fake_quantize_view_with(x, scale, Some(zero_point), qmin, qmax, true)
+}
+
+/// [`fake_quantize_view`] with two shortcuts for hot paths, both exact:
+/// - `zero_point: None` means a zero point of 0 (symmetric signed grids): no add/subtract passes;
+/// - `clip_possible: false` promises that no value falls outside the grid (the scale was just
+///   computed from this tensor's own symmetric range on a narrow grid), so the gradient is the
+///   identity and no clip mask is computed.
+pub fn fake_quantize_view_with(
+    x: Tensor<4>,
+    scale: Tensor<4>,
+    zero_point: Option<Tensor<4>>,
+    qmin: i32,
+    qmax: i32,
+    clip_possible: bool,
+) -> Tensor<4> {
     let (qmin, qmax) = (qmin as f64, qmax as f64);
     let scale = no_grad(scale);
-    let zero_point = no_grad(zero_point);
+    let zero_point = zero_point.map(no_grad);
     let constant = no_grad(x.clone());
-    let codes = (constant.clone() * scale.clone().recip()).round() + zero_point.clone();
-    let dequantized = (codes.clone().clamp(qmin, qmax) - zero_point) * scale;
+    let scaled = (constant.clone() * scale.clone().recip()).round();
+    let codes = match &zero_point {
+        Some(zp) => scaled + zp.clone(),
+        None => scaled,
+    };
+    let clamped = codes.clone().clamp(qmin, qmax);
+    let dequantized = match zero_point {
+        Some(zp) => (clamped - zp) * scale,
+        None => clamped * scale,
+    };
     if !x.is_tracked() {
         return dequantized;
+    }
+    if !clip_possible {
+        return dequantized + (x - constant);
     }
     let in_range = codes
         .clone()
@@ -31,6 +59,40 @@ pub fn fake_quantize_view(x: Tensor<4>, scale: Tensor<4>, zero_point: Tensor<4>,
         .float();
     // Forward: exactly `dequantized`; backward: the incoming gradient masked to the clip range.
     dequantized + (x - constant) * in_range
+}
+
+/// Fixed-parameter fake quantization of a view laid out by `layout`, with flat `[n]` parameters:
+/// the fused Flex kernel where available, [`fake_quantize_view_with`] elsewhere (same values and
+/// gradients). `zero_point: None` means 0; see [`fake_quantize_view_with`] for `clip_possible`.
+pub fn fake_quantize_layout(
+    x: Tensor<4>,
+    layout: &ParamLayout,
+    scale: Tensor<1>,
+    zero_point: Option<Tensor<1>>,
+    (qmin, qmax): (i32, i32),
+    clip_possible: bool,
+) -> Tensor<4> {
+    let tracked = x.is_tracked();
+    let parts = if tracked && clip_possible { 2 } else { 1 };
+    let zp_or_zero = zero_point.clone().unwrap_or_else(|| scale.zeros_like());
+    let fused = fused_parts(&x, no_grad(scale.clone()), no_grad(zp_or_zero), (qmin, qmax), layout.is_per_group(), parts);
+    match fused {
+        Some(mut parts) => {
+            let dequantized = parts.remove(0);
+            if !tracked {
+                return dequantized;
+            }
+            let delta = x.clone() - no_grad(x);
+            match parts.pop() {
+                Some(in_range) => dequantized + delta * in_range,
+                None => dequantized + delta,
+            }
+        }
+        None => {
+            let zero_point = zero_point.map(|zp| layout.broadcast(zp));
+            fake_quantize_view_with(x, layout.broadcast(scale), zero_point, qmin, qmax, clip_possible)
+        }
+    }
 }
 
 /// `torch.fake_quantize_per_tensor_affine(x, scale, zero_point, qmin, qmax)`.
@@ -79,12 +141,6 @@ pub fn fake_quantize_with_layout<const D: usize>(
 ) -> Tensor<D> {
     let shape = x.shape();
     let layout = ParamLayout::new(&shape.dims::<D>(), granularity);
-    let y = fake_quantize_view(
-        layout.to_view(x),
-        layout.broadcast(scale),
-        layout.broadcast(zero_point),
-        qmin,
-        qmax,
-    );
+    let y = fake_quantize_layout(layout.to_view(x), &layout, scale, Some(zero_point), (qmin, qmax), true);
     layout.from_view(y, shape)
 }

@@ -12,6 +12,7 @@
 
 use burn::tensor::Tensor;
 
+use super::fused::{fused_lsq, fused_parts};
 use super::{grad_scale, no_grad, round_ste};
 use crate::{Granularity, ParamLayout};
 
@@ -59,14 +60,48 @@ pub fn fake_quantize_learnable<const D: usize>(
     let layout = ParamLayout::new(&shape.dims::<D>(), granularity);
     let scale = grad_scale(scale, grad_factor);
     let zero_point = grad_scale(zero_point, grad_factor);
-    let y = fake_quantize_learnable_view(
-        layout.to_view(x),
-        layout.broadcast(scale),
-        layout.broadcast(zero_point),
-        qmin,
-        qmax,
-    );
+    let y = fake_quantize_learnable_layout(layout.to_view(x), &layout, scale, zero_point, (qmin, qmax));
     layout.from_view(y, shape)
+}
+
+/// LSQ/LSQ+ on a view laid out by `layout` with flat `[n]` (possibly tracked) parameters: the fused
+/// Flex kernel where available, [`fake_quantize_learnable_view`] elsewhere (same values and gradients).
+pub fn fake_quantize_learnable_layout(
+    x: Tensor<4>,
+    layout: &ParamLayout,
+    scale: Tensor<1>,
+    zero_point: Tensor<1>,
+    (qmin, qmax): (i32, i32),
+) -> Tensor<4> {
+    let learn_zp = zero_point.is_tracked();
+    let tracked = x.is_tracked() || scale.is_tracked() || learn_zp;
+    if !learn_zp
+        && let Some(y) = fused_lsq(&x, scale.clone(), zero_point.clone(), (qmin, qmax), layout.is_per_group())
+    {
+        return y;
+    }
+    let parts = match (tracked, learn_zp) {
+        (false, _) => 1,
+        (true, false) => 3,
+        (true, true) => 4,
+    };
+    let fused = fused_parts(&x, no_grad(scale.clone()), no_grad(zero_point.clone()), (qmin, qmax), layout.is_per_group(), parts);
+    let Some(mut parts) = fused else {
+        return fake_quantize_learnable_view(x, layout.broadcast(scale), layout.broadcast(zero_point), qmin, qmax);
+    };
+    let dequantized = parts.remove(0);
+    if !tracked {
+        return dequantized;
+    }
+    // Exact zeros in the forward pass that carry the gradients `mask`, `A` and `B`.
+    let dx = x.clone() - no_grad(x);
+    let ds = layout.broadcast(scale.clone() - no_grad(scale));
+    let mut y = dequantized + dx * parts[0].clone() + ds * parts[1].clone();
+    if learn_zp {
+        let dz = layout.broadcast(zero_point.clone() - no_grad(zero_point));
+        y = y + dz * parts[2].clone();
+    }
+    y
 }
 
 /// LSQ's gradient factor `1 / sqrt(N · qmax)` for `N` elements sharing one scale.

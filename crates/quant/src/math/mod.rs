@@ -5,6 +5,8 @@
 //! call them. Each function names the PyTorch op it reproduces; golden values generated with those
 //! ops live in `crates/quant/tests/golden/`.
 mod fixed;
+mod fused;
+pub(crate) use fused::fused_max_abs;
 mod learnable;
 mod pact;
 mod qparams;

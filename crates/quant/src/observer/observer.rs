@@ -3,7 +3,7 @@
 use burn::module::{Module, RunningState};
 use burn::tensor::{Device, Tensor};
 
-use super::{ObserverKind, batch_min_max, batch_mse_optimal, batch_percentile};
+use super::{ObserverKind, batch_max_abs, batch_min_max, batch_mse_optimal, batch_percentile};
 use crate::{ParamLayout, QParams, QuantSpec, qparams_from_range};
 
 /// Running `min` / `max` per quantization parameter, saved in module records.
@@ -35,6 +35,11 @@ impl Observer {
     /// Folds one batch (a 4-D view of it under `layout`) into the running range.
     pub fn observe(&self, view: Tensor<4>, layout: &ParamLayout, spec: &QuantSpec) {
         let (batch_min, batch_max) = match self.kind {
+            // A symmetric grid only needs max(|min|, |max|): one reduction instead of two.
+            ObserverKind::MinMax | ObserverKind::MovingAverageMinMax { .. } if spec.symmetric => {
+                let bound = batch_max_abs(view, layout);
+                (bound.clone().neg(), bound)
+            }
             ObserverKind::MinMax | ObserverKind::MovingAverageMinMax { .. } => batch_min_max(view, layout),
             ObserverKind::Percentile { percentile, .. } => batch_percentile(view, layout, percentile),
             ObserverKind::Mse { grid, .. } => batch_mse_optimal(view, layout, spec, grid),
@@ -43,6 +48,7 @@ impl Observer {
         let old_max = self.max.value_sync();
         let (min, max) = match self.kind.averaging_constant() {
             None => (old_min.min_pair(batch_min), old_max.max_pair(batch_max)),
+            Some(c) if c >= 1.0 => (batch_min, batch_max),
             Some(c) => (moving_average(old_min, batch_min, c), moving_average(old_max, batch_max, c)),
         };
         self.min.update(min);
@@ -79,7 +85,7 @@ mod tests {
     fn observe(kind: ObserverKind, batches: &[&[f32]]) -> (Vec<f32>, Vec<f32>) {
         let device = Device::flex();
         let observer = Observer::new(kind, 1, &device);
-        let spec = QuantSpec::new();
+        let spec = QuantSpec::new().with_symmetric(false);
         for batch in batches {
             let x = Tensor::<1>::from_floats(*batch, &device);
             let layout = ParamLayout::new(&[batch.len()], &Granularity::PerTensor);

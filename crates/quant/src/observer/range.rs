@@ -18,6 +18,18 @@ pub fn batch_min_max(view: Tensor<4>, layout: &ParamLayout) -> (Tensor<1>, Tenso
     (min, max)
 }
 
+/// Largest magnitude of every parameter's elements (all a symmetric grid needs).
+pub fn batch_max_abs(view: Tensor<4>, layout: &ParamLayout) -> Tensor<1> {
+    let view = no_grad(view);
+    if let Some(fused) = crate::math::fused_max_abs(&view, layout.is_per_group(), layout.num_params()) {
+        return fused;
+    }
+    if layout.num_params() == 1 {
+        return view.max_abs();
+    }
+    layout.reduce(view, |t, axes| t.max_abs_dims(axes))
+}
+
 /// The `percentile`-th largest and `(100 - percentile)`-th smallest element of every parameter's
 /// elements (nearest rank).
 pub fn batch_percentile(view: Tensor<4>, layout: &ParamLayout, percentile: f64) -> (Tensor<1>, Tensor<1>) {

@@ -17,7 +17,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::{LearnedValue, Learning, QuantizerConfig};
 use crate::{
-    ParamLayout, QParams, SCALE_EPS, fake_quantize_learnable_view, fake_quantize_view, grad_scale,
+    ObserverKind, ParamLayout, QParams, SCALE_EPS, fake_quantize_layout, fake_quantize_learnable_layout, grad_scale,
     lsq_grad_factor, no_grad, pact_view, Observer,
 };
 
@@ -102,7 +102,7 @@ impl Quantizer {
         if bypass || delaying {
             return layout.from_view(view, shape);
         }
-        layout.from_view(self.fake_quantize_view(view, &layout), shape)
+        layout.from_view(self.fake_quantize_view(view, &layout, observe), shape)
     }
 
     /// Folds `x` into the observer (and rebases learned parameters onto it), whatever the switches.
@@ -169,13 +169,16 @@ impl Quantizer {
         }
     }
 
-    fn fake_quantize_view(&self, view: Tensor<4>, layout: &ParamLayout) -> Tensor<4> {
+    /// `just_observed`: the observer has folded this very tensor in (see [`Self::clip_free`]).
+    fn fake_quantize_view(&self, view: Tensor<4>, layout: &ParamLayout, just_observed: bool) -> Tensor<4> {
         let spec = &self.config.spec;
         let (qmin, qmax) = (spec.qmin(), spec.qmax());
         match self.config.learning {
             Learning::Fixed => {
                 let qp = self.observer.qparams(spec);
-                fake_quantize_view(view, layout.broadcast(qp.scale), layout.broadcast(qp.zero_point), qmin, qmax)
+                let zero_point = (!spec.symmetric || !spec.signed).then_some(qp.zero_point);
+                let clip_possible = !(just_observed && self.clip_free());
+                fake_quantize_layout(view, layout, qp.scale, zero_point, (qmin, qmax), clip_possible)
             }
             Learning::Lsq | Learning::LsqPlus => {
                 let factor = lsq_grad_factor(layout.elems_per_param(), qmax);
@@ -184,10 +187,18 @@ impl Quantizer {
                     Some(zp) => grad_scale(zp.value(), factor),
                     None => self.observer.qparams(spec).zero_point,
                 };
-                fake_quantize_learnable_view(view, layout.broadcast(scale), layout.broadcast(zero_point), qmin, qmax)
+                fake_quantize_learnable_layout(view, layout, scale, zero_point, (qmin, qmax))
             }
             Learning::Pact => pact_view(view, layout.broadcast(self.scale_value()), spec.bits, spec.signed),
         }
+    }
+
+    /// Whether a tensor the observer has just seen can never be clipped: its range is the tensor's
+    /// own (`averaging_constant = 1`), symmetric, on a narrow grid (`max|x| / scale = qmax`).
+    fn clip_free(&self) -> bool {
+        let spec = &self.config.spec;
+        let own_range = matches!(self.config.observer, ObserverKind::MovingAverageMinMax { averaging_constant } if averaging_constant >= 1.0);
+        own_range && spec.symmetric && spec.signed && spec.narrow_range
     }
 
     /// Whether the observer has seen data (so learned parameters were initialised); read from the

@@ -68,6 +68,11 @@ impl ParamLayout {
         }
     }
 
+    /// Whether parameters are per group (indexed by outer, group and inner position).
+    pub fn is_per_group(&self) -> bool {
+        self.reduce_axes == [2]
+    }
+
     /// Number of quantization parameters (scales) this layout has.
     pub fn num_params(&self) -> usize {
         self.param_shape.iter().product()
