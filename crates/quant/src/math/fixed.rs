@@ -8,7 +8,7 @@
 
 use burn::tensor::Tensor;
 
-use super::fused::fused_parts;
+use super::fused::{fused_lsq, fused_parts};
 use super::no_grad;
 use crate::{Granularity, ParamLayout};
 
@@ -73,6 +73,14 @@ pub fn fake_quantize_layout(
     clip_possible: bool,
 ) -> Tensor<4> {
     let tracked = x.is_tracked();
+    if tracked {
+        // One fused forward and one fused backward pass (mask recomputed there); exact whether
+        // or not clipping is possible, so `clip_possible` only matters for the composite path.
+        let zp = zero_point.clone().unwrap_or_else(|| scale.zeros_like());
+        if let Some(y) = fused_lsq(&x, no_grad(scale.clone()), no_grad(zp), (qmin, qmax), layout.is_per_group()) {
+            return y;
+        }
+    }
     let parts = if tracked && clip_possible { 2 } else { 1 };
     let zp_or_zero = zero_point.clone().unwrap_or_else(|| scale.zeros_like());
     let fused = fused_parts(&x, no_grad(scale.clone()), no_grad(zp_or_zero), (qmin, qmax), layout.is_per_group(), parts);

@@ -11,7 +11,7 @@
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary};
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, Flex, backend_extension};
@@ -25,7 +25,37 @@ struct Runs {
     num_params: usize,
 }
 
+/// A run of elements: `(start, len, param_start, param_stride)`.
+type Run = (usize, usize, usize, usize);
+
+/// Below this many elements a kernel stays on one thread (spawning costs more than it saves).
+const PARALLEL_MIN: usize = 1 << 15;
+
+/// Splits `runs` at element `mid` (cutting the run that straddles it), for two threads.
+fn split_runs(runs: &[Run], mid: usize) -> (Vec<Run>, Vec<Run>) {
+    let (mut low, mut high) = (Vec::new(), Vec::new());
+    for &(start, len, p0, stride) in runs {
+        if start + len <= mid {
+            low.push((start, len, p0, stride));
+        } else if start >= mid {
+            high.push((start, len, p0, stride));
+        } else {
+            let k = mid - start;
+            low.push((start, k, p0, stride));
+            high.push((mid, len - k, p0 + k * stride, stride));
+        }
+    }
+    (low, high)
+}
+
 impl Runs {
+    /// All runs, in element order.
+    fn list(&self) -> Vec<Run> {
+        let mut runs = Vec::new();
+        self.for_each(|a, b, c, d| runs.push((a, b, c, d)));
+        runs
+    }
+
     /// Calls `f(start, len, param_start, param_stride)` for runs of elements whose parameter index
     /// is `param_start + k · param_stride` (stride 0 or 1).
     fn for_each(&self, mut f: impl FnMut(usize, usize, usize, usize)) {
@@ -78,9 +108,10 @@ pub trait FakeQuantKernels: Backend {
     /// Per-parameter `max |x|` of `x` viewed as `[o, g, l, i]` (one pass, no transposes).
     fn max_abs_per_param(x: FloatTensor<Self>, o: usize, g: usize, l: usize, i: usize, per_group: bool, num_params: usize) -> FloatTensor<Self>;
 
-    /// Per-parameter `Σ grad · coef` over `[o, g, l, i]` views (the scale gradient of LSQ).
+    /// Backward of [`Self::lsq_fake_quant`] in one pass: packs `[dx | ds]` (`ds` only when
+    /// `with_scale_grad`), recomputing the clip mask and `∂x̂/∂s` from `x`.
     #[allow(clippy::too_many_arguments)]
-    fn sum_per_param(grad: FloatTensor<Self>, coef: FloatTensor<Self>, o: usize, g: usize, l: usize, i: usize, per_group: bool, num_params: usize) -> FloatTensor<Self>;
+    fn fake_quant_backward(grad: FloatTensor<Self>, x: FloatTensor<Self>, scale: FloatTensor<Self>, zero_point: FloatTensor<Self>, qmin: f32, qmax: f32, o: usize, g: usize, l: usize, i: usize, per_group: bool, with_scale_grad: bool) -> FloatTensor<Self>;
 
     /// LSQ fake quantization of a `[o, g, l, i]` view with a learned `scale` and a constant
     /// `zero_point`, differentiable in `x` (clipped STE) and `scale` (LSQ gradient), as one
@@ -111,11 +142,39 @@ struct Grid {
 }
 
 impl Grid {
+    /// Grid constants from flat scales and raw zero points (rounded and clamped here).
+    fn new(scale: Vec<f32>, zero_point: &[f32], qmin: f32, qmax: f32) -> Self {
+        let zps: Vec<f32> = zero_point.iter().map(|z| z.round_ties_even().clamp(qmin, qmax)).collect();
+        Grid {
+            inv: scale.iter().map(|s| 1.0 / s).collect(),
+            lo: zps.iter().map(|z| qmin - z).collect(),
+            hi: zps.iter().map(|z| qmax - z).collect(),
+            scale,
+        }
+    }
+
     /// Writes `f(x, scale, 1/scale, lo, hi)` for every element into `out`, run by run, with the
-    /// per-parameter constants hoisted (stride 0) or zipped (stride 1) so the loops vectorise.
+    /// per-parameter constants hoisted (stride 0) or zipped (stride 1) so the loops vectorise;
+    /// large tensors are split across two threads.
+    fn map(&self, runs: &Runs, xs: &[f32], out: &mut [f32], f: impl Fn(f32, f32, f32, f32, f32) -> f32 + Copy + Send + Sync) {
+        let list = runs.list();
+        if xs.len() < PARALLEL_MIN {
+            return self.map_runs(&list, xs, out, 0, f);
+        }
+        let mid = xs.len() / 2;
+        let (low, high) = split_runs(&list, mid);
+        let (out_low, out_high) = out.split_at_mut(mid);
+        std::thread::scope(|scope| {
+            scope.spawn(|| self.map_runs(&high, &xs[mid..], out_high, mid, f));
+            self.map_runs(&low, &xs[..mid], out_low, 0, f);
+        });
+    }
+
+    /// [`Self::map`] on one thread over `runs`, whose element indices start at `offset` in `xs`/`out`.
     #[inline(always)]
-    fn map(&self, runs: &Runs, xs: &[f32], out: &mut [f32], f: impl Fn(f32, f32, f32, f32, f32) -> f32 + Copy) {
-        runs.for_each(|start, len, p0, stride| {
+    fn map_runs(&self, runs: &[Run], xs: &[f32], out: &mut [f32], offset: usize, f: impl Fn(f32, f32, f32, f32, f32) -> f32 + Copy) {
+        for &(start, len, p0, stride) in runs {
+            let start = start - offset;
             let (x, o) = (&xs[start..start + len], &mut out[start..start + len]);
             if stride == 0 {
                 let (s, inv, lo, hi) = (self.scale[p0], self.inv[p0], self.lo[p0], self.hi[p0]);
@@ -131,7 +190,37 @@ impl Grid {
                     *o = f(x, s, inv, lo, hi);
                 }
             }
-        });
+        }
+    }
+
+    /// Backward over `runs` (element indices from `offset`): writes `dx` and, when `ds` is
+    /// given, accumulates the per-parameter scale gradient into it.
+    fn backward_runs(&self, runs: &[Run], gs: &[f32], xs: &[f32], dx: &mut [f32], offset: usize, mut ds: Option<&mut [f32]>) {
+        // ∂x̂/∂s per element: (q - zp) - x/s inside the grid, (q - zp) outside.
+        let coef = |x: f32, inv: f32, lo: f32, hi: f32| code(x, inv, lo, hi) - x * inv * in_range(x, inv, lo, hi);
+        for &(start, len, p0, stride) in runs {
+            let local = start - offset;
+            let (gr, xr, dxr) = (&gs[local..local + len], &xs[local..local + len], &mut dx[local..local + len]);
+            if stride == 0 {
+                let (inv, lo, hi) = (self.inv[p0], self.lo[p0], self.hi[p0]);
+                for ((d, &gv), &xv) in dxr.iter_mut().zip(gr).zip(xr) {
+                    *d = gv * in_range(xv, inv, lo, hi);
+                }
+                if let Some(ds) = ds.as_deref_mut() {
+                    ds[p0] += gr.iter().zip(xr).map(|(&gv, &xv)| gv * coef(xv, inv, lo, hi)).sum::<f32>();
+                }
+            } else {
+                let params = || self.inv[p0..p0 + len].iter().zip(&self.lo[p0..p0 + len]).zip(&self.hi[p0..p0 + len]);
+                for (((d, &gv), &xv), ((&inv, &lo), &hi)) in dxr.iter_mut().zip(gr).zip(xr).zip(params()) {
+                    *d = gv * in_range(xv, inv, lo, hi);
+                }
+                if let Some(ds) = ds.as_deref_mut() {
+                    for (((acc, &gv), &xv), ((&inv, &lo), &hi)) in ds[p0..p0 + len].iter_mut().zip(gr).zip(xr).zip(params()) {
+                        *acc += gv * coef(xv, inv, lo, hi);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -164,14 +253,7 @@ impl FakeQuantKernels for Flex {
     ) -> FlexTensor {
         let x = if x.is_contiguous() { x } else { x.to_contiguous() };
         let xs = x.as_slice::<f32>().expect("fused fake-quant takes f32 tensors");
-        let scale = f32s(&scale);
-        let zps: Vec<f32> = f32s(&zero_point).iter().map(|z| z.round_ties_even().clamp(qmin, qmax)).collect();
-        let grid = Grid {
-            inv: scale.iter().map(|s| 1.0 / s).collect(),
-            lo: zps.iter().map(|z| qmin - z).collect(),
-            hi: zps.iter().map(|z| qmax - z).collect(),
-            scale,
-        };
+        let grid = Grid::new(f32s(&scale), &f32s(&zero_point), qmin, qmax);
         let n = xs.len();
         let runs = Runs { view: [o, g, l, i], per_group, num_params: grid.scale.len() };
         let mut out = vec![0f32; n * parts];
@@ -210,24 +292,47 @@ impl FakeQuantKernels for Flex {
         FlexTensor::from_data(TensorData::new(acc, [num_params]))
     }
 
-    fn sum_per_param(grad: FlexTensor, coef: FlexTensor, o: usize, g: usize, l: usize, i: usize, per_group: bool, num_params: usize) -> FlexTensor {
+    fn fake_quant_backward(
+        grad: FlexTensor,
+        x: FlexTensor,
+        scale: FlexTensor,
+        zero_point: FlexTensor,
+        qmin: f32,
+        qmax: f32,
+        o: usize,
+        g: usize,
+        l: usize,
+        i: usize,
+        per_group: bool,
+        with_scale_grad: bool,
+    ) -> FlexTensor {
         let grad = if grad.is_contiguous() { grad } else { grad.to_contiguous() };
-        let coef = if coef.is_contiguous() { coef } else { coef.to_contiguous() };
-        let gs = grad.as_slice::<f32>().expect("f32 gradient");
-        let cs = coef.as_slice::<f32>().expect("f32 coefficients");
-        let mut acc = vec![0f32; num_params];
-        let runs = Runs { view: [o, g, l, i], per_group, num_params };
-        runs.for_each(|start, len, p0, stride| {
-            let (gr, co) = (&gs[start..start + len], &cs[start..start + len]);
-            if stride == 0 {
-                acc[p0] += gr.iter().zip(co).map(|(a, b)| a * b).sum::<f32>();
-            } else {
-                for ((m, a), b) in acc[p0..p0 + len].iter_mut().zip(gr).zip(co) {
-                    *m += a * b;
-                }
+        let x = if x.is_contiguous() { x } else { x.to_contiguous() };
+        let (gs, xs) = (grad.as_slice::<f32>().expect("f32 gradient"), x.as_slice::<f32>().expect("f32 input"));
+        let grid = Grid::new(f32s(&scale), &f32s(&zero_point), qmin, qmax);
+        let n = xs.len();
+        let num_params = grid.scale.len();
+        let mut out = vec![0f32; n + if with_scale_grad { num_params } else { 0 }];
+        let (dx, ds) = out.split_at_mut(n);
+        let list = Runs { view: [o, g, l, i], per_group, num_params }.list();
+        let ds = with_scale_grad.then_some(ds);
+        if n < PARALLEL_MIN {
+            grid.backward_runs(&list, gs, xs, dx, 0, ds);
+        } else {
+            let mid = n / 2;
+            let (low, high) = split_runs(&list, mid);
+            let (dx_low, dx_high) = dx.split_at_mut(mid);
+            let mut ds_high = vec![0f32; if with_scale_grad { num_params } else { 0 }];
+            std::thread::scope(|scope| {
+                let ds_high = with_scale_grad.then_some(ds_high.as_mut_slice());
+                scope.spawn(|| grid.backward_runs(&high, &gs[mid..], &xs[mid..], dx_high, mid, ds_high));
+                grid.backward_runs(&low, &gs[..mid], &xs[..mid], dx_low, 0, ds);
+            });
+            for (acc, part) in out[n..].iter_mut().zip(&ds_high) {
+                *acc += part;
             }
-        });
-        FlexTensor::from_data(TensorData::new(acc, [num_params]))
+        }
+        FlexTensor::from_data(TensorData::new(out, [n + if with_scale_grad { num_params } else { 0 }]))
     }
 
     fn lsq_fake_quant(x: FlexTensor, scale: FlexTensor, zero_point: FlexTensor, qmin: f32, qmax: f32, o: usize, g: usize, l: usize, i: usize, per_group: bool) -> FlexTensor {
@@ -235,30 +340,41 @@ impl FakeQuantKernels for Flex {
     }
 }
 
-/// The backward pass of [`FakeQuantKernels::lsq_fake_quant`]: `dx = grad · mask`,
-/// `ds = Σ grad · A` per parameter, from the mask and coefficients saved by the forward kernel.
+/// The backward pass of [`FakeQuantKernels::lsq_fake_quant`]: one kernel recomputes the mask and
+/// `∂x̂/∂s` from the saved input, giving `dx = grad · mask` and `ds = Σ grad · ∂x̂/∂s` per parameter.
 #[derive(Debug)]
-struct LsqBackward;
+struct FakeQuantBackward;
 
-impl<B: FakeQuantKernels> Backward<B, 2> for LsqBackward {
-    /// The packed `[dq | mask | A]` of the forward kernel, the view and the parameter layout.
-    type State = (FloatTensor<B>, [usize; 4], bool, usize);
+/// What the backward kernel needs: the input, the grid and the view layout.
+#[derive(Debug, Clone)]
+struct FakeQuantState<P> {
+    x: P,
+    scale: P,
+    zero_point: P,
+    range: (f32, f32),
+    view: [usize; 4],
+    per_group: bool,
+}
+
+impl<B: FakeQuantKernels> Backward<B, 2> for FakeQuantBackward {
+    type State = FakeQuantState<FloatTensor<B>>;
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-        let (packed, [o, g, l, i], per_group, num_params) = ops.state;
+        let FakeQuantState { x, scale, zero_point, range: (qmin, qmax), view: [o, g, l, i], per_group } = ops.state;
         let n = o * g * l * i;
-        let part = |k: usize| {
-            let slice = Slice { start: (k * n) as isize, end: Some(((k + 1) * n) as isize), step: 1 };
-            B::float_reshape(B::float_slice(packed.clone(), &[slice]), Shape::new([o, g, l, i]))
-        };
-        let (mask, coef) = (part(1), part(2));
-        binary::<B, _, _>(
-            ops.parents,
-            ops.node,
-            grads,
-            |grad| B::float_mul(grad, mask),
-            |grad| B::sum_per_param(grad, coef, o, g, l, i, per_group, num_params),
-        );
+        let with_scale_grad = ops.parents[1].is_some();
+        let num_params = scale_len::<B>(&scale);
+        let grad = grads.consume::<B>(&ops.node);
+        let packed = B::fake_quant_backward(grad, x, scale, zero_point, qmin, qmax, o, g, l, i, per_group, with_scale_grad);
+        let slice = |start: usize, end: usize| Slice { start: start as isize, end: Some(end as isize), step: 1 };
+        let [x_parent, scale_parent] = ops.parents;
+        if let Some(node) = x_parent {
+            let dx = B::float_reshape(B::float_slice(packed.clone(), &[slice(0, n)]), Shape::new([o, g, l, i]));
+            grads.register::<B>(node.id, dx);
+        }
+        if let Some(node) = scale_parent {
+            grads.register::<B>(node.id, B::float_slice(packed, &[slice(n, n + num_params)]));
+        }
     }
 }
 
@@ -284,21 +400,34 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
         Self::from_inner(B::max_abs_per_param(Self::inner(x), o, g, l, i, per_group, num_params))
     }
 
-    fn sum_per_param(grad: FloatTensor<Self>, coef: FloatTensor<Self>, o: usize, g: usize, l: usize, i: usize, per_group: bool, num_params: usize) -> FloatTensor<Self> {
-        Self::from_inner(B::sum_per_param(Self::inner(grad), Self::inner(coef), o, g, l, i, per_group, num_params))
+    fn fake_quant_backward(
+        grad: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        zero_point: FloatTensor<Self>,
+        qmin: f32,
+        qmax: f32,
+        o: usize,
+        g: usize,
+        l: usize,
+        i: usize,
+        per_group: bool,
+        with_scale_grad: bool,
+    ) -> FloatTensor<Self> {
+        let (grad, x, scale, zero_point) = (Self::inner(grad), Self::inner(x), Self::inner(scale), Self::inner(zero_point));
+        Self::from_inner(B::fake_quant_backward(grad, x, scale, zero_point, qmin, qmax, o, g, l, i, per_group, with_scale_grad))
     }
 
     fn lsq_fake_quant(x: FloatTensor<Self>, scale: FloatTensor<Self>, zero_point: FloatTensor<Self>, qmin: f32, qmax: f32, o: usize, g: usize, l: usize, i: usize, per_group: bool) -> FloatTensor<Self> {
         let (x, x_node) = x.into_parts();
         let (scale, scale_node) = scale.into_parts();
         let zero_point = Self::inner(zero_point);
-        let num_params = scale_len::<B>(&scale);
-        let n = o * g * l * i;
-        let packed = B::fake_quant_parts(x, scale, zero_point, qmin, qmax, o, g, l, i, per_group, 3);
-        let first = Slice { start: 0, end: Some(n as isize), step: 1 };
-        let dequantized = B::float_reshape(B::float_slice(packed.clone(), &[first]), Shape::new([o, g, l, i]));
-        match LsqBackward.prepare::<C>([x_node, scale_node]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish((packed, [o, g, l, i], per_group, num_params), dequantized),
+        let dequantized = B::lsq_fake_quant(x.clone(), scale.clone(), zero_point.clone(), qmin, qmax, o, g, l, i, per_group);
+        match FakeQuantBackward.prepare::<C>([x_node, scale_node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let state = FakeQuantState { x, scale, zero_point, range: (qmin, qmax), view: [o, g, l, i], per_group };
+                prep.finish(state, dequantized)
+            }
             OpsKind::UnTracked(prep) => prep.finish(dequantized),
         }
     }
@@ -309,8 +438,8 @@ fn scale_len<B: Backend>(scale: &FloatTensor<B>) -> usize {
     scale.shape().num_elements()
 }
 
-/// LSQ with a learned scale and constant zero point through the fused kernels (forward and
-/// backward), or `None` off Flex. `scale` and `zero_point` are flat `[n]`.
+/// Fake quantization through the fused kernels (one forward, one backward pass), or `None` off
+/// Flex: LSQ when `scale` is tracked, the clipped STE with a fixed scale when it is not. `scale` and `zero_point` are flat `[n]`.
 pub(crate) fn fused_lsq(x: &Tensor<4>, scale: Tensor<1>, zero_point: Tensor<1>, (qmin, qmax): (i32, i32), per_group: bool) -> Option<Tensor<4>> {
     if x.device().without_autodiff() != Device::flex() {
         return None;
