@@ -140,12 +140,14 @@ fn user_model(device: &Device) -> UserModel {
 fn mapping_quantizes_a_user_model_by_path_and_kind() {
     let device = Device::flex();
     let mapping = QuantMapping::w8a8().with_rules(vec![
-        QuantRule { pattern: Some("^other\\.".into()), layer: None, weight: None },
-        QuantRule { pattern: None, layer: Some(LayerKind::Embedding), weight: Some(QuantizerConfig::new(QuantSpec::new().with_bits(4).with_granularity(Granularity::PerChannel { axis: None }))) },
+        QuantRule { pattern: Some("^other\\.".into()), layer: None, rank: None, weight: None },
+        QuantRule { pattern: None, layer: Some(LayerKind::Embedding), rank: None, weight: Some(QuantizerConfig::new(QuantSpec::new().with_bits(4).with_granularity(Granularity::PerChannel { axis: None }))) },
+        // Rank 4 (the conv) gets 6 bits; the rank-2 Linear keeps the default 8.
+        QuantRule { pattern: None, layer: None, rank: Some(4), weight: Some(QuantizerConfig::new(QuantSpec::new().with_bits(6).with_granularity(Granularity::PerChannel { axis: None }))) },
     ]);
     let (model, report) = mapping.quantize_weights(user_model(&device)).unwrap();
     let paths: Vec<(&str, LayerKind, u32)> = report.iter().map(|p| (p.path.as_str(), p.layer, p.config.spec.bits)).collect();
-    assert_eq!(paths, vec![("embed.weight", LayerKind::Embedding, 4), ("conv.weight", LayerKind::Conv2d, 8), ("head.weight", LayerKind::Linear, 8)]);
+    assert_eq!(paths, vec![("embed.weight", LayerKind::Embedding, 4), ("conv.weight", LayerKind::Conv2d, 6), ("head.weight", LayerKind::Linear, 8)]);
     let axis = |p: &quant::QuantizedParam| p.config.spec.granularity.clone();
     assert_eq!(axis(&report[0]), Granularity::PerChannel { axis: Some(0) });
     assert_eq!(axis(&report[1]), Granularity::PerChannel { axis: Some(0) });
@@ -167,7 +169,7 @@ fn mapping_quantizes_a_user_model_by_path_and_kind() {
 #[test]
 fn mapping_errors_name_the_field() {
     let device = Device::flex();
-    let bad_regex = QuantMapping::w8a8().with_rules(vec![QuantRule { pattern: Some("(".into()), layer: None, weight: None }]);
+    let bad_regex = QuantMapping::w8a8().with_rules(vec![QuantRule { pattern: Some("(".into()), layer: None, rank: None, weight: None }]);
     let err = bad_regex.quantize_weights(user_model(&device)).unwrap_err().to_string();
     assert!(err.contains("rules[0].pattern"), "{err}");
     let grouped = QuantizerConfig::new(QuantSpec::new().with_granularity(Granularity::PerGroup { axis: None, group_size: 3 }));

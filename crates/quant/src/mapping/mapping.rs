@@ -19,6 +19,9 @@ pub struct QuantRule {
     /// Only parameters of this layer kind.
     #[serde(default)]
     pub layer: Option<LayerKind>,
+    /// Only parameters of this rank (2 for Linear and Embedding weights, 4 for Conv2d).
+    #[serde(default)]
+    pub rank: Option<usize>,
     /// The weight quantizer for matches; `None` keeps them in float.
     #[serde(default)]
     pub weight: Option<QuantizerConfig>,
@@ -83,11 +86,11 @@ impl QuantMapping {
         Ok(())
     }
 
-    /// The weight quantizer config for the parameter at `path` in a layer of `kind`.
-    pub fn weight_config_for(&self, path: &str, kind: LayerKind) -> Option<&QuantizerConfig> {
+    /// The weight quantizer config for the parameter at `path`, of `rank`, in a layer of `kind`.
+    pub fn weight_config_for(&self, path: &str, kind: LayerKind, rank: usize) -> Option<&QuantizerConfig> {
         let mut chosen = self.weight.as_ref();
         for rule in &self.rules {
-            let kind_ok = rule.layer.is_none_or(|layer| layer == kind);
+            let kind_ok = rule.layer.is_none_or(|layer| layer == kind) && rule.rank.is_none_or(|r| r == rank);
             let path_ok = rule
                 .pattern
                 .as_ref()

@@ -58,7 +58,7 @@ impl Reparameterizer for WeightQuantizer {
         let Some(&kind) = self.layer_of.get(path) else {
             return (param, None);
         };
-        let Some(config) = self.mapping.weight_config_for(path, kind).cloned() else {
+        let Some(config) = self.mapping.weight_config_for(path, kind, D).cloned() else {
             return (param, None);
         };
         let shape = param.lazy_shape().dims::<D>().to_vec();
