@@ -72,35 +72,19 @@ pub fn fake_quantize_layout(
     (qmin, qmax): (i32, i32),
     clip_possible: bool,
 ) -> Tensor<4> {
-    let tracked = x.is_tracked();
-    if tracked {
-        // One fused forward and one fused backward pass (mask recomputed there); exact whether
-        // or not clipping is possible, so `clip_possible` only matters for the composite path.
-        let zp = zero_point.clone().unwrap_or_else(|| scale.zeros_like());
-        if let Some(y) = fused_lsq(&x, no_grad(scale.clone()), no_grad(zp), (qmin, qmax), layout.is_per_group()) {
-            return y;
-        }
-    }
-    let parts = if tracked && clip_possible { 2 } else { 1 };
-    let zp_or_zero = zero_point.clone().unwrap_or_else(|| scale.zeros_like());
-    let fused = fused_parts(&x, no_grad(scale.clone()), no_grad(zp_or_zero), (qmin, qmax), layout.is_per_group(), parts);
-    match fused {
-        Some(mut parts) => {
-            let dequantized = parts.remove(0);
-            if !tracked {
-                return dequantized;
-            }
-            let delta = x.clone() - no_grad(x);
-            match parts.pop() {
-                Some(in_range) => dequantized + delta * in_range,
-                None => dequantized + delta,
-            }
-        }
-        None => {
-            let zero_point = zero_point.map(|zp| layout.broadcast(zp));
-            fake_quantize_view_with(x, layout.broadcast(scale), zero_point, qmin, qmax, clip_possible)
-        }
-    }
+    let zp_or_zero = || zero_point.clone().unwrap_or_else(|| scale.zeros_like());
+    let per_group = layout.is_per_group();
+    // On Flex: a custom autodiff op when tracked (one forward and one backward pass, the mask
+    // recomputed there), one forward pass otherwise. Elsewhere: composite ops.
+    let fused = if x.is_tracked() {
+        fused_lsq(&x, no_grad(scale.clone()), no_grad(zp_or_zero()), (qmin, qmax), per_group)
+    } else {
+        fused_parts(&x, no_grad(scale.clone()), no_grad(zp_or_zero()), (qmin, qmax), per_group, 1).map(|mut p| p.remove(0))
+    };
+    fused.unwrap_or_else(|| {
+        let zero_point = zero_point.map(|zp| layout.broadcast(zp));
+        fake_quantize_view_with(x, layout.broadcast(scale), zero_point, qmin, qmax, clip_possible)
+    })
 }
 
 /// `torch.fake_quantize_per_tensor_affine(x, scale, zero_point, qmin, qmax)`.
