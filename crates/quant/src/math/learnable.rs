@@ -108,8 +108,3 @@ pub fn fake_quantize_learnable_layout(
 pub fn lsq_grad_factor(elems_per_scale: usize, qmax: i32) -> f64 {
     1.0 / ((elems_per_scale as f64) * (qmax.max(1) as f64)).sqrt()
 }
-
-/// LSQ with a learned scale and a fixed zero point (symmetric schemes).
-pub fn fake_quantize_lsq_view(x: Tensor<4>, scale: Tensor<4>, zero_point: Tensor<4>, qmin: i32, qmax: i32) -> Tensor<4> {
-    fake_quantize_learnable_view(x, scale, no_grad(zero_point), qmin, qmax)
-}
