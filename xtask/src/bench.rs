@@ -8,7 +8,15 @@ pub fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("fake-quant") => {
             let mut cmd = Command::new(env!("CARGO"));
-            cmd.args(["run", "--quiet", "-p", "quant", "--example", "bench_fake_quant", "--"]);
+            cmd.args([
+                "run",
+                "--quiet",
+                "-p",
+                "quant",
+                "--example",
+                "bench_fake_quant",
+                "--",
+            ]);
             cmd.args(&args[1..]);
             crate::run_command(cmd)
         }

@@ -45,7 +45,11 @@ pub fn run(args: &[String]) -> Result<()> {
 }
 
 fn names() -> String {
-    DATASETS.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
+    DATASETS
+        .iter()
+        .map(|d| d.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
@@ -57,19 +61,34 @@ fn fetch_deb(dataset: &DebDataset, dest: &Path) -> Result<()> {
     let stamp = dest.join("SOURCE.sha256");
     let complete = dataset.files.iter().all(|f| dest.join(f).is_file());
     if complete && std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == dataset.sha256) {
-        println!("{}: already in {} (package sha256 {}), nothing to do", dataset.name, dest.display(), &dataset.sha256[..12]);
+        println!(
+            "{}: already in {} (package sha256 {}), nothing to do",
+            dataset.name,
+            dest.display(),
+            &dataset.sha256[..12]
+        );
         return Ok(());
     }
-    let work: PathBuf = std::env::temp_dir().join(format!("xtask-fetch-{}-{}", dataset.name, std::process::id()));
+    let work: PathBuf = std::env::temp_dir().join(format!(
+        "xtask-fetch-{}-{}",
+        dataset.name,
+        std::process::id()
+    ));
     std::fs::create_dir_all(&work)?;
-    println!("{}: downloading Debian package {} …", dataset.name, dataset.package);
+    println!(
+        "{}: downloading Debian package {} …",
+        dataset.name, dataset.package
+    );
     let status = Command::new("apt-get")
         .args(["download", dataset.package])
         .current_dir(&work)
         .status()
         .context("could not run apt-get (Debian/Ubuntu only)")?;
     if !status.success() {
-        bail!("`apt-get download {}` failed; run `apt-get update` first if the package is unknown", dataset.package);
+        bail!(
+            "`apt-get download {}` failed; run `apt-get update` first if the package is unknown",
+            dataset.package
+        );
     }
     let deb = std::fs::read_dir(&work)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -77,21 +96,36 @@ fn fetch_deb(dataset: &DebDataset, dest: &Path) -> Result<()> {
         .context("apt-get download produced no .deb")?;
     let digest = sha256_file(&deb)?;
     if digest != dataset.sha256 {
-        bail!("{}: sha256 {digest} does not match the expected {}; refusing to use it", deb.display(), dataset.sha256);
+        bail!(
+            "{}: sha256 {digest} does not match the expected {}; refusing to use it",
+            deb.display(),
+            dataset.sha256
+        );
     }
     let extract = work.join("extract");
-    let status = Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&extract).status().context("could not run dpkg-deb")?;
+    let status = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&extract)
+        .status()
+        .context("could not run dpkg-deb")?;
     if !status.success() {
         bail!("dpkg-deb -x {} failed", deb.display());
     }
     std::fs::create_dir_all(dest)?;
     for file in dataset.files {
         let from = extract.join(dataset.inner).join(file);
-        std::fs::copy(&from, dest.join(file)).with_context(|| format!("copying {}", from.display()))?;
+        std::fs::copy(&from, dest.join(file))
+            .with_context(|| format!("copying {}", from.display()))?;
     }
     std::fs::write(dest.join("LICENSE.txt"), format!("{}\n", dataset.license))?;
     std::fs::write(&stamp, format!("{}\n", dataset.sha256))?;
     std::fs::remove_dir_all(&work).ok();
-    println!("{}: {} files in {} (package sha256 verified)", dataset.name, dataset.files.len(), dest.display());
+    println!(
+        "{}: {} files in {} (package sha256 verified)",
+        dataset.name,
+        dataset.files.len(),
+        dest.display()
+    );
     Ok(())
 }

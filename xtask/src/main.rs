@@ -41,13 +41,19 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 /// The workspace root (the parent of this crate).
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 /// Runs `cmd` in the workspace root, failing with its command line if it fails.
 pub fn run_command(mut cmd: Command) -> Result<()> {
     let line = format!("{cmd:?}");
-    let status = cmd.current_dir(root()).status().with_context(|| format!("could not start {line}"))?;
+    let status = cmd
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("could not start {line}"))?;
     if !status.success() {
         bail!("{line} failed with {status}");
     }

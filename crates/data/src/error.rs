@@ -29,7 +29,15 @@ pub enum DataError {
 
 impl DataError {
     /// A format error in `path`, at `line` if known.
-    pub fn malformed(path: impl Into<PathBuf>, line: Option<usize>, reason: impl Into<String>) -> Self {
-        DataError::Malformed { path: path.into(), line, reason: reason.into() }
+    pub fn malformed(
+        path: impl Into<PathBuf>,
+        line: Option<usize>,
+        reason: impl Into<String>,
+    ) -> Self {
+        DataError::Malformed {
+            path: path.into(),
+            line,
+            reason: reason.into(),
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! byte offset of the problem, so a malformed file is a one-line diagnosis rather than a panic.
 #![deny(missing_docs)]
 
+mod augment;
 mod batcher;
 mod digits;
 mod error;
@@ -11,6 +12,7 @@ mod idx;
 mod image;
 mod split;
 
+pub use augment::*;
 pub use batcher::*;
 pub use digits::*;
 pub use error::*;

@@ -9,7 +9,10 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
-use quant::{ConvBn2d, ConvBn2dConfig, QuantConv2dConfig, QuantError, QuantLinear, QuantLinearConfig, QuantMapping};
+use quant::{
+    ConvBn2d, ConvBn2dConfig, QuantConv2dConfig, QuantError, QuantLinear, QuantLinearConfig,
+    QuantMapping, StorageSize,
+};
 
 /// Configuration of a [`LeNet`].
 #[derive(Config, Debug)]
@@ -73,10 +76,22 @@ impl LeNet {
     pub fn quantized(self, mapping: &QuantMapping) -> Result<Self, QuantError> {
         let (w, a) = (&mapping.weight, &mapping.activation);
         Ok(LeNet {
-            conv1: self.conv1.with_quantizers(w, a).map_err(|e| e.within("conv1"))?,
-            conv2: self.conv2.with_quantizers(w, a).map_err(|e| e.within("conv2"))?,
-            fc1: self.fc1.with_quantizers(w, a).map_err(|e| e.within("fc1"))?,
-            fc2: self.fc2.with_quantizers(w, a).map_err(|e| e.within("fc2"))?,
+            conv1: self
+                .conv1
+                .with_quantizers(w, a)
+                .map_err(|e| e.within("conv1"))?,
+            conv2: self
+                .conv2
+                .with_quantizers(w, a)
+                .map_err(|e| e.within("conv2"))?,
+            fc1: self
+                .fc1
+                .with_quantizers(w, a)
+                .map_err(|e| e.within("fc1"))?,
+            fc2: self
+                .fc2
+                .with_quantizers(w, a)
+                .map_err(|e| e.within("fc2"))?,
             pool: self.pool,
         })
     }
@@ -88,6 +103,15 @@ impl LeNet {
         let [batch, c, h, w] = x.dims();
         let x = relu(self.fc1.forward(x.reshape([batch, c * h * w])));
         self.fc2.forward(x)
+    }
+}
+
+impl StorageSize for LeNet {
+    fn storage_bytes(&self) -> usize {
+        self.conv1.storage_bytes()
+            + self.conv2.storage_bytes()
+            + self.fc1.storage_bytes()
+            + self.fc2.storage_bytes()
     }
 }
 
@@ -105,7 +129,10 @@ mod tests {
         let float_logits = float.forward(images.clone());
         assert_eq!(float_logits.dims(), [3, 10]);
         // Same parameter paths: the float record loads into a float-built model, then quantizers attach.
-        let reloaded = config.init(&QuantMapping::new(), &device).unwrap().load_record(float.clone().into_record());
+        let reloaded = config
+            .init(&QuantMapping::new(), &device)
+            .unwrap()
+            .load_record(float.clone().into_record());
         let qat = reloaded.quantized(&QuantMapping::w8a8()).unwrap();
         let qat = quant::control::set_fake_quant(qat, false);
         let bypassed = qat.forward(images.clone());
@@ -119,7 +146,15 @@ mod tests {
     #[test]
     fn invalid_mapping_names_the_layer() {
         let nine = quant::QuantizerConfig::new(quant::QuantSpec::new().with_bits(9));
-        let err = LeNetConfig::new().init(&QuantMapping::new().with_weight(Some(nine)), &Device::flex()).unwrap_err();
-        assert!(err.to_string().contains("conv1") && err.to_string().contains("bits"), "{err}");
+        let err = LeNetConfig::new()
+            .init(
+                &QuantMapping::new().with_weight(Some(nine)),
+                &Device::flex(),
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("conv1") && err.to_string().contains("bits"),
+            "{err}"
+        );
     }
 }

@@ -4,5 +4,7 @@
 #![deny(missing_docs)]
 
 mod lenet;
+mod resnet;
 
 pub use lenet::*;
+pub use resnet::*;

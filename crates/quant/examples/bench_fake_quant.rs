@@ -30,11 +30,16 @@ impl Mlp {
                 .with_input(mapping.activation.clone())
                 .init(device)
         };
-        Mlp { l1: layer(), l2: layer(), l3: layer() }
+        Mlp {
+            l1: layer(),
+            l2: layer(),
+            l3: layer(),
+        }
     }
 
     fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.l3.forward(relu(self.l2.forward(relu(self.l1.forward(x)))))
+        self.l3
+            .forward(relu(self.l2.forward(relu(self.l1.forward(x)))))
     }
 }
 
@@ -63,7 +68,10 @@ fn arg(name: &str, default: usize) -> usize {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number, got `{v}`")))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} takes a number, got `{v}`"))
+        })
         .unwrap_or(default)
 }
 
@@ -74,10 +82,19 @@ fn main() {
     device.seed(1);
     let x = Tensor::<2>::random([BATCH, WIDTH], Distribution::Normal(0.0, 1.0), &device);
     let target = Tensor::<2>::random([BATCH, WIDTH], Distribution::Normal(0.0, 1.0), &device);
-    let mut variants: Vec<Variant> = [("float", QuantMapping::new()), ("w8a8", QuantMapping::w8a8()), ("lsq_w4a4", QuantMapping::w4a4())]
-        .into_iter()
-        .map(|(name, mapping)| Variant { name, model: Some(Mlp::new(&mapping, &device)), optim: AdamConfig::new().init(), samples_ms: Vec::new() })
-        .collect();
+    let mut variants: Vec<Variant> = [
+        ("float", QuantMapping::new()),
+        ("w8a8", QuantMapping::w8a8()),
+        ("lsq_w4a4", QuantMapping::w4a4()),
+    ]
+    .into_iter()
+    .map(|(name, mapping)| Variant {
+        name,
+        model: Some(Mlp::new(&mapping, &device)),
+        optim: AdamConfig::new().init(),
+        samples_ms: Vec::new(),
+    })
+    .collect();
     eprintln!("warming up ({} variants)…", variants.len());
     for v in variants.iter_mut() {
         for _ in 0..3 {
@@ -92,13 +109,16 @@ fn main() {
                 step(v, &x, &target);
             }
             device.sync().ok();
-            v.samples_ms.push(start.elapsed().as_secs_f64() * 1e3 / steps as f64);
+            v.samples_ms
+                .push(start.elapsed().as_secs_f64() * 1e3 / steps as f64);
         }
         eprintln!("round {}/{rounds} done", round + 1);
     }
     let medians: Vec<f64> = variants.iter().map(|v| median(&v.samples_ms)).collect();
     let float = medians[0];
-    println!("fake-quant training step, 3×Linear({WIDTH}→{WIDTH}) MLP, batch {BATCH}, flex, Adam; median of {rounds} rounds × {steps} steps");
+    println!(
+        "fake-quant training step, 3×Linear({WIDTH}→{WIDTH}) MLP, batch {BATCH}, flex, Adam; median of {rounds} rounds × {steps} steps"
+    );
     println!("| variant | step (ms) | vs float |");
     println!("|---|---|---|");
     for (v, m) in variants.iter().zip(&medians) {
@@ -106,6 +126,10 @@ fn main() {
     }
     println!(
         "{{\"bench\":\"fake-quant\",\"device\":\"flex\",\"float_ms\":{:.3},\"w8a8_ms\":{:.3},\"lsq_w4a4_ms\":{:.3},\"w8a8_ratio\":{:.3},\"lsq_ratio\":{:.3}}}",
-        medians[0], medians[1], medians[2], medians[1] / float, medians[2] / float
+        medians[0],
+        medians[1],
+        medians[2],
+        medians[1] / float,
+        medians[2] / float
     );
 }

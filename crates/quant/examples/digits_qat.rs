@@ -9,7 +9,11 @@ use quant::QuantMapping;
 
 fn main() {
     let schemes: Vec<String> = std::env::args().skip(1).collect();
-    let schemes = if schemes.is_empty() { vec!["w4a8".to_string()] } else { schemes };
+    let schemes = if schemes.is_empty() {
+        vec!["w4a8".to_string()]
+    } else {
+        schemes
+    };
     let device = Device::flex();
     println!("| scheme | float | PTQ | QAT | QAT - float |");
     println!("|---|---|---|---|---|");

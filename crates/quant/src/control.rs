@@ -8,7 +8,12 @@ use burn::module::{Flag, Module, ModuleMapper, Param};
 
 /// Sets every `Param<Flag>` whose field name is `name` to `value`, returning how many it set.
 pub fn set_flags<M: Module>(model: M, name: &str, value: bool) -> (M, usize) {
-    let mut setter = FlagSetter { name, value, current: Vec::new(), count: 0 };
+    let mut setter = FlagSetter {
+        name,
+        value,
+        current: Vec::new(),
+        count: 0,
+    };
     let model = model.map(&mut setter);
     (model, setter.count)
 }

@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod control;
+mod deploy;
 mod error;
 mod layers;
 mod mapping;
@@ -34,6 +35,7 @@ mod observer;
 mod quantizer;
 mod spec;
 
+pub use deploy::*;
 pub use error::*;
 pub use layers::*;
 pub use mapping::*;

@@ -5,8 +5,8 @@ mod common;
 use burn::tensor::{Device, Distribution, Tensor};
 use common::{assert_close, values};
 use quant::{
-    Granularity, ParamLayout, fake_quantize_layout, fake_quantize_learnable_layout, fake_quantize_learnable_view,
-    fake_quantize_view_with,
+    Granularity, ParamLayout, fake_quantize_layout, fake_quantize_learnable_layout,
+    fake_quantize_learnable_view, fake_quantize_view_with,
 };
 
 const ATOL: f32 = 1e-6;
@@ -16,16 +16,57 @@ const GRAD_ATOL: f32 = 1e-4;
 fn layouts() -> Vec<(&'static str, Vec<usize>, Granularity)> {
     vec![
         ("per-tensor", vec![6, 10], Granularity::PerTensor),
-        ("per-channel axis 1", vec![6, 10], Granularity::PerChannel { axis: Some(1) }),
-        ("per-channel axis 0 rank 4", vec![4, 3, 2, 2], Granularity::PerChannel { axis: Some(0) }),
-        ("per-channel axis 1 rank 4", vec![2, 4, 3, 3], Granularity::PerChannel { axis: Some(1) }),
-        ("per-group axis 0", vec![8, 5], Granularity::PerGroup { axis: Some(0), group_size: 4 }),
-        ("per-group axis 1 rank 3", vec![3, 8, 2], Granularity::PerGroup { axis: Some(1), group_size: 2 }),
+        (
+            "per-channel axis 1",
+            vec![6, 10],
+            Granularity::PerChannel { axis: Some(1) },
+        ),
+        (
+            "per-channel axis 0 rank 4",
+            vec![4, 3, 2, 2],
+            Granularity::PerChannel { axis: Some(0) },
+        ),
+        (
+            "per-channel axis 1 rank 4",
+            vec![2, 4, 3, 3],
+            Granularity::PerChannel { axis: Some(1) },
+        ),
+        (
+            "per-group axis 0",
+            vec![8, 5],
+            Granularity::PerGroup {
+                axis: Some(0),
+                group_size: 4,
+            },
+        ),
+        (
+            "per-group axis 1 rank 3",
+            vec![3, 8, 2],
+            Granularity::PerGroup {
+                axis: Some(1),
+                group_size: 2,
+            },
+        ),
         // Large enough for the two-thread split (2^15 elements), which cuts a run in two.
         ("large per-tensor", vec![257, 301], Granularity::PerTensor),
-        ("large per-channel axis 1", vec![301, 257], Granularity::PerChannel { axis: Some(1) }),
-        ("large per-channel axis 0", vec![257, 301], Granularity::PerChannel { axis: Some(0) }),
-        ("large per-group axis 0", vec![256, 301], Granularity::PerGroup { axis: Some(0), group_size: 32 }),
+        (
+            "large per-channel axis 1",
+            vec![301, 257],
+            Granularity::PerChannel { axis: Some(1) },
+        ),
+        (
+            "large per-channel axis 0",
+            vec![257, 301],
+            Granularity::PerChannel { axis: Some(0) },
+        ),
+        (
+            "large per-group axis 0",
+            vec![256, 301],
+            Granularity::PerGroup {
+                axis: Some(0),
+                group_size: 32,
+            },
+        ),
     ]
 }
 
@@ -45,9 +86,30 @@ fn fused_fixed_fake_quant_equals_composite() {
         let zp = Tensor::<1>::random([n], Distribution::Uniform(0.0, 15.0), &device).round();
         let x = view(&shape, &layout, &device);
         let dy = Tensor::<4>::random(x.dims(), Distribution::Default, &device);
-        let fused = fake_quantize_layout(x.clone(), &layout, scale.clone(), Some(zp.clone()), (0, 15), true);
-        let reference = fake_quantize_view_with(x.clone(), layout.broadcast(scale), Some(layout.broadcast(zp)), 0, 15, true);
-        assert_close(name, "y", &values(fused.clone()), &values(reference.clone()), ATOL, 0.0);
+        let fused = fake_quantize_layout(
+            x.clone(),
+            &layout,
+            scale.clone(),
+            Some(zp.clone()),
+            (0, 15),
+            true,
+        );
+        let reference = fake_quantize_view_with(
+            x.clone(),
+            layout.broadcast(scale),
+            Some(layout.broadcast(zp)),
+            0,
+            15,
+            true,
+        );
+        assert_close(
+            name,
+            "y",
+            &values(fused.clone()),
+            &values(reference.clone()),
+            ATOL,
+            0.0,
+        );
         let g1 = x.grad(&(fused * dy.clone()).sum().backward()).unwrap();
         let g2 = x.grad(&(reference * dy).sum().backward()).unwrap();
         assert_close(name, "dx", &values(g1), &values(g2), ATOL, 0.0);
@@ -60,19 +122,47 @@ fn fused_lsq_equals_composite() {
     for (name, shape, granularity) in layouts() {
         let layout = ParamLayout::new(&shape, &granularity);
         let n = layout.num_params();
-        let scale = Tensor::<1>::random([n], Distribution::Uniform(0.05, 0.4), &device).require_grad();
+        let scale =
+            Tensor::<1>::random([n], Distribution::Uniform(0.05, 0.4), &device).require_grad();
         let zp = Tensor::<1>::zeros([n], &device);
         let x = view(&shape, &layout, &device);
         let dy = Tensor::<4>::random(x.dims(), Distribution::Default, &device);
-        let fused = fake_quantize_learnable_layout(x.clone(), &layout, scale.clone(), zp.clone(), (-8, 7));
-        let reference =
-            fake_quantize_learnable_view(x.clone(), layout.broadcast(scale.clone()), layout.broadcast(zp), -8, 7);
-        assert_close(name, "y", &values(fused.clone()), &values(reference.clone()), ATOL, 0.0);
+        let fused =
+            fake_quantize_learnable_layout(x.clone(), &layout, scale.clone(), zp.clone(), (-8, 7));
+        let reference = fake_quantize_learnable_view(
+            x.clone(),
+            layout.broadcast(scale.clone()),
+            layout.broadcast(zp),
+            -8,
+            7,
+        );
+        assert_close(
+            name,
+            "y",
+            &values(fused.clone()),
+            &values(reference.clone()),
+            ATOL,
+            0.0,
+        );
         let grads_fused = (fused * dy.clone()).sum().backward();
         let grads_reference = (reference * dy).sum().backward();
         let dx = |g| values(x.grad(g).unwrap());
         let ds = |g| values(scale.grad(g).unwrap());
-        assert_close(name, "dx", &dx(&grads_fused), &dx(&grads_reference), GRAD_ATOL, 1e-5);
-        assert_close(name, "dscale", &ds(&grads_fused), &ds(&grads_reference), GRAD_ATOL, 1e-4);
+        assert_close(
+            name,
+            "dx",
+            &dx(&grads_fused),
+            &dx(&grads_reference),
+            GRAD_ATOL,
+            1e-5,
+        );
+        assert_close(
+            name,
+            "dscale",
+            &ds(&grads_fused),
+            &ds(&grads_reference),
+            GRAD_ATOL,
+            1e-4,
+        );
     }
 }

@@ -26,11 +26,20 @@ fn cases() -> Vec<Value> {
 }
 
 fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn shape(case: &Value) -> Vec<usize> {
-    case["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect()
+    case["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect()
 }
 
 fn tensor2(case: &Value, key: &str, device: &Device) -> Tensor<2> {
@@ -51,19 +60,41 @@ fn int(case: &Value, key: &str) -> i32 {
 
 /// Runs `f` on an autodiff copy of the case's `x` (as `[d0, rest]`, or its real shape for rank 4),
 /// with the case's upstream gradient, and returns `(y, dx)`.
-fn check_forward_and_dx(name: &str, case: &Value, device: &Device, y_and_x: (Tensor<2>, Tensor<2>)) {
+fn check_forward_and_dx(
+    name: &str,
+    case: &Value,
+    device: &Device,
+    y_and_x: (Tensor<2>, Tensor<2>),
+) {
     let (y, x) = y_and_x;
     let dy = tensor2(case, "dy", device);
     let grads = (y.clone() * dy).sum().backward();
-    assert_close(name, "y", &values(y), &floats(&case["y"]), FORWARD_ATOL, 0.0);
-    assert_close(name, "dx", &values(x.grad(&grads).unwrap()), &floats(&case["dx"]), GRAD_ATOL, GRAD_RTOL);
+    assert_close(
+        name,
+        "y",
+        &values(y),
+        &floats(&case["y"]),
+        FORWARD_ATOL,
+        0.0,
+    );
+    assert_close(
+        name,
+        "dx",
+        &values(x.grad(&grads).unwrap()),
+        &floats(&case["dx"]),
+        GRAD_ATOL,
+        GRAD_RTOL,
+    );
 }
 
 #[test]
 fn fixed_fake_quantize_matches_pytorch() {
     for (device_name, device) in devices() {
         let ad = device.clone().autodiff();
-        for case in cases().iter().filter(|c| c["op"] == "per_tensor_affine" || c["op"] == "per_channel_affine") {
+        for case in cases()
+            .iter()
+            .filter(|c| c["op"] == "per_tensor_affine" || c["op"] == "per_channel_affine")
+        {
             let name = format!("{device_name}/{}", case["name"].as_str().unwrap());
             let x = tensor2(case, "x", &ad).require_grad();
             let (qmin, qmax) = (int(case, "qmin"), int(case, "qmax"));
@@ -79,7 +110,8 @@ fn fixed_fake_quantize_matches_pytorch() {
                 let zp = vector(case, "zero_point", &ad);
                 if s.len() == 4 {
                     let x4: Tensor<4> = x.clone().reshape([s[0], s[1], s[2], s[3]]);
-                    let y4 = quant::fake_quantize_per_channel_affine(x4, scale, zp, axis, qmin, qmax);
+                    let y4 =
+                        quant::fake_quantize_per_channel_affine(x4, scale, zp, axis, qmin, qmax);
                     y4.reshape([s[0], s[1] * s[2] * s[3]])
                 } else {
                     quant::fake_quantize_per_channel_affine(x.clone(), scale, zp, axis, qmin, qmax)
@@ -94,26 +126,67 @@ fn fixed_fake_quantize_matches_pytorch() {
 fn learnable_fake_quantize_matches_pytorch() {
     for (device_name, device) in devices() {
         let ad = device.clone().autodiff();
-        for case in cases().iter().filter(|c| c["op"].as_str().unwrap().starts_with("learnable")) {
+        for case in cases()
+            .iter()
+            .filter(|c| c["op"].as_str().unwrap().starts_with("learnable"))
+        {
             let name = format!("{device_name}/{}", case["name"].as_str().unwrap());
             let x = tensor2(case, "x", &ad).require_grad();
             let scale = vector(case, "scale", &ad).require_grad();
             let zp = vector(case, "zero_point", &ad).require_grad();
             let granularity = match case["axis"].as_u64() {
                 None => Granularity::PerTensor,
-                Some(axis) => Granularity::PerChannel { axis: Some(axis as usize) },
+                Some(axis) => Granularity::PerChannel {
+                    axis: Some(axis as usize),
+                },
             };
             let factor = case["grad_factor"].as_f64().unwrap();
             let (qmin, qmax) = (int(case, "qmin"), int(case, "qmax"));
-            let y = quant::fake_quantize_learnable(x.clone(), scale.clone(), zp.clone(), &granularity, qmin, qmax, factor);
+            let y = quant::fake_quantize_learnable(
+                x.clone(),
+                scale.clone(),
+                zp.clone(),
+                &granularity,
+                qmin,
+                qmax,
+                factor,
+            );
             let dy = tensor2(case, "dy", &ad);
             let grads = (y.clone() * dy).sum().backward();
-            assert_close(&name, "y", &values(y), &floats(&case["y"]), FORWARD_ATOL, 0.0);
-            assert_close(&name, "dx", &values(x.grad(&grads).unwrap()), &floats(&case["dx"]), GRAD_ATOL, GRAD_RTOL);
+            assert_close(
+                &name,
+                "y",
+                &values(y),
+                &floats(&case["y"]),
+                FORWARD_ATOL,
+                0.0,
+            );
+            assert_close(
+                &name,
+                "dx",
+                &values(x.grad(&grads).unwrap()),
+                &floats(&case["dx"]),
+                GRAD_ATOL,
+                GRAD_RTOL,
+            );
             let dscale = values(scale.grad(&grads).unwrap());
-            assert_close(&name, "dscale", &dscale, &floats(&case["dscale"]), SCALE_GRAD_ATOL, 1e-4);
+            assert_close(
+                &name,
+                "dscale",
+                &dscale,
+                &floats(&case["dscale"]),
+                SCALE_GRAD_ATOL,
+                1e-4,
+            );
             let dzp = values(zp.grad(&grads).unwrap());
-            assert_close(&name, "dzero_point", &dzp, &floats(&case["dzero_point"]), SCALE_GRAD_ATOL, 1e-4);
+            assert_close(
+                &name,
+                "dzero_point",
+                &dzp,
+                &floats(&case["dzero_point"]),
+                SCALE_GRAD_ATOL,
+                1e-4,
+            );
         }
     }
 }
@@ -127,13 +200,39 @@ fn pact_matches_reference() {
             let x = tensor2(case, "x", &ad).require_grad();
             let alpha = vector(case, "alpha", &ad).require_grad();
             let bits = case["bits"].as_u64().unwrap() as u32;
-            let y = quant::pact(x.clone(), alpha.clone(), bits, case["signed"].as_bool().unwrap());
+            let y = quant::pact(
+                x.clone(),
+                alpha.clone(),
+                bits,
+                case["signed"].as_bool().unwrap(),
+            );
             let dy = tensor2(case, "dy", &ad);
             let grads = (y.clone() * dy).sum().backward();
-            assert_close(&name, "y", &values(y), &floats(&case["y"]), FORWARD_ATOL, 1e-6);
-            assert_close(&name, "dx", &values(x.grad(&grads).unwrap()), &floats(&case["dx"]), GRAD_ATOL, GRAD_RTOL);
+            assert_close(
+                &name,
+                "y",
+                &values(y),
+                &floats(&case["y"]),
+                FORWARD_ATOL,
+                1e-6,
+            );
+            assert_close(
+                &name,
+                "dx",
+                &values(x.grad(&grads).unwrap()),
+                &floats(&case["dx"]),
+                GRAD_ATOL,
+                GRAD_RTOL,
+            );
             let dalpha = values(alpha.grad(&grads).unwrap());
-            assert_close(&name, "dalpha", &dalpha, &floats(&case["dalpha"]), SCALE_GRAD_ATOL, 1e-4);
+            assert_close(
+                &name,
+                "dalpha",
+                &dalpha,
+                &floats(&case["dalpha"]),
+                SCALE_GRAD_ATOL,
+                1e-4,
+            );
         }
     }
 }
@@ -145,7 +244,9 @@ fn observer_qparams_match_pytorch() {
             let name = format!("{device_name}/{}", case["name"].as_str().unwrap());
             let granularity = match case["axis"].as_u64() {
                 None => Granularity::PerTensor,
-                Some(axis) => Granularity::PerChannel { axis: Some(axis as usize) },
+                Some(axis) => Granularity::PerChannel {
+                    axis: Some(axis as usize),
+                },
             };
             let spec = QuantSpec::new()
                 .with_signed(case["signed"].as_bool().unwrap())
@@ -157,11 +258,26 @@ fn observer_qparams_match_pytorch() {
                 &device,
             );
             let layout = quant::ParamLayout::new(&x.dims(), &granularity);
-            let observer = quant::Observer::new(quant::ObserverKind::MinMax, layout.num_params(), &device);
+            let observer =
+                quant::Observer::new(quant::ObserverKind::MinMax, layout.num_params(), &device);
             observer.observe(layout.to_view(x), &layout, &spec);
             let qp = observer.qparams(&spec);
-            assert_close(&name, "scale", &values(qp.scale), &floats(&case["scale"]), 0.0, 1e-6);
-            assert_close(&name, "zero_point", &values(qp.zero_point), &floats(&case["zero_point"]), 0.0, 0.0);
+            assert_close(
+                &name,
+                "scale",
+                &values(qp.scale),
+                &floats(&case["scale"]),
+                0.0,
+                1e-6,
+            );
+            assert_close(
+                &name,
+                "zero_point",
+                &values(qp.zero_point),
+                &floats(&case["zero_point"]),
+                0.0,
+                0.0,
+            );
         }
     }
 }

@@ -19,7 +19,9 @@ fn inputs(n: usize, spread: f64, seed: u64) -> Vec<f64> {
     let mut state = seed;
     (0..n)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * spread
         })
         .collect()
@@ -28,7 +30,13 @@ fn inputs(n: usize, spread: f64, seed: u64) -> Vec<f64> {
 /// Drops inputs whose code lands exactly on `qmin` or `qmax`: there the surrogate has a kink
 /// (in-range on one side, clipped on the other) and a central difference measures the average of
 /// the two one-sided slopes, while the STE convention (PyTorch's too) takes the in-range one.
-fn off_grid_ends(x: Vec<f64>, scale: impl Fn(usize) -> f64, zp: f64, qmin: f64, qmax: f64) -> Vec<f64> {
+fn off_grid_ends(
+    x: Vec<f64>,
+    scale: impl Fn(usize) -> f64,
+    zp: f64,
+    qmin: f64,
+    qmax: f64,
+) -> Vec<f64> {
     x.into_iter()
         .enumerate()
         .filter(|&(i, v)| {
@@ -45,7 +53,11 @@ fn clamp(v: f64, lo: f64, hi: f64) -> f64 {
 
 fn round_half_even(v: f64) -> f64 {
     let r = v.round();
-    if (v - v.trunc()).abs() == 0.5 { 2.0 * (v / 2.0).round() } else { r }
+    if (v - v.trunc()).abs() == 0.5 {
+        2.0 * (v / 2.0).round()
+    } else {
+        r
+    }
 }
 
 /// `Σ dy · f̃` and its central differences with respect to the entries of `params`.
@@ -83,9 +95,22 @@ fn fixed_scale_ste_matches_surrogate() {
     for (name, device) in devices() {
         let ad = device.clone().autodiff();
         let xt = tensor(&x, &ad).require_grad();
-        let y = quant::fake_quantize_per_tensor_affine(xt.clone(), s as f32, zp as i32, qmin as i32, qmax as i32);
+        let y = quant::fake_quantize_per_tensor_affine(
+            xt.clone(),
+            s as f32,
+            zp as i32,
+            qmin as i32,
+            qmax as i32,
+        );
         let grads = (y * tensor(&dy, &ad)).sum().backward();
-        assert_close(name, "dx", &values(xt.grad(&grads).unwrap()), &expected, ATOL, RTOL);
+        assert_close(
+            name,
+            "dx",
+            &values(xt.grad(&grads).unwrap()),
+            &expected,
+            ATOL,
+            RTOL,
+        );
     }
 }
 
@@ -95,7 +120,10 @@ fn lsq_gradients_match_surrogate() {
     let (s0, zp0) = (0.17f64, 6.0f64);
     let x = off_grid_ends(inputs(60, 2.0, 3), |_| s0, zp0, qmin, qmax);
     let dy = inputs(x.len(), 1.0, 4);
-    let offsets: Vec<f64> = x.iter().map(|&v| round_half_even(v / s0 + zp0) - (v / s0 + zp0)).collect();
+    let offsets: Vec<f64> = x
+        .iter()
+        .map(|&v| round_half_even(v / s0 + zp0) - (v / s0 + zp0))
+        .collect();
     // Surrogate in (x..., s, zp); the zero point's own rounding is frozen as well.
     let loss = |p: &[f64]| -> f64 {
         let (xs, s, zp) = (&p[..x.len()], p[x.len()], p[x.len() + 1]);
@@ -113,7 +141,15 @@ fn lsq_gradients_match_surrogate() {
         let xt = tensor(&x, &ad).require_grad();
         let st = tensor(&[s0], &ad).require_grad();
         let zt = tensor(&[zp0], &ad).require_grad();
-        let y = quant::fake_quantize_learnable(xt.clone(), st.clone(), zt.clone(), &Granularity::PerTensor, 0, 15, 1.0);
+        let y = quant::fake_quantize_learnable(
+            xt.clone(),
+            st.clone(),
+            zt.clone(),
+            &Granularity::PerTensor,
+            0,
+            15,
+            1.0,
+        );
         let grads = (y * tensor(&dy, &ad)).sum().backward();
         let mut actual = values(xt.grad(&grads).unwrap());
         actual.extend(values(st.grad(&grads).unwrap()));
@@ -133,31 +169,46 @@ fn lsq_per_channel_gradients_match_surrogate() {
         .enumerate()
         .map(|(i, v)| {
             let code = round_half_even(v / s0[i % channels]);
-            if code == qmin || code == qmax { 0.3 * s0[i % channels] } else { v }
+            if code == qmin || code == qmax {
+                0.3 * s0[i % channels]
+            } else {
+                v
+            }
         })
         .collect();
     let dy = inputs(rows * channels, 1.0, 6);
-    let offsets: Vec<f64> = x.iter().enumerate().map(|(i, &v)| {
-        let s = s0[i % channels];
-        round_half_even(v / s) - v / s
-    }).collect();
+    let offsets: Vec<f64> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let s = s0[i % channels];
+            round_half_even(v / s) - v / s
+        })
+        .collect();
     let loss = |p: &[f64]| -> f64 {
         let (xs, s) = (&p[..x.len()], &p[x.len()..]);
-        xs.iter().enumerate().map(|(i, &v)| {
-            let sc = s[i % channels];
-            dy[i] * clamp(v / sc + offsets[i], qmin, qmax) * sc
-        }).sum()
+        xs.iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let sc = s[i % channels];
+                dy[i] * clamp(v / sc + offsets[i], qmin, qmax) * sc
+            })
+            .sum()
     };
     let mut params = x.clone();
     params.extend(s0);
     let expected = fd_grad(&params, &loss);
     for (name, device) in devices() {
         let ad = device.clone().autodiff();
-        let xt: Tensor<2> = tensor(&x, &ad).reshape([rows, channels]).detach().require_grad();
+        let xt: Tensor<2> = tensor(&x, &ad)
+            .reshape([rows, channels])
+            .detach()
+            .require_grad();
         let st = tensor(&s0, &ad).require_grad();
         let zt = tensor(&[0.0; 3], &ad);
         let granularity = Granularity::PerChannel { axis: Some(1) };
-        let y = quant::fake_quantize_learnable(xt.clone(), st.clone(), zt, &granularity, -8, 7, 1.0);
+        let y =
+            quant::fake_quantize_learnable(xt.clone(), st.clone(), zt, &granularity, -8, 7, 1.0);
         let dyt: Tensor<2> = tensor(&dy, &ad).reshape([rows, channels]);
         let grads = (y * dyt).sum().backward();
         let mut actual = values(xt.grad(&grads).unwrap());
@@ -174,14 +225,28 @@ fn pact_gradients_match_surrogate() {
         let x = inputs(50, 2.5, 7);
         let dy = inputs(50, 1.0, 8);
         let a0 = 1.3f64;
-        let clip = |v: f64, a: f64| if signed { clamp(v, -a, a) } else { clamp(v, 0.0, a) };
-        let offsets: Vec<f64> = x.iter().map(|&v| {
-            let c = clip(v, a0);
-            round_half_even(c / (a0 / levels)) * (a0 / levels) - c
-        }).collect();
+        let clip = |v: f64, a: f64| {
+            if signed {
+                clamp(v, -a, a)
+            } else {
+                clamp(v, 0.0, a)
+            }
+        };
+        let offsets: Vec<f64> = x
+            .iter()
+            .map(|&v| {
+                let c = clip(v, a0);
+                round_half_even(c / (a0 / levels)) * (a0 / levels) - c
+            })
+            .collect();
         let loss = |p: &[f64]| -> f64 {
             let a = p[x.len()];
-            p[..x.len()].iter().zip(&offsets).zip(&dy).map(|((&v, &r), &g)| g * (clip(v, a) + r)).sum()
+            p[..x.len()]
+                .iter()
+                .zip(&offsets)
+                .zip(&dy)
+                .map(|((&v, &r), &g)| g * (clip(v, a) + r))
+                .sum()
         };
         let mut params = x.clone();
         params.push(a0);
@@ -194,7 +259,14 @@ fn pact_gradients_match_surrogate() {
             let grads = (y * tensor(&dy, &ad)).sum().backward();
             let mut actual = values(xt.grad(&grads).unwrap());
             actual.extend(values(at.grad(&grads).unwrap()));
-            assert_close(&format!("{name}/signed={signed}"), "d(x, alpha)", &actual, &expected, ATOL, RTOL);
+            assert_close(
+                &format!("{name}/signed={signed}"),
+                "d(x, alpha)",
+                &actual,
+                &expected,
+                ATOL,
+                RTOL,
+            );
         }
     }
 }
@@ -206,7 +278,16 @@ fn grad_scale_scales_only_the_gradient() {
         let s = Tensor::<1>::from_floats([0.5, 2.0], &ad).require_grad();
         let y = quant::grad_scale(s.clone(), 0.25);
         assert_close(name, "forward", &values(y.clone()), &[0.5, 2.0], 0.0, 0.0);
-        let grads = (y * Tensor::<1>::from_floats([1.0, 3.0], &ad)).sum().backward();
-        assert_close(name, "grad", &values(s.grad(&grads).unwrap()), &[0.25, 0.75], 1e-7, 0.0);
+        let grads = (y * Tensor::<1>::from_floats([1.0, 3.0], &ad))
+            .sum()
+            .backward();
+        assert_close(
+            name,
+            "grad",
+            &values(s.grad(&grads).unwrap()),
+            &[0.25, 0.75],
+            1e-7,
+            0.0,
+        );
     }
 }

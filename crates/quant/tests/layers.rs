@@ -18,7 +18,9 @@ struct FloatConvBn {
 
 fn float_conv_bn(device: &Device) -> FloatConvBn {
     FloatConvBn {
-        conv: Conv2dConfig::new([3, 4], [3, 3]).with_padding(PaddingConfig2d::Same).init(device),
+        conv: Conv2dConfig::new([3, 4], [3, 3])
+            .with_padding(PaddingConfig2d::Same)
+            .init(device),
         bn: BatchNormConfig::new(4).init(device),
     }
 }
@@ -40,23 +42,49 @@ fn float_linear_checkpoint_loads_into_quant_linear() {
         let float: Linear = LinearConfig::new(6, 3).init(&device);
         let record = float.clone().into_record();
         let mapping = QuantMapping::w8a8();
-        let quant = QuantLinearConfig::new(6, 3).with_input(mapping.activation.clone()).init(&device);
-        let quant = quant.try_load_record(record.allow_partial(true)).expect("float record loads");
-        assert_eq!(values(quant.weight.base()), values(float.weight.val()), "{name}");
+        let quant = QuantLinearConfig::new(6, 3)
+            .with_input(mapping.activation.clone())
+            .init(&device);
+        let quant = quant
+            .try_load_record(record.allow_partial(true))
+            .expect("float record loads");
+        assert_eq!(
+            values(quant.weight.base()),
+            values(float.weight.val()),
+            "{name}"
+        );
         let x = Tensor::<2>::random([4, 6], Distribution::Default, &device);
         let quant = control::set_fake_quant(quant, false);
-        assert_close(name, "bypassed output", &values(quant.forward(x.clone())), &values(float.forward(x)), 1e-6, 1e-6);
+        assert_close(
+            name,
+            "bypassed output",
+            &values(quant.forward(x.clone())),
+            &values(float.forward(x)),
+            1e-6,
+            1e-6,
+        );
     }
 }
 
 #[test]
 fn quant_conv2d_without_quantizers_equals_conv2d() {
     for (name, device) in devices() {
-        let config = QuantConv2dConfig::new([3, 5], [3, 3]).with_stride([2, 2]).with_padding(PaddingConfig2d::Same);
+        let config = QuantConv2dConfig::new([3, 5], [3, 3])
+            .with_stride([2, 2])
+            .with_padding(PaddingConfig2d::Same);
         let float = config.conv_config().init(&device);
-        let quant = config.init(&device).load_record(float.clone().into_record());
+        let quant = config
+            .init(&device)
+            .load_record(float.clone().into_record());
         let x = Tensor::<4>::random([2, 3, 7, 7], Distribution::Default, &device);
-        assert_close(name, "conv", &values(quant.forward(x.clone())), &values(float.forward(x)), 1e-5, 1e-5);
+        assert_close(
+            name,
+            "conv",
+            &values(quant.forward(x.clone())),
+            &values(float.forward(x)),
+            1e-5,
+            1e-5,
+        );
     }
 }
 
@@ -69,7 +97,14 @@ fn conv_bn_folding_equals_float_conv_then_bn_in_inference() {
         let fused = ConvBn2dConfig::new(conv).init(&device).load_record(record);
         let x = Tensor::<4>::random([2, 3, 6, 6], Distribution::Normal(1.0, 2.0), &device);
         let expected = values(float.bn.forward(float.conv.forward(x.clone())));
-        assert_close(name, "folded", &values(fused.forward(x)), &expected, 1e-4, 1e-4);
+        assert_close(
+            name,
+            "folded",
+            &values(fused.forward(x)),
+            &expected,
+            1e-4,
+            1e-4,
+        );
     }
 }
 
@@ -79,17 +114,38 @@ fn conv_bn_training_forward_uses_batch_statistics_like_conv_then_bn() {
     let ad = device.clone().autodiff();
     let float = warmed_float_conv_bn(&device);
     let record = float.clone().into_record();
-    let fused = ConvBn2dConfig::new(QuantConv2dConfig::new([3, 4], [3, 3]).with_padding(PaddingConfig2d::Same))
-        .init(&ad)
-        .load_record(record.clone());
+    let fused = ConvBn2dConfig::new(
+        QuantConv2dConfig::new([3, 4], [3, 3]).with_padding(PaddingConfig2d::Same),
+    )
+    .init(&ad)
+    .load_record(record.clone());
     let float_train = float_conv_bn(&ad).load_record(record);
     let x = Tensor::<4>::random([2, 3, 6, 6], Distribution::Normal(1.0, 2.0), &ad);
     let expected = values(float_train.bn.forward(float_train.conv.forward(x.clone())));
-    assert_close("train", "bn live", &values(fused.forward(x.clone())), &expected, 1e-4, 1e-4);
+    assert_close(
+        "train",
+        "bn live",
+        &values(fused.forward(x.clone())),
+        &expected,
+        1e-4,
+        1e-4,
+    );
     // Frozen BN statistics: the training forward is the folded (deployment) computation.
     let frozen = control::set_bn_frozen(fused, true);
-    let inference = values(float_train.valid().bn.forward(float_train.valid().conv.forward(x.clone().inner())));
-    assert_close("train", "bn frozen", &values(frozen.forward(x)), &inference, 1e-4, 1e-4);
+    let inference = values(
+        float_train
+            .valid()
+            .bn
+            .forward(float_train.valid().conv.forward(x.clone().inner())),
+    );
+    assert_close(
+        "train",
+        "bn frozen",
+        &values(frozen.forward(x)),
+        &inference,
+        1e-4,
+        1e-4,
+    );
 }
 
 #[test]
@@ -99,7 +155,9 @@ fn conv_bn_quantizes_the_folded_weight() {
     let float = ConvBn2dConfig::new(QuantConv2dConfig::new([3, 4], [3, 3]))
         .init(&device)
         .load_record(warmed_float_conv_bn(&device).into_record());
-    let layer = float.with_quantizers(&mapping.weight, &mapping.activation).unwrap();
+    let layer = float
+        .with_quantizers(&mapping.weight, &mapping.activation)
+        .unwrap();
     let folded = layer.folded_weight();
     let quantized = layer.quantized_folded_weight();
     let scale = values(layer.weight_quant.as_ref().unwrap().qparams().scale);
@@ -109,9 +167,16 @@ fn conv_bn_quantizes_the_folded_weight() {
         let mut levels = q.clone();
         levels.sort_by(f32::total_cmp);
         levels.dedup();
-        assert!(levels.len() <= 15, "channel {c}: {} levels on a narrow 4-bit grid", levels.len());
+        assert!(
+            levels.len() <= 15,
+            "channel {c}: {} levels on a narrow 4-bit grid",
+            levels.len()
+        );
         for (a, b) in q.iter().zip(&f) {
-            assert!((a - b).abs() <= scale[c] / 2.0 + 1e-6, "channel {c}: |{a} - {b}| > scale/2");
+            assert!(
+                (a - b).abs() <= scale[c] / 2.0 + 1e-6,
+                "channel {c}: |{a} - {b}| > scale/2"
+            );
         }
     }
 }

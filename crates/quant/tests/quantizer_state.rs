@@ -3,9 +3,9 @@
 mod common;
 
 use burn::module::Module;
-use burn::nn::{EmbeddingConfig, Linear, LinearConfig};
-use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::Embedding;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{EmbeddingConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Distribution, Int, Tensor};
 use common::{assert_close, devices, values};
 use quant::{
@@ -14,9 +14,16 @@ use quant::{
 };
 
 fn act_config(learning: Learning) -> QuantizerConfig {
-    QuantizerConfig::new(QuantSpec::new().with_signed(false).with_symmetric(false).with_bits(4))
-        .with_observer(ObserverKind::MovingAverageMinMax { averaging_constant: 0.5 })
-        .with_learning(learning)
+    QuantizerConfig::new(
+        QuantSpec::new()
+            .with_signed(false)
+            .with_symmetric(false)
+            .with_bits(4),
+    )
+    .with_observer(ObserverKind::MovingAverageMinMax {
+        averaging_constant: 0.5,
+    })
+    .with_learning(learning)
 }
 
 fn quantizer(config: &QuantizerConfig, device: &Device) -> Quantizer {
@@ -39,9 +46,16 @@ fn validation_keeps_fake_quant_on_and_stops_observing() {
         distinct.sort_by(f32::total_cmp);
         distinct.dedup();
         assert!(distinct.len() <= 16, "{name}: {} levels", distinct.len());
-        assert!(values(y.max())[0] <= values(max_before.clone())[0] + 1e-5, "{name}: clipped to observed max");
+        assert!(
+            values(y.max())[0] <= values(max_before.clone())[0] + 1e-5,
+            "{name}: clipped to observed max"
+        );
         let (min_after, max_after) = valid.observer.range();
-        assert_eq!(values(min_before), values(min_after), "{name}: valid() must not observe");
+        assert_eq!(
+            values(min_before),
+            values(min_after),
+            "{name}: valid() must not observe"
+        );
         assert_eq!(values(max_before), values(max_after), "{name}");
         device.sync().unwrap();
     }
@@ -53,13 +67,29 @@ fn bypass_observes_without_quantizing_and_freeze_stops_observing() {
     let q = quantizer(&act_config(Learning::Fixed), &device);
     let q = control::set_fake_quant(q, false);
     let x = Tensor::<2>::from_floats([[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 2.0]], &device);
-    assert_eq!(values(q.forward(x.clone())), values(x.clone()), "bypass passes values through");
-    assert_eq!(values(q.observer.range().1), vec![2.0], "bypass still observes");
+    assert_eq!(
+        values(q.forward(x.clone())),
+        values(x.clone()),
+        "bypass passes values through"
+    );
+    assert_eq!(
+        values(q.observer.range().1),
+        vec![2.0],
+        "bypass still observes"
+    );
     let q = control::set_observers(q, false);
     let _ = q.forward(x.clone().mul_scalar(5.0));
-    assert_eq!(values(q.observer.range().1), vec![2.0], "frozen observer keeps its range");
+    assert_eq!(
+        values(q.observer.range().1),
+        vec![2.0],
+        "frozen observer keeps its range"
+    );
     let q = control::set_fake_quant(q, true);
-    assert_ne!(values(q.forward(x.clone())), values(x), "fake quant back on");
+    assert_ne!(
+        values(q.forward(x.clone())),
+        values(x),
+        "fake quant back on"
+    );
 }
 
 #[test]
@@ -68,12 +98,24 @@ fn quant_delay_counts_training_steps_and_survives_a_record_round_trip() {
     let config = act_config(Learning::Fixed).with_quant_delay(2);
     let q = quantizer(&config, &ad);
     let x = Tensor::<2>::from_floats([[0.1, 0.23, 0.3, 0.4, 0.5, 0.6, 0.7, 2.0]], &ad);
-    assert_eq!(values(q.forward(x.clone())), values(x.clone()), "step 1 delayed");
+    assert_eq!(
+        values(q.forward(x.clone())),
+        values(x.clone()),
+        "step 1 delayed"
+    );
     let record = q.clone().into_record();
     let resumed = quantizer(&config, &ad).load_record(record);
     assert_eq!(values(resumed.steps.value()), vec![1.0]);
-    assert_eq!(values(resumed.forward(x.clone())), values(x.clone()), "step 2 delayed");
-    assert_ne!(values(resumed.forward(x.clone())), values(x), "step 3 quantizes");
+    assert_eq!(
+        values(resumed.forward(x.clone())),
+        values(x.clone()),
+        "step 2 delayed"
+    );
+    assert_ne!(
+        values(resumed.forward(x.clone())),
+        values(x),
+        "step 3 quantizes"
+    );
 }
 
 #[test]
@@ -86,7 +128,10 @@ fn fixed_scales_get_no_gradient_and_learned_ones_do() {
             let _ = q.forward(x.clone()); // initialise from the observer
             let grads = q.forward(x.clone()).sum().backward();
             let scale = q.learned_scale.as_ref().unwrap();
-            assert!(scale.delta.val().grad(&grads).is_some(), "{name}/{learning:?}: learned scale has a gradient");
+            assert!(
+                scale.delta.val().grad(&grads).is_some(),
+                "{name}/{learning:?}: learned scale has a gradient"
+            );
             assert!(x.grad(&grads).is_some(), "{name}/{learning:?}");
         }
         // A weight quantizer with observed scales: the weight gets a gradient, the scale computation none.
@@ -94,10 +139,16 @@ fn fixed_scales_get_no_gradient_and_learned_ones_do() {
         let (linear, _) = QuantMapping::w8a8().quantize_weights(linear).unwrap();
         let input = Tensor::<2>::random([3, 8], Distribution::Default, &ad);
         let grads = linear.forward(input).sum().backward();
-        assert!(linear.weight.base().grad(&grads).is_some(), "{name}: weight gradient");
+        assert!(
+            linear.weight.base().grad(&grads).is_some(),
+            "{name}: weight gradient"
+        );
         let quant = linear.weight.reparameterization::<Quantizer>().unwrap();
         let (min, _) = quant.observer.range();
-        assert!(!min.is_require_grad(), "{name}: observer state is not tracked");
+        assert!(
+            !min.is_require_grad(),
+            "{name}: observer state is not tracked"
+        );
         // Drain the device queue before the test thread ends (lavapipe can crash if work is
         // still in flight at process exit).
         device.sync().unwrap();
@@ -112,7 +163,14 @@ fn learned_scale_starts_at_the_observed_scale() {
     let x = Tensor::<2>::from_floats([[0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 15.0]], &device);
     let _ = q.forward(x.clone());
     let observed = q.observer.qparams(&config.spec);
-    assert_close("lsq", "scale", &values(q.qparams().scale), &values(observed.scale), 1e-7, 0.0);
+    assert_close(
+        "lsq",
+        "scale",
+        &values(q.qparams().scale),
+        &values(observed.scale),
+        1e-7,
+        0.0,
+    );
     // After initialisation the observer no longer moves a learned scale.
     let initial = values(q.qparams().scale);
     let _ = q.forward(x.mul_scalar(3.0));
@@ -140,21 +198,62 @@ fn user_model(device: &Device) -> UserModel {
 fn mapping_quantizes_a_user_model_by_path_and_kind() {
     let device = Device::flex();
     let mapping = QuantMapping::w8a8().with_rules(vec![
-        QuantRule { pattern: Some("^other\\.".into()), layer: None, rank: None, weight: None },
-        QuantRule { pattern: None, layer: Some(LayerKind::Embedding), rank: None, weight: Some(QuantizerConfig::new(QuantSpec::new().with_bits(4).with_granularity(Granularity::PerChannel { axis: None }))) },
+        QuantRule {
+            pattern: Some("^other\\.".into()),
+            layer: None,
+            rank: None,
+            weight: None,
+        },
+        QuantRule {
+            pattern: None,
+            layer: Some(LayerKind::Embedding),
+            rank: None,
+            weight: Some(QuantizerConfig::new(
+                QuantSpec::new()
+                    .with_bits(4)
+                    .with_granularity(Granularity::PerChannel { axis: None }),
+            )),
+        },
         // Rank 4 (the conv) gets 6 bits; the rank-2 Linear keeps the default 8.
-        QuantRule { pattern: None, layer: None, rank: Some(4), weight: Some(QuantizerConfig::new(QuantSpec::new().with_bits(6).with_granularity(Granularity::PerChannel { axis: None }))) },
+        QuantRule {
+            pattern: None,
+            layer: None,
+            rank: Some(4),
+            weight: Some(QuantizerConfig::new(
+                QuantSpec::new()
+                    .with_bits(6)
+                    .with_granularity(Granularity::PerChannel { axis: None }),
+            )),
+        },
     ]);
     let (model, report) = mapping.quantize_weights(user_model(&device)).unwrap();
-    let paths: Vec<(&str, LayerKind, u32)> = report.iter().map(|p| (p.path.as_str(), p.layer, p.config.spec.bits)).collect();
-    assert_eq!(paths, vec![("embed.weight", LayerKind::Embedding, 4), ("conv.weight", LayerKind::Conv2d, 6), ("head.weight", LayerKind::Linear, 8)]);
+    let paths: Vec<(&str, LayerKind, u32)> = report
+        .iter()
+        .map(|p| (p.path.as_str(), p.layer, p.config.spec.bits))
+        .collect();
+    assert_eq!(
+        paths,
+        vec![
+            ("embed.weight", LayerKind::Embedding, 4),
+            ("conv.weight", LayerKind::Conv2d, 6),
+            ("head.weight", LayerKind::Linear, 8)
+        ]
+    );
     let axis = |p: &quant::QuantizedParam| p.config.spec.granularity.clone();
     assert_eq!(axis(&report[0]), Granularity::PerChannel { axis: Some(0) });
     assert_eq!(axis(&report[1]), Granularity::PerChannel { axis: Some(0) });
     assert_eq!(axis(&report[2]), Granularity::PerChannel { axis: Some(1) });
-    assert!(model.other.weight.reparameterization::<Quantizer>().is_none());
+    assert!(
+        model
+            .other
+            .weight
+            .reparameterization::<Quantizer>()
+            .is_none()
+    );
     // Embedding rows are quantized to 4 bits per row: at most 16 levels in each row.
-    let rows = model.embed.forward(Tensor::<2, Int>::from_ints([[0, 1]], &device));
+    let rows = model
+        .embed
+        .forward(Tensor::<2, Int>::from_ints([[0, 1]], &device));
     let mut row: Vec<f32> = values(rows.slice([0..1, 0..1, 0..8]));
     row.sort_by(f32::total_cmp);
     row.dedup();
@@ -162,31 +261,78 @@ fn mapping_quantizes_a_user_model_by_path_and_kind() {
     // materialize() folds the quantizers into plain weights, equal to the fake-quantized ones.
     let fake = values(model.head.weight.val());
     let folded = model.materialize();
-    assert!(folded.head.weight.reparameterization::<Quantizer>().is_none());
+    assert!(
+        folded
+            .head
+            .weight
+            .reparameterization::<Quantizer>()
+            .is_none()
+    );
     assert_eq!(values(folded.head.weight.val()), fake);
 }
 
 #[test]
 fn mapping_errors_name_the_field() {
     let device = Device::flex();
-    let bad_regex = QuantMapping::w8a8().with_rules(vec![QuantRule { pattern: Some("(".into()), layer: None, rank: None, weight: None }]);
-    let err = bad_regex.quantize_weights(user_model(&device)).unwrap_err().to_string();
+    let bad_regex = QuantMapping::w8a8().with_rules(vec![QuantRule {
+        pattern: Some("(".into()),
+        layer: None,
+        rank: None,
+        weight: None,
+    }]);
+    let err = bad_regex
+        .quantize_weights(user_model(&device))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("rules[0].pattern"), "{err}");
-    let grouped = QuantizerConfig::new(QuantSpec::new().with_granularity(Granularity::PerGroup { axis: None, group_size: 3 }));
-    let err = QuantMapping::new().with_weight(Some(grouped)).quantize_weights(user_model(&device)).unwrap_err().to_string();
-    assert!(err.contains("embed.weight") && err.contains("group_size") && err.contains("does not divide"), "{err}");
+    let grouped = QuantizerConfig::new(QuantSpec::new().with_granularity(Granularity::PerGroup {
+        axis: None,
+        group_size: 3,
+    }));
+    let err = QuantMapping::new()
+        .with_weight(Some(grouped))
+        .quantize_weights(user_model(&device))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("embed.weight")
+            && err.contains("group_size")
+            && err.contains("does not divide"),
+        "{err}"
+    );
     let nine = QuantizerConfig::new(QuantSpec::new().with_bits(9));
-    let err = QuantMapping::new().with_weight(Some(nine)).validate().unwrap_err().to_string();
-    assert_eq!(err, "invalid `weight.spec.bits`: 9 is not supported; use 2..=8 or 16");
+    let err = QuantMapping::new()
+        .with_weight(Some(nine))
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "invalid `weight.spec.bits`: 9 is not supported; use 2..=8 or 16"
+    );
 }
 
 #[test]
 fn per_group_weights_get_one_scale_per_group() {
     let device = Device::flex();
-    let config = QuantizerConfig::new(QuantSpec::new().with_bits(4).with_granularity(Granularity::PerGroup { axis: None, group_size: 4 }))
-        .with_observer(ObserverKind::current());
-    let (linear, report) = QuantMapping::new().with_weight(Some(config)).quantize_weights(LinearConfig::new(8, 3).init(&device)).unwrap();
-    assert_eq!(report[0].config.spec.granularity, Granularity::PerGroup { axis: Some(0), group_size: 4 });
+    let config = QuantizerConfig::new(QuantSpec::new().with_bits(4).with_granularity(
+        Granularity::PerGroup {
+            axis: None,
+            group_size: 4,
+        },
+    ))
+    .with_observer(ObserverKind::current());
+    let (linear, report) = QuantMapping::new()
+        .with_weight(Some(config))
+        .quantize_weights(LinearConfig::new(8, 3).init(&device))
+        .unwrap();
+    assert_eq!(
+        report[0].config.spec.granularity,
+        Granularity::PerGroup {
+            axis: Some(0),
+            group_size: 4
+        }
+    );
     let quant = linear.weight.reparameterization::<Quantizer>().unwrap();
     assert_eq!(quant.observer.range().0.dims(), [6]); // 8/4 groups × 3 outputs
 }
@@ -196,9 +342,21 @@ fn every_quantizer_state_round_trips_through_a_record_file() {
     let device = Device::flex();
     let dir = std::env::temp_dir().join(format!("quant-record-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for (i, mapping) in [QuantMapping::w8a8(), QuantMapping::w4a4(), QuantMapping::w2a8()].into_iter().enumerate() {
+    for (i, mapping) in [
+        QuantMapping::w8a8(),
+        QuantMapping::w4a4(),
+        QuantMapping::w2a8(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let (model, _) = mapping.quantize_weights(user_model(&device)).unwrap();
-        let act = mapping.activation.clone().unwrap().init(LayerKind::Activation, &[1, 5], &device).unwrap();
+        let act = mapping
+            .activation
+            .clone()
+            .unwrap()
+            .init(LayerKind::Activation, &[1, 5], &device)
+            .unwrap();
         let _ = act.forward(Tensor::<2>::random([4, 5], Distribution::Default, &device));
         let path = dir.join(format!("model-{i}"));
         model.clone().save_file(&path).unwrap();
@@ -206,17 +364,39 @@ fn every_quantizer_state_round_trips_through_a_record_file() {
         // Fresh modules with different random weights, then load.
         let (fresh, _) = mapping.quantize_weights(user_model(&device)).unwrap();
         let loaded = fresh.load_file(&path);
-        let fresh_act = mapping.activation.clone().unwrap().init(LayerKind::Activation, &[1, 5], &device).unwrap();
+        let fresh_act = mapping
+            .activation
+            .clone()
+            .unwrap()
+            .init(LayerKind::Activation, &[1, 5], &device)
+            .unwrap();
         let loaded_act = fresh_act.load_file(dir.join(format!("act-{i}")));
         for (a, b) in [(&model.head, &loaded.head), (&model.other, &loaded.other)] {
-            assert_eq!(values(a.weight.val()), values(b.weight.val()), "fake-quantized weights identical");
+            assert_eq!(
+                values(a.weight.val()),
+                values(b.weight.val()),
+                "fake-quantized weights identical"
+            );
         }
         let qa = model.conv.weight.reparameterization::<Quantizer>().unwrap();
-        let qb = loaded.conv.weight.reparameterization::<Quantizer>().unwrap();
+        let qb = loaded
+            .conv
+            .weight
+            .reparameterization::<Quantizer>()
+            .unwrap();
         assert_eq!(values(qa.observer.range().0), values(qb.observer.range().0));
         assert_eq!(values(qa.qparams().scale), values(qb.qparams().scale));
-        assert_eq!(values(act.observer.range().1), values(loaded_act.observer.range().1));
-        assert_eq!(values(act.qparams().scale), values(loaded_act.qparams().scale));
-        assert_eq!(values(act.qparams().zero_point), values(loaded_act.qparams().zero_point));
+        assert_eq!(
+            values(act.observer.range().1),
+            values(loaded_act.observer.range().1)
+        );
+        assert_eq!(
+            values(act.qparams().scale),
+            values(loaded_act.qparams().scale)
+        );
+        assert_eq!(
+            values(act.qparams().zero_point),
+            values(loaded_act.qparams().zero_point)
+        );
     }
 }

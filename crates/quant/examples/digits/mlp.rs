@@ -21,7 +21,11 @@ impl Mlp {
     /// A float MLP (no quantizers).
     pub fn new(device: &Device) -> Self {
         let layer = |i, o| QuantLinearConfig::new(i, o).init(device);
-        Mlp { fc1: layer(64, 128), fc2: layer(128, 64), fc3: layer(64, 10) }
+        Mlp {
+            fc1: layer(64, 128),
+            fc2: layer(128, 64),
+            fc3: layer(64, 10),
+        }
     }
 
     /// Adds the mapping's quantizers to every layer: inputs by `activation`, weights by `weight`.
@@ -43,14 +47,23 @@ impl Mlp {
 
 /// The digits split 80/20 (every fifth image is a test image).
 pub fn load_digits() -> (ImageDataset, ImageDataset) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../datasets/embedded/digits/digits.csv.gz");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../datasets/embedded/digits/digits.csv.gz"
+    );
     let data = read_digits_csv(path).expect("the digits fixture ships with the repository");
     split_every_kth(data, 5, 0)
 }
 
 fn batch(data: &ImageDataset, indices: &[usize], device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
-    let pixels: Vec<f32> = indices.iter().flat_map(|&i| data.items[i].pixels.iter().copied()).collect();
-    let labels: Vec<i64> = indices.iter().map(|&i| data.items[i].label as i64).collect();
+    let pixels: Vec<f32> = indices
+        .iter()
+        .flat_map(|&i| data.items[i].pixels.iter().copied())
+        .collect();
+    let labels: Vec<i64> = indices
+        .iter()
+        .map(|&i| data.items[i].label as i64)
+        .collect();
     let x = Tensor::from_data(TensorData::new(pixels, [indices.len(), 64]), device);
     let y = Tensor::from_data(TensorData::new(labels, [indices.len()]), device);
     (x, y)
@@ -111,12 +124,27 @@ pub struct DigitsResult {
 }
 
 /// The whole workflow: float training, PTQ (calibrate + evaluate), QAT fine-tuning.
-pub fn float_ptq_qat(mapping: &QuantMapping, device: &Device, float_epochs: usize, qat_epochs: usize) -> DigitsResult {
+pub fn float_ptq_qat(
+    mapping: &QuantMapping,
+    device: &Device,
+    float_epochs: usize,
+    qat_epochs: usize,
+) -> DigitsResult {
     device.seed(7);
     let (train_set, test_set) = load_digits();
-    let float_model = train(Mlp::new(&device.clone().autodiff()), &train_set, float_epochs, 2e-3, device);
+    let float_model = train(
+        Mlp::new(&device.clone().autodiff()),
+        &train_set,
+        float_epochs,
+        2e-3,
+        device,
+    );
     let float = accuracy(&float_model, &test_set, device);
-    let ptq_model = calibrate(float_model.quantized(mapping).expect("valid mapping"), &train_set, device);
+    let ptq_model = calibrate(
+        float_model.quantized(mapping).expect("valid mapping"),
+        &train_set,
+        device,
+    );
     let ptq = accuracy(&ptq_model, &test_set, device);
     let qat_model = train(ptq_model, &train_set, qat_epochs, 5e-4, device);
     let qat = accuracy(&qat_model, &test_set, device);

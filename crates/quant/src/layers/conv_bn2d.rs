@@ -60,8 +60,16 @@ impl ConvBn2dConfig {
             .with_momentum(self.bn_momentum)
             .with_epsilon(self.bn_epsilon)
             .init(device);
-        let layer = ConvBn2d { conv, bn, weight_quant: None, input_quant: None, bn_frozen: Param::from_bool(false) };
-        layer.with_quantizers(&self.conv.weight, &self.conv.input).map_err(|e| e.within("conv"))
+        let layer = ConvBn2d {
+            conv,
+            bn,
+            weight_quant: None,
+            input_quant: None,
+            bn_frozen: Param::from_bool(false),
+        };
+        layer
+            .with_quantizers(&self.conv.weight, &self.conv.input)
+            .map_err(|e| e.within("conv"))
     }
 
     /// Builds the layer.
@@ -69,7 +77,8 @@ impl ConvBn2dConfig {
     /// # Panics
     /// If a quantizer config is invalid (see [`Self::try_init`]).
     pub fn init(&self, device: &Device) -> ConvBn2d {
-        self.try_init(device).unwrap_or_else(|e| panic!("ConvBn2dConfig: {e}"))
+        self.try_init(device)
+            .unwrap_or_else(|e| panic!("ConvBn2dConfig: {e}"))
     }
 }
 
@@ -86,10 +95,17 @@ impl ConvBn2d {
         let channels_in = weight_shape[1] * self.conv.groups;
         let weight_quant = weight
             .as_ref()
-            .map(|c| c.init(LayerKind::Conv2d, &weight_shape, &device).map_err(|e| e.within("weight")))
+            .map(|c| {
+                c.init(LayerKind::Conv2d, &weight_shape, &device)
+                    .map_err(|e| e.within("weight"))
+            })
             .transpose()?;
         let input_quant = input_quantizer(input, &[1, channels_in, 1, 1], &device)?;
-        let layer = ConvBn2d { weight_quant, input_quant, ..self };
+        let layer = ConvBn2d {
+            weight_quant,
+            input_quant,
+            ..self
+        };
         if let Some(quant) = &layer.weight_quant {
             quant.observe(layer.folded_weight());
         }
@@ -98,7 +114,12 @@ impl ConvBn2d {
 
     /// `γ / sqrt(running_var + ε)`, `[channels_out]`.
     fn bn_scale(&self) -> Tensor<1> {
-        let std = self.bn.running_var.value_sync().add_scalar(self.bn.epsilon).sqrt();
+        let std = self
+            .bn
+            .running_var
+            .value_sync()
+            .add_scalar(self.bn.epsilon)
+            .sqrt();
         self.bn.gamma.val() / std
     }
 
@@ -135,14 +156,29 @@ impl ConvBn2d {
         };
         let [_, _, h, w] = input.dims();
         let conv = &self.conv;
-        let options = conv2d_options(&conv.padding, [h, w], conv.kernel_size, conv.stride, conv.dilation, conv.groups);
-        let bn_live = input.device().is_autodiff() && self.bn.training.is_enabled() && !self.bn_frozen.is_enabled();
+        let options = conv2d_options(
+            &conv.padding,
+            [h, w],
+            conv.kernel_size,
+            conv.stride,
+            conv.dilation,
+            conv.groups,
+        );
+        let bn_live = input.device().is_autodiff()
+            && self.bn.training.is_enabled()
+            && !self.bn_frozen.is_enabled();
         if !bn_live {
-            return conv2d(input, self.quantized_folded_weight(), Some(self.folded_bias()), options);
+            return conv2d(
+                input,
+                self.quantized_folded_weight(),
+                Some(self.folded_bias()),
+                options,
+            );
         }
         let c_out = self.bn.gamma.lazy_shape().dims::<1>()[0];
         let scale = self.bn_scale();
-        let y = conv2d(input, self.quantized_folded_weight(), None, options) / scale.reshape([1, c_out, 1, 1]);
+        let y = conv2d(input, self.quantized_folded_weight(), None, options)
+            / scale.reshape([1, c_out, 1, 1]);
         let y = match &conv.bias {
             Some(b) => y + b.val().reshape([1, c_out, 1, 1]),
             None => y,

@@ -8,7 +8,11 @@ use burn::tensor::ops::ConvOptions;
 /// pixel goes at the end).
 fn same_padding(kernel: usize, stride: usize, size: usize) -> (usize, usize) {
     let out = size.div_ceil(stride);
-    let total = if out > 0 { ((out - 1) * stride + kernel).saturating_sub(size) } else { 0 };
+    let total = if out > 0 {
+        ((out - 1) * stride + kernel).saturating_sub(size)
+    } else {
+        0
+    };
     (total / 2, total - total / 2)
 }
 

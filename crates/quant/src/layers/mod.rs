@@ -14,15 +14,21 @@ pub use quant_linear::*;
 use burn::module::Module;
 use burn::tensor::Device;
 
-use crate::{LayerKind, QuantError, QuantMapping, QuantizerConfig, Quantizer};
+use crate::{LayerKind, QuantError, QuantMapping, Quantizer, QuantizerConfig};
 
 /// Attaches `weight` (if any) to the `weight` parameter of a freshly built layer.
-fn attach_weight_quantizer<M: Module>(layer: M, weight: &Option<QuantizerConfig>) -> Result<M, QuantError> {
+fn attach_weight_quantizer<M: Module>(
+    layer: M,
+    weight: &Option<QuantizerConfig>,
+) -> Result<M, QuantError> {
     match weight {
         None => Ok(layer),
         Some(config) => {
             let mapping = QuantMapping::new().with_weight(Some(config.clone()));
-            mapping.quantize_weights(layer).map(|(layer, _)| layer).map_err(|e| e.within("weight"))
+            mapping
+                .quantize_weights(layer)
+                .map(|(layer, _)| layer)
+                .map_err(|e| e.within("weight"))
         }
     }
 }
@@ -35,6 +41,10 @@ fn input_quantizer(
 ) -> Result<Option<Quantizer>, QuantError> {
     input
         .as_ref()
-        .map(|config| config.init(LayerKind::Activation, shape, device).map_err(|e| e.within("input")))
+        .map(|config| {
+            config
+                .init(LayerKind::Activation, shape, device)
+                .map_err(|e| e.within("input"))
+        })
         .transpose()
 }

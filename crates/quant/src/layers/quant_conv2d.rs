@@ -84,7 +84,8 @@ impl QuantConv2dConfig {
     /// # Panics
     /// If a quantizer config is invalid (see [`Self::try_init`]).
     pub fn init(&self, device: &Device) -> QuantConv2d {
-        self.try_init(device).unwrap_or_else(|e| panic!("QuantConv2dConfig: {e}"))
+        self.try_init(device)
+            .unwrap_or_else(|e| panic!("QuantConv2dConfig: {e}"))
     }
 }
 
@@ -117,7 +118,10 @@ impl QuantConv2d {
         let device = self.weight.lazy_device();
         let [_, per_group, _, _] = self.weight.lazy_shape().dims::<4>();
         let channels_in = per_group * self.groups;
-        let layer = QuantConv2d { input_quant: input_quantizer(input, &[1, channels_in, 1, 1], &device)?, ..self };
+        let layer = QuantConv2d {
+            input_quant: input_quantizer(input, &[1, channels_in, 1, 1], &device)?,
+            ..self
+        };
         attach_weight_quantizer(layer, weight)
     }
 
@@ -128,7 +132,19 @@ impl QuantConv2d {
             None => input,
         };
         let [_, _, h, w] = input.dims();
-        let options = conv2d_options(&self.padding, [h, w], self.kernel_size, self.stride, self.dilation, self.groups);
-        conv2d(input, self.weight.val(), self.bias.as_ref().map(|b| b.val()), options)
+        let options = conv2d_options(
+            &self.padding,
+            [h, w],
+            self.kernel_size,
+            self.stride,
+            self.dilation,
+            self.groups,
+        );
+        conv2d(
+            input,
+            self.weight.val(),
+            self.bias.as_ref().map(|b| b.val()),
+            options,
+        )
     }
 }

@@ -34,7 +34,12 @@ impl QuantEmbeddingConfig {
     /// Builds the layer, reporting an invalid quantizer config with its field path.
     pub fn try_init(&self, device: &Device) -> Result<QuantEmbedding, QuantError> {
         let float = EmbeddingConfig::new(self.n_embedding, self.d_model).init(device);
-        attach_weight_quantizer(QuantEmbedding { weight: float.weight }, &self.weight)
+        attach_weight_quantizer(
+            QuantEmbedding {
+                weight: float.weight,
+            },
+            &self.weight,
+        )
     }
 
     /// Builds the layer.
@@ -42,7 +47,8 @@ impl QuantEmbeddingConfig {
     /// # Panics
     /// If the quantizer config is invalid (see [`Self::try_init`]).
     pub fn init(&self, device: &Device) -> QuantEmbedding {
-        self.try_init(device).unwrap_or_else(|e| panic!("QuantEmbeddingConfig: {e}"))
+        self.try_init(device)
+            .unwrap_or_else(|e| panic!("QuantEmbeddingConfig: {e}"))
     }
 }
 

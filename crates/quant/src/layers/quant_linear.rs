@@ -44,7 +44,9 @@ pub struct QuantLinear {
 impl QuantLinearConfig {
     /// Builds the layer, reporting an invalid quantizer config with its field path.
     pub fn try_init(&self, device: &Device) -> Result<QuantLinear, QuantError> {
-        let float = LinearConfig::new(self.d_input, self.d_output).with_bias(self.bias).init(device);
+        let float = LinearConfig::new(self.d_input, self.d_output)
+            .with_bias(self.bias)
+            .init(device);
         QuantLinear::from_linear(float, &self.weight, &self.input)
     }
 
@@ -53,7 +55,8 @@ impl QuantLinearConfig {
     /// # Panics
     /// If a quantizer config is invalid (see [`Self::try_init`]).
     pub fn init(&self, device: &Device) -> QuantLinear {
-        self.try_init(device).unwrap_or_else(|e| panic!("QuantLinearConfig: {e}"))
+        self.try_init(device)
+            .unwrap_or_else(|e| panic!("QuantLinearConfig: {e}"))
     }
 }
 
@@ -64,7 +67,11 @@ impl QuantLinear {
         weight: &Option<QuantizerConfig>,
         input: &Option<QuantizerConfig>,
     ) -> Result<Self, QuantError> {
-        let layer = QuantLinear { weight: linear.weight, bias: linear.bias, input_quant: None };
+        let layer = QuantLinear {
+            weight: linear.weight,
+            bias: linear.bias,
+            input_quant: None,
+        };
         layer.with_quantizers(weight, input)
     }
 
@@ -77,7 +84,10 @@ impl QuantLinear {
     ) -> Result<Self, QuantError> {
         let device = self.weight.lazy_device();
         let [d_input, _] = self.weight.lazy_shape().dims::<2>();
-        let layer = QuantLinear { input_quant: input_quantizer(input, &[1, d_input], &device)?, ..self };
+        let layer = QuantLinear {
+            input_quant: input_quantizer(input, &[1, d_input], &device)?,
+            ..self
+        };
         attach_weight_quantizer(layer, weight)
     }
 
@@ -87,6 +97,10 @@ impl QuantLinear {
             Some(quant) => quant.forward(input),
             None => input,
         };
-        linear(input, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
+        linear(
+            input,
+            self.weight.val(),
+            self.bias.as_ref().map(|b| b.val()),
+        )
     }
 }

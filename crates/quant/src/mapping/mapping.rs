@@ -77,20 +77,29 @@ impl QuantMapping {
         }
         for (i, rule) in self.rules.iter().enumerate() {
             if let Some(pattern) = &rule.pattern {
-                Regex::new(pattern).map_err(|e| QuantError::field(format!("rules[{i}].pattern"), e.to_string()))?;
+                Regex::new(pattern)
+                    .map_err(|e| QuantError::field(format!("rules[{i}].pattern"), e.to_string()))?;
             }
             if let Some(weight) = &rule.weight {
-                weight.validate().map_err(|e| e.within(&format!("rules[{i}].weight")))?;
+                weight
+                    .validate()
+                    .map_err(|e| e.within(&format!("rules[{i}].weight")))?;
             }
         }
         Ok(())
     }
 
     /// The weight quantizer config for the parameter at `path`, of `rank`, in a layer of `kind`.
-    pub fn weight_config_for(&self, path: &str, kind: LayerKind, rank: usize) -> Option<&QuantizerConfig> {
+    pub fn weight_config_for(
+        &self,
+        path: &str,
+        kind: LayerKind,
+        rank: usize,
+    ) -> Option<&QuantizerConfig> {
         let mut chosen = self.weight.as_ref();
         for rule in &self.rules {
-            let kind_ok = rule.layer.is_none_or(|layer| layer == kind) && rule.rank.is_none_or(|r| r == rank);
+            let kind_ok =
+                rule.layer.is_none_or(|layer| layer == kind) && rule.rank.is_none_or(|r| r == rank);
             let path_ok = rule
                 .pattern
                 .as_ref()
@@ -107,7 +116,10 @@ impl QuantMapping {
     /// parameter paths are unchanged; quantizer state appears under `<path>.quant.*` in records.
     ///
     /// Returns the model and the list of quantized parameters.
-    pub fn quantize_weights<M: Module>(&self, model: M) -> Result<(M, Vec<QuantizedParam>), QuantError> {
+    pub fn quantize_weights<M: Module>(
+        &self,
+        model: M,
+    ) -> Result<(M, Vec<QuantizedParam>), QuantError> {
         self.validate()?;
         let quantizer = WeightQuantizer::new(self.clone(), &model);
         let outcome = quantizer.outcome();

@@ -25,9 +25,16 @@ fn weights(bits: u32, learning: Learning, observer: ObserverKind) -> QuantizerCo
 }
 
 fn activations(bits: u32, learning: Learning) -> QuantizerConfig {
-    QuantizerConfig::new(QuantSpec::new().with_bits(bits).with_signed(false).with_symmetric(false))
-        .with_observer(ObserverKind::MovingAverageMinMax { averaging_constant: 0.01 })
-        .with_learning(learning)
+    QuantizerConfig::new(
+        QuantSpec::new()
+            .with_bits(bits)
+            .with_signed(false)
+            .with_symmetric(false),
+    )
+    .with_observer(ObserverKind::MovingAverageMinMax {
+        averaging_constant: 0.01,
+    })
+    .with_learning(learning)
 }
 
 impl QuantMapping {
@@ -54,7 +61,10 @@ impl QuantMapping {
 
     /// int2 per-channel LSQ weights (range initialised by MSE search), uint8 activations.
     pub fn w2a8() -> Self {
-        let mse = ObserverKind::Mse { grid: 40, averaging_constant: 1.0 };
+        let mse = ObserverKind::Mse {
+            grid: 40,
+            averaging_constant: 1.0,
+        };
         QuantMapping::new()
             .with_weight(Some(weights(2, Learning::Lsq, mse)))
             .with_activation(Some(activations(8, Learning::Fixed)))

@@ -51,7 +51,11 @@ impl WeightQuantizer {
 impl Reparameterizer for WeightQuantizer {
     type Reparam = Quantizer;
 
-    fn reparameterize<const D: usize>(&mut self, path: &str, param: Param<Tensor<D>>) -> (Param<Tensor<D>>, Option<Quantizer>) {
+    fn reparameterize<const D: usize>(
+        &mut self,
+        path: &str,
+        param: Param<Tensor<D>>,
+    ) -> (Param<Tensor<D>>, Option<Quantizer>) {
         if path.rsplit('.').next() != Some("weight") {
             return (param, None);
         }
@@ -92,7 +96,8 @@ struct LayerKindFinder {
 
 impl ModuleVisitor for LayerKindFinder {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.stack.push((name.to_string(), container_type.to_string()));
+        self.stack
+            .push((name.to_string(), container_type.to_string()));
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
@@ -104,7 +109,12 @@ impl ModuleVisitor for LayerKindFinder {
             return;
         };
         if let Some(kind) = LayerKind::from_container(owner) {
-            let path = self.stack.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(".");
+            let path = self
+                .stack
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .collect::<Vec<_>>()
+                .join(".");
             self.layer_of.insert(path, kind);
         }
     }

@@ -15,7 +15,13 @@ use crate::{Granularity, ParamLayout};
 /// Fake-quantizes a 4-D view against broadcastable `scale` and `zero_point` (detached inside).
 ///
 /// This is the kernel behind every fixed-parameter quantizer; see the module docs for the math.
-pub fn fake_quantize_view(x: Tensor<4>, scale: Tensor<4>, zero_point: Tensor<4>, qmin: i32, qmax: i32) -> Tensor<4> {
+pub fn fake_quantize_view(
+    x: Tensor<4>,
+    scale: Tensor<4>,
+    zero_point: Tensor<4>,
+    qmin: i32,
+    qmax: i32,
+) -> Tensor<4> {
     fake_quantize_view_with(x, scale, Some(zero_point), qmin, qmax, true)
 }
 
@@ -77,13 +83,34 @@ pub fn fake_quantize_layout(
     // On Flex: a custom autodiff op when tracked (one forward and one backward pass, the mask
     // recomputed there), one forward pass otherwise. Elsewhere: composite ops.
     let fused = if x.is_tracked() {
-        fused_lsq(&x, no_grad(scale.clone()), no_grad(zp_or_zero()), (qmin, qmax), per_group)
+        fused_lsq(
+            &x,
+            no_grad(scale.clone()),
+            no_grad(zp_or_zero()),
+            (qmin, qmax),
+            per_group,
+        )
     } else {
-        fused_parts(&x, no_grad(scale.clone()), no_grad(zp_or_zero()), (qmin, qmax), per_group, 1).map(|mut p| p.remove(0))
+        fused_parts(
+            &x,
+            no_grad(scale.clone()),
+            no_grad(zp_or_zero()),
+            (qmin, qmax),
+            per_group,
+            1,
+        )
+        .map(|mut p| p.remove(0))
     };
     fused.unwrap_or_else(|| {
         let zero_point = zero_point.map(|zp| layout.broadcast(zp));
-        fake_quantize_view_with(x, layout.broadcast(scale), zero_point, qmin, qmax, clip_possible)
+        fake_quantize_view_with(
+            x,
+            layout.broadcast(scale),
+            zero_point,
+            qmin,
+            qmax,
+            clip_possible,
+        )
     })
 }
 
@@ -133,6 +160,13 @@ pub fn fake_quantize_with_layout<const D: usize>(
 ) -> Tensor<D> {
     let shape = x.shape();
     let layout = ParamLayout::new(&shape.dims::<D>(), granularity);
-    let y = fake_quantize_layout(layout.to_view(x), &layout, scale, Some(zero_point), (qmin, qmax), true);
+    let y = fake_quantize_layout(
+        layout.to_view(x),
+        &layout,
+        scale,
+        Some(zero_point),
+        (qmin, qmax),
+        true,
+    );
     layout.from_view(y, shape)
 }

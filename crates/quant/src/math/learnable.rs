@@ -60,7 +60,8 @@ pub fn fake_quantize_learnable<const D: usize>(
     let layout = ParamLayout::new(&shape.dims::<D>(), granularity);
     let scale = grad_scale(scale, grad_factor);
     let zero_point = grad_scale(zero_point, grad_factor);
-    let y = fake_quantize_learnable_layout(layout.to_view(x), &layout, scale, zero_point, (qmin, qmax));
+    let y =
+        fake_quantize_learnable_layout(layout.to_view(x), &layout, scale, zero_point, (qmin, qmax));
     layout.from_view(y, shape)
 }
 
@@ -76,7 +77,13 @@ pub fn fake_quantize_learnable_layout(
     let learn_zp = zero_point.is_tracked();
     let tracked = x.is_tracked() || scale.is_tracked() || learn_zp;
     if !learn_zp
-        && let Some(y) = fused_lsq(&x, scale.clone(), zero_point.clone(), (qmin, qmax), layout.is_per_group())
+        && let Some(y) = fused_lsq(
+            &x,
+            scale.clone(),
+            zero_point.clone(),
+            (qmin, qmax),
+            layout.is_per_group(),
+        )
     {
         return y;
     }
@@ -85,9 +92,22 @@ pub fn fake_quantize_learnable_layout(
         (true, false) => 3,
         (true, true) => 4,
     };
-    let fused = fused_parts(&x, no_grad(scale.clone()), no_grad(zero_point.clone()), (qmin, qmax), layout.is_per_group(), parts);
+    let fused = fused_parts(
+        &x,
+        no_grad(scale.clone()),
+        no_grad(zero_point.clone()),
+        (qmin, qmax),
+        layout.is_per_group(),
+        parts,
+    );
     let Some(mut parts) = fused else {
-        return fake_quantize_learnable_view(x, layout.broadcast(scale), layout.broadcast(zero_point), qmin, qmax);
+        return fake_quantize_learnable_view(
+            x,
+            layout.broadcast(scale),
+            layout.broadcast(zero_point),
+            qmin,
+            qmax,
+        );
     };
     let dequantized = parts.remove(0);
     if !tracked {

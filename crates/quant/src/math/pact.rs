@@ -16,7 +16,11 @@ pub fn pact_view(x: Tensor<4>, alpha: Tensor<4>, bits: u32, signed: bool) -> Ten
     } else {
         relu(x.clone()) - relu(x - alpha.clone())
     };
-    let levels = if signed { (1u64 << (bits - 1)) - 1 } else { (1u64 << bits) - 1 } as f64;
+    let levels = if signed {
+        (1u64 << (bits - 1)) - 1
+    } else {
+        (1u64 << bits) - 1
+    } as f64;
     let step = no_grad(alpha).div_scalar(levels);
     let constant = no_grad(clipped.clone());
     let quantized = (constant.clone() / step.clone()).round() * step;
@@ -37,6 +41,11 @@ pub fn pact_view(x: Tensor<4>, alpha: Tensor<4>, bits: u32, signed: bool) -> Ten
 pub fn pact<const D: usize>(x: Tensor<D>, alpha: Tensor<1>, bits: u32, signed: bool) -> Tensor<D> {
     let shape = x.shape();
     let numel = shape.num_elements();
-    let y = pact_view(x.reshape([1, 1, numel, 1]), alpha.reshape([1, 1, 1, 1]), bits, signed);
+    let y = pact_view(
+        x.reshape([1, 1, numel, 1]),
+        alpha.reshape([1, 1, 1, 1]),
+        bits,
+        signed,
+    );
     y.reshape(shape)
 }

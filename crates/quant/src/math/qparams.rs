@@ -29,13 +29,16 @@ pub fn qparams_from_range(min: Tensor<1>, max: Tensor<1>, spec: &QuantSpec) -> Q
     if spec.symmetric {
         let bound = max_pos.max_pair(min_neg.neg());
         let scale = bound.div_scalar((qmax - qmin) / 2.0).clamp_min(SCALE_EPS);
-        let zero_point = scale.zeros_like().add_scalar(spec.symmetric_zero_point() as f64);
+        let zero_point = scale
+            .zeros_like()
+            .add_scalar(spec.symmetric_zero_point() as f64);
         QParams { scale, zero_point }
     } else {
         let scale = (max_pos - min_neg.clone())
             .div_scalar(qmax - qmin)
             .clamp_min(SCALE_EPS);
-        let zero_point = (min_neg.div(scale.clone()).round().neg().add_scalar(qmin)).clamp(qmin, qmax);
+        let zero_point =
+            (min_neg.div(scale.clone()).round().neg().add_scalar(qmin)).clamp(qmin, qmax);
         QParams { scale, zero_point }
     }
 }

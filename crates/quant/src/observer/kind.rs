@@ -54,14 +54,18 @@ fn default_grid() -> usize {
 
 impl Default for ObserverKind {
     fn default() -> Self {
-        ObserverKind::MovingAverageMinMax { averaging_constant: 0.01 }
+        ObserverKind::MovingAverageMinMax {
+            averaging_constant: 0.01,
+        }
     }
 }
 
 impl ObserverKind {
     /// Weights: the current tensor's min and max, recomputed every step.
     pub fn current() -> Self {
-        ObserverKind::MovingAverageMinMax { averaging_constant: 1.0 }
+        ObserverKind::MovingAverageMinMax {
+            averaging_constant: 1.0,
+        }
     }
 
     /// Checks the kind's parameters, naming the bad one.
@@ -70,21 +74,36 @@ impl ObserverKind {
             if c > 0.0 && c <= 1.0 {
                 Ok(())
             } else {
-                Err(QuantError::field("averaging_constant", format!("{c} is not in (0, 1]")))
+                Err(QuantError::field(
+                    "averaging_constant",
+                    format!("{c} is not in (0, 1]"),
+                ))
             }
         };
         match *self {
             ObserverKind::MinMax => Ok(()),
             ObserverKind::MovingAverageMinMax { averaging_constant } => check_c(averaging_constant),
-            ObserverKind::Percentile { percentile, averaging_constant } => {
+            ObserverKind::Percentile {
+                percentile,
+                averaging_constant,
+            } => {
                 if !(percentile > 50.0 && percentile <= 100.0) {
-                    return Err(QuantError::field("percentile", format!("{percentile} is not in (50, 100]")));
+                    return Err(QuantError::field(
+                        "percentile",
+                        format!("{percentile} is not in (50, 100]"),
+                    ));
                 }
                 check_c(averaging_constant)
             }
-            ObserverKind::Mse { grid, averaging_constant } => {
+            ObserverKind::Mse {
+                grid,
+                averaging_constant,
+            } => {
                 if grid < 2 {
-                    return Err(QuantError::field("grid", format!("{grid} candidates; need at least 2")));
+                    return Err(QuantError::field(
+                        "grid",
+                        format!("{grid} candidates; need at least 2"),
+                    ));
                 }
                 check_c(averaging_constant)
             }
@@ -96,8 +115,12 @@ impl ObserverKind {
         match *self {
             ObserverKind::MinMax => None,
             ObserverKind::MovingAverageMinMax { averaging_constant }
-            | ObserverKind::Percentile { averaging_constant, .. }
-            | ObserverKind::Mse { averaging_constant, .. } => Some(averaging_constant),
+            | ObserverKind::Percentile {
+                averaging_constant, ..
+            }
+            | ObserverKind::Mse {
+                averaging_constant, ..
+            } => Some(averaging_constant),
         }
     }
 }

@@ -40,8 +40,12 @@ impl Observer {
                 let bound = batch_max_abs(view, layout);
                 (bound.clone().neg(), bound)
             }
-            ObserverKind::MinMax | ObserverKind::MovingAverageMinMax { .. } => batch_min_max(view, layout),
-            ObserverKind::Percentile { percentile, .. } => batch_percentile(view, layout, percentile),
+            ObserverKind::MinMax | ObserverKind::MovingAverageMinMax { .. } => {
+                batch_min_max(view, layout)
+            }
+            ObserverKind::Percentile { percentile, .. } => {
+                batch_percentile(view, layout, percentile)
+            }
             ObserverKind::Mse { grid, .. } => batch_mse_optimal(view, layout, spec, grid),
         };
         let old_min = self.min.value_sync();
@@ -49,7 +53,10 @@ impl Observer {
         let (min, max) = match self.kind.averaging_constant() {
             None => (old_min.min_pair(batch_min), old_max.max_pair(batch_max)),
             Some(c) if c >= 1.0 => (batch_min, batch_max),
-            Some(c) => (moving_average(old_min, batch_min, c), moving_average(old_max, batch_max, c)),
+            Some(c) => (
+                moving_average(old_min, batch_min, c),
+                moving_average(old_max, batch_max, c),
+            ),
         };
         self.min.update(min);
         self.max.update(max);
@@ -92,7 +99,10 @@ mod tests {
             observer.observe(layout.to_view(x), &layout, &spec);
         }
         let (min, max) = observer.range();
-        (min.to_data().try_to_vec::<f32>().unwrap(), max.to_data().try_to_vec::<f32>().unwrap())
+        (
+            min.to_data().try_to_vec::<f32>().unwrap(),
+            max.to_data().try_to_vec::<f32>().unwrap(),
+        )
     }
 
     #[test]
@@ -103,7 +113,9 @@ mod tests {
 
     #[test]
     fn moving_average_starts_from_first_batch() {
-        let kind = ObserverKind::MovingAverageMinMax { averaging_constant: 0.5 };
+        let kind = ObserverKind::MovingAverageMinMax {
+            averaging_constant: 0.5,
+        };
         let (min, max) = observe(kind, &[&[-1.0, 2.0], &[-3.0, 4.0]]);
         assert_eq!((min, max), (vec![-2.0], vec![3.0]));
     }
@@ -112,7 +124,10 @@ mod tests {
     fn percentile_ignores_outliers() {
         let mut batch: Vec<f32> = (0..1000).map(|i| i as f32 / 1000.0).collect();
         batch[999] = 100.0;
-        let kind = ObserverKind::Percentile { percentile: 99.0, averaging_constant: 1.0 };
+        let kind = ObserverKind::Percentile {
+            percentile: 99.0,
+            averaging_constant: 1.0,
+        };
         let (min, max) = observe(kind, &[&batch]);
         assert!((min[0] - 0.01).abs() < 1e-6, "{min:?}");
         assert!((max[0] - 0.989).abs() < 1e-6, "{max:?}");
@@ -126,9 +141,20 @@ mod tests {
         batch.push(100.0);
         let device = Device::flex();
         let spec = QuantSpec::new().with_bits(4);
-        let observer = Observer::new(ObserverKind::Mse { grid: 40, averaging_constant: 1.0 }, 1, &device);
+        let observer = Observer::new(
+            ObserverKind::Mse {
+                grid: 40,
+                averaging_constant: 1.0,
+            },
+            1,
+            &device,
+        );
         let layout = ParamLayout::new(&[1000], &Granularity::PerTensor);
-        observer.observe(layout.to_view(Tensor::<1>::from_floats(batch.as_slice(), &device)), &layout, &spec);
+        observer.observe(
+            layout.to_view(Tensor::<1>::from_floats(batch.as_slice(), &device)),
+            &layout,
+            &spec,
+        );
         let max: f32 = observer.range().1.into_scalar();
         assert!(max < 50.0 && max > 9.0, "max {max}");
     }

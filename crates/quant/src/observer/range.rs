@@ -21,7 +21,9 @@ pub fn batch_min_max(view: Tensor<4>, layout: &ParamLayout) -> (Tensor<1>, Tenso
 /// Largest magnitude of every parameter's elements (all a symmetric grid needs).
 pub fn batch_max_abs(view: Tensor<4>, layout: &ParamLayout) -> Tensor<1> {
     let view = no_grad(view);
-    if let Some(fused) = crate::math::fused_max_abs(&view, layout.is_per_group(), layout.num_params()) {
+    if let Some(fused) =
+        crate::math::fused_max_abs(&view, layout.is_per_group(), layout.num_params())
+    {
         return fused;
     }
     if layout.num_params() == 1 {
@@ -32,7 +34,11 @@ pub fn batch_max_abs(view: Tensor<4>, layout: &ParamLayout) -> Tensor<1> {
 
 /// The `percentile`-th largest and `(100 - percentile)`-th smallest element of every parameter's
 /// elements (nearest rank).
-pub fn batch_percentile(view: Tensor<4>, layout: &ParamLayout, percentile: f64) -> (Tensor<1>, Tensor<1>) {
+pub fn batch_percentile(
+    view: Tensor<4>,
+    layout: &ParamLayout,
+    percentile: f64,
+) -> (Tensor<1>, Tensor<1>) {
     let rows = layout.rows(no_grad(view)).sort(1);
     let m = layout.elems_per_param();
     let hi = ((percentile / 100.0) * (m - 1) as f64).round() as usize;
@@ -58,7 +64,11 @@ pub fn batch_mse_optimal(
     let errors: Vec<Tensor<1>> = alphas
         .iter()
         .map(|&alpha| {
-            let qp = qparams_from_range(min.clone().mul_scalar(alpha), max.clone().mul_scalar(alpha), spec);
+            let qp = qparams_from_range(
+                min.clone().mul_scalar(alpha),
+                max.clone().mul_scalar(alpha),
+                spec,
+            );
             let fq = fake_quantize_view(
                 view.clone(),
                 layout.broadcast(qp.scale),
@@ -74,7 +84,9 @@ pub fn batch_mse_optimal(
             }
         })
         .collect();
-    let best: Tensor<1, Int> = Tensor::stack::<2>(errors, 0).argmin(0).reshape([layout.num_params()]);
+    let best: Tensor<1, Int> = Tensor::stack::<2>(errors, 0)
+        .argmin(0)
+        .reshape([layout.num_params()]);
     let alpha = Tensor::<1>::from_floats(alphas.as_slice(), &device).select(0, best);
     (min * alpha.clone(), max * alpha)
 }

@@ -56,10 +56,12 @@ impl QuantizerConfig {
                 "learning",
                 "lsq_plus learns a zero point and needs an affine spec (symmetric = false)",
             )),
-            Learning::Pact if self.spec.granularity != Granularity::PerTensor => Err(QuantError::field(
-                "learning",
-                "pact learns one clipping value and needs a per_tensor granularity",
-            )),
+            Learning::Pact if self.spec.granularity != Granularity::PerTensor => {
+                Err(QuantError::field(
+                    "learning",
+                    "pact learns one clipping value and needs a per_tensor granularity",
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -67,16 +69,29 @@ impl QuantizerConfig {
     /// Builds the quantizer for a tensor of `shape` belonging to a layer of `kind` (which resolves
     /// an unset granularity axis). For activations pass a representative shape such as
     /// `[1, features]` or `[1, channels, 1, 1]`; per-group is for weights only.
-    pub fn init(&self, kind: LayerKind, shape: &[usize], device: &Device) -> Result<Quantizer, QuantError> {
+    pub fn init(
+        &self,
+        kind: LayerKind,
+        shape: &[usize],
+        device: &Device,
+    ) -> Result<Quantizer, QuantError> {
         self.validate()?;
         let mut spec = self.spec.clone();
         spec.granularity = spec.granularity.resolve(kind);
-        if kind == LayerKind::Activation && matches!(spec.granularity, Granularity::PerGroup { .. }) {
-            return Err(QuantError::field("spec.granularity", "per_group applies to weights, not activations"));
+        if kind == LayerKind::Activation && matches!(spec.granularity, Granularity::PerGroup { .. })
+        {
+            return Err(QuantError::field(
+                "spec.granularity",
+                "per_group applies to weights, not activations",
+            ));
         }
-        spec.validate_for_shape(shape).map_err(|e| e.within("spec"))?;
+        spec.validate_for_shape(shape)
+            .map_err(|e| e.within("spec"))?;
         let layout = ParamLayout::new(shape, &spec.granularity);
-        let resolved = QuantizerConfig { spec, ..self.clone() };
+        let resolved = QuantizerConfig {
+            spec,
+            ..self.clone()
+        };
         Ok(Quantizer::new(resolved, layout.num_params(), device))
     }
 }

@@ -17,8 +17,8 @@ use burn::tensor::{Device, Tensor};
 
 use super::{LearnedValue, Learning, QuantizerConfig};
 use crate::{
-    ObserverKind, ParamLayout, QParams, SCALE_EPS, fake_quantize_layout, fake_quantize_learnable_layout, grad_scale,
-    lsq_grad_factor, no_grad, pact_view, Observer,
+    Observer, ObserverKind, ParamLayout, QParams, SCALE_EPS, fake_quantize_layout,
+    fake_quantize_learnable_layout, grad_scale, lsq_grad_factor, no_grad, pact_view,
 };
 
 /// The activation fake-quantizer: a [`Quantizer`] placed in a model's `forward`.
@@ -89,7 +89,10 @@ impl Quantizer {
         let training = x.device().is_autodiff() && self.training.is_enabled();
         let delaying = training && !bypass && self.in_quant_delay();
         let observe = self.observer_enabled.is_enabled()
-            && (self.config.learning == Learning::Fixed || delaying || bypass || !self.learned_initialized());
+            && (self.config.learning == Learning::Fixed
+                || delaying
+                || bypass
+                || !self.learned_initialized());
         if !observe && (bypass || delaying) {
             return x;
         }
@@ -121,13 +124,19 @@ impl Quantizer {
             Learning::Lsq | Learning::LsqPlus => QParams {
                 scale: no_grad(self.scale_value()),
                 zero_point: match &self.learned_zero_point {
-                    Some(zp) => no_grad(zp.value()).round().clamp(spec.qmin() as f64, spec.qmax() as f64),
+                    Some(zp) => no_grad(zp.value())
+                        .round()
+                        .clamp(spec.qmin() as f64, spec.qmax() as f64),
                     None => observed.zero_point,
                 },
             },
             Learning::Pact => {
                 let alpha = no_grad(self.scale_value());
-                let levels = if spec.signed { spec.qmax() } else { (1 << spec.bits) - 1 } as f64;
+                let levels = if spec.signed {
+                    spec.qmax()
+                } else {
+                    (1 << spec.bits) - 1
+                } as f64;
                 QParams {
                     scale: alpha.div_scalar(levels),
                     zero_point: observed.zero_point.zeros_like(),
@@ -141,7 +150,10 @@ impl Quantizer {
     }
 
     fn scale_value(&self) -> Tensor<1> {
-        let learned = self.learned_scale.as_ref().expect("learned quantizers have a learned scale");
+        let learned = self
+            .learned_scale
+            .as_ref()
+            .expect("learned quantizers have a learned scale");
         learned.value().clamp_min(SCALE_EPS)
     }
 
@@ -161,7 +173,11 @@ impl Quantizer {
             }
             Learning::Pact => {
                 let (min, max) = self.observer.range();
-                let alpha = if spec.signed { max.abs().max_pair(min.abs()) } else { max.clamp_min(0.0) };
+                let alpha = if spec.signed {
+                    max.abs().max_pair(min.abs())
+                } else {
+                    max.clamp_min(0.0)
+                };
                 if let Some(scale) = &self.learned_scale {
                     scale.rebase(alpha.clamp_min(SCALE_EPS));
                 }
@@ -170,7 +186,12 @@ impl Quantizer {
     }
 
     /// `just_observed`: the observer has folded this very tensor in (see [`Self::clip_free`]).
-    fn fake_quantize_view(&self, view: Tensor<4>, layout: &ParamLayout, just_observed: bool) -> Tensor<4> {
+    fn fake_quantize_view(
+        &self,
+        view: Tensor<4>,
+        layout: &ParamLayout,
+        just_observed: bool,
+    ) -> Tensor<4> {
         let spec = &self.config.spec;
         let (qmin, qmax) = (spec.qmin(), spec.qmax());
         match self.config.learning {
@@ -178,7 +199,14 @@ impl Quantizer {
                 let qp = self.observer.qparams(spec);
                 let zero_point = (!spec.symmetric || !spec.signed).then_some(qp.zero_point);
                 let clip_possible = !(just_observed && self.clip_free());
-                fake_quantize_layout(view, layout, qp.scale, zero_point, (qmin, qmax), clip_possible)
+                fake_quantize_layout(
+                    view,
+                    layout,
+                    qp.scale,
+                    zero_point,
+                    (qmin, qmax),
+                    clip_possible,
+                )
             }
             Learning::Lsq | Learning::LsqPlus => {
                 let factor = lsq_grad_factor(layout.elems_per_param(), qmax);
@@ -189,7 +217,12 @@ impl Quantizer {
                 };
                 fake_quantize_learnable_layout(view, layout, scale, zero_point, (qmin, qmax))
             }
-            Learning::Pact => pact_view(view, layout.broadcast(self.scale_value()), spec.bits, spec.signed),
+            Learning::Pact => pact_view(
+                view,
+                layout.broadcast(self.scale_value()),
+                spec.bits,
+                spec.signed,
+            ),
         }
     }
 

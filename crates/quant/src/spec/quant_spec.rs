@@ -166,7 +166,10 @@ mod tests {
         assert!(err.to_string().contains("group_size"), "{err}");
         assert!(err.to_string().contains("does not divide"), "{err}");
         assert!(grouped.validate_for_shape(&[9, 4]).is_ok());
-        let zero = QuantSpec::new().with_granularity(Granularity::PerGroup { axis: None, group_size: 0 });
+        let zero = QuantSpec::new().with_granularity(Granularity::PerGroup {
+            axis: None,
+            group_size: 0,
+        });
         assert!(zero.validate().is_err());
     }
 
@@ -177,8 +180,15 @@ mod tests {
                 "granularity":{"kind":"per_group","axis":0,"group_size":32}}"#,
         )
         .unwrap();
-        assert_eq!(spec.granularity, Granularity::PerGroup { axis: Some(0), group_size: 32 });
-        let bad = serde_json::from_str::<QuantSpec>(r#"{"bits":4,"granularity":{"kind":"per_row"}}"#);
+        assert_eq!(
+            spec.granularity,
+            Granularity::PerGroup {
+                axis: Some(0),
+                group_size: 32
+            }
+        );
+        let bad =
+            serde_json::from_str::<QuantSpec>(r#"{"bits":4,"granularity":{"kind":"per_row"}}"#);
         assert!(bad.is_err());
     }
 }

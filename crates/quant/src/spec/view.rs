@@ -34,7 +34,10 @@ impl ParamLayout {
     pub fn new(shape: &[usize], granularity: &Granularity) -> Self {
         let numel: usize = shape.iter().product();
         let split = |axis: usize| -> (usize, usize, usize) {
-            assert!(axis < shape.len(), "axis {axis} out of range for shape {shape:?}");
+            assert!(
+                axis < shape.len(),
+                "axis {axis} out of range for shape {shape:?}"
+            );
             let outer = shape[..axis].iter().product();
             let inner = shape[axis + 1..].iter().product();
             (outer, shape[axis], inner)
@@ -94,7 +97,11 @@ impl ParamLayout {
     }
 
     /// Reduces a view to one value per parameter with `reduce` (e.g. `max_dims`), flattened to `[n]`.
-    pub fn reduce(&self, view: Tensor<4>, reduce: impl Fn(Tensor<4>, &[usize]) -> Tensor<4>) -> Tensor<1> {
+    pub fn reduce(
+        &self,
+        view: Tensor<4>,
+        reduce: impl Fn(Tensor<4>, &[usize]) -> Tensor<4>,
+    ) -> Tensor<1> {
         reduce(view, &self.reduce_axes).reshape([self.num_params()])
     }
 
@@ -132,7 +139,13 @@ mod tests {
         let c = ParamLayout::new(&[8, 4], &Granularity::PerChannel { axis: Some(1) });
         assert_eq!(c.view, [8, 4, 1, 1]);
         assert_eq!((c.num_params(), c.elems_per_param()), (4, 8));
-        let g = ParamLayout::new(&[8, 4], &Granularity::PerGroup { axis: Some(0), group_size: 2 });
+        let g = ParamLayout::new(
+            &[8, 4],
+            &Granularity::PerGroup {
+                axis: Some(0),
+                group_size: 2,
+            },
+        );
         assert_eq!(g.view, [1, 4, 2, 4]);
         assert_eq!((g.num_params(), g.elems_per_param()), (16, 2));
         let conv = ParamLayout::new(&[6, 3, 5, 5], &Granularity::PerChannel { axis: Some(0) });

@@ -9,7 +9,10 @@ pub fn devices() -> Vec<(&'static str, Device)> {
     #[allow(unused_mut)]
     let mut devices = vec![("flex", Device::flex())];
     #[cfg(feature = "wgpu")]
-    devices.push(("wgpu", Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)));
+    devices.push((
+        "wgpu",
+        Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+    ));
     devices
 }
 
@@ -19,10 +22,20 @@ pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 }
 
 /// Asserts `actual ≈ expected` elementwise within `atol + rtol · |expected|`, naming the case.
-pub fn assert_close(case: &str, what: &str, actual: &[f32], expected: &[f32], atol: f32, rtol: f32) {
+pub fn assert_close(
+    case: &str,
+    what: &str,
+    actual: &[f32],
+    expected: &[f32],
+    atol: f32,
+    rtol: f32,
+) {
     assert_eq!(actual.len(), expected.len(), "{case}: {what} length");
     for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
         let tol = atol + rtol * e.abs();
-        assert!((a - e).abs() <= tol, "{case}: {what}[{i}] = {a}, expected {e} (tolerance {tol})");
+        assert!(
+            (a - e).abs() <= tol,
+            "{case}: {what}[{i}] = {a}, expected {e} (tolerance {tol})"
+        );
     }
 }

@@ -1,0 +1,52 @@
+//! The command line: `trainer [--backend B] [--config F] [--set k=v]… [--no-tui] [--resume|--fresh] [COMMAND]`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Quantization-aware training on Burn: train a float CNN, post-training quantize it, fine-tune
+/// it with QAT, evaluate and report, on any Burn backend.
+#[derive(Debug, Parser)]
+#[command(name = "trainer", version)]
+pub struct Cli {
+    /// Burn backend: flex, ndarray, wgpu, vulkan, metal or cuda (those compiled in).
+    #[arg(long, global = true, default_value = "flex")]
+    pub backend: String,
+    /// Run config (TOML); default: the built-in tiny run on the embedded Fashion-MNIST subset.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Override a config value, e.g. `--set train.epochs=3` (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Plain progress lines instead of the TUI dashboard.
+    #[arg(long, global = true)]
+    pub no_tui: bool,
+    /// Continue interrupted stages from their last checkpoint (and reuse finished ones).
+    #[arg(long, global = true, conflicts_with = "fresh")]
+    pub resume: bool,
+    /// Delete earlier outputs of the stages this command runs and start them over.
+    #[arg(long, global = true)]
+    pub fresh: bool,
+    /// What to do (default: pipeline).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The workflow's steps.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Train the float model.
+    Train,
+    /// Post-training quantize the float model with each scheme (calibrate, quantize, evaluate).
+    Ptq,
+    /// Quantization-aware fine-tuning of the float model with each scheme.
+    Qat,
+    /// Evaluate a checkpoint (or every finished stage of the run): classification report.
+    Eval {
+        /// A stage folder, its `model.bpk`, or an epoch checkpoint `checkpoint/model-N.bpk`.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+    },
+    /// train → ptq → qat → report (the default).
+    Pipeline,
+}

@@ -1,0 +1,403 @@
+//! [`RunConfig`]: everything a run needs, read from TOML (unknown keys are errors).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::apply_overrides;
+use crate::TrainerError;
+
+/// The tiny default run (LeNet-BN on the embedded Fashion-MNIST subset), compiled in so the
+/// trainer runs on a fresh checkout with no arguments.
+pub const DEFAULT_CONFIG: &str = include_str!("../../../../configs/fashion-mnist-tiny.toml");
+
+/// A whole run: where its outputs go, the model, the data, and the three training stages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Run name: outputs go to `<runs_dir>/<name>/`.
+    pub name: String,
+    /// Parent folder of run folders.
+    #[serde(default = "default_runs_dir")]
+    pub runs_dir: PathBuf,
+    /// Seed of the device RNG (weight init) and of data shuffling.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Quantization schemes that `ptq` and `qat` produce, each a preset name (`w8a8`, `w4a8`,
+    /// `w4a4`, `w2a8`) or a path to a `QuantMapping` TOML file (e.g. `configs/schemes/w4a4.toml`).
+    pub schemes: Vec<String>,
+    /// The network.
+    pub model: ModelConfig,
+    /// The dataset.
+    pub data: DataConfig,
+    /// Float training.
+    pub train: TrainConfig,
+    /// Post-training quantization.
+    #[serde(default)]
+    pub ptq: PtqConfig,
+    /// Quantization-aware fine-tuning.
+    pub qat: QatConfig,
+}
+
+/// Which network, and its size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "kebab-case")]
+pub enum ModelConfig {
+    /// LeNet-style CNN with batch norm.
+    LenetBn {
+        /// Output channels of the two convolutions.
+        #[serde(default = "default_lenet_channels")]
+        channels: [usize; 2],
+        /// Hidden width of the first linear layer.
+        #[serde(default = "default_hidden")]
+        hidden: usize,
+    },
+    /// ResNet-20-style residual network (6n + 2 layers).
+    Resnet {
+        /// Blocks per stage (3: ResNet-20).
+        #[serde(default = "default_blocks")]
+        blocks_per_stage: usize,
+        /// Channels of the three stages.
+        #[serde(default = "default_resnet_channels")]
+        channels: [usize; 3],
+    },
+}
+
+/// Where the IDX files are and how to batch them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Dataset name for reports (e.g. `fashion-mnist`).
+    pub name: String,
+    /// Folder holding `train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`,
+    /// `t10k-images-idx3-ubyte[.gz]`, `t10k-labels-idx1-ubyte[.gz]` (relative to the working directory).
+    pub dir: PathBuf,
+    /// Every `valid_every`-th training image is held out for validation (early stopping and
+    /// checkpoint selection); the test set is only used for the reported accuracy.
+    #[serde(default = "default_valid_every")]
+    pub valid_every: usize,
+    /// Use only the first `train_limit` training images (0: all).
+    #[serde(default)]
+    pub train_limit: usize,
+    /// Mini-batch size.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Data-loading worker threads.
+    #[serde(default = "default_workers")]
+    pub num_workers: usize,
+    /// Light augmentation of training images: random horizontal flips and shifts of up to 2 pixels.
+    #[serde(default)]
+    pub augment: bool,
+}
+
+/// Float training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Epochs.
+    pub epochs: usize,
+    /// Peak learning rate (cosine-annealed to 0 over the run).
+    pub lr: f64,
+    /// Decoupled weight decay (AdamW).
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    /// Stop when the validation loss has not improved for this many epochs (0: never).
+    #[serde(default)]
+    pub early_stopping_patience: usize,
+}
+
+/// Post-training quantization.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PtqConfig {
+    /// Training batches run through the model to calibrate the observers.
+    #[serde(default = "default_calibration_batches")]
+    pub calibration_batches: usize,
+}
+
+/// Quantization-aware fine-tuning from the float model, and its schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QatConfig {
+    /// Epochs.
+    pub epochs: usize,
+    /// Peak learning rate of the weights.
+    pub lr: f64,
+    /// Learning rate of quantizer parameters (LSQ step sizes, zero points, PACT clips), which get
+    /// no weight decay.
+    pub quant_lr: f64,
+    /// Decoupled weight decay of the weights.
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    /// Epoch (0-based) from which observers are frozen (0: never; PyTorch's `disable_observer`).
+    #[serde(default)]
+    pub observer_freeze_epoch: usize,
+    /// Epoch (0-based) from which batch-norm statistics are frozen (0: never; `freeze_bn_stats`).
+    #[serde(default)]
+    pub bn_freeze_epoch: usize,
+    /// Training steps each quantizer observes before fake quantization starts (0: at once).
+    #[serde(default)]
+    pub quant_delay: usize,
+    /// Stop when the validation loss has not improved for this many epochs (0: never).
+    #[serde(default)]
+    pub early_stopping_patience: usize,
+}
+
+impl Default for PtqConfig {
+    fn default() -> Self {
+        PtqConfig {
+            calibration_batches: default_calibration_batches(),
+        }
+    }
+}
+
+fn default_runs_dir() -> PathBuf {
+    PathBuf::from("runs")
+}
+fn default_seed() -> u64 {
+    42
+}
+fn default_lenet_channels() -> [usize; 2] {
+    [16, 32]
+}
+fn default_hidden() -> usize {
+    128
+}
+fn default_blocks() -> usize {
+    3
+}
+fn default_resnet_channels() -> [usize; 3] {
+    [16, 32, 64]
+}
+fn default_valid_every() -> usize {
+    10
+}
+fn default_batch_size() -> usize {
+    128
+}
+fn default_workers() -> usize {
+    2
+}
+fn default_weight_decay() -> f64 {
+    1e-4
+}
+fn default_calibration_batches() -> usize {
+    16
+}
+
+fn field(path: &str, reason: impl Into<String>) -> TrainerError {
+    TrainerError::Config {
+        origin: "config".into(),
+        message: format!("`{path}`: {}", reason.into()),
+    }
+}
+
+impl RunConfig {
+    /// Reads `path` (or the compiled-in default), applies `--set` overrides, and validates.
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, TrainerError> {
+        let (source, text) = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| TrainerError::Io {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?;
+                (path.display().to_string(), text)
+            }
+            None => (
+                "configs/fashion-mnist-tiny.toml (built in)".to_string(),
+                DEFAULT_CONFIG.to_string(),
+            ),
+        };
+        let config_error = |message: String| TrainerError::Config {
+            origin: source.clone(),
+            message,
+        };
+        // Parse the text itself first: its errors carry line and column.
+        let base: RunConfig = toml::from_str(&text)
+            .map_err(|e: toml::de::Error| config_error(one_line(&e.to_string())))?;
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| config_error(one_line(&e.to_string())))?;
+        apply_overrides(&mut table, &base, overrides)?;
+        let config: RunConfig = table.try_into().map_err(|e: toml::de::Error| {
+            config_error(format!("after --set: {}", one_line(&e.to_string())))
+        })?;
+        config.validate().map_err(|e| match e {
+            TrainerError::Config { origin, message } if origin == "config" => config_error(message),
+            other => other,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks values a type cannot: positive sizes, rates in range, known schemes.
+    pub fn validate(&self) -> Result<(), TrainerError> {
+        if self.name.is_empty() || self.name.contains(['/', '\\']) {
+            return Err(field(
+                "name",
+                "must be a non-empty folder name without slashes",
+            ));
+        }
+        if self.schemes.is_empty() {
+            return Err(field(
+                "schemes",
+                "list at least one scheme (e.g. [\"w8a8\"])",
+            ));
+        }
+        let d = &self.data;
+        if d.batch_size == 0 {
+            return Err(field("data.batch_size", "must be at least 1"));
+        }
+        if d.valid_every < 2 {
+            return Err(field(
+                "data.valid_every",
+                "must be at least 2 (every k-th image goes to validation)",
+            ));
+        }
+        for (path, epochs) in [
+            ("train.epochs", self.train.epochs),
+            ("qat.epochs", self.qat.epochs),
+        ] {
+            if epochs == 0 {
+                return Err(field(path, "must be at least 1"));
+            }
+        }
+        for (path, lr) in [
+            ("train.lr", self.train.lr),
+            ("qat.lr", self.qat.lr),
+            ("qat.quant_lr", self.qat.quant_lr),
+        ] {
+            if !(lr > 0.0 && lr <= 1.0) {
+                return Err(field(path, format!("{lr} is not in (0, 1]")));
+            }
+        }
+        for (path, wd) in [
+            ("train.weight_decay", self.train.weight_decay),
+            ("qat.weight_decay", self.qat.weight_decay),
+        ] {
+            if !(0.0..1.0).contains(&wd) {
+                return Err(field(path, format!("{wd} is not in [0, 1)")));
+            }
+        }
+        if self.ptq.calibration_batches == 0 {
+            return Err(field("ptq.calibration_batches", "must be at least 1"));
+        }
+        match &self.model {
+            ModelConfig::LenetBn { channels, hidden } => {
+                if channels.contains(&0) || *hidden == 0 {
+                    return Err(field("model", "channels and hidden must be positive"));
+                }
+            }
+            ModelConfig::Resnet {
+                blocks_per_stage,
+                channels,
+            } => {
+                if channels.contains(&0) || *blocks_per_stage == 0 {
+                    return Err(field(
+                        "model",
+                        "channels and blocks_per_stage must be positive",
+                    ));
+                }
+            }
+        }
+        for (i, scheme) in self.schemes.iter().enumerate() {
+            super::Scheme::resolve(scheme).map_err(|e| match e {
+                TrainerError::Config { origin, message } if origin == "scheme" => {
+                    field(&format!("schemes[{i}]"), message)
+                }
+                other => other,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Short model name for reports (`lenet-bn`, `resnet-20`).
+    pub fn model_name(&self) -> String {
+        match &self.model {
+            ModelConfig::LenetBn { .. } => "lenet-bn".into(),
+            ModelConfig::Resnet {
+                blocks_per_stage, ..
+            } => format!("resnet-{}", 6 * blocks_per_stage + 2),
+        }
+    }
+
+    /// The run's output folder.
+    pub fn run_dir(&self) -> PathBuf {
+        self.runs_dir.join(&self.name)
+    }
+
+    /// The config as TOML, as resolved (overrides applied), for `runs/<name>/config.toml`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a RunConfig always serializes")
+    }
+}
+
+/// Joins a multi-line parser message (toml quotes the offending line) into one line.
+pub(crate) fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '|' || c == '^' || c == ' '))
+        // Drop the quoted source line (`3 | epohcs = 3`): the message already says where.
+        .filter(|l| {
+            !l.split_once(" |")
+                .is_some_and(|(n, _)| n.trim().chars().all(|c| c.is_ascii_digit()))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_default_parses_and_validates() {
+        let config = RunConfig::load(None, &[]).unwrap();
+        assert_eq!(config.model_name(), "lenet-bn");
+        assert_eq!(
+            config.data.dir,
+            PathBuf::from("datasets/embedded/fashion-mnist-small")
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let dir = std::env::temp_dir().join(format!("trainer-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(
+            &path,
+            DEFAULT_CONFIG.replace("[train]\n", "[train]\nepohcs = 3\n"),
+        )
+        .unwrap();
+        let err = RunConfig::load(Some(&path), &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("bad.toml") && err.contains("epohcs") && err.contains("line"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn overrides_apply_and_unknown_ones_are_rejected() {
+        let config = RunConfig::load(
+            None,
+            &["train.epochs=7".into(), "schemes=[\"w4a4\"]".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            (config.train.epochs, config.schemes.clone()),
+            (7, vec!["w4a4".to_string()])
+        );
+        let err = RunConfig::load(None, &["train.epoch=7".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("train.epoch") && err.contains("epochs"),
+            "{err}"
+        );
+        let err = RunConfig::load(None, &["qat.lr=2".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("qat.lr"), "{err}");
+    }
+}

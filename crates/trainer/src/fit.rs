@@ -1,0 +1,170 @@
+//! [`fit`]: one training stage (float training or QAT fine-tuning) on burn-train's `Learner`,
+//! with metrics, per-epoch checkpoints, resume, early stopping and the TUI or progress lines.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::data::dataloader::DataLoader;
+use burn::module::ParamGroup;
+use burn::optim::lr_scheduler::LrSchedulerConfig;
+use burn::optim::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
+use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLrSchedulerConfig;
+use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer};
+use burn::train::metric::store::{Aggregate, Direction, Split};
+use burn::train::metric::{
+    AccuracyMetric, CpuMemory, CpuUse, IterationSpeedMetric, LearningRateMetric, LossMetric,
+};
+use burn::train::renderer::tui::TuiMetricsRendererWrapper;
+use burn::train::{Learner, MetricEarlyStoppingStrategy, StoppingCondition, SupervisedTraining};
+use data::ImageBatch;
+
+use crate::{Classifier, ProgressLines, StopWatch, TrainerError};
+
+/// Regex of quantizer parameters (LSQ/LSQ+ step sizes and zero points, PACT clips): they train
+/// in their own optimizer group, without weight decay.
+pub const QUANTIZER_PARAMS: &str = r"\.learned_(scale|zero_point)\.delta$";
+
+/// How to run one stage.
+#[derive(Debug, Clone)]
+pub struct FitOptions {
+    /// The stage's folder (checkpoints, metric logs, `experiment.log`).
+    pub dir: PathBuf,
+    /// Label on progress lines and in the TUI.
+    pub label: String,
+    /// Epochs in total (a resumed run continues up to this).
+    pub epochs: usize,
+    /// Optimizer steps per epoch (sets the length of the cosine schedule).
+    pub steps_per_epoch: usize,
+    /// Peak learning rate of the weights (cosine-annealed to 0).
+    pub lr: f64,
+    /// Decoupled weight decay of the weights.
+    pub weight_decay: f64,
+    /// Learning rate of quantizer parameters, trained without weight decay (QAT only).
+    pub quant_lr: Option<f64>,
+    /// Early-stopping patience in epochs on the validation loss (0: off).
+    pub patience: usize,
+    /// The epoch to resume from (its checkpoint must exist), if any.
+    pub resume_from: Option<usize>,
+    /// Show burn-train's TUI (only on a terminal) instead of progress lines.
+    pub tui: bool,
+}
+
+/// What a stage produced.
+pub struct FitOutcome {
+    /// The trained model, in validation mode on the inner (non-autodiff) device.
+    pub model: Classifier,
+    /// Epochs this launch ran.
+    pub epochs_run: usize,
+    /// Wall time of this launch, seconds.
+    pub seconds: f64,
+}
+
+/// The last epoch with a complete checkpoint (model, optimizer and scheduler files) in `dir`.
+pub fn last_checkpoint(dir: &Path) -> Option<usize> {
+    let checkpoint_dir = dir.join("checkpoint");
+    let entries = std::fs::read_dir(&checkpoint_dir).ok()?;
+    entries
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().to_string_lossy().to_string();
+            name.strip_prefix("model-")?
+                .strip_suffix(".bpk")?
+                .parse::<usize>()
+                .ok()
+        })
+        .filter(|epoch| {
+            ["optim", "scheduler"]
+                .iter()
+                .all(|kind| checkpoint_dir.join(format!("{kind}-{epoch}.bpk")).is_file())
+        })
+        .max()
+}
+
+fn optimizer(options: &FitOptions) -> Result<ModuleOptimizer, TrainerError> {
+    let weights = AdamWConfig::new()
+        .with_weight_decay(options.weight_decay as f32)
+        .build();
+    let optim = ModuleOptimizer::from(weights);
+    Ok(match options.quant_lr {
+        None => optim,
+        Some(_) => optim.with_group(quantizer_group()?, AdamConfig::new().build(), None),
+    })
+}
+
+fn quantizer_group() -> Result<ParamGroup, TrainerError> {
+    ParamGroup::from_regex(QUANTIZER_PARAMS).map_err(|e| TrainerError::Training(format!("{e:?}")))
+}
+
+/// Runs one stage. `model` must live on an autodiff device.
+pub fn fit(
+    model: Classifier,
+    train: Arc<dyn DataLoader<ImageBatch>>,
+    valid: Arc<dyn DataLoader<ImageBatch>>,
+    options: &FitOptions,
+) -> Result<FitOutcome, TrainerError> {
+    let steps = options.epochs * options.steps_per_epoch.max(1);
+    let cosine =
+        |lr: f64| LrSchedulerConfig::Cosine(CosineAnnealingLrSchedulerConfig::new(lr, steps));
+    let mut scheduler = ModuleLrSchedulerConfig::new(cosine(options.lr));
+    if let Some(quant_lr) = options.quant_lr {
+        scheduler = scheduler.with_group(quantizer_group()?, cosine(quant_lr));
+    }
+    let scheduler = scheduler.init().map_err(TrainerError::Training)?;
+
+    let mut training = SupervisedTraining::new(&options.dir, train, valid)
+        .metrics((AccuracyMetric::new(), LossMetric::new()))
+        .metric_train_numeric(LearningRateMetric::new())
+        .metric_train_numeric(IterationSpeedMetric::new())
+        .metric_train_numeric(CpuMemory::new())
+        .metric_train_numeric(CpuUse::new())
+        .with_default_checkpointers()
+        .num_epochs(options.epochs)
+        .label(&options.label);
+    if options.patience > 0 {
+        training = training.early_stopping(MetricEarlyStoppingStrategy::new(
+            &LossMetric::new(),
+            Aggregate::Mean,
+            Direction::Lowest,
+            Split::Valid,
+            StoppingCondition::NoImprovementSince {
+                n_epochs: options.patience,
+            },
+        ));
+    }
+    if let Some(epoch) = options.resume_from {
+        training = training.checkpoint(epoch);
+    }
+    let renderer: Box<dyn burn::train::renderer::MetricsRenderer> =
+        if options.tui && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            Box::new(TuiMetricsRendererWrapper::new(
+                training.interrupter(),
+                options.resume_from,
+            ))
+        } else {
+            Box::new(ProgressLines::new(&options.label))
+        };
+    let (renderer, stopped) = StopWatch::new(renderer, training.interrupter());
+    training = training.renderer(Box::new(renderer));
+
+    let started = Instant::now();
+    let result = training.launch(Learner::new(model, optimizer(options)?, scheduler));
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some(error) = result.error {
+        return Err(TrainerError::Training(error.to_string()));
+    }
+    let finished = last_checkpoint(&options.dir).unwrap_or(0);
+    let stopped =
+        result.interrupted.is_some() || stopped.load(std::sync::atomic::Ordering::Relaxed);
+    if stopped && finished < options.epochs {
+        return Err(TrainerError::Interrupted {
+            stage: options.label.clone(),
+            epoch: finished,
+            dir: options.dir.clone(),
+        });
+    }
+    Ok(FitOutcome {
+        model: result.model,
+        epochs_run: finished - options.resume_from.unwrap_or(0),
+        seconds,
+    })
+}

@@ -1,0 +1,35 @@
+//! The QAT workflow as one command, on burn-train's `Learner`:
+//! `train` (float) → `ptq` (calibrate + quantize) → `qat` (fine-tune with fake quantization) →
+//! `eval` (classification reports) → `runs/<name>/report.{json,md}` and `curves.svg`.
+//!
+//! The binary (`cargo run -p trainer -- --backend wgpu`) is a thin shell over [`run`]; each
+//! command is also a function of [`stages`] for programs that drive the workflow themselves.
+#![deny(missing_docs)]
+
+mod backend;
+mod classifier;
+mod cli;
+mod config;
+mod dataset;
+mod error;
+mod fit;
+mod net;
+mod progress;
+pub mod report;
+mod run;
+mod schedule;
+pub mod stages;
+mod stop_watch;
+
+pub use backend::*;
+pub use classifier::*;
+pub use cli::*;
+pub use config::*;
+pub use dataset::*;
+pub use error::*;
+pub use fit::*;
+pub use net::*;
+pub use progress::*;
+pub use run::*;
+pub use schedule::*;
+pub use stop_watch::*;

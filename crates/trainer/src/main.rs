@@ -1,0 +1,33 @@
+//! `trainer`: see the crate docs and `trainer --help`.
+
+use clap::Parser;
+
+fn main() {
+    // A bug must still read as one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        let place = info
+            .location()
+            .map(|l| format!(" ({}:{})", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "error: internal: {}{place}",
+            message.lines().next().unwrap_or_default()
+        );
+    }));
+    let cli = trainer::Cli::parse();
+    if let Err(error) = trainer::run(cli) {
+        eprintln!("error: {error}");
+        let code = if matches!(error, trainer::TrainerError::Interrupted { .. }) {
+            130
+        } else {
+            1
+        };
+        std::process::exit(code);
+    }
+}

@@ -1,0 +1,69 @@
+//! [`Net`]: the networks the trainer builds from a [`ModelConfig`].
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use models::{LeNet, LeNetConfig, ResNet, ResNetConfig};
+use quant::{QuantError, QuantMapping, StorageSize};
+
+use crate::ModelConfig;
+
+/// One of the CNNs of the `models` crate.
+#[derive(Module, Debug)]
+pub enum Net {
+    /// LeNet with batch norm.
+    LeNet(LeNet),
+    /// ResNet-20 style.
+    ResNet(ResNet),
+}
+
+impl Net {
+    /// Builds the network of `config` with `mapping`'s quantizers (empty mapping: float).
+    pub fn init(
+        config: &ModelConfig,
+        mapping: &QuantMapping,
+        device: &Device,
+    ) -> Result<Net, QuantError> {
+        Ok(match config {
+            ModelConfig::LenetBn { channels, hidden } => Net::LeNet(
+                LeNetConfig::new()
+                    .with_channels(*channels)
+                    .with_hidden(*hidden)
+                    .init(mapping, device)?,
+            ),
+            ModelConfig::Resnet {
+                blocks_per_stage,
+                channels,
+            } => Net::ResNet(
+                ResNetConfig::new()
+                    .with_blocks_per_stage(*blocks_per_stage)
+                    .with_channels(*channels)
+                    .init(mapping, device)?,
+            ),
+        })
+    }
+
+    /// Adds `mapping`'s quantizers (weight quantizers initialised from the current weights).
+    pub fn quantized(self, mapping: &QuantMapping) -> Result<Net, QuantError> {
+        Ok(match self {
+            Net::LeNet(net) => Net::LeNet(net.quantized(mapping)?),
+            Net::ResNet(net) => Net::ResNet(net.quantized(mapping)?),
+        })
+    }
+
+    /// Logits `[batch, classes]` for images `[batch, 1, 28, 28]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        match self {
+            Net::LeNet(net) => net.forward(images),
+            Net::ResNet(net) => net.forward(images),
+        }
+    }
+}
+
+impl StorageSize for Net {
+    fn storage_bytes(&self) -> usize {
+        match self {
+            Net::LeNet(net) => net.storage_bytes(),
+            Net::ResNet(net) => net.storage_bytes(),
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! [`Context`]: what every command shares (config, device, data) and the rules for a stage's
+//! folder: resume it, start it over, or refuse to overwrite it.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+
+use crate::report::{RunReport, write_file};
+use crate::{RunConfig, Scheme, Splits, TrainerError, load_splits};
+
+/// What to do with a stage folder that already has outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Refuse (the default): never overwrite results silently.
+    Refuse,
+    /// Continue from the last checkpoint, or reuse a finished stage.
+    Resume,
+    /// Delete the stage's outputs and start over.
+    Fresh,
+}
+
+/// The state of a stage folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageStart {
+    /// Nothing there (or started over): train from scratch.
+    Scratch,
+    /// Resume from this epoch's checkpoint.
+    FromEpoch(usize),
+    /// Already finished: reuse `model.bpk`.
+    Finished,
+}
+
+/// Config, device and data of a run, shared by its commands.
+pub struct Context {
+    /// The resolved config.
+    pub config: RunConfig,
+    /// Backend name, for reports.
+    pub backend: String,
+    /// The (non-autodiff) device.
+    pub device: Device,
+    /// The dataset's splits.
+    pub splits: Splits,
+    /// Policy for existing stage outputs.
+    pub existing: Existing,
+    /// Show the TUI on a terminal.
+    pub tui: bool,
+}
+
+impl Context {
+    /// Loads the data and writes the resolved config to `runs/<name>/config.toml`.
+    pub fn new(
+        config: RunConfig,
+        backend: &str,
+        device: Device,
+        existing: Existing,
+        tui: bool,
+    ) -> Result<Self, TrainerError> {
+        let splits = load_splits(&config.data)?;
+        device.seed(config.seed);
+        write_file(&config.run_dir().join("config.toml"), &config.to_toml())?;
+        Ok(Context {
+            config,
+            backend: backend.into(),
+            device,
+            splits,
+            existing,
+            tui,
+        })
+    }
+
+    /// The run folder.
+    pub fn run_dir(&self) -> PathBuf {
+        self.config.run_dir()
+    }
+
+    /// A stage's folder: `float`, `ptq-<scheme>` or `qat-<scheme>`.
+    pub fn stage_dir(&self, variant: &str, scheme: Option<&Scheme>) -> PathBuf {
+        match scheme {
+            None => self.run_dir().join(variant),
+            Some(s) => self.run_dir().join(format!("{variant}-{}", s.slug())),
+        }
+    }
+
+    /// The resolved schemes of the config, with the QAT quant delay applied.
+    pub fn schemes(&self) -> Result<Vec<Scheme>, TrainerError> {
+        self.config
+            .schemes
+            .iter()
+            .map(|s| Scheme::resolve(s).map(|s| s.with_quant_delay(self.config.qat.quant_delay)))
+            .collect()
+    }
+
+    /// Optimizer steps per training epoch.
+    pub fn steps_per_epoch(&self) -> usize {
+        self.splits
+            .train
+            .items
+            .len()
+            .div_ceil(self.config.data.batch_size)
+    }
+
+    /// The run's report, with earlier commands' rows.
+    pub fn report(&self) -> Result<RunReport, TrainerError> {
+        RunReport::load_or_new(
+            &self.run_dir(),
+            &self.config.model_name(),
+            &self.backend,
+            &self.config.data.name,
+        )
+    }
+
+    /// Decides how a stage starts, applying the policy for existing outputs.
+    pub fn prepare_stage(&self, dir: &Path, trained: bool) -> Result<StageStart, TrainerError> {
+        let finished = dir.join("model.bpk").is_file() && dir.join("model.json").is_file();
+        let checkpoint = if trained {
+            crate::last_checkpoint(dir)
+        } else {
+            None
+        };
+        let has_outputs = finished || checkpoint.is_some();
+        match self.existing {
+            _ if !has_outputs => Ok(StageStart::Scratch),
+            Existing::Fresh => {
+                std::fs::remove_dir_all(dir).map_err(|e| TrainerError::io(dir, e))?;
+                Ok(StageStart::Scratch)
+            }
+            Existing::Resume if finished => Ok(StageStart::Finished),
+            Existing::Resume => Ok(checkpoint.map_or(StageStart::Scratch, StageStart::FromEpoch)),
+            Existing::Refuse => Err(TrainerError::Io {
+                path: dir.to_path_buf(),
+                message: "has outputs of an earlier run; pass --resume to continue (or reuse) it, or --fresh to start over"
+                    .into(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! `ptq`: calibrate observers on training batches, quantize, evaluate (no training).
+
+use burn::module::Module;
+use burn::tensor::Device;
+
+use super::{Context, ModelMeta, evaluate_and_save, load_model, save_model};
+use crate::report::ResultRow;
+use crate::{Net, Scheme, TrainerError, eval_loader};
+
+/// The float model of the run with `scheme`'s quantizers, calibrated on `ctx.config.ptq`'s
+/// number of training batches (observers see float activations; fake quantization off), then
+/// frozen. This is both the PTQ model and the starting point of QAT.
+pub fn calibrated_model(
+    ctx: &Context,
+    scheme: &Scheme,
+    device: &Device,
+) -> Result<Net, TrainerError> {
+    let float_dir = ctx.stage_dir("float", None);
+    let (float, _) = load_model(&float_dir, device).map_err(|e| match e {
+        TrainerError::Checkpoint { path, message } => TrainerError::Checkpoint {
+            path,
+            message: format!(
+                "{message} (run `train` first: PTQ and QAT start from the float model)"
+            ),
+        },
+        other => other,
+    })?;
+    let net = float.quantized(&scheme.mapping)?;
+    let net = quant::control::set_observers(quant::control::set_fake_quant(net, false), true);
+    let loader = eval_loader(&ctx.config.data, ctx.splits.train.clone()).to_device(device);
+    for batch in loader
+        .iter()
+        .flatten()
+        .take(ctx.config.ptq.calibration_batches)
+    {
+        let _ = net.forward(batch.images);
+    }
+    Ok(quant::control::set_fake_quant(
+        quant::control::set_observers(net, false),
+        true,
+    ))
+}
+
+/// Post-training quantizes the float model with every scheme into `runs/<name>/ptq-<scheme>/`.
+pub fn ptq(ctx: &Context) -> Result<(), TrainerError> {
+    for scheme in ctx.schemes()? {
+        let dir = ctx.stage_dir("ptq", Some(&scheme));
+        ctx.prepare_stage(&dir, false)?;
+        println!(
+            "[ptq {}] calibrating on {} batches",
+            scheme.name, ctx.config.ptq.calibration_batches
+        );
+        let net = calibrated_model(ctx, &scheme, &ctx.device)?;
+        let meta = ModelMeta {
+            variant: "ptq".into(),
+            scheme: scheme.name.clone(),
+            model: ctx.config.model.clone(),
+            mapping: scheme.mapping.clone(),
+        };
+        save_model(&dir, net.clone(), &meta)?;
+        let title = format!("ptq {}", scheme.name);
+        let (scores, size) = evaluate_and_save(
+            &net,
+            &title,
+            &dir,
+            &ctx.splits.test,
+            &ctx.config.data,
+            &ctx.device,
+        )?;
+        let mut report = ctx.report()?;
+        report.upsert(ResultRow {
+            variant: "ptq".into(),
+            scheme: scheme.name.clone(),
+            metric: "accuracy".into(),
+            value: scores.accuracy,
+            size_bytes: size,
+        });
+        report.save(&ctx.run_dir())?;
+        drop(net.into_record());
+    }
+    Ok(())
+}

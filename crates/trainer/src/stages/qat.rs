@@ -1,0 +1,113 @@
+//! `qat`: fine-tune the float model with fake quantization, following the config's schedule.
+
+use burn::module::Module;
+
+use super::{
+    Context, ModelMeta, StageStart, calibrated_model, evaluate_and_save, load_model, save_model,
+};
+use crate::report::{ResultRow, StageTiming};
+use crate::{
+    Classifier, FitOptions, Net, QatSchedule, TrainerError, eval_loader, fit, train_loader,
+};
+
+/// QAT fine-tunes the float model with every scheme into `runs/<name>/qat-<scheme>/`.
+///
+/// The model starts as PTQ leaves it (observers calibrated), so the first steps already see the
+/// integer grid; observers and batch norm freeze at the configured epochs; quantizer parameters
+/// train in their own optimizer group without weight decay.
+pub fn qat(ctx: &Context) -> Result<(), TrainerError> {
+    let config = &ctx.config;
+    for scheme in ctx.schemes()? {
+        let dir = ctx.stage_dir("qat", Some(&scheme));
+        let start = ctx.prepare_stage(&dir, true)?;
+        let title = format!("qat {}", scheme.name);
+        let net = if start == StageStart::Finished {
+            println!(
+                "[{title}] finished earlier: reusing {}",
+                dir.join("model.bpk").display()
+            );
+            load_model(&dir, &ctx.device)?.0
+        } else {
+            let autodiff = ctx.device.clone().autodiff();
+            let mut net = Net::init(&config.model, &scheme.mapping, &autodiff)?;
+            let start_epoch = match start {
+                StageStart::FromEpoch(epoch) => epoch,
+                _ => 0,
+            };
+            if start_epoch == 0 {
+                let calibrated = calibrated_model(ctx, &scheme, &ctx.device)?;
+                net = net.load_record(calibrated.into_record());
+                net = quant::control::set_fake_quant(net, true);
+            }
+            // Switches are not saved in checkpoints: re-apply the milestones a resumed run passed.
+            let q = &config.qat;
+            if q.observer_freeze_epoch > 0 && start_epoch >= q.observer_freeze_epoch {
+                net = quant::control::set_observers(net, false);
+            }
+            if q.bn_freeze_epoch > 0 && start_epoch >= q.bn_freeze_epoch {
+                net = quant::control::set_bn_frozen(net, true);
+            }
+            let schedule = QatSchedule::new(
+                ctx.steps_per_epoch(),
+                q.observer_freeze_epoch,
+                q.bn_freeze_epoch,
+                start_epoch,
+            );
+            let options = FitOptions {
+                dir: dir.clone(),
+                label: title.clone(),
+                epochs: q.epochs,
+                steps_per_epoch: ctx.steps_per_epoch(),
+                lr: q.lr,
+                weight_decay: q.weight_decay,
+                quant_lr: Some(q.quant_lr),
+                patience: q.early_stopping_patience,
+                resume_from: (start_epoch > 0).then_some(start_epoch),
+                tui: ctx.tui,
+            };
+            let outcome = fit(
+                Classifier::new(net, Some(schedule)),
+                train_loader(&config.data, ctx.splits.train.clone(), config.seed),
+                eval_loader(&config.data, ctx.splits.valid.clone()),
+                &options,
+            )?;
+            let net = quant::control::set_observers(outcome.model.net, false);
+            let meta = ModelMeta {
+                variant: "qat".into(),
+                scheme: scheme.name.clone(),
+                model: config.model.clone(),
+                mapping: scheme.mapping.clone(),
+            };
+            save_model(&dir, net.clone(), &meta)?;
+            if outcome.epochs_run > 0 {
+                let mut report = ctx.report()?;
+                report.upsert_timing(StageTiming {
+                    variant: "qat".into(),
+                    scheme: scheme.name.clone(),
+                    epochs: outcome.epochs_run,
+                    seconds_per_epoch: outcome.seconds / outcome.epochs_run as f64,
+                });
+                report.save(&ctx.run_dir())?;
+            }
+            net
+        };
+        let (scores, size) = evaluate_and_save(
+            &net,
+            &title,
+            &dir,
+            &ctx.splits.test,
+            &config.data,
+            &ctx.device,
+        )?;
+        let mut report = ctx.report()?;
+        report.upsert(ResultRow {
+            variant: "qat".into(),
+            scheme: scheme.name.clone(),
+            metric: "accuracy".into(),
+            value: scores.accuracy,
+            size_bytes: size,
+        });
+        report.save(&ctx.run_dir())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! Helpers for the end-to-end tests: run the `trainer` binary from the workspace root on the
+//! embedded Fashion-MNIST subset, with its outputs in a fresh temporary folder.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The workspace root (relative dataset paths in configs resolve from here).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// A fresh, empty folder for one test's runs.
+pub fn temp_runs(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("trainer-e2e-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The trainer command, run from the workspace root, writing into `runs`.
+pub fn trainer(runs: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_trainer"));
+    command
+        .current_dir(root())
+        .arg("--set")
+        .arg(format!("runs_dir=\"{}\"", runs.display()))
+        .args(args);
+    command.env_remove("RUST_BACKTRACE");
+    command
+}
+
+/// Runs the trainer to completion.
+pub fn run(runs: &Path, args: &[&str]) -> Output {
+    trainer(runs, args).output().expect("trainer binary runs")
+}
+
+/// Settings that keep a run to a few seconds on a CPU: one epoch of each stage.
+pub const QUICK: [&str; 8] = [
+    "--no-tui",
+    "--set",
+    "train.epochs=1",
+    "--set",
+    "qat.epochs=1",
+    "--set",
+    "ptq.calibration_batches=2",
+    "--set=data.num_workers=1",
+];
+
+/// stdout and stderr as text, for assertion messages.
+pub fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

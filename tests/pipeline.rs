@@ -1,0 +1,121 @@
+//! The whole workflow end to end on the embedded Fashion-MNIST subset, on Flex and on wgpu
+//! (Vulkan through Mesa lavapipe on CPU-only machines): exit code, `report.json`, checkpoints,
+//! and `eval` reproducing the reported accuracy from the saved model.
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn pipeline_on(backend: &str, extra: &[&str]) {
+    let runs = temp_runs(&format!("pipeline-{backend}"));
+    let mut args = vec!["--backend", backend, "--set", "name=\"e2e\""];
+    args.extend(QUICK);
+    args.extend(extra);
+    let output = run(&runs, &args);
+    let (stdout, stderr) = text(&output);
+    assert!(
+        output.status.success(),
+        "pipeline failed on {backend}:\n{stdout}\n{stderr}"
+    );
+    let run_dir = runs.join("e2e");
+
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["task"], "image-classification");
+    assert_eq!(report["model"], "lenet-bn");
+    assert_eq!(report["backend"], backend);
+    assert_eq!(report["dataset"], "fashion-mnist-small");
+    let rows = report["results"].as_array().unwrap();
+    let find = |variant: &str, scheme: &str| {
+        rows.iter()
+            .find(|r| r["variant"] == variant && r["scheme"] == scheme)
+            .unwrap_or_else(|| panic!("no {variant} {scheme} row in {report}"))
+    };
+    let float = find("float", "float");
+    for row in rows {
+        assert_eq!(row["metric"], "accuracy");
+        let value = row["value"].as_f64().unwrap();
+        // One epoch on 1,800 images: well above chance (10%) for every variant.
+        assert!((0.4..=1.0).contains(&value), "{row}");
+    }
+    let qat = find("qat", "W8A8");
+    let float_size = float["size_bytes"].as_u64().unwrap() as f64;
+    let ratio = float_size / qat["size_bytes"].as_u64().unwrap() as f64;
+    assert!(
+        (3.5..4.1).contains(&ratio),
+        "W8A8 is about 4× smaller than float: {ratio}"
+    );
+    find("ptq", "W8A8");
+
+    for stage in ["float", "qat-w8a8"] {
+        let dir = run_dir.join(stage);
+        assert!(
+            dir.join("checkpoint/model-1.bpk").is_file(),
+            "{stage} epoch checkpoint"
+        );
+        assert!(
+            dir.join("model.bpk").is_file() && dir.join("eval.json").is_file(),
+            "{stage} outputs"
+        );
+    }
+    for file in ["report.md", "curves.svg", "config.toml"] {
+        assert!(run_dir.join(file).is_file(), "{file}");
+    }
+    assert!(
+        std::fs::read_to_string(run_dir.join("curves.svg"))
+            .unwrap()
+            .contains("<polyline")
+    );
+
+    // `eval` on the saved QAT model reproduces the reported accuracy exactly.
+    std::fs::remove_file(run_dir.join("qat-w8a8/eval.json")).unwrap();
+    let checkpoint = run_dir.join("qat-w8a8/model.bpk");
+    let mut eval_args = vec![
+        "--backend",
+        backend,
+        "--set",
+        "name=\"e2e\"",
+        "--no-tui",
+        "eval",
+        "--checkpoint",
+    ];
+    let checkpoint = checkpoint.to_string_lossy().into_owned();
+    eval_args.push(&checkpoint);
+    let output = run(&runs, &eval_args);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "eval failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("weighted avg") && stdout.contains("Ankle boot"),
+        "{stdout}"
+    );
+    let eval: Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("qat-w8a8/eval.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        eval["report"]["accuracy"].as_f64(),
+        qat["value"].as_f64(),
+        "eval reproduces the report"
+    );
+    assert_eq!(eval["size_bytes"], qat["size_bytes"]);
+    std::fs::remove_dir_all(runs).ok();
+}
+
+#[test]
+fn pipeline_on_flex() {
+    pipeline_on("flex", &[]);
+}
+
+#[test]
+fn pipeline_on_wgpu() {
+    // lavapipe runs Vulkan on the CPU: slow, so fewer images; same code path as a real GPU.
+    pipeline_on(
+        "wgpu",
+        &[
+            "--set",
+            "data.train_limit=600",
+            "--set",
+            "schemes=[\"w8a8\"]",
+        ],
+    );
+}

@@ -1,0 +1,96 @@
+//! An interrupted run resumes from its last checkpoint, not from zero: the run is stopped with
+//! SIGINT (Ctrl-C) after its first epoch's checkpoint is written, then continued with `--resume`.
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn interrupted_training_resumes_from_its_last_checkpoint() {
+    let runs = temp_runs("resume");
+    let args = [
+        "--no-tui",
+        "--set",
+        "name=\"resume\"",
+        "--set",
+        "train.epochs=4",
+        "--set=data.num_workers=1",
+        "train",
+    ];
+    let mut child = trainer(&runs, &args)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let checkpoints = runs.join("resume/float/checkpoint");
+    let started = Instant::now();
+    while !checkpoints.join("scheduler-1.bpk").is_file() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before its first checkpoint"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "no checkpoint after 10 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // Ctrl-C.
+    let status = std::process::Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "interrupted run must not report success");
+    let last = trainer::last_checkpoint(&runs.join("resume/float"))
+        .expect("a checkpoint survives the interrupt");
+    assert!(
+        last < 4,
+        "interrupted before the end (last checkpoint {last})"
+    );
+
+    let output = run(
+        &runs,
+        &["--resume"]
+            .iter()
+            .chain(args.iter())
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let start = format!("[float] training epochs {}..=4", last + 1);
+    assert!(
+        stdout.contains(&start),
+        "resumed from epoch {}, expected `{start}` in:\n{stdout}",
+        last + 1
+    );
+    assert!(
+        !stdout.contains("epoch 1/4 train"),
+        "epoch 1 was not retrained:\n{stdout}"
+    );
+    assert_eq!(
+        trainer::last_checkpoint(&runs.join("resume/float")),
+        Some(4)
+    );
+    assert!(runs.join("resume/float/model.bpk").is_file());
+
+    // A finished stage is reused by --resume, and refused without it.
+    let output = run(
+        &runs,
+        &["--resume"]
+            .iter()
+            .chain(args.iter())
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        text(&output).0.contains("finished earlier"),
+        "{}",
+        text(&output).0
+    );
+    std::fs::remove_dir_all(runs).ok();
+}
