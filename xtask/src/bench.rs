@@ -20,7 +20,21 @@ pub fn run(args: &[String]) -> Result<()> {
             cmd.args(&args[1..]);
             crate::run_command(cmd)
         }
-        Some(other) => bail!("unknown benchmark `{other}`; available: fake-quant"),
-        None => bail!("name a benchmark: fake-quant"),
+        Some("qat-step") => {
+            let mut cmd = Command::new(env!("CARGO"));
+            cmd.args([
+                "run",
+                "--quiet",
+                "-p",
+                "trainer",
+                "--example",
+                "bench_qat_step",
+                "--",
+            ]);
+            cmd.args(&args[1..]);
+            crate::run_command(cmd)
+        }
+        Some(other) => bail!("unknown benchmark `{other}`; available: fake-quant, qat-step"),
+        None => bail!("name a benchmark: fake-quant, qat-step"),
     }
 }

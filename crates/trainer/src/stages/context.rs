@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 
-use crate::report::{RunReport, write_file};
+use crate::report::{ResultRow, RunReport, StageTiming, write_file};
 use crate::{RunConfig, Scheme, Splits, TrainerError, load_splits};
 
 /// What to do with a stage folder that already has outputs.
@@ -107,6 +107,46 @@ impl Context {
             &self.backend,
             &self.config.data.name,
         )
+    }
+
+    /// Adds (or replaces) a stage's test accuracy and deployed size in the run's report.
+    pub fn record_result(
+        &self,
+        variant: &str,
+        scheme: &str,
+        accuracy: f64,
+        size_bytes: usize,
+    ) -> Result<(), TrainerError> {
+        let mut report = self.report()?;
+        report.upsert(ResultRow {
+            variant: variant.into(),
+            scheme: scheme.into(),
+            metric: "accuracy".into(),
+            value: accuracy,
+            size_bytes,
+        });
+        report.save(&self.run_dir())
+    }
+
+    /// Adds (or replaces) a training stage's epoch wall time in the run's report.
+    pub fn record_timing(
+        &self,
+        variant: &str,
+        scheme: &str,
+        epochs: usize,
+        seconds: f64,
+    ) -> Result<(), TrainerError> {
+        if epochs == 0 {
+            return Ok(());
+        }
+        let mut report = self.report()?;
+        report.upsert_timing(StageTiming {
+            variant: variant.into(),
+            scheme: scheme.into(),
+            epochs,
+            seconds_per_epoch: seconds / epochs as f64,
+        });
+        report.save(&self.run_dir())
     }
 
     /// Decides how a stage starts, applying the policy for existing outputs.

@@ -4,7 +4,6 @@ use burn::module::Module;
 use burn::tensor::Device;
 
 use super::{Context, ModelMeta, evaluate_and_save, load_model, save_model};
-use crate::report::ResultRow;
 use crate::{Net, Scheme, TrainerError, eval_loader};
 
 /// The float model of the run with `scheme`'s quantizers, calibrated on `ctx.config.ptq`'s
@@ -67,15 +66,7 @@ pub fn ptq(ctx: &Context) -> Result<(), TrainerError> {
             &ctx.config.data,
             &ctx.device,
         )?;
-        let mut report = ctx.report()?;
-        report.upsert(ResultRow {
-            variant: "ptq".into(),
-            scheme: scheme.name.clone(),
-            metric: "accuracy".into(),
-            value: scores.accuracy,
-            size_bytes: size,
-        });
-        report.save(&ctx.run_dir())?;
+        ctx.record_result("ptq", &scheme.name, scores.accuracy, size)?;
         drop(net.into_record());
     }
     Ok(())

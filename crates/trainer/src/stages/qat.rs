@@ -5,7 +5,6 @@ use burn::module::Module;
 use super::{
     Context, ModelMeta, StageStart, calibrated_model, evaluate_and_save, load_model, save_model,
 };
-use crate::report::{ResultRow, StageTiming};
 use crate::{
     Classifier, FitOptions, Net, QatSchedule, TrainerError, eval_loader, fit, train_loader,
 };
@@ -79,16 +78,7 @@ pub fn qat(ctx: &Context) -> Result<(), TrainerError> {
                 mapping: scheme.mapping.clone(),
             };
             save_model(&dir, net.clone(), &meta)?;
-            if outcome.epochs_run > 0 {
-                let mut report = ctx.report()?;
-                report.upsert_timing(StageTiming {
-                    variant: "qat".into(),
-                    scheme: scheme.name.clone(),
-                    epochs: outcome.epochs_run,
-                    seconds_per_epoch: outcome.seconds / outcome.epochs_run as f64,
-                });
-                report.save(&ctx.run_dir())?;
-            }
+            ctx.record_timing("qat", &scheme.name, outcome.epochs_run, outcome.seconds)?;
             net
         };
         let (scores, size) = evaluate_and_save(
@@ -99,15 +89,7 @@ pub fn qat(ctx: &Context) -> Result<(), TrainerError> {
             &config.data,
             &ctx.device,
         )?;
-        let mut report = ctx.report()?;
-        report.upsert(ResultRow {
-            variant: "qat".into(),
-            scheme: scheme.name.clone(),
-            metric: "accuracy".into(),
-            value: scores.accuracy,
-            size_bytes: size,
-        });
-        report.save(&ctx.run_dir())?;
+        ctx.record_result("qat", &scheme.name, scores.accuracy, size)?;
     }
     Ok(())
 }

@@ -3,7 +3,6 @@
 use quant::QuantMapping;
 
 use super::{Context, ModelMeta, StageStart, evaluate_and_save, load_model, save_model};
-use crate::report::{ResultRow, StageTiming};
 use crate::{Classifier, FitOptions, Net, TrainerError, eval_loader, fit, train_loader};
 
 /// Trains the float model into `runs/<name>/float/` and reports its test accuracy.
@@ -50,16 +49,7 @@ pub fn train(ctx: &Context) -> Result<(), TrainerError> {
             mapping: QuantMapping::new(),
         };
         save_model(&dir, net.clone(), &meta)?;
-        if outcome.epochs_run > 0 {
-            let mut report = ctx.report()?;
-            report.upsert_timing(StageTiming {
-                variant: "float".into(),
-                scheme: "float".into(),
-                epochs: outcome.epochs_run,
-                seconds_per_epoch: outcome.seconds / outcome.epochs_run as f64,
-            });
-            report.save(&ctx.run_dir())?;
-        }
+        ctx.record_timing("float", "float", outcome.epochs_run, outcome.seconds)?;
         net
     };
     let (scores, size) = evaluate_and_save(
@@ -70,13 +60,5 @@ pub fn train(ctx: &Context) -> Result<(), TrainerError> {
         &config.data,
         &ctx.device,
     )?;
-    let mut report = ctx.report()?;
-    report.upsert(ResultRow {
-        variant: "float".into(),
-        scheme: "float".into(),
-        metric: "accuracy".into(),
-        value: scores.accuracy,
-        size_bytes: size,
-    });
-    report.save(&ctx.run_dir())
+    ctx.record_result("float", "float", scores.accuracy, size)
 }

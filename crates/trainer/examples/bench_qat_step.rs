@@ -1,0 +1,148 @@
+//! Benchmark: one QAT training step (forward, backward, AdamW; the trainer's own `TrainStep`) of
+//! LeNet-BN on a real Fashion-MNIST batch, float vs QAT W8A8 vs QAT W4A4 (LSQ), side by side.
+//!
+//! Run through `cargo xtask bench qat-step [--backend B] [--batch N] [--rounds R] [--steps K]`.
+//! Variants are timed in alternating rounds (machine noise hits all alike) and compared by their
+//! medians. Prints a table and, as its last line, one JSON object.
+use std::time::Instant;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::module::Module;
+use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::train::TrainStep;
+use data::{ImageBatch, ImageBatcher, read_idx_images};
+use quant::QuantMapping;
+use trainer::{Classifier, ModelConfig, Net, select_device};
+
+fn arg(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| default.into())
+}
+
+fn number(name: &str, default: usize) -> usize {
+    arg(name, &default.to_string())
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} takes a number"))
+}
+
+struct Variant {
+    name: &'static str,
+    model: Option<Classifier>,
+    optim: ModuleOptimizer,
+    samples_ms: Vec<f64>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let backend = arg("--backend", "flex");
+    let (batch_size, rounds, steps) = (
+        number("--batch", 128),
+        number("--rounds", 7),
+        number("--steps", 10),
+    );
+    let device = select_device(&backend).unwrap_or_else(|e| panic!("{e}"));
+    let autodiff = device.clone().autodiff();
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../datasets/embedded/fashion-mnist-small"
+    );
+    let data = read_idx_images(
+        format!("{dir}/train-images-idx3-ubyte.gz"),
+        format!("{dir}/train-labels-idx1-ubyte.gz"),
+        10,
+    )
+    .expect("embedded subset");
+    let batch: ImageBatch =
+        ImageBatcher::fashion_mnist().batch(data.items[..batch_size].to_vec(), &autodiff);
+    let model = ModelConfig::LenetBn {
+        channels: [16, 32],
+        hidden: 128,
+    };
+
+    let float = Net::init(&model, &QuantMapping::new(), &autodiff).unwrap();
+    let make = |name, mapping: Option<QuantMapping>| {
+        let net = match mapping {
+            None => float.clone(),
+            Some(m) => {
+                let net = Net::init(&model, &QuantMapping::new(), &autodiff)
+                    .unwrap()
+                    .load_record(float.clone().into_record());
+                let net = net.quantized(&m).unwrap();
+                net.forward(batch.images.clone()); // calibrate activations once, as PTQ/QAT start does
+                net
+            }
+        };
+        Variant {
+            name,
+            model: Some(Classifier::new(net, None)),
+            optim: AdamWConfig::new().build().into(),
+            samples_ms: Vec::new(),
+        }
+    };
+    let mut variants = [
+        make("float", None),
+        make("qat_w8a8", Some(QuantMapping::w8a8())),
+        make("qat_w4a4", Some(QuantMapping::w4a4())),
+    ];
+    let step = |v: &mut Variant| {
+        let model = v.model.take().unwrap();
+        let output = TrainStep::step(&model, batch.clone());
+        let model = model.optimize(&mut v.optim, 1e-4.into(), output.grads);
+        v.model = Some(model);
+    };
+    for v in variants.iter_mut() {
+        for _ in 0..3 {
+            step(v);
+        }
+    }
+    device.sync().ok();
+    for _ in 0..rounds {
+        for v in variants.iter_mut() {
+            let start = Instant::now();
+            for _ in 0..steps {
+                step(v);
+            }
+            // Read a parameter back so queued GPU work is counted.
+            let _ = v
+                .model
+                .as_ref()
+                .unwrap()
+                .valid()
+                .net
+                .forward(batch.images.clone().inner())
+                .into_data();
+            v.samples_ms
+                .push(start.elapsed().as_secs_f64() * 1e3 / steps as f64);
+        }
+    }
+    let float_ms = median(&variants[0].samples_ms);
+    println!(
+        "LeNet-BN training step, batch {batch_size}, backend {backend}, {rounds} rounds × {steps} steps (median)"
+    );
+    println!("{:<10} {:>10} {:>8}", "variant", "ms/step", "× float");
+    let mut json =
+        format!("{{\"bench\":\"qat-step\",\"backend\":\"{backend}\",\"batch\":{batch_size}");
+    for v in &variants {
+        let ms = median(&v.samples_ms);
+        println!("{:<10} {:>10.2} {:>8.2}", v.name, ms, ms / float_ms);
+        json.push_str(&format!(",\"{}_ms\":{ms:.3}", v.name));
+    }
+    for v in &variants[1..] {
+        json.push_str(&format!(
+            ",\"{}_ratio\":{:.3}",
+            v.name,
+            median(&v.samples_ms) / float_ms
+        ));
+    }
+    json.push('}');
+    println!("{json}");
+}
