@@ -52,14 +52,8 @@ fn interrupted_training_resumes_from_its_last_checkpoint() {
         "interrupted before the end (last checkpoint {last})"
     );
 
-    let output = run(
-        &runs,
-        &["--resume"]
-            .iter()
-            .chain(args.iter())
-            .copied()
-            .collect::<Vec<_>>(),
-    );
+    let resume_args: Vec<&str> = ["--resume"].into_iter().chain(args).collect();
+    let output = run(&runs, &resume_args);
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     let start = format!("[float] training epochs {}..=4", last + 1);
@@ -78,15 +72,8 @@ fn interrupted_training_resumes_from_its_last_checkpoint() {
     );
     assert!(runs.join("resume/float/model.bpk").is_file());
 
-    // A finished stage is reused by --resume, and refused without it.
-    let output = run(
-        &runs,
-        &["--resume"]
-            .iter()
-            .chain(args.iter())
-            .copied()
-            .collect::<Vec<_>>(),
-    );
+    // A finished stage is reused by --resume (refusal without it: tests/bad_input.rs).
+    let output = run(&runs, &resume_args);
     assert!(
         text(&output).0.contains("finished earlier"),
         "{}",

@@ -164,7 +164,7 @@ pub fn fit(
     }
     Ok(FitOutcome {
         model: result.model,
-        epochs_run: finished - options.resume_from.unwrap_or(0),
+        epochs_run: finished.saturating_sub(options.resume_from.unwrap_or(0)),
         seconds,
     })
 }

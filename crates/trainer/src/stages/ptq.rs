@@ -1,6 +1,5 @@
 //! `ptq`: calibrate observers on training batches, quantize, evaluate (no training).
 
-use burn::module::Module;
 use burn::tensor::Device;
 
 use super::{Context, ModelMeta, evaluate_and_save, load_model, save_model};
@@ -67,7 +66,6 @@ pub fn ptq(ctx: &Context) -> Result<(), TrainerError> {
             &ctx.device,
         )?;
         ctx.record_result("ptq", &scheme.name, scores.accuracy, size)?;
-        drop(net.into_record());
     }
     Ok(())
 }
