@@ -1,9 +1,15 @@
 //! Benchmark: one training step (forward, backward, Adam) of a 3-layer 512-wide MLP at batch 256,
 //! float vs W8A8 (per-channel observed weights, moving-average activations) vs LSQ W4A4.
 //!
-//! Run through `cargo xtask bench fake-quant [--rounds N] [--steps K]`. Variants are timed in
+//! Run through `cargo xtask bench fake-quant [--rounds N] [--steps K] [--only w8a8|lsq_w4a4]`. Variants are timed in
 //! alternating rounds (so machine noise hits all alike) and compared by their medians. Prints a
 //! table and, as its last line, one JSON object.
+
+/// The allocator the trainer uses (see `crates/trainer/src/main.rs` for why), so the bench
+/// measures what training runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Instant;
 
 use burn::module::Module;
@@ -57,10 +63,11 @@ fn step(variant: &mut Variant, x: &Tensor<2>, target: &Tensor<2>) {
     variant.model = Some(variant.optim.step(1e-4, model, grads));
 }
 
-fn median(v: &[f64]) -> f64 {
+/// The `q`-quantile (nearest rank) of `v`.
+fn quantile(v: &[f64], q: f64) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
 fn arg(name: &str, default: usize) -> usize {
@@ -76,8 +83,10 @@ fn arg(name: &str, default: usize) -> usize {
 }
 
 fn main() {
-    let rounds = arg("--rounds", 7);
-    let steps = arg("--steps", 10);
+    let rounds = arg("--rounds", 15);
+    let steps = arg("--steps", 4);
+    // `--only NAME`: float and one variant (for profiling that variant).
+    let only = std::env::args().skip_while(|a| a != "--only").nth(1);
     let device = Device::flex().autodiff();
     device.seed(1);
     let x = Tensor::<2>::random([BATCH, WIDTH], Distribution::Normal(0.0, 1.0), &device);
@@ -88,6 +97,10 @@ fn main() {
         ("lsq_w4a4", QuantMapping::w4a4()),
     ]
     .into_iter()
+    .filter(|(name, _)| {
+        only.as_deref()
+            .is_none_or(|o| *name == "float" || o == *name)
+    })
     .map(|(name, mapping)| Variant {
         name,
         model: Some(Mlp::new(&mapping, &device)),
@@ -102,7 +115,10 @@ fn main() {
         }
     }
     for round in 0..rounds {
-        for v in variants.iter_mut() {
+        // Rotate the order each round so no variant always runs first (or after the same one).
+        let n = variants.len();
+        for k in 0..n {
+            let v = &mut variants[(round + k) % n];
             device.sync().ok();
             let start = Instant::now();
             for _ in 0..steps {
@@ -114,22 +130,44 @@ fn main() {
         }
         eprintln!("round {}/{rounds} done", round + 1);
     }
-    let medians: Vec<f64> = variants.iter().map(|v| median(&v.samples_ms)).collect();
-    let float = medians[0];
+    // Each round's ratio compares steps timed seconds apart, so slow drifts of a shared machine
+    // cancel; the median over rounds is the result, the quartiles its spread.
+    let float = variants[0].samples_ms.clone();
+    let ratios: Vec<Vec<f64>> = variants
+        .iter()
+        .map(|v| {
+            v.samples_ms
+                .iter()
+                .zip(&float)
+                .map(|(q, f)| q / f)
+                .collect()
+        })
+        .collect();
+    let medians: Vec<f64> = variants
+        .iter()
+        .map(|v| quantile(&v.samples_ms, 0.5))
+        .collect();
+    let ratio_medians: Vec<f64> = ratios.iter().map(|r| quantile(r, 0.5)).collect();
     println!(
-        "fake-quant training step, 3×Linear({WIDTH}→{WIDTH}) MLP, batch {BATCH}, flex, Adam; median of {rounds} rounds × {steps} steps"
+        "fake-quant training step, 3×Linear({WIDTH}→{WIDTH}) MLP, batch {BATCH}, flex, Adam; {rounds} rounds × {steps} steps, variants alternating"
     );
-    println!("| variant | step (ms) | vs float |");
-    println!("|---|---|---|");
-    for (v, m) in variants.iter().zip(&medians) {
-        println!("| {} | {:.2} | {:.2}× |", v.name, m, m / float);
+    println!("| variant | step (ms, median) | vs float (median of per-round ratios) | quartiles |");
+    println!("|---|---|---|---|");
+    for ((v, m), r) in variants.iter().zip(&medians).zip(&ratios) {
+        println!(
+            "| {} | {:.2} | {:.3}× | {:.3}–{:.3} |",
+            v.name,
+            m,
+            quantile(r, 0.5),
+            quantile(r, 0.25),
+            quantile(r, 0.75)
+        );
+    }
+    if medians.len() < 3 {
+        return; // `--only`: no JSON summary
     }
     println!(
-        "{{\"bench\":\"fake-quant\",\"device\":\"flex\",\"float_ms\":{:.3},\"w8a8_ms\":{:.3},\"lsq_w4a4_ms\":{:.3},\"w8a8_ratio\":{:.3},\"lsq_ratio\":{:.3}}}",
-        medians[0],
-        medians[1],
-        medians[2],
-        medians[1] / float,
-        medians[2] / float
+        "{{\"bench\":\"fake-quant\",\"device\":\"flex\",\"rounds\":{rounds},\"steps\":{steps},\"float_ms\":{:.3},\"w8a8_ms\":{:.3},\"lsq_w4a4_ms\":{:.3},\"w8a8_ratio\":{:.3},\"lsq_ratio\":{:.3}}}",
+        medians[0], medians[1], medians[2], ratio_medians[1], ratio_medians[2]
     );
 }

@@ -6,7 +6,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 use common::{assert_close, values};
 use quant::{
     Granularity, ParamLayout, fake_quantize_layout, fake_quantize_learnable_layout,
-    fake_quantize_learnable_view, fake_quantize_view_with,
+    fake_quantize_learnable_view, fake_quantize_view_with, no_grad,
 };
 
 const ATOL: f32 = 1e-6;
@@ -47,21 +47,21 @@ fn layouts() -> Vec<(&'static str, Vec<usize>, Granularity)> {
                 group_size: 2,
             },
         ),
-        // Large enough for the two-thread split (2^15 elements), which cuts a run in two.
-        ("large per-tensor", vec![257, 301], Granularity::PerTensor),
+        // Large enough for the two-worker split (2^20 elements), which cuts a run in two.
+        ("large per-tensor", vec![1031, 1025], Granularity::PerTensor),
         (
             "large per-channel axis 1",
-            vec![301, 257],
+            vec![1025, 1031],
             Granularity::PerChannel { axis: Some(1) },
         ),
         (
             "large per-channel axis 0",
-            vec![257, 301],
+            vec![1031, 1025],
             Granularity::PerChannel { axis: Some(0) },
         ),
         (
             "large per-group axis 0",
-            vec![256, 301],
+            vec![1024, 1031],
             Granularity::PerGroup {
                 axis: Some(0),
                 group_size: 32,
@@ -113,6 +113,41 @@ fn fused_fixed_fake_quant_equals_composite() {
         let g1 = x.grad(&(fused * dy.clone()).sum().backward()).unwrap();
         let g2 = x.grad(&(reference * dy).sum().backward()).unwrap();
         assert_close(name, "dx", &values(g1), &values(g2), ATOL, 0.0);
+    }
+}
+
+/// With a scale taken from the tensor's own max |x| on a symmetric narrow grid nothing can clip,
+/// and the promise `clip_possible = false` lets the fused op hand the gradient through untouched:
+/// same values and gradients as the composite ops, and exactly the incoming gradient.
+#[test]
+fn fused_clip_free_fake_quant_passes_the_gradient_through() {
+    let device = Device::flex().autodiff();
+    for (name, shape, granularity) in layouts() {
+        let layout = ParamLayout::new(&shape, &granularity);
+        let x = view(&shape, &layout, &device);
+        let max_abs = if layout.num_params() == 1 {
+            x.clone().detach().abs().max().reshape([1])
+        } else {
+            layout.reduce(x.clone().detach().abs(), |t, axes| t.max_dims(axes))
+        };
+        let scale = no_grad(max_abs.div_scalar(127.0));
+        let dy = Tensor::<4>::random(x.dims(), Distribution::Default, &device);
+        let fused =
+            fake_quantize_layout(x.clone(), &layout, scale.clone(), None, (-127, 127), false);
+        let reference =
+            fake_quantize_view_with(x.clone(), layout.broadcast(scale), None, -127, 127, false);
+        assert_close(
+            name,
+            "y",
+            &values(fused.clone()),
+            &values(reference.clone()),
+            ATOL,
+            0.0,
+        );
+        let g1 = x.grad(&(fused * dy.clone()).sum().backward()).unwrap();
+        let g2 = x.grad(&(reference * dy.clone()).sum().backward()).unwrap();
+        assert_close(name, "dx", &values(g1.clone()), &values(g2), 0.0, 0.0);
+        assert_close(name, "dx = dy", &values(g1), &values(dy), 0.0, 0.0);
     }
 }
 

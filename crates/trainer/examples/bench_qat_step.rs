@@ -4,6 +4,12 @@
 //! Run through `cargo xtask bench qat-step [--backend B] [--batch N] [--rounds R] [--steps K]`.
 //! Variants are timed in alternating rounds (machine noise hits all alike) and compared by their
 //! medians. Prints a table and, as its last line, one JSON object.
+
+/// The allocator the trainer uses (see `crates/trainer/src/main.rs` for why), so the bench
+/// measures what training runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Instant;
 
 use burn::data::dataloader::batcher::Batcher;

@@ -89,6 +89,7 @@ pub fn fake_quantize_layout(
             no_grad(zp_or_zero()),
             (qmin, qmax),
             per_group,
+            !clip_possible,
         )
     } else {
         fused_parts(

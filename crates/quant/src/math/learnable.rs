@@ -83,6 +83,7 @@ pub fn fake_quantize_learnable_layout(
             zero_point.clone(),
             (qmin, qmax),
             layout.is_per_group(),
+            false,
         )
     {
         return y;

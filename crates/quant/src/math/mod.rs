@@ -6,7 +6,7 @@
 //! ops live in `crates/quant/tests/golden/`.
 mod fixed;
 mod fused;
-pub(crate) use fused::fused_max_abs;
+pub(crate) use fused::{fused_max_abs, fused_min_max};
 mod learnable;
 mod pact;
 mod qparams;

@@ -10,6 +10,11 @@ use crate::{ParamLayout, QuantSpec, fake_quantize_view, no_grad, qparams_from_ra
 /// Minimum and maximum of every parameter's elements.
 pub fn batch_min_max(view: Tensor<4>, layout: &ParamLayout) -> (Tensor<1>, Tensor<1>) {
     let view = no_grad(view);
+    if let Some(fused) =
+        crate::math::fused_min_max(&view, layout.is_per_group(), layout.num_params())
+    {
+        return fused;
+    }
     if layout.num_params() == 1 {
         return (view.clone().min(), view.max());
     }

@@ -160,10 +160,11 @@ impl Quantizer {
     fn observe_view(&self, view: Tensor<4>, layout: &ParamLayout) {
         let spec = &self.config.spec;
         self.observer.observe(no_grad(view), layout, spec);
-        let observed = self.observer.qparams(spec);
         match self.config.learning {
+            // Fixed quantizers read the observer when they quantize.
             Learning::Fixed => {}
             Learning::Lsq | Learning::LsqPlus => {
+                let observed = self.observer.qparams(spec);
                 if let Some(scale) = &self.learned_scale {
                     scale.rebase(observed.scale);
                 }

@@ -1,0 +1,542 @@
+//! The Flex (CPU) implementations of [`FakeQuantKernels`]: one memory pass per kernel, loops
+//! shaped so the compiler vectorises them, large tensors split across two rayon workers.
+
+use std::mem::MaybeUninit;
+
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{Shape, TensorData};
+
+use super::FakeQuantKernels;
+use super::runs::{Run, Runs};
+
+/// Independent accumulators for reductions over one parameter's run: a single accumulator is a
+/// dependency chain the compiler may not reorder (float addition is not associative).
+const LANES: usize = 16;
+
+/// Round half to even for `|v| < 2^22` without a libm call: adding and subtracting `1.5 · 2^23`
+/// leaves no fractional bits, and IEEE round-to-nearest-even does the rest. Callers clamp first.
+#[inline(always)]
+fn round_half_even(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (v + MAGIC) - MAGIC
+}
+
+/// The code offset from the zero point, `clamp(round(x / s), lo, hi)` (= `q - zp`), and 1 where
+/// `round(x / s)` lies on the grid, else 0. One rounding serves both: clamping to one code beyond
+/// the grid first keeps the rounding exact and tells inside from outside.
+#[inline(always)]
+fn code_and_mask(x: f32, inv: f32, lo: f32, hi: f32) -> (f32, f32) {
+    let c = round_half_even(clamp(x * inv, lo - 1.0, hi + 1.0));
+    let code = clamp(c, lo, hi);
+    (code, (c == code) as u8 as f32)
+}
+
+/// `v` clamped to `[lo, hi]` by plain comparisons, which compile to one vector min and max
+/// (`f32::clamp` also orders NaNs, which costs a compare and blend per bound). NaN stays NaN.
+#[inline(always)]
+fn clamp(v: f32, lo: f32, hi: f32) -> f32 {
+    let v = if v < lo { lo } else { v };
+    if v > hi { hi } else { v }
+}
+
+/// `∂x̂/∂s` of one element: `(q - zp) - x/s` inside the grid, `(q - zp)` outside.
+#[inline(always)]
+fn scale_coef(x: f32, code: f32, mask: f32, inv: f32) -> f32 {
+    code - x * inv * mask
+}
+
+/// A tensor's values as a contiguous `f32` slice owner (copied only when not contiguous).
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.is_contiguous() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+fn f32s(t: &FlexTensor) -> Vec<f32> {
+    t.to_contiguous()
+        .as_slice::<f32>()
+        .expect("fused fake-quant takes f32 tensors")
+        .to_vec()
+}
+
+fn flat(values: Vec<f32>) -> FlexTensor {
+    let n = values.len();
+    FlexTensor::from_data(TensorData::new(values, [n]))
+}
+
+/// What a [`Part`] computes over its runs.
+#[derive(Clone, Copy)]
+enum Kernel<'a, F> {
+    /// `out = f(x, …)` elementwise into fresh memory ([`Grid::map_runs`]).
+    Map(&'a Grid, F),
+    /// The backward pass in place over `out`, with the scale gradient when asked ([`Grid::backward_runs`]).
+    Backward(&'a Grid, bool),
+    /// Per-parameter `(min, max)`, or `max |x|` when asked ([`range_runs`]); no `out`.
+    Range { num_params: usize, abs: bool },
+}
+
+/// A kernel's per-element output: values to update in place, or fresh memory to fill (so a
+/// megabyte-sized output is not zeroed first only to be overwritten).
+enum Out<'a> {
+    Update(&'a mut [f32]),
+    Fill(&'a mut [MaybeUninit<f32>]),
+    Nothing,
+}
+
+impl<'a> Out<'a> {
+    /// The output of elements `..mid` and `mid..`.
+    fn split_at(self, mid: usize) -> (Out<'a>, Out<'a>) {
+        match self {
+            Out::Update(o) => {
+                let (a, b) = o.split_at_mut(mid);
+                (Out::Update(a), Out::Update(b))
+            }
+            Out::Fill(o) => {
+                let (a, b) = o.split_at_mut(mid);
+                (Out::Fill(a), Out::Fill(b))
+            }
+            Out::Nothing => (Out::Nothing, Out::Nothing),
+        }
+    }
+}
+
+/// One kernel over some runs of the view, whose output slice starts at element `offset`.
+struct Part<'a, F> {
+    kernel: Kernel<'a, F>,
+    runs: &'a [Run],
+    xs: &'a [f32],
+    out: Out<'a>,
+    offset: usize,
+}
+
+/// As a pulp op, a part is compiled again for the widest vector instructions the CPU has (AVX2
+/// + FMA on x86-64), chosen at run time: `with_simd` and the kernels are inlined into pulp's
+/// target-feature entry point. Outputs: `(ds, [])` for the backward pass, `(min, max)` for ranges.
+impl<F: ElementFn> pulp::WithSimd for Part<'_, F> {
+    type Output = (Vec<f32>, Vec<f32>);
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> Self::Output {
+        let Part {
+            kernel,
+            runs,
+            xs,
+            out,
+            offset,
+        } = self;
+        match (kernel, out) {
+            (Kernel::Map(grid, f), Out::Fill(out)) => {
+                grid.map_runs(runs, xs, out, offset, f);
+                (Vec::new(), Vec::new())
+            }
+            (Kernel::Backward(grid, with_scale_grad), Out::Update(out)) => {
+                let mut ds = vec![0f32; if with_scale_grad { grid.scale.len() } else { 0 }];
+                let ds_out = with_scale_grad.then_some(ds.as_mut_slice());
+                grid.backward_runs(runs, xs, out, offset, ds_out);
+                (ds, Vec::new())
+            }
+            (Kernel::Range { num_params, abs }, Out::Nothing) => {
+                range_runs(runs, xs, num_params, abs)
+            }
+            _ => unreachable!("a kernel paired with the wrong kind of output"),
+        }
+    }
+}
+
+/// A kernel with no element function (its `F` is never called).
+type NoElementFn = fn(f32, f32, f32, f32, f32) -> f32;
+
+/// Runs `kernel` over the whole view, or over its two halves on two rayon workers when it is
+/// large; `out` (indexed by element) is split with it. Returns each part's output, lowest
+/// elements first.
+fn split_work<F: ElementFn>(
+    runs: &Runs,
+    xs: &[f32],
+    out: Out<'_>,
+    kernel: Kernel<'_, F>,
+) -> Vec<(Vec<f32>, Vec<f32>)> {
+    let arch = pulp::Arch::new();
+    let part = |runs, offset, out| Part {
+        kernel,
+        runs,
+        xs,
+        out,
+        offset,
+    };
+    match runs.halves() {
+        None => vec![arch.dispatch(part(&runs.list(), 0, out))],
+        Some((mid, low, high)) => {
+            let (out_low, out_high) = out.split_at(mid);
+            let (a, b) = rayon::join(
+                || arch.dispatch(part(&low, 0, out_low)),
+                || arch.dispatch(part(&high, mid, out_high)),
+            );
+            vec![a, b]
+        }
+    }
+}
+
+/// An elementwise kernel body `f(x, scale, 1/scale, lo, hi)`, inlined into the loops.
+trait ElementFn: Fn(f32, f32, f32, f32, f32) -> f32 + Copy + Send + Sync {}
+impl<F: Fn(f32, f32, f32, f32, f32) -> f32 + Copy + Send + Sync> ElementFn for F {}
+
+/// Per-parameter constants of the grid: `scale`, `1/scale`, and the code range `[qmin - zp, qmax - zp]`.
+struct Grid {
+    scale: Vec<f32>,
+    inv: Vec<f32>,
+    lo: Vec<f32>,
+    hi: Vec<f32>,
+}
+
+impl Grid {
+    /// Grid constants from flat scales and raw zero points (rounded and clamped here).
+    fn new(scale: &FlexTensor, zero_point: &FlexTensor, qmin: f32, qmax: f32) -> Self {
+        let scale = f32s(scale);
+        let zps: Vec<f32> = f32s(zero_point)
+            .iter()
+            .map(|z| z.round_ties_even().clamp(qmin, qmax))
+            .collect();
+        Grid {
+            inv: scale.iter().map(|s| 1.0 / s).collect(),
+            lo: zps.iter().map(|z| qmin - z).collect(),
+            hi: zps.iter().map(|z| qmax - z).collect(),
+            scale,
+        }
+    }
+
+    /// `f(x, scale, 1/scale, lo, hi)` for every element of the view.
+    fn map(&self, runs: &Runs, xs: &[f32], f: impl ElementFn) -> Vec<f32> {
+        let n = xs.len();
+        let mut out = Vec::with_capacity(n);
+        split_work(
+            runs,
+            xs,
+            Out::Fill(&mut out.spare_capacity_mut()[..n]),
+            Kernel::Map(self, f),
+        );
+        // SAFETY: the runs cover every element of the view exactly once (`Runs::list`), and
+        // `map_runs` writes each element of its runs, so all `n` values are initialised.
+        unsafe { out.set_len(n) };
+        out
+    }
+
+    /// Writes `f(x, scale, 1/scale, lo, hi)` for the elements of `runs` into `out` (whose first
+    /// element is element `offset`), with per-parameter constants hoisted (stride 0) or zipped
+    /// (stride 1) so the loops vectorise.
+    #[inline(always)]
+    fn map_runs(
+        &self,
+        runs: &[Run],
+        xs: &[f32],
+        out: &mut [MaybeUninit<f32>],
+        offset: usize,
+        f: impl ElementFn,
+    ) {
+        for &(start, len, p0, stride) in runs {
+            let x = &xs[start..start + len];
+            let o = &mut out[start - offset..start - offset + len];
+            if stride == 0 {
+                let (s, inv, lo, hi) = (self.scale[p0], self.inv[p0], self.lo[p0], self.hi[p0]);
+                for (o, &x) in o.iter_mut().zip(x) {
+                    o.write(f(x, s, inv, lo, hi));
+                }
+            } else {
+                let params = self.scale[p0..p0 + len]
+                    .iter()
+                    .zip(&self.inv[p0..p0 + len])
+                    .zip(self.lo[p0..p0 + len].iter().zip(&self.hi[p0..p0 + len]));
+                for ((o, &x), ((&s, &inv), (&lo, &hi))) in o.iter_mut().zip(x).zip(params) {
+                    o.write(f(x, s, inv, lo, hi));
+                }
+            }
+        }
+    }
+
+    /// The backward pass over `runs`, in place: `grad` (whose first element is element `offset`)
+    /// becomes `dx = grad · mask`. With `ds`, also accumulates `Σ grad · ∂x̂/∂s` per parameter.
+    #[inline(always)]
+    fn backward_runs(
+        &self,
+        runs: &[Run],
+        xs: &[f32],
+        grad: &mut [f32],
+        offset: usize,
+        mut ds: Option<&mut [f32]>,
+    ) {
+        for &(start, len, p0, stride) in runs {
+            let x = &xs[start..start + len];
+            let g = &mut grad[start - offset..start - offset + len];
+            match (stride, ds.as_deref_mut()) {
+                (0, None) => {
+                    let (inv, lo, hi) = (self.inv[p0], self.lo[p0], self.hi[p0]);
+                    for (g, &x) in g.iter_mut().zip(x) {
+                        *g *= code_and_mask(x, inv, lo, hi).1;
+                    }
+                }
+                (0, Some(ds)) => {
+                    let (inv, lo, hi) = (self.inv[p0], self.lo[p0], self.hi[p0]);
+                    let mut lanes = [0f32; LANES];
+                    let mut g_chunks = g.chunks_exact_mut(LANES);
+                    let mut x_chunks = x.chunks_exact(LANES);
+                    for (gc, xc) in (&mut g_chunks).zip(&mut x_chunks) {
+                        for k in 0..LANES {
+                            let (code, mask) = code_and_mask(xc[k], inv, lo, hi);
+                            lanes[k] += gc[k] * scale_coef(xc[k], code, mask, inv);
+                            gc[k] *= mask;
+                        }
+                    }
+                    let mut tail = 0f32;
+                    for (g, &x) in g_chunks
+                        .into_remainder()
+                        .iter_mut()
+                        .zip(x_chunks.remainder())
+                    {
+                        let (code, mask) = code_and_mask(x, inv, lo, hi);
+                        tail += *g * scale_coef(x, code, mask, inv);
+                        *g *= mask;
+                    }
+                    ds[p0] += lanes.iter().sum::<f32>() + tail;
+                }
+                (_, None) => {
+                    let params = self.inv[p0..p0 + len]
+                        .iter()
+                        .zip(&self.lo[p0..p0 + len])
+                        .zip(&self.hi[p0..p0 + len]);
+                    for ((g, &x), ((&inv, &lo), &hi)) in g.iter_mut().zip(x).zip(params) {
+                        *g *= code_and_mask(x, inv, lo, hi).1;
+                    }
+                }
+                (_, Some(ds)) => {
+                    let params = self.inv[p0..p0 + len]
+                        .iter()
+                        .zip(&self.lo[p0..p0 + len])
+                        .zip(&self.hi[p0..p0 + len]);
+                    for (((g, &x), acc), ((&inv, &lo), &hi)) in
+                        g.iter_mut().zip(x).zip(&mut ds[p0..p0 + len]).zip(params)
+                    {
+                        let (code, mask) = code_and_mask(x, inv, lo, hi);
+                        *acc += *g * scale_coef(x, code, mask, inv);
+                        *g *= mask;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Per-parameter `(min, max)` (or, with `abs`, `max |x|` in both) over `runs`.
+#[inline(always)]
+fn range_runs(runs: &[Run], xs: &[f32], num_params: usize, abs: bool) -> (Vec<f32>, Vec<f32>) {
+    // `a > b` comparisons compile to vector min/max; NaNs never win.
+    #[inline(always)]
+    fn bigger(a: f32, b: f32) -> f32 {
+        if b > a { b } else { a }
+    }
+    #[inline(always)]
+    fn smaller(a: f32, b: f32) -> f32 {
+        if b < a { b } else { a }
+    }
+    let fold = |v: f32| if abs { v.abs() } else { v };
+    let mut min = vec![f32::INFINITY; if abs { 0 } else { num_params }];
+    let mut max = vec![if abs { 0.0 } else { f32::NEG_INFINITY }; num_params];
+    for &(start, len, p0, stride) in runs {
+        let run = &xs[start..start + len];
+        if stride == 0 {
+            let mut hi = [max[p0]; LANES];
+            let mut lo = [f32::INFINITY; LANES];
+            let mut chunks = run.chunks_exact(LANES);
+            for c in &mut chunks {
+                for k in 0..LANES {
+                    hi[k] = bigger(hi[k], fold(c[k]));
+                    if !abs {
+                        lo[k] = smaller(lo[k], c[k]);
+                    }
+                }
+            }
+            for &v in chunks.remainder() {
+                hi[0] = bigger(hi[0], fold(v));
+                if !abs {
+                    lo[0] = smaller(lo[0], v);
+                }
+            }
+            max[p0] = hi.into_iter().fold(max[p0], bigger);
+            if !abs {
+                min[p0] = lo.into_iter().fold(min[p0], smaller);
+            }
+        } else {
+            // `f32::max`/`min` here: a compare-and-keep would become a masked store.
+            for (m, &v) in max[p0..p0 + len].iter_mut().zip(run) {
+                *m = m.max(fold(v));
+            }
+            if !abs {
+                for (m, &v) in min[p0..p0 + len].iter_mut().zip(run) {
+                    *m = m.min(v);
+                }
+            }
+        }
+    }
+    (min, max)
+}
+
+/// [`range_runs`] over a whole view, split in two for large ones.
+fn range_per_param(
+    x: FlexTensor,
+    view: [usize; 4],
+    per_group: bool,
+    num_params: usize,
+    abs: bool,
+) -> (Vec<f32>, Vec<f32>) {
+    let x = contiguous(x);
+    let xs = x
+        .as_slice::<f32>()
+        .expect("fused fake-quant takes f32 tensors");
+    let runs = Runs {
+        view,
+        per_group,
+        num_params,
+    };
+    let kernel: Kernel<'_, NoElementFn> = Kernel::Range { num_params, abs };
+    let mut parts = split_work(&runs, xs, Out::Nothing, kernel).into_iter();
+    let (mut min, mut max) = parts.next().expect("at least one part");
+    for (part_min, part_max) in parts {
+        for (m, v) in min.iter_mut().zip(part_min) {
+            *m = m.min(v);
+        }
+        for (m, v) in max.iter_mut().zip(part_max) {
+            *m = m.max(v);
+        }
+    }
+    (min, max)
+}
+
+impl FakeQuantKernels for Flex {
+    fn fake_quant_parts(
+        x: FlexTensor,
+        scale: FlexTensor,
+        zero_point: FlexTensor,
+        qmin: f32,
+        qmax: f32,
+        o: usize,
+        g: usize,
+        l: usize,
+        i: usize,
+        per_group: bool,
+        parts: usize,
+    ) -> FlexTensor {
+        let x = contiguous(x);
+        let xs = x
+            .as_slice::<f32>()
+            .expect("fused fake-quant takes f32 tensors");
+        let grid = Grid::new(&scale, &zero_point, qmin, qmax);
+        let runs = Runs {
+            view: [o, g, l, i],
+            per_group,
+            num_params: grid.scale.len(),
+        };
+        // dq = (q - zp) · s
+        let mut out = grid.map(&runs, xs, |x, s, inv, lo, hi| {
+            code_and_mask(x, inv, lo, hi).0 * s
+        });
+        if parts > 1 {
+            out.extend(grid.map(&runs, xs, |x, _, inv, lo, hi| {
+                code_and_mask(x, inv, lo, hi).1
+            }));
+        }
+        if parts > 2 {
+            out.extend(grid.map(&runs, xs, |x, _, inv, lo, hi| {
+                let (code, mask) = code_and_mask(x, inv, lo, hi);
+                scale_coef(x, code, mask, inv)
+            }));
+        }
+        // ∂x̂/∂zp: 0 inside, -s outside.
+        if parts > 3 {
+            out.extend(grid.map(&runs, xs, |x, s, inv, lo, hi| {
+                -s * (1.0 - code_and_mask(x, inv, lo, hi).1)
+            }));
+        }
+        flat(out)
+    }
+
+    fn max_abs_per_param(
+        x: FlexTensor,
+        o: usize,
+        g: usize,
+        l: usize,
+        i: usize,
+        per_group: bool,
+        num_params: usize,
+    ) -> FlexTensor {
+        flat(range_per_param(x, [o, g, l, i], per_group, num_params, true).1)
+    }
+
+    fn min_max_per_param(
+        x: FlexTensor,
+        o: usize,
+        g: usize,
+        l: usize,
+        i: usize,
+        per_group: bool,
+        num_params: usize,
+    ) -> (FlexTensor, FlexTensor) {
+        let (min, max) = range_per_param(x, [o, g, l, i], per_group, num_params, false);
+        (flat(min), flat(max))
+    }
+
+    fn fake_quant_backward(
+        grad: FlexTensor,
+        x: FlexTensor,
+        scale: FlexTensor,
+        zero_point: FlexTensor,
+        qmin: f32,
+        qmax: f32,
+        o: usize,
+        g: usize,
+        l: usize,
+        i: usize,
+        per_group: bool,
+        with_scale_grad: bool,
+    ) -> (FlexTensor, FlexTensor) {
+        let x = contiguous(x);
+        let xs = x.as_slice::<f32>().expect("f32 input");
+        let n = xs.len();
+        // dx is written over the incoming gradient: no allocation when autodiff hands it over.
+        let whole = grad.is_contiguous() && grad.layout().contiguous_offsets() == Some((0, n));
+        let mut dx = if whole { grad } else { grad.to_contiguous() };
+        let grid = Grid::new(&scale, &zero_point, qmin, qmax);
+        let num_params = grid.scale.len();
+        let runs = Runs {
+            view: [o, g, l, i],
+            per_group,
+            num_params,
+        };
+        let kernel = Kernel::<'_, NoElementFn>::Backward(&grid, with_scale_grad);
+        let parts = split_work(&runs, xs, Out::Update(dx.storage_mut::<f32>()), kernel);
+        let mut ds = vec![0f32; if with_scale_grad { num_params } else { 0 }];
+        for (part, _) in parts {
+            for (acc, v) in ds.iter_mut().zip(part) {
+                *acc += v;
+            }
+        }
+        (dx.reshape(Shape::new([o, g, l, i])), flat(ds))
+    }
+
+    fn lsq_fake_quant(
+        x: FlexTensor,
+        scale: FlexTensor,
+        zero_point: FlexTensor,
+        qmin: f32,
+        qmax: f32,
+        o: usize,
+        g: usize,
+        l: usize,
+        i: usize,
+        per_group: bool,
+        _clip_free: bool,
+    ) -> FlexTensor {
+        Self::fake_quant_parts(x, scale, zero_point, qmin, qmax, o, g, l, i, per_group, 1)
+            .reshape(Shape::new([o, g, l, i]))
+    }
+}
