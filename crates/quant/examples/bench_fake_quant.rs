@@ -1,8 +1,11 @@
 //! Benchmark: one training step (forward, backward, Adam) of a 3-layer 512-wide MLP at batch 256,
-//! float vs W8A8 (per-channel observed weights, moving-average activations) vs LSQ W4A4.
+//! float vs W8A8 (per-channel observed weights, moving-average activations) vs LSQ W4A4, plus
+//! `float_dx` (float with an input gradient: the one extra matmul LSQ's learned first-layer input
+//! step size requires, so LSQ's own overhead can be read off).
 //!
-//! Run through `cargo xtask bench fake-quant [--rounds N] [--steps K] [--only w8a8|lsq_w4a4]`. Variants are timed in
-//! alternating rounds (so machine noise hits all alike) and compared by their medians. Prints a
+//! Run through `cargo xtask bench fake-quant [--rounds N] [--steps K] [--only NAME]`. Variants
+//! run in alternating rounds, their order rotated each round; each round's ratio to float compares
+//! steps timed seconds apart, and the median over rounds is reported with its quartiles. Prints a
 //! table and, as its last line, one JSON object.
 
 /// The allocator the trainer uses (see `crates/trainer/src/main.rs` for why), so the bench
@@ -51,6 +54,8 @@ impl Mlp {
 
 struct Variant {
     name: &'static str,
+    /// Whether the input batch needs a gradient (see `float_dx`).
+    input_grad: bool,
     model: Option<Mlp>,
     optim: burn::optim::ModuleOptimizer,
     samples_ms: Vec<f64>,
@@ -58,7 +63,12 @@ struct Variant {
 
 fn step(variant: &mut Variant, x: &Tensor<2>, target: &Tensor<2>) {
     let model = variant.model.take().unwrap();
-    let loss = (model.forward(x.clone()) - target.clone()).square().mean();
+    let x = if variant.input_grad {
+        x.clone().require_grad()
+    } else {
+        x.clone()
+    };
+    let loss = (model.forward(x) - target.clone()).square().mean();
     let grads = GradientsParams::from_grads(loss.backward(), &model);
     variant.model = Some(variant.optim.step(1e-4, model, grads));
 }
@@ -91,18 +101,23 @@ fn main() {
     device.seed(1);
     let x = Tensor::<2>::random([BATCH, WIDTH], Distribution::Normal(0.0, 1.0), &device);
     let target = Tensor::<2>::random([BATCH, WIDTH], Distribution::Normal(0.0, 1.0), &device);
+    // `float_dx`: the float MLP with a gradient for its input batch. Learning the first layer's
+    // input step size (LSQ) needs `∂L/∂x̂` of that input, one more matmul per step than float
+    // training computes; this variant measures that floor on its own.
     let mut variants: Vec<Variant> = [
-        ("float", QuantMapping::new()),
-        ("w8a8", QuantMapping::w8a8()),
-        ("lsq_w4a4", QuantMapping::w4a4()),
+        ("float", QuantMapping::new(), false),
+        ("w8a8", QuantMapping::w8a8(), false),
+        ("lsq_w4a4", QuantMapping::w4a4(), false),
+        ("float_dx", QuantMapping::new(), true),
     ]
     .into_iter()
-    .filter(|(name, _)| {
+    .filter(|(name, _, _)| {
         only.as_deref()
             .is_none_or(|o| *name == "float" || o == *name)
     })
-    .map(|(name, mapping)| Variant {
+    .map(|(name, mapping, input_grad)| Variant {
         name,
+        input_grad,
         model: Some(Mlp::new(&mapping, &device)),
         optim: AdamConfig::new().init(),
         samples_ms: Vec::new(),
@@ -163,11 +178,31 @@ fn main() {
             quantile(r, 0.75)
         );
     }
-    if medians.len() < 3 {
+    if medians.len() < 4 {
         return; // `--only`: no JSON summary
     }
+    // LSQ's cost beyond the extra input-gradient matmul: its step over `float_dx`'s, per round.
+    let lsq_over_dx: Vec<f64> = variants[2]
+        .samples_ms
+        .iter()
+        .zip(&variants[3].samples_ms)
+        .map(|(l, d)| l / d)
+        .collect();
     println!(
-        "{{\"bench\":\"fake-quant\",\"device\":\"flex\",\"rounds\":{rounds},\"steps\":{steps},\"float_ms\":{:.3},\"w8a8_ms\":{:.3},\"lsq_w4a4_ms\":{:.3},\"w8a8_ratio\":{:.3},\"lsq_ratio\":{:.3}}}",
-        medians[0], medians[1], medians[2], ratio_medians[1], ratio_medians[2]
+        "LSQ W4A4 over float_dx (the float step plus the input-gradient matmul LSQ's first layer needs): {:.3}× (quartiles {:.3}–{:.3})",
+        quantile(&lsq_over_dx, 0.5),
+        quantile(&lsq_over_dx, 0.25),
+        quantile(&lsq_over_dx, 0.75)
+    );
+    println!(
+        "{{\"bench\":\"fake-quant\",\"device\":\"flex\",\"rounds\":{rounds},\"steps\":{steps},\"float_ms\":{:.3},\"w8a8_ms\":{:.3},\"lsq_w4a4_ms\":{:.3},\"float_dx_ms\":{:.3},\"w8a8_ratio\":{:.3},\"lsq_ratio\":{:.3},\"float_dx_ratio\":{:.3},\"lsq_over_float_dx\":{:.3}}}",
+        medians[0],
+        medians[1],
+        medians[2],
+        medians[3],
+        ratio_medians[1],
+        ratio_medians[2],
+        ratio_medians[3],
+        quantile(&lsq_over_dx, 0.5)
     );
 }

@@ -113,7 +113,7 @@ struct Part<'a, F> {
 }
 
 /// As a pulp op, a part is compiled again for the widest vector instructions the CPU has (AVX2
-/// + FMA on x86-64), chosen at run time: `with_simd` and the kernels are inlined into pulp's
+/// and FMA on x86-64), chosen at run time: `with_simd` and the kernels are inlined into pulp's
 /// target-feature entry point. Outputs: `(ds, [])` for the backward pass, `(min, max)` for ranges.
 impl<F: ElementFn> pulp::WithSimd for Part<'_, F> {
     type Output = (Vec<f32>, Vec<f32>);
