@@ -214,6 +214,12 @@ impl Quantizer {
                 let scale = grad_scale(self.scale_value(), factor);
                 let zero_point = match &self.learned_zero_point {
                     Some(zp) => grad_scale(zp.value(), factor),
+                    // A symmetric grid's zero point is a constant: no need to read the observer.
+                    None if spec.symmetric => Tensor::full(
+                        [layout.num_params()],
+                        spec.symmetric_zero_point() as f32,
+                        &view.device(),
+                    ),
                     None => self.observer.qparams(spec).zero_point,
                 };
                 fake_quantize_learnable_layout(view, layout, scale, zero_point, (qmin, qmax))

@@ -237,3 +237,31 @@ pub(crate) fn fused_parts(
             .collect(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Device, Tensor};
+
+    use super::*;
+
+    /// The fused kernels are what keeps QAT cheap on Flex: a refactor that silently fell back to
+    /// the composite ops would pass every numeric test and double the step time.
+    #[test]
+    fn flex_takes_the_fused_path_and_other_devices_do_not() {
+        let check = |device: Device, expected: bool| {
+            let x = Tensor::<4>::ones([2, 3, 1, 1], &device);
+            let scale = Tensor::<1>::ones([3], &device);
+            let zp = Tensor::<1>::zeros([3], &device);
+            let fused = fused_lsq(&x, scale.clone(), zp.clone(), (-8, 7), false, false);
+            assert_eq!(fused.is_some(), expected, "fused_lsq on {device:?}");
+            let parts = fused_parts(&x, scale, zp, (-8, 7), false, 1);
+            assert_eq!(parts.is_some(), expected, "fused_parts on {device:?}");
+            assert_eq!(fused_max_abs(&x, false, 3).is_some(), expected);
+            assert_eq!(fused_min_max(&x, false, 3).is_some(), expected);
+        };
+        check(Device::flex(), true);
+        check(Device::flex().autodiff(), true);
+        #[cfg(feature = "wgpu")]
+        check(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice), false);
+    }
+}
