@@ -42,7 +42,7 @@ impl<B: FakeQuantKernels> Backward<B, 2> for FakeQuantBackward {
             scale,
             zero_point,
             range: (qmin, qmax),
-            view: [o, g, l, i],
+            view,
             per_group,
             clip_free,
         } = ops.state;
@@ -61,10 +61,7 @@ impl<B: FakeQuantKernels> Backward<B, 2> for FakeQuantBackward {
             zero_point,
             qmin,
             qmax,
-            o,
-            g,
-            l,
-            i,
+            view,
             per_group,
             with_scale_grad,
         );
@@ -85,10 +82,7 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
         zero_point: FloatTensor<Self>,
         qmin: f32,
         qmax: f32,
-        o: usize,
-        g: usize,
-        l: usize,
-        i: usize,
+        view: [usize; 4],
         per_group: bool,
         parts: usize,
     ) -> FloatTensor<Self> {
@@ -98,10 +92,7 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
             Self::inner(zero_point),
             qmin,
             qmax,
-            o,
-            g,
-            l,
-            i,
+            view,
             per_group,
             parts,
         );
@@ -110,19 +101,13 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
 
     fn max_abs_per_param(
         x: FloatTensor<Self>,
-        o: usize,
-        g: usize,
-        l: usize,
-        i: usize,
+        view: [usize; 4],
         per_group: bool,
         num_params: usize,
     ) -> FloatTensor<Self> {
         Self::from_inner(B::max_abs_per_param(
             Self::inner(x),
-            o,
-            g,
-            l,
-            i,
+            view,
             per_group,
             num_params,
         ))
@@ -130,14 +115,11 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
 
     fn min_max_per_param(
         x: FloatTensor<Self>,
-        o: usize,
-        g: usize,
-        l: usize,
-        i: usize,
+        view: [usize; 4],
         per_group: bool,
         num_params: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let (min, max) = B::min_max_per_param(Self::inner(x), o, g, l, i, per_group, num_params);
+        let (min, max) = B::min_max_per_param(Self::inner(x), view, per_group, num_params);
         (Self::from_inner(min), Self::from_inner(max))
     }
 
@@ -148,10 +130,7 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
         zero_point: FloatTensor<Self>,
         qmin: f32,
         qmax: f32,
-        o: usize,
-        g: usize,
-        l: usize,
-        i: usize,
+        view: [usize; 4],
         per_group: bool,
         with_scale_grad: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
@@ -168,10 +147,7 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
             zero_point,
             qmin,
             qmax,
-            o,
-            g,
-            l,
-            i,
+            view,
             per_group,
             with_scale_grad,
         );
@@ -184,10 +160,7 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
         zero_point: FloatTensor<Self>,
         qmin: f32,
         qmax: f32,
-        o: usize,
-        g: usize,
-        l: usize,
-        i: usize,
+        view: [usize; 4],
         per_group: bool,
         clip_free: bool,
     ) -> FloatTensor<Self> {
@@ -200,10 +173,7 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
             zero_point.clone(),
             qmin,
             qmax,
-            o,
-            g,
-            l,
-            i,
+            view,
             per_group,
             clip_free,
         );
@@ -218,7 +188,7 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
                     scale,
                     zero_point,
                     range: (qmin, qmax),
-                    view: [o, g, l, i],
+                    view,
                     per_group,
                     clip_free,
                 };

@@ -419,10 +419,7 @@ impl FakeQuantKernels for Flex {
         zero_point: FlexTensor,
         qmin: f32,
         qmax: f32,
-        o: usize,
-        g: usize,
-        l: usize,
-        i: usize,
+        view: [usize; 4],
         per_group: bool,
         parts: usize,
     ) -> FlexTensor {
@@ -432,7 +429,7 @@ impl FakeQuantKernels for Flex {
             .expect("fused fake-quant takes f32 tensors");
         let grid = Grid::new(&scale, &zero_point, qmin, qmax);
         let runs = Runs {
-            view: [o, g, l, i],
+            view,
             per_group,
             num_params: grid.scale.len(),
         };
@@ -462,26 +459,20 @@ impl FakeQuantKernels for Flex {
 
     fn max_abs_per_param(
         x: FlexTensor,
-        o: usize,
-        g: usize,
-        l: usize,
-        i: usize,
+        view: [usize; 4],
         per_group: bool,
         num_params: usize,
     ) -> FlexTensor {
-        flat(range_per_param(x, [o, g, l, i], per_group, num_params, true).1)
+        flat(range_per_param(x, view, per_group, num_params, true).1)
     }
 
     fn min_max_per_param(
         x: FlexTensor,
-        o: usize,
-        g: usize,
-        l: usize,
-        i: usize,
+        view: [usize; 4],
         per_group: bool,
         num_params: usize,
     ) -> (FlexTensor, FlexTensor) {
-        let (min, max) = range_per_param(x, [o, g, l, i], per_group, num_params, false);
+        let (min, max) = range_per_param(x, view, per_group, num_params, false);
         (flat(min), flat(max))
     }
 
@@ -492,10 +483,7 @@ impl FakeQuantKernels for Flex {
         zero_point: FlexTensor,
         qmin: f32,
         qmax: f32,
-        o: usize,
-        g: usize,
-        l: usize,
-        i: usize,
+        view: [usize; 4],
         per_group: bool,
         with_scale_grad: bool,
     ) -> (FlexTensor, FlexTensor) {
@@ -508,7 +496,7 @@ impl FakeQuantKernels for Flex {
         let grid = Grid::new(&scale, &zero_point, qmin, qmax);
         let num_params = grid.scale.len();
         let runs = Runs {
-            view: [o, g, l, i],
+            view,
             per_group,
             num_params,
         };
@@ -520,7 +508,7 @@ impl FakeQuantKernels for Flex {
                 *acc += v;
             }
         }
-        (dx.reshape(Shape::new([o, g, l, i])), flat(ds))
+        (dx.reshape(Shape::new(view)), flat(ds))
     }
 
     fn lsq_fake_quant(
@@ -529,14 +517,11 @@ impl FakeQuantKernels for Flex {
         zero_point: FlexTensor,
         qmin: f32,
         qmax: f32,
-        o: usize,
-        g: usize,
-        l: usize,
-        i: usize,
+        view: [usize; 4],
         per_group: bool,
         _clip_free: bool,
     ) -> FlexTensor {
-        Self::fake_quant_parts(x, scale, zero_point, qmin, qmax, o, g, l, i, per_group, 1)
-            .reshape(Shape::new([o, g, l, i]))
+        Self::fake_quant_parts(x, scale, zero_point, qmin, qmax, view, per_group, 1)
+            .reshape(Shape::new(view))
     }
 }

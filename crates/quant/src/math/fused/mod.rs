@@ -33,10 +33,7 @@ pub trait FakeQuantKernels: Backend {
         zero_point: FloatTensor<Self>,
         qmin: f32,
         qmax: f32,
-        o: usize,
-        g: usize,
-        l: usize,
-        i: usize,
+        view: [usize; 4],
         per_group: bool,
         parts: usize,
     ) -> FloatTensor<Self>;
@@ -44,10 +41,7 @@ pub trait FakeQuantKernels: Backend {
     /// Per-parameter `max |x|` of `x` viewed as `[o, g, l, i]` (one pass, no transposes).
     fn max_abs_per_param(
         x: FloatTensor<Self>,
-        o: usize,
-        g: usize,
-        l: usize,
-        i: usize,
+        view: [usize; 4],
         per_group: bool,
         num_params: usize,
     ) -> FloatTensor<Self>;
@@ -55,10 +49,7 @@ pub trait FakeQuantKernels: Backend {
     /// Per-parameter `(min, max)` of `x` viewed as `[o, g, l, i]` (one pass, no transposes).
     fn min_max_per_param(
         x: FloatTensor<Self>,
-        o: usize,
-        g: usize,
-        l: usize,
-        i: usize,
+        view: [usize; 4],
         per_group: bool,
         num_params: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
@@ -73,10 +64,7 @@ pub trait FakeQuantKernels: Backend {
         zero_point: FloatTensor<Self>,
         qmin: f32,
         qmax: f32,
-        o: usize,
-        g: usize,
-        l: usize,
-        i: usize,
+        view: [usize; 4],
         per_group: bool,
         with_scale_grad: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
@@ -93,10 +81,7 @@ pub trait FakeQuantKernels: Backend {
         zero_point: FloatTensor<Self>,
         qmin: f32,
         qmax: f32,
-        o: usize,
-        g: usize,
-        l: usize,
-        i: usize,
+        view: [usize; 4],
         per_group: bool,
         clip_free: bool,
     ) -> FloatTensor<Self>;
@@ -116,17 +101,14 @@ pub(crate) fn fused_lsq(
     if !on_flex(x) {
         return None;
     }
-    let [o, g, l, i] = x.dims();
+    let view = x.dims();
     let out = <Dispatch as FakeQuantKernels>::lsq_fake_quant(
         x.clone().into_dispatch(),
         scale.into_dispatch(),
         zero_point.into_dispatch(),
         qmin as f32,
         qmax as f32,
-        o,
-        g,
-        l,
-        i,
+        view,
         per_group,
         clip_free,
     );
@@ -155,13 +137,10 @@ pub(crate) fn fused_max_abs(
         return None;
     }
     let (inner, rewrap) = untracked(x);
-    let [o, g, l, i] = x.dims();
+    let view = x.dims();
     let out = <Dispatch as FakeQuantKernels>::max_abs_per_param(
         inner.into_dispatch(),
-        o,
-        g,
-        l,
-        i,
+        view,
         per_group,
         num_params,
     );
@@ -178,13 +157,10 @@ pub(crate) fn fused_min_max(
         return None;
     }
     let (inner, rewrap) = untracked(x);
-    let [o, g, l, i] = x.dims();
+    let view = x.dims();
     let (min, max) = <Dispatch as FakeQuantKernels>::min_max_per_param(
         inner.into_dispatch(),
-        o,
-        g,
-        l,
-        i,
+        view,
         per_group,
         num_params,
     );
@@ -215,25 +191,22 @@ pub(crate) fn fused_parts(
     let autodiff = x.device().is_autodiff();
     let inner = |t: Tensor<1>| if autodiff { t.inner() } else { t };
     let (x_inner, rewrap) = untracked(x);
-    let [o, g, l, i] = x.dims();
+    let view = x.dims();
     let packed = <Dispatch as FakeQuantKernels>::fake_quant_parts(
         x_inner.into_dispatch(),
         inner(scale).into_dispatch(),
         inner(zero_point).into_dispatch(),
         qmin as f32,
         qmax as f32,
-        o,
-        g,
-        l,
-        i,
+        view,
         per_group,
         parts,
     );
     let packed = rewrap(Tensor::<1>::from_dispatch(packed));
-    let n = o * g * l * i;
+    let n: usize = view.iter().product();
     Some(
         (0..parts)
-            .map(|k| packed.clone().narrow(0, k * n, n).reshape([o, g, l, i]))
+            .map(|k| packed.clone().narrow(0, k * n, n).reshape(view))
             .collect(),
     )
 }
