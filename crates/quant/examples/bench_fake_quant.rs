@@ -145,7 +145,7 @@ fn main() {
         }
         eprintln!("round {}/{rounds} done", round + 1);
     }
-    // Each round's ratio compares steps timed seconds apart, so slow drifts of a shared machine
+    // Each round's ratio compares steps timed a moment apart, so slow drifts of a shared machine
     // cancel; the median over rounds is the result, the quartiles its spread.
     let float = variants[0].samples_ms.clone();
     let ratios: Vec<Vec<f64>> = variants
