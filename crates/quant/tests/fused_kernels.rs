@@ -76,6 +76,31 @@ fn view(shape: &[usize], layout: &ParamLayout, device: &Device) -> Tensor<4> {
     layout.to_view(x).detach().require_grad()
 }
 
+/// Asserts that `fused` and `reference` (both computed from `x`) have the same values within
+/// `ATOL` and the same gradient for `x` under the upstream gradient `dy` within `dx_atol`;
+/// returns the fused gradient.
+fn same_values_and_input_grad(
+    name: &str,
+    fused: Tensor<4>,
+    reference: Tensor<4>,
+    x: &Tensor<4>,
+    dy: Tensor<4>,
+    dx_atol: f32,
+) -> Vec<f32> {
+    assert_close(
+        name,
+        "y",
+        &values(fused.clone()),
+        &values(reference.clone()),
+        ATOL,
+        0.0,
+    );
+    let dx = values(x.grad(&(fused * dy.clone()).sum().backward()).unwrap());
+    let dx_reference = values(x.grad(&(reference * dy).sum().backward()).unwrap());
+    assert_close(name, "dx", &dx, &dx_reference, dx_atol, 0.0);
+    dx
+}
+
 #[test]
 fn fused_fixed_fake_quant_equals_composite() {
     let device = Device::flex().autodiff();
@@ -102,17 +127,7 @@ fn fused_fixed_fake_quant_equals_composite() {
             15,
             true,
         );
-        assert_close(
-            name,
-            "y",
-            &values(fused.clone()),
-            &values(reference.clone()),
-            ATOL,
-            0.0,
-        );
-        let g1 = x.grad(&(fused * dy.clone()).sum().backward()).unwrap();
-        let g2 = x.grad(&(reference * dy).sum().backward()).unwrap();
-        assert_close(name, "dx", &values(g1), &values(g2), ATOL, 0.0);
+        same_values_and_input_grad(name, fused, reference, &x, dy, ATOL);
     }
 }
 
@@ -136,18 +151,8 @@ fn fused_clip_free_fake_quant_passes_the_gradient_through() {
             fake_quantize_layout(x.clone(), &layout, scale.clone(), None, (-127, 127), false);
         let reference =
             fake_quantize_view_with(x.clone(), layout.broadcast(scale), None, -127, 127, false);
-        assert_close(
-            name,
-            "y",
-            &values(fused.clone()),
-            &values(reference.clone()),
-            ATOL,
-            0.0,
-        );
-        let g1 = x.grad(&(fused * dy.clone()).sum().backward()).unwrap();
-        let g2 = x.grad(&(reference * dy.clone()).sum().backward()).unwrap();
-        assert_close(name, "dx", &values(g1.clone()), &values(g2), 0.0, 0.0);
-        assert_close(name, "dx = dy", &values(g1), &values(dy), 0.0, 0.0);
+        let dx = same_values_and_input_grad(name, fused, reference, &x, dy.clone(), 0.0);
+        assert_close(name, "dx = dy", &dx, &values(dy), 0.0, 0.0);
     }
 }
 
