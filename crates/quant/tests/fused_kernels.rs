@@ -6,7 +6,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 use common::{assert_close, values};
 use quant::{
     Granularity, ParamLayout, fake_quantize_layout, fake_quantize_learnable_layout,
-    fake_quantize_learnable_view, fake_quantize_view_with, no_grad,
+    fake_quantize_learnable_view, fake_quantize_view_with, grad_scale, lsq_grad_factor, no_grad,
 };
 
 const ATOL: f32 = 1e-6;
@@ -110,7 +110,10 @@ fn fused_fixed_fake_quant_equals_composite() {
         .into_iter()
         .flat_map(|l| [(l.clone(), false), (l, true)])
     {
-        let name = &format!("{name} ({} zero point)", if uniform { "one" } else { "random" });
+        let name = &format!(
+            "{name} ({} zero point)",
+            if uniform { "one" } else { "random" }
+        );
         let layout = ParamLayout::new(&shape, &granularity);
         let n = layout.num_params();
         let scale = Tensor::<1>::random([n], Distribution::Uniform(0.05, 0.4), &device);
@@ -187,11 +190,19 @@ fn fused_lsq_equals_composite() {
         };
         let x = view(&shape, &layout, &device);
         let dy = Tensor::<4>::random(x.dims(), Distribution::Default, &device);
-        let fused =
-            fake_quantize_learnable_layout(x.clone(), &layout, scale.clone(), zp.clone(), (-8, 7));
+        // LSQ's gradient factor: applied by the fused op's backward, by `grad_scale` in the reference.
+        let factor = lsq_grad_factor(x.dims().iter().product::<usize>() / n, 7);
+        let fused = fake_quantize_learnable_layout(
+            x.clone(),
+            &layout,
+            scale.clone(),
+            zp.clone(),
+            (-8, 7),
+            factor,
+        );
         let reference = fake_quantize_learnable_view(
             x.clone(),
-            layout.broadcast(scale.clone()),
+            layout.broadcast(grad_scale(scale.clone(), factor)),
             layout.broadcast(zp),
             -8,
             7,
@@ -216,11 +227,12 @@ fn fused_lsq_equals_composite() {
             GRAD_ATOL,
             1e-5,
         );
-        // Each scale gradient is a sum of `dy · ∂y/∂s` over the elements the scale covers, with
-        // |∂y/∂s| ≤ max(|qmin - zp|, |qmax - zp|) ≤ 11. The two sides sum in different orders, and the sum
-        // cancels heavily (clipped elements contribute qmin - zp or qmax - zp), so the error scales with the
-        // sum of magnitudes, not with the result: allow the pairwise-summation bound
-        // log2(N) · ε · Σ|terms| per scale. Σ|dy| per scale is the gradient of Σ|dy|·s.
+        // Each scale gradient is `factor` times a sum of `dy · ∂y/∂s` over the elements the scale
+        // covers, with |∂y/∂s| ≤ max(|qmin - zp|, |qmax - zp|) ≤ 11. The two sides sum in
+        // different orders, and the sum cancels heavily (clipped elements contribute qmin - zp or
+        // qmax - zp), so the error scales with the sum of magnitudes, not with the result: allow
+        // the pairwise-summation bound log2(N) · ε · Σ|terms| per scale (times `factor`).
+        // Σ|dy| per scale is the gradient of Σ|dy|·s.
         let abs_dy_per_scale = {
             let s = scale.clone().detach().require_grad();
             let grads = (layout.broadcast(s.clone()) * dy.clone().abs())
@@ -237,7 +249,7 @@ fn fused_lsq_equals_composite() {
             .zip(&abs_dy_per_scale)
             .enumerate()
         {
-            let tol = GRAD_ATOL + 1e-4 * e.abs() + summation_bound * abs_dy;
+            let tol = factor as f32 * (GRAD_ATOL + summation_bound * abs_dy) + 1e-4 * e.abs();
             assert!(
                 (a - e).abs() <= tol,
                 "{name}: dscale[{i}] = {a}, expected {e} (tolerance {tol})"

@@ -90,6 +90,7 @@ pub fn fake_quantize_layout(
             (qmin, qmax),
             per_group,
             !clip_possible,
+            1.0,
         )
     } else {
         fused_parts(

@@ -58,21 +58,23 @@ pub fn fake_quantize_learnable<const D: usize>(
 ) -> Tensor<D> {
     let shape = x.shape();
     let layout = ParamLayout::new(&shape.dims::<D>(), granularity);
-    let scale = grad_scale(scale, grad_factor);
-    let zero_point = grad_scale(zero_point, grad_factor);
+    let view = layout.to_view(x);
     let y =
-        fake_quantize_learnable_layout(layout.to_view(x), &layout, scale, zero_point, (qmin, qmax));
+        fake_quantize_learnable_layout(view, &layout, scale, zero_point, (qmin, qmax), grad_factor);
     layout.from_view(y, shape)
 }
 
-/// LSQ/LSQ+ on a view laid out by `layout` with flat `[n]` (possibly tracked) parameters: the fused
-/// Flex kernel where available, [`fake_quantize_learnable_view`] elsewhere (same values and gradients).
+/// LSQ/LSQ+ on a view laid out by `layout` with flat `[n]` (possibly tracked) parameters whose
+/// gradients are multiplied by `grad_factor`: the fused Flex kernel where available (which applies
+/// the factor in its backward pass), [`fake_quantize_learnable_view`] elsewhere (same values and
+/// gradients).
 pub fn fake_quantize_learnable_layout(
     x: Tensor<4>,
     layout: &ParamLayout,
     scale: Tensor<1>,
     zero_point: Tensor<1>,
     (qmin, qmax): (i32, i32),
+    grad_factor: f64,
 ) -> Tensor<4> {
     let learn_zp = zero_point.is_tracked();
     let tracked = x.is_tracked() || scale.is_tracked() || learn_zp;
@@ -84,10 +86,13 @@ pub fn fake_quantize_learnable_layout(
             (qmin, qmax),
             layout.is_per_group(),
             false,
+            grad_factor,
         )
     {
         return y;
     }
+    let scale = grad_scale(scale, grad_factor);
+    let zero_point = grad_scale(zero_point, grad_factor);
     let parts = match (tracked, learn_zp) {
         (false, _) => 1,
         (true, false) => 3,

@@ -34,6 +34,9 @@ pub fn round_ste<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// LSQ scales the step-size gradient by `1 / sqrt(N · Qp)` so that scales and weights learn at
 /// comparable rates (Esser et al. 2019, §2.2).
 pub fn grad_scale<const D: usize>(x: Tensor<D>, factor: f64) -> Tensor<D> {
+    if factor == 1.0 {
+        return x;
+    }
     let scaled = x.clone().mul_scalar(factor);
     (x - scaled.clone()).detach() + scaled
 }

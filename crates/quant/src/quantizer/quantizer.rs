@@ -18,7 +18,7 @@ use burn::tensor::{Device, Tensor};
 use super::{LearnedValue, Learning, QuantizerConfig};
 use crate::{
     Observer, ObserverKind, ParamLayout, QParams, SCALE_EPS, fake_quantize_layout,
-    fake_quantize_learnable_layout, grad_scale, lsq_grad_factor, no_grad, pact_view,
+    fake_quantize_learnable_layout, lsq_grad_factor, no_grad, pact_view,
 };
 
 /// The activation fake-quantizer: a [`Quantizer`] placed in a model's `forward`.
@@ -211,9 +211,8 @@ impl Quantizer {
             }
             Learning::Lsq | Learning::LsqPlus => {
                 let factor = lsq_grad_factor(layout.elems_per_param(), qmax);
-                let scale = grad_scale(self.scale_value(), factor);
                 let zero_point = match &self.learned_zero_point {
-                    Some(zp) => grad_scale(zp.value(), factor),
+                    Some(zp) => zp.value(),
                     // A symmetric grid's zero point is a constant: no need to read the observer.
                     None if spec.symmetric => Tensor::full(
                         [layout.num_params()],
@@ -222,7 +221,15 @@ impl Quantizer {
                     ),
                     None => self.observer.qparams(spec).zero_point,
                 };
-                fake_quantize_learnable_layout(view, layout, scale, zero_point, (qmin, qmax))
+                let scale = self.scale_value();
+                fake_quantize_learnable_layout(
+                    view,
+                    layout,
+                    scale,
+                    zero_point,
+                    (qmin, qmax),
+                    factor,
+                )
             }
             Learning::Pact => pact_view(
                 view,

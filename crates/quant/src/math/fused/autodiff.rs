@@ -26,6 +26,8 @@ struct FakeQuantState<P> {
     per_group: bool,
     /// No element can fall outside the grid, so `dx = grad` (no kernel).
     clip_free: bool,
+    /// Multiplies the scale gradient (LSQ's `1 / sqrt(N · Qp)`).
+    grad_factor: f32,
 }
 
 impl<B: FakeQuantKernels> Backward<B, 2> for FakeQuantBackward {
@@ -45,6 +47,7 @@ impl<B: FakeQuantKernels> Backward<B, 2> for FakeQuantBackward {
             view,
             per_group,
             clip_free,
+            grad_factor,
         } = ops.state;
         let with_scale_grad = ops.parents[1].is_some();
         let grad = grads.consume::<B>(&ops.node);
@@ -70,6 +73,11 @@ impl<B: FakeQuantKernels> Backward<B, 2> for FakeQuantBackward {
             grads.register::<B>(node.id, dx);
         }
         if let Some(node) = scale_parent {
+            let ds = if grad_factor == 1.0 {
+                ds
+            } else {
+                B::float_mul_scalar(ds, grad_factor.into())
+            };
             grads.register::<B>(node.id, ds);
         }
     }
@@ -163,6 +171,7 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
         view: [usize; 4],
         per_group: bool,
         clip_free: bool,
+        grad_factor: f32,
     ) -> FloatTensor<Self> {
         let (x, x_node) = x.into_parts();
         let (scale, scale_node) = scale.into_parts();
@@ -176,6 +185,7 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
             view,
             per_group,
             clip_free,
+            grad_factor,
         );
         match FakeQuantBackward
             .prepare::<C>([x_node, scale_node])
@@ -191,6 +201,7 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
                     view,
                     per_group,
                     clip_free,
+                    grad_factor,
                 };
                 prep.finish(state, dequantized)
             }

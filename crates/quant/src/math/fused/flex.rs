@@ -575,6 +575,7 @@ impl FakeQuantKernels for Flex {
         view: [usize; 4],
         per_group: bool,
         _clip_free: bool,
+        _grad_factor: f32,
     ) -> FlexTensor {
         Self::fake_quant_parts(x, scale, zero_point, qmin, qmax, view, per_group, 1)
             .reshape(Shape::new(view))

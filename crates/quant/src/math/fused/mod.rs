@@ -70,10 +70,11 @@ pub trait FakeQuantKernels: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
     /// LSQ fake quantization of a `[o, g, l, i]` view with a learned `scale` and a constant
-    /// `zero_point`, differentiable in `x` (clipped STE) and `scale` (LSQ gradient), as one
-    /// forward kernel and one backward kernel. `clip_free` promises that no element falls outside
-    /// the grid (see [`crate::fake_quantize_view_with`]): with a fixed scale the backward pass
-    /// then hands the gradient through untouched.
+    /// `zero_point`, differentiable in `x` (clipped STE) and `scale` (LSQ gradient times
+    /// `grad_factor`, so LSQ's gradient scaling costs no ops of its own), as one forward kernel
+    /// and one backward kernel. `clip_free` promises that no element falls outside the grid (see
+    /// [`crate::fake_quantize_view_with`]): with a fixed scale the backward pass then hands the
+    /// gradient through untouched.
     #[allow(clippy::too_many_arguments)]
     fn lsq_fake_quant(
         x: FloatTensor<Self>,
@@ -84,12 +85,14 @@ pub trait FakeQuantKernels: Backend {
         view: [usize; 4],
         per_group: bool,
         clip_free: bool,
+        grad_factor: f32,
     ) -> FloatTensor<Self>;
 }
 
 /// Fake quantization through the fused kernels (one forward, one backward pass), or `None` off
-/// Flex: LSQ when `scale` is tracked, the clipped STE with a fixed scale when it is not (the
-/// plain STE when `clip_free`). `scale` and `zero_point` are flat `[n]`.
+/// Flex: LSQ when `scale` is tracked (its gradient multiplied by `grad_factor`), the clipped STE
+/// with a fixed scale when it is not (the plain STE when `clip_free`). `scale` and `zero_point`
+/// are flat `[n]`.
 pub(crate) fn fused_lsq(
     x: &Tensor<4>,
     scale: Tensor<1>,
@@ -97,6 +100,7 @@ pub(crate) fn fused_lsq(
     (qmin, qmax): (i32, i32),
     per_group: bool,
     clip_free: bool,
+    grad_factor: f64,
 ) -> Option<Tensor<4>> {
     if !on_flex(x) {
         return None;
@@ -111,6 +115,7 @@ pub(crate) fn fused_lsq(
         view,
         per_group,
         clip_free,
+        grad_factor as f32,
     );
     Some(Tensor::from_dispatch(out))
 }
@@ -225,7 +230,7 @@ mod tests {
             let x = Tensor::<4>::ones([2, 3, 1, 1], &device);
             let scale = Tensor::<1>::ones([3], &device);
             let zp = Tensor::<1>::zeros([3], &device);
-            let fused = fused_lsq(&x, scale.clone(), zp.clone(), (-8, 7), false, false);
+            let fused = fused_lsq(&x, scale.clone(), zp.clone(), (-8, 7), false, false, 1.0);
             assert_eq!(fused.is_some(), expected, "fused_lsq on {device:?}");
             let parts = fused_parts(&x, scale, zp, (-8, 7), false, 1);
             assert_eq!(parts.is_some(), expected, "fused_parts on {device:?}");
