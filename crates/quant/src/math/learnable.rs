@@ -8,7 +8,9 @@
 //! - `∂x̂/∂s = g · ((x̂ - x) / s)` inside, `g · (qmin - zp)` below, `g · (qmax - zp)` above;
 //! - `∂x̂/∂zp = 0` inside, `-g · s` outside.
 //!
-//! Autodiff derives exactly these from `(clamp(round_ste(x/s + zp), qmin, qmax) - zp) · s`.
+//! Autodiff derives exactly these from `(clamp(round_ste(x · (1/s)) + zp, qmin, qmax) - zp) · s`,
+//! rounding before adding the zero point as PyTorch does (adding first can move a value that sits
+//! a rounding error from a half-way point to the other code).
 
 use burn::tensor::Tensor;
 
@@ -28,7 +30,7 @@ pub fn fake_quantize_learnable_view(
     // Round and clamp the zero point in the forward pass, pass its gradient straight through.
     let zp_code = zero_point.clone().round().clamp(qmin, qmax);
     let zero_point = zero_point.clone() + (zp_code - zero_point).detach();
-    let codes = round_ste(x * scale.clone().recip() + zero_point.clone()).clamp(qmin, qmax);
+    let codes = (round_ste(x * scale.clone().recip()) + zero_point.clone()).clamp(qmin, qmax);
     (codes - zero_point) * scale
 }
 
