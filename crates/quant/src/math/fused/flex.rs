@@ -32,6 +32,13 @@ fn code_and_mask(x: f32, inv: f32, lo: f32, hi: f32) -> (f32, f32) {
     (code, (c == code) as u8 as f32)
 }
 
+/// The code offset alone, `round(clamp(x / s, lo, hi))`: with integer bounds this equals
+/// [`code_and_mask`]'s code (rounding is monotone and fixes integers) at one clamp instead of two.
+#[inline(always)]
+fn code(x: f32, inv: f32, lo: f32, hi: f32) -> f32 {
+    round_half_even(clamp(x * inv, lo, hi))
+}
+
 /// `v` clamped to `[lo, hi]` by plain comparisons, which compile to one vector min and max
 /// (`f32::clamp` also orders NaNs, which costs a compare and blend per bound). NaN stays NaN.
 #[inline(always)]
@@ -489,9 +496,7 @@ impl FakeQuantKernels for Flex {
             num_params: grid.scale.len(),
         };
         // dq = (q - zp) · s
-        let mut out = grid.map(&runs, xs, |x, s, inv, lo, hi| {
-            code_and_mask(x, inv, lo, hi).0 * s
-        });
+        let mut out = grid.map(&runs, xs, |x, s, inv, lo, hi| code(x, inv, lo, hi) * s);
         if parts > 1 {
             out.extend(grid.map(&runs, xs, |x, _, inv, lo, hi| {
                 code_and_mask(x, inv, lo, hi).1
