@@ -171,10 +171,31 @@ fn fused_clip_free_fake_quant_passes_the_gradient_through() {
 
 #[test]
 fn fused_lsq_equals_composite() {
+    lsq_equals_composite(layouts());
+}
+
+/// On machines with four or more threads the kernels cut large tensors into many parts (see
+/// `runs::split_min`); CI has two, so run the large layouts in a four-thread pool.
+#[test]
+fn fused_lsq_split_over_four_threads_equals_composite() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .expect("a four-thread pool");
+    let large = layouts()
+        .into_iter()
+        .filter(|(name, _, _)| name.starts_with("large"))
+        .collect();
+    pool.install(|| lsq_equals_composite(large));
+}
+
+/// LSQ through the fused op against the composite reference on `layouts`, with one zero point
+/// for all parameters and with one per parameter.
+fn lsq_equals_composite(layouts: Vec<(&'static str, Vec<usize>, Granularity)>) {
     let device = Device::flex().autodiff();
     // One zero point for all parameters (a symmetric grid: the kernels' uniform-range loops) and
     // one per parameter (constant affine zero points: the per-parameter loops).
-    for ((name, shape, granularity), affine) in layouts()
+    for ((name, shape, granularity), affine) in layouts
         .into_iter()
         .flat_map(|l| [(l.clone(), false), (l, true)])
     {

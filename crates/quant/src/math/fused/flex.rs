@@ -8,7 +8,9 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::{Shape, TensorData};
 
 use super::FakeQuantKernels;
-use super::runs::{Run, Runs};
+use rayon::prelude::*;
+
+use super::runs::{Run, Runs, split_min};
 
 /// Independent accumulators for reductions over one parameter's run: a single accumulator is a
 /// dependency chain the compiler may not reorder (float addition is not associative).
@@ -156,9 +158,9 @@ impl<F: ElementFn> pulp::WithSimd for Part<'_, F> {
 /// A kernel with no element function (its `F` is never called).
 type NoElementFn = fn(f32, f32, f32, f32, f32) -> f32;
 
-/// Runs `kernel` over the whole view, or over its two halves on two rayon workers when it is
-/// large; `out` (indexed by element) is split with it. Returns each part's output, lowest
-/// elements first.
+/// Runs `kernel` over the whole view, or over contiguous parts of it on rayon workers when it is
+/// large (see [`split_min`]); `out` (indexed by element) is cut with it. Returns each part's
+/// output, lowest elements first.
 fn split_work<F: ElementFn>(
     runs: &Runs,
     xs: &[f32],
@@ -166,24 +168,41 @@ fn split_work<F: ElementFn>(
     kernel: Kernel<'_, F>,
 ) -> Vec<(Vec<f32>, Vec<f32>)> {
     let arch = pulp::Arch::new();
-    let part = |runs, offset, out| Part {
-        kernel,
-        runs,
-        xs,
-        out,
-        offset,
-    };
-    match runs.halves() {
-        None => vec![arch.dispatch(part(&runs.list(), 0, out))],
-        Some((mid, low, high)) => {
-            let (out_low, out_high) = out.split_at(mid);
-            let (a, b) = rayon::join(
-                || arch.dispatch(part(&low, 0, out_low)),
-                || arch.dispatch(part(&high, mid, out_high)),
-            );
-            vec![a, b]
-        }
+    let threads = rayon::current_num_threads();
+    let mut parts = runs.parts(threads, split_min(threads));
+    if parts.len() == 1 {
+        let (_, runs) = parts.pop().expect("one part");
+        return vec![arch.dispatch(Part {
+            kernel,
+            runs: &runs,
+            xs,
+            out,
+            offset: 0,
+        })];
     }
+    // Cut `out` at each part's first element, back to front.
+    let mut outs = Vec::with_capacity(parts.len());
+    let mut rest = out;
+    for &(first, _) in parts.iter().skip(1).rev() {
+        let (low, high) = rest.split_at(first);
+        outs.push(high);
+        rest = low;
+    }
+    outs.push(rest);
+    outs.reverse();
+    parts
+        .into_par_iter()
+        .zip(outs)
+        .map(|((offset, runs), out)| {
+            arch.dispatch(Part {
+                kernel,
+                runs: &runs,
+                xs,
+                out,
+                offset,
+            })
+        })
+        .collect()
 }
 
 /// An elementwise kernel body `f(x, scale, 1/scale, lo, hi)`, inlined into the loops.

@@ -13,10 +13,26 @@ pub(super) struct Runs {
 /// `start + k` is `param_start + k · param_stride` (stride 0: one parameter for the whole run).
 pub(super) type Run = (usize, usize, usize, usize);
 
-/// Below this many elements a kernel stays on one thread: a kernel pass over 2^20 elements takes
-/// about a millisecond, while waking a sleeping worker costs tens of microseconds (measured with
-/// the fake-quant bench: splitting 2^18-element weights in two made the step slower).
-pub(super) const PARALLEL_MIN: usize = 1 << 20;
+/// The fewest elements one thread takes when a kernel is split, by the number of threads: a
+/// kernel pass costs about a nanosecond per element, and handing parts to other threads costs
+/// microseconds. Measured with the fake-quant bench's model (3×Linear 512, LSQ W4A4):
+/// - on a 16-core Xeon, parts of 2^13–2^14 elements cut LSQ's forward + backward overhead from
+///   2.5–2.8 ms to 2.0–2.2 ms a step (the step ratio from 1.25–1.27× to 1.23×);
+/// - on a shared 2-core VM, splitting 2^17–2^18-element tensors in two made the step slower
+///   (waking the other worker there costs tens of microseconds), so with fewer than 4 threads
+///   only tensors of 2^20 elements or more are split.
+///
+/// `QUANT_SPLIT_MIN` (elements) overrides it, for tuning on other machines.
+pub(super) fn split_min(threads: usize) -> usize {
+    static OVERRIDE: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    let from_env = OVERRIDE.get_or_init(|| {
+        std::env::var("QUANT_SPLIT_MIN")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&v| v > 0)
+    });
+    from_env.unwrap_or(if threads >= 4 { 1 << 14 } else { 1 << 19 })
+}
 
 impl Runs {
     /// All runs, in element order.
@@ -53,34 +69,34 @@ impl Runs {
         }
     }
 
-    /// The runs split at the middle element for two workers: `(mid, low runs, high runs)`, or
-    /// `None` when the view is too small to be worth splitting.
-    pub fn halves(&self) -> Option<(usize, Vec<Run>, Vec<Run>)> {
+    /// The runs cut into at most `max_parts` contiguous pieces of at least `min_per_part`
+    /// elements each, as `(first element, runs)`; one piece when the view is too small to split.
+    pub fn parts(&self, max_parts: usize, min_per_part: usize) -> Vec<(usize, Vec<Run>)> {
         let n: usize = self.view.iter().product();
-        if n < PARALLEL_MIN {
-            return None;
+        let k = (n / min_per_part.max(1)).clamp(1, max_parts.max(1));
+        let runs = self.list();
+        if k == 1 {
+            return vec![(0, runs)];
         }
-        let mid = n / 2;
-        let (low, high) = split_runs(&self.list(), mid);
-        Some((mid, low, high))
-    }
-}
-
-/// Splits `runs` at element `mid`, cutting the run that straddles it in two.
-fn split_runs(runs: &[Run], mid: usize) -> (Vec<Run>, Vec<Run>) {
-    let (mut low, mut high) = (Vec::new(), Vec::new());
-    for &(start, len, p0, stride) in runs {
-        if start + len <= mid {
-            low.push((start, len, p0, stride));
-        } else if start >= mid {
-            high.push((start, len, p0, stride));
-        } else {
-            let k = mid - start;
-            low.push((start, k, p0, stride));
-            high.push((mid, len - k, p0 + k * stride, stride));
+        // Piece `p` covers elements `[p·n/k, (p+1)·n/k)`; a run that crosses a boundary is cut.
+        let bounds: Vec<usize> = (0..=k).map(|p| p * n / k).collect();
+        let mut parts: Vec<(usize, Vec<Run>)> =
+            bounds[..k].iter().map(|&b| (b, Vec::new())).collect();
+        let mut p = 0;
+        for (mut start, mut len, mut p0, stride) in runs {
+            while len > 0 {
+                while start >= bounds[p + 1] {
+                    p += 1;
+                }
+                let take = len.min(bounds[p + 1] - start);
+                parts[p].1.push((start, take, p0, stride));
+                start += take;
+                len -= take;
+                p0 += take * stride;
+            }
         }
+        parts
     }
-    (low, high)
 }
 
 #[cfg(test)]
@@ -105,13 +121,14 @@ mod tests {
     }
 
     #[test]
-    fn halves_cover_every_element_with_its_parameter() {
+    fn parts_cover_every_element_with_its_parameter() {
         for (view, per_group, num_params) in [
             ([1, 1, 1, 1 << 21], false, 1),
             ([4100, 257, 1, 1], false, 257),
             ([3500, 1, 1, 300], false, 1),
             ([1, 256, 4100, 1], false, 256),
             ([8, 4, 128, 301], true, 8 * 4 * 301),
+            ([7, 3, 1, 1], false, 3),
         ] {
             let runs = Runs {
                 view,
@@ -120,21 +137,32 @@ mod tests {
             };
             let n: usize = view.iter().product();
             let whole = param_of_each_element(&runs.list(), n);
-            let (mid, low, high) = runs.halves().expect("large enough to split");
-            let mut split = param_of_each_element(&low, n);
-            for (k, p) in param_of_each_element(&high, n).into_iter().enumerate() {
-                if p != usize::MAX {
-                    assert_eq!(split[k], usize::MAX, "{view:?}: element {k} in both halves");
-                    assert!(
-                        k >= mid,
-                        "{view:?}: element {k} below the split in the high half"
-                    );
-                    split[k] = p;
-                }
-            }
-            assert_eq!(split, whole, "{view:?}");
             // Every element in a run (kernels that fill fresh memory rely on it).
             assert!(whole.iter().all(|&p| p < num_params), "{view:?}");
+            for (max_parts, min_per_part) in [(2, 1 << 19), (16, 1 << 15), (5, 1), (3, n), (1, 1)] {
+                let parts = runs.parts(max_parts, min_per_part);
+                let expected = (n / min_per_part).clamp(1, max_parts);
+                assert_eq!(
+                    parts.len(),
+                    expected,
+                    "{view:?} in {max_parts} × ≥{min_per_part}"
+                );
+                let mut split = vec![usize::MAX; n];
+                for (i, (first, part_runs)) in parts.iter().enumerate() {
+                    let end = parts.get(i + 1).map_or(n, |p| p.0);
+                    for (k, p) in param_of_each_element(part_runs, n).into_iter().enumerate() {
+                        if p != usize::MAX {
+                            assert!(
+                                (*first..end).contains(&k),
+                                "{view:?}: element {k} outside part {i} ({first}..{end})"
+                            );
+                            assert_eq!(split[k], usize::MAX, "{view:?}: element {k} in two parts");
+                            split[k] = p;
+                        }
+                    }
+                }
+                assert_eq!(split, whole, "{view:?} in {max_parts} parts");
+            }
         }
     }
 }
