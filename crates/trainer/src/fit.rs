@@ -146,8 +146,16 @@ pub fn fit(
     let (renderer, stopped) = StopWatch::new(renderer, training.interrupter());
     training = training.renderer(Box::new(renderer));
 
+    if crate::interrupt_requested() {
+        return Err(TrainerError::Interrupted {
+            stage: options.label.clone(),
+            epoch: last_checkpoint(&options.dir).unwrap_or(0),
+            dir: options.dir.clone(),
+        });
+    }
     let started = Instant::now();
-    let result = training.launch(Learner::new(model, optimizer(options)?, scheduler));
+    let learner = Learner::new(model, optimizer(options)?, scheduler);
+    let result = crate::while_training(training.interrupter(), || training.launch(learner));
     let seconds = started.elapsed().as_secs_f64();
     if let Some(error) = result.error {
         return Err(TrainerError::Training(error.to_string()));

@@ -28,6 +28,9 @@ fn main() {
         );
     }));
     let cli = trainer::Cli::parse();
+    if let Err(error) = trainer::install_interrupt_handler() {
+        eprintln!("warning: Ctrl-C will not stop training gracefully: {error}");
+    }
     if let Err(error) = trainer::run(cli) {
         eprintln!("error: {error}");
         let code = if matches!(error, trainer::TrainerError::Interrupted { .. }) {
