@@ -1,5 +1,5 @@
 //! The Flex (CPU) implementations of [`FakeQuantKernels`]: one memory pass per kernel, loops
-//! shaped so the compiler vectorises them, large tensors split across two rayon workers.
+//! shaped so the compiler vectorises them, large tensors split across rayon's threads.
 
 use std::mem::MaybeUninit;
 
