@@ -10,8 +10,9 @@
 //! Observers' per-parameter ranges are fused reductions too.
 //! Other devices (wgpu, CUDA, …) use the composite ops, which burn-fusion already fuses there.
 //!
-//! Files: [`runs`] (how a view's elements map to parameters, and how large views are cut into parts for rayon's threads),
-//! [`flex`] (the kernels), [`autodiff`] (the tracked op and its backward).
+//! Files: [`runs`] (how a view's elements map to parameters, and how large views are cut into
+//! parts for rayon's threads), [`flex`] (the kernels), [`autodiff`] (the tracked op and its
+//! backward).
 
 mod autodiff;
 mod flex;
