@@ -2,7 +2,7 @@
 //! same forward values and the same gradients for `x` and the scale.
 mod common;
 
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Distribution, Gradients, Tensor};
 use common::{assert_close, values};
 use quant::{
     Granularity, ParamLayout, fake_quantize_layout, fake_quantize_learnable_layout,
@@ -77,16 +77,16 @@ fn view(shape: &[usize], layout: &ParamLayout, device: &Device) -> Tensor<4> {
 }
 
 /// Asserts that `fused` and `reference` (both computed from `x`) have the same values within
-/// `ATOL` and the same gradient for `x` under the upstream gradient `dy` within `dx_atol`;
-/// returns the fused gradient.
+/// `ATOL` and the same gradient for `x` under the upstream gradient `dy` within `(atol, rtol)`;
+/// returns both sides' gradients, fused first, for further checks.
 fn same_values_and_input_grad(
     name: &str,
     fused: Tensor<4>,
     reference: Tensor<4>,
     x: &Tensor<4>,
     dy: Tensor<4>,
-    dx_atol: f32,
-) -> Vec<f32> {
+    (dx_atol, dx_rtol): (f32, f32),
+) -> [Gradients; 2] {
     assert_close(
         name,
         "y",
@@ -95,10 +95,10 @@ fn same_values_and_input_grad(
         ATOL,
         0.0,
     );
-    let dx = values(x.grad(&(fused * dy.clone()).sum().backward()).unwrap());
-    let dx_reference = values(x.grad(&(reference * dy).sum().backward()).unwrap());
-    assert_close(name, "dx", &dx, &dx_reference, dx_atol, 0.0);
-    dx
+    let grads = [fused, reference].map(|y| (y * dy.clone()).sum().backward());
+    let [dx, dx_reference] = [&grads[0], &grads[1]].map(|g| values(x.grad(g).unwrap()));
+    assert_close(name, "dx", &dx, &dx_reference, dx_atol, dx_rtol);
+    grads
 }
 
 #[test]
@@ -140,7 +140,7 @@ fn fused_fixed_fake_quant_equals_composite() {
             15,
             true,
         );
-        same_values_and_input_grad(name, fused, reference, &x, dy, ATOL);
+        same_values_and_input_grad(name, fused, reference, &x, dy, (ATOL, 0.0));
     }
 }
 
@@ -164,7 +164,9 @@ fn fused_clip_free_fake_quant_passes_the_gradient_through() {
             fake_quantize_layout(x.clone(), &layout, scale.clone(), None, (-127, 127), false);
         let reference =
             fake_quantize_view_with(x.clone(), layout.broadcast(scale), None, -127, 127, false);
-        let dx = same_values_and_input_grad(name, fused, reference, &x, dy.clone(), 0.0);
+        let [grads, _] =
+            same_values_and_input_grad(name, fused, reference, &x, dy.clone(), (0.0, 0.0));
+        let dx = values(x.grad(&grads).unwrap());
         assert_close(name, "dx = dy", &dx, &values(dy), 0.0, 0.0);
     }
 }
@@ -228,26 +230,9 @@ fn lsq_equals_composite(layouts: Vec<(&'static str, Vec<usize>, Granularity)>) {
             -8,
             7,
         );
-        assert_close(
-            name,
-            "y",
-            &values(fused.clone()),
-            &values(reference.clone()),
-            ATOL,
-            0.0,
-        );
-        let grads_fused = (fused * dy.clone()).sum().backward();
-        let grads_reference = (reference * dy.clone()).sum().backward();
-        let dx = |g| values(x.grad(g).unwrap());
+        let [grads_fused, grads_reference] =
+            same_values_and_input_grad(name, fused, reference, &x, dy.clone(), (GRAD_ATOL, 1e-5));
         let ds = |g| values(scale.grad(g).unwrap());
-        assert_close(
-            name,
-            "dx",
-            &dx(&grads_fused),
-            &dx(&grads_reference),
-            GRAD_ATOL,
-            1e-5,
-        );
         // Each scale gradient is `factor` times a sum of `dy · ∂y/∂s` over the elements the scale
         // covers, with |∂y/∂s| ≤ max(|qmin - zp|, |qmax - zp|) ≤ 11. The two sides sum in
         // different orders, and the sum cancels heavily (clipped elements contribute qmin - zp or
