@@ -46,7 +46,18 @@ fn pipeline_on(backend: &str, extra: &[&str]) {
         (3.5..4.1).contains(&ratio),
         "W8A8 is about 4× smaller than float: {ratio}"
     );
-    find("ptq", "W8A8");
+    // QAT starts from the PTQ model; one epoch of fine-tuning may not gain, but must not lose
+    // more than 5 points (a broken QAT stage, e.g. observers reset, loses tens).
+    let ptq = find("ptq", "W8A8");
+    let (qat_acc, ptq_acc) = (
+        qat["value"].as_f64().unwrap(),
+        ptq["value"].as_f64().unwrap(),
+    );
+    assert!(qat_acc >= ptq_acc - 0.05, "QAT {qat_acc} vs PTQ {ptq_acc}");
+    assert_eq!(
+        ptq["size_bytes"], qat["size_bytes"],
+        "same scheme, same deployed size"
+    );
 
     for stage in ["float", "qat-w8a8"] {
         let dir = run_dir.join(stage);
@@ -118,4 +129,64 @@ fn pipeline_on_wgpu() {
             "schemes=[\"w8a8\"]",
         ],
     );
+}
+
+/// A scheme file's rules reach the trained model: the first and last layers of the W4A4 LeNet get
+/// 8-bit weights in the saved checkpoint, and the reported size grows by exactly their extra bits.
+#[test]
+fn scheme_rules_set_bit_widths_in_the_checkpoint_and_the_size() {
+    let runs = temp_runs("rules");
+    let mut args = vec![
+        "--backend",
+        "flex",
+        "--set",
+        "name=\"rules\"",
+        "--set",
+        "schemes=[\"w4a4\", \"configs/schemes/w4a4-first-last-8bit.toml\"]",
+        "--set",
+        "data.train_limit=600",
+    ];
+    args.extend(QUICK);
+    let output = run(&runs, &args);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let run_dir = runs.join("rules");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap())
+            .unwrap();
+    let size = |scheme: &str| {
+        report["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["variant"] == "qat" && r["scheme"] == scheme)
+            .unwrap_or_else(|| panic!("no qat {scheme} row in {report}"))["size_bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    // conv1 (16×1×5×5 weights) and fc2 (128×10) at 8 instead of 4 bits: 4 more bits per weight;
+    // the 8-bit activations keep one scale and one zero point, as the 4-bit ones do.
+    let extra_bits = (16 * 25 + 128 * 10) * 4;
+    assert_eq!(size("W4A4-FIRST-LAST-8BIT") - size("W4A4"), extra_bits / 8);
+    let device = burn::tensor::Device::flex();
+    let (net, _) =
+        trainer::stages::load_model(&run_dir.join("qat-w4a4-first-last-8bit"), &device).unwrap();
+    let trainer::Net::LeNet(lenet) = net else {
+        panic!("a LeNet run")
+    };
+    let bits = |q: &Option<quant::Quantizer>| {
+        q.as_ref()
+            .unwrap()
+            .grid
+            .value()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()[0]
+    };
+    assert_eq!(bits(&lenet.conv1.weight_quant), 8.0);
+    assert_eq!(bits(&lenet.conv2.weight_quant), 4.0);
+    assert_eq!(bits(&lenet.input_quant.quant), 8.0);
+    assert_eq!(bits(&lenet.conv1.output_quant), 4.0);
+    assert_eq!(bits(&lenet.fc1.output_quant), 8.0);
+    std::fs::remove_dir_all(runs).ok();
 }

@@ -38,13 +38,18 @@ pub fn run(runs: &Path, args: &[&str]) -> Output {
     trainer(runs, args).output().expect("trainer binary runs")
 }
 
-/// Settings that keep a run to a few seconds on a CPU: one epoch of each stage.
-pub const QUICK: [&str; 8] = [
+/// Settings that keep a run to a few seconds on a CPU: one epoch of each stage (whose BN and
+/// observer freeze then apply from its start: a milestone past the stage is an error).
+pub const QUICK: [&str; 12] = [
     "--no-tui",
     "--set",
     "train.epochs=1",
     "--set",
     "qat.epochs=1",
+    "--set",
+    "qat.observer_freeze_epoch=0",
+    "--set",
+    "qat.bn_freeze_epoch=0",
     "--set",
     "ptq.calibration_batches=2",
     "--set=data.num_workers=1",

@@ -2,16 +2,20 @@
 //!
 //! `[conv 5×5 → BN → ReLU → max-pool 2] × 2 → linear → ReLU → linear`. Convolutions are
 //! [`quant::ConvBn2d`] (BN folded into the quantized weight during QAT), linears [`quant::QuantLinear`].
+//!
+//! Integer program (every quantizer from the config's mapping, by path):
+//! `input_quant` (the image) → `conv1` (fused ReLU, `conv1.output_quant`) → max-pool →
+//! `conv2` (fused ReLU, `conv2.output_quant`) → max-pool → flatten → `fc1` (fused ReLU,
+//! `fc1.output_quant`) → `fc2`, whose logits are the dequantized int32 accumulators.
 
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::PaddingConfig2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use quant::{
-    ConvBn2d, ConvBn2dConfig, QuantConv2dConfig, QuantError, QuantLinear, QuantLinearConfig,
-    QuantMapping, StorageSize,
+    ConvBn2d, ConvBn2dConfig, LayerKind, QuantConv2dConfig, QuantError, QuantLinear,
+    QuantLinearConfig, QuantMapping, QuantStub, QuantStubConfig,
 };
 
 /// Configuration of a [`LeNet`].
@@ -26,16 +30,21 @@ pub struct LeNetConfig {
     /// Number of classes.
     #[config(default = 10)]
     pub num_classes: usize,
+    /// The quantizers, by path (empty: the float model).
+    #[config(default = "QuantMapping::new()")]
+    pub mapping: QuantMapping,
 }
 
 /// LeNet with batch norm; inputs `[batch, 1, 28, 28]`, outputs logits `[batch, num_classes]`.
 #[derive(Module, Debug)]
 pub struct LeNet {
-    /// First conv + BN.
+    /// Quantizer of the input image.
+    pub input_quant: QuantStub,
+    /// First conv + BN + ReLU.
     pub conv1: ConvBn2d,
-    /// Second conv + BN.
+    /// Second conv + BN + ReLU.
     pub conv2: ConvBn2d,
-    /// Hidden linear layer.
+    /// Hidden linear layer + ReLU.
     pub fc1: QuantLinear,
     /// Classifier.
     pub fc2: QuantLinear,
@@ -43,54 +52,74 @@ pub struct LeNet {
 }
 
 impl LeNetConfig {
-    /// Builds the model with the quantizers of `mapping` (an empty mapping: float).
-    pub fn init(&self, mapping: &QuantMapping, device: &Device) -> Result<LeNet, QuantError> {
+    /// Builds the model with the quantizers of its mapping, naming an invalid one by path.
+    pub fn try_init(&self, device: &Device) -> Result<LeNet, QuantError> {
         let [c1, c2] = self.channels;
         let conv = |c_in, c_out| {
             let conv = QuantConv2dConfig::new([c_in, c_out], [5, 5])
                 .with_padding(PaddingConfig2d::Same)
                 .with_bias(false)
-                .with_weight(mapping.weight.clone())
-                .with_input(mapping.activation.clone());
-            ConvBn2dConfig::new(conv).try_init(device)
+                .with_relu(true);
+            ConvBn2dConfig::new(conv).init(device)
         };
-        let linear = |d_in, d_out| {
+        let linear = |d_in, d_out, relu| {
             QuantLinearConfig::new(d_in, d_out)
-                .with_weight(mapping.weight.clone())
-                .with_input(mapping.activation.clone())
-                .try_init(device)
+                .with_relu(relu)
+                .init(device)
         };
-        Ok(LeNet {
-            conv1: conv(1, c1).map_err(|e| e.within("conv1"))?,
-            conv2: conv(c1, c2).map_err(|e| e.within("conv2"))?,
-            fc1: linear(c2 * 7 * 7, self.hidden).map_err(|e| e.within("fc1"))?,
-            fc2: linear(self.hidden, self.num_classes).map_err(|e| e.within("fc2"))?,
+        let float = LeNet {
+            input_quant: QuantStubConfig::new(1).init(device),
+            conv1: conv(1, c1),
+            conv2: conv(c1, c2),
+            fc1: linear(c2 * 7 * 7, self.hidden, true),
+            fc2: linear(self.hidden, self.num_classes, false),
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
-        })
+        };
+        float.quantized(&self.mapping)
+    }
+
+    /// Builds the model.
+    ///
+    /// # Panics
+    /// If the mapping is invalid for this model (see [`Self::try_init`]).
+    pub fn init(&self, device: &Device) -> LeNet {
+        self.try_init(device)
+            .unwrap_or_else(|e| panic!("LeNetConfig: {e}"))
     }
 }
 
 impl LeNet {
-    /// Adds `mapping`'s quantizers to a float model (e.g. one just loaded from a float
-    /// checkpoint), initialising weight quantizers from the trained weights.
+    /// Gives the model `mapping`'s quantizers (replacing any it had), e.g. a float model just
+    /// loaded from a float checkpoint; weight quantizers start from the current weights.
     pub fn quantized(self, mapping: &QuantMapping) -> Result<Self, QuantError> {
-        let (w, a) = (&mapping.weight, &mapping.activation);
+        mapping.validate()?;
+        let conv = |path: &str| mapping.layer(path, LayerKind::Conv2d, 4, 4);
+        let linear = |path: &str| mapping.layer(path, LayerKind::Linear, 2, 2);
+        let input = mapping
+            .activation_for("input_quant.quant", LayerKind::ActivationNchw, 4)
+            .cloned();
         Ok(LeNet {
+            input_quant: QuantStubConfig::new(1)
+                .with_kind(LayerKind::ActivationNchw)
+                .with_quant(input)
+                .try_init(&self.fc1.weight.lazy_device())
+                .map_err(|e| e.within("input_quant"))?,
             conv1: self
                 .conv1
-                .with_quantizers(w, a)
+                .with_quantizers(&conv("conv1"))
                 .map_err(|e| e.within("conv1"))?,
             conv2: self
                 .conv2
-                .with_quantizers(w, a)
+                .with_quantizers(&conv("conv2"))
                 .map_err(|e| e.within("conv2"))?,
             fc1: self
                 .fc1
-                .with_quantizers(w, a)
+                .with_quantizers(&linear("fc1"))
                 .map_err(|e| e.within("fc1"))?,
+            // The logits are read as dequantized accumulators: no output quantizer.
             fc2: self
                 .fc2
-                .with_quantizers(w, a)
+                .with_quantizers(&linear("fc2").without_output())
                 .map_err(|e| e.within("fc2"))?,
             pool: self.pool,
         })
@@ -98,62 +127,116 @@ impl LeNet {
 
     /// Logits for a batch of images `[batch, 1, 28, 28]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = self.pool.forward(relu(self.conv1.forward(images)));
-        let x = self.pool.forward(relu(self.conv2.forward(x)));
+        let x = self.input_quant.forward(images);
+        let x = self.pool.forward(self.conv1.forward(x));
+        let x = self.pool.forward(self.conv2.forward(x));
         let [batch, c, h, w] = x.dims();
-        let x = relu(self.fc1.forward(x.reshape([batch, c * h * w])));
+        let x = self.fc1.forward(x.reshape([batch, c * h * w]));
         self.fc2.forward(x)
-    }
-}
-
-impl StorageSize for LeNet {
-    fn storage_bytes(&self) -> usize {
-        self.conv1.storage_bytes()
-            + self.conv2.storage_bytes()
-            + self.fc1.storage_bytes()
-            + self.fc2.storage_bytes()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{calibrated, mean_relative_gap};
     use burn::tensor::Distribution;
+
+    fn small() -> LeNetConfig {
+        LeNetConfig::new().with_channels([4, 8]).with_hidden(16)
+    }
 
     #[test]
     fn float_checkpoint_loads_into_the_qat_model_and_keeps_its_outputs() {
         let device = Device::flex();
-        let config = LeNetConfig::new().with_channels([4, 8]).with_hidden(16);
-        let float = config.init(&QuantMapping::new(), &device).unwrap();
+        let float = small().init(&device);
         let images = Tensor::<4>::random([3, 1, 28, 28], Distribution::Default, &device);
         let float_logits = float.forward(images.clone());
         assert_eq!(float_logits.dims(), [3, 10]);
         // Same parameter paths: the float record loads into a float-built model, then quantizers attach.
-        let reloaded = config
-            .init(&QuantMapping::new(), &device)
-            .unwrap()
+        let reloaded = small()
+            .init(&device)
             .load_record(float.clone().into_record());
         let qat = reloaded.quantized(&QuantMapping::w8a8()).unwrap();
         let qat = quant::control::set_fake_quant(qat, false);
         let bypassed = qat.forward(images.clone());
-        let (a, b) = (float_logits.into_data(), bypassed.into_data());
-        a.assert_approx_eq::<f32>(&b, burn::tensor::Tolerance::absolute(1e-4));
-        // With fake quantization on, the 8-bit model stays close to float.
-        let quantized = quant::control::set_fake_quant(qat, true).forward(images);
-        assert_eq!(quantized.dims(), [3, 10]);
+        float_logits.clone().into_data().assert_approx_eq::<f32>(
+            &bypassed.into_data(),
+            burn::tensor::Tolerance::absolute(1e-4),
+        );
+        // Calibrated at 8 bits, the model computes nearly what the float model computes.
+        let qat = calibrated(qat, &images, |m, x| {
+            m.forward(x);
+        });
+        let gap = mean_relative_gap(float_logits, qat.forward(images));
+        assert!(
+            gap < 0.05,
+            "8-bit logits differ from float by {gap:.3} of their magnitude"
+        );
+    }
+
+    #[test]
+    fn the_forward_pass_is_an_integer_program() {
+        let device = Device::flex();
+        let images = Tensor::<4>::random([4, 1, 28, 28], Distribution::Default, &device);
+        for mapping in [QuantMapping::w8a8(), QuantMapping::w4a4()] {
+            let model = small().with_mapping(mapping).init(&device);
+            let model = calibrated(model, &images, |m, x| {
+                m.forward(x);
+            });
+            let (_, report) = quant::program::trace(|| model.forward(images.clone()));
+            assert!(report.is_integer_program(), "{:#?}", report.violations);
+            // input, conv1, conv2, fc1: one quantizer per integer tensor.
+            assert_eq!(report.quantizers, 4);
+            assert_eq!(report.integer_ops, 4);
+        }
+    }
+
+    #[test]
+    fn a_consumer_that_quantizes_its_producers_output_again_is_caught() {
+        let device = Device::flex();
+        let images = Tensor::<4>::random([2, 1, 28, 28], Distribution::Default, &device);
+        let mapping = QuantMapping::w8a8();
+        let mut model = small().with_mapping(mapping.clone()).init(&device);
+        // conv2 quantizing its (already quantized) input: the layout this crate used to have.
+        let layer = mapping
+            .layer("conv2", LayerKind::Conv2d, 4, 4)
+            .with_input(mapping.activation.clone());
+        model.conv2 = model.conv2.with_quantizers(&layer).unwrap();
+        let model = calibrated(model, &images, |m, x| {
+            m.forward(x);
+        });
+        let (_, report) = quant::program::trace(|| model.forward(images.clone()));
+        assert!(
+            report
+                .violations
+                .iter()
+                .any(|v| v.contains("already on the grid")),
+            "{:#?}",
+            report.violations
+        );
     }
 
     #[test]
     fn invalid_mapping_names_the_layer() {
         let nine = quant::QuantizerConfig::new(quant::QuantSpec::new().with_bits(9));
         let err = LeNetConfig::new()
-            .init(
-                &QuantMapping::new().with_weight(Some(nine)),
-                &Device::flex(),
-            )
+            .with_mapping(QuantMapping::new().with_weight(Some(nine)))
+            .try_init(&Device::flex())
+            .unwrap_err();
+        assert!(err.to_string().contains("bits"), "{err}");
+        let per_group = quant::QuantizerConfig::new(quant::QuantSpec::new().with_granularity(
+            quant::Granularity::PerGroup {
+                axis: None,
+                group_size: 7,
+            },
+        ));
+        let err = small()
+            .with_mapping(QuantMapping::new().with_weight(Some(per_group)))
+            .try_init(&Device::flex())
             .unwrap_err();
         assert!(
-            err.to_string().contains("conv1") && err.to_string().contains("bits"),
+            err.to_string().contains("conv1") && err.to_string().contains("group_size"),
             "{err}"
         );
     }

@@ -4,16 +4,22 @@
 //! `conv 3×3 (16) → 3 stages × n basic blocks (16, 32, 64 channels; stages 2 and 3 halve the
 //! resolution: 28 → 14 → 7) → global average pool → linear`. Every convolution is a
 //! [`quant::ConvBn2d`]; a block whose shape changes uses a 1×1 conv + BN shortcut (option B).
+//!
+//! Integer program (quantizers from the config's mapping, by path): `input_quant` → `stem`
+//! (fused ReLU, `stem.output_quant`) → blocks → `pool` (requantized mean) → `fc` (logits as
+//! dequantized accumulators). In a block, the input `x` is the previous block's quantized output,
+//! read as it is by `conv1` and by the shortcut (identity: those very codes; projection: a conv
+//! whose output has its own quantizer); `conv2`'s output is quantized; `add` sums the two integer
+//! tensors, applies the ReLU and requantizes (`blocks.N.add.output_quant`).
 
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::PaddingConfig2d;
-use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use quant::{
-    ConvBn2d, ConvBn2dConfig, QuantConv2dConfig, QuantError, QuantLinear, QuantLinearConfig,
-    QuantMapping, StorageSize,
+    ConvBn2d, ConvBn2dConfig, LayerKind, QuantAdd, QuantAddConfig, QuantAvgPool2d,
+    QuantAvgPool2dConfig, QuantConv2dConfig, QuantError, QuantLinear, QuantLinearConfig,
+    QuantMapping, QuantStub, QuantStubConfig,
 };
 
 /// Configuration of a [`ResNet`].
@@ -28,38 +34,47 @@ pub struct ResNetConfig {
     /// Number of classes.
     #[config(default = 10)]
     pub num_classes: usize,
+    /// The quantizers, by path (empty: the float model).
+    #[config(default = "QuantMapping::new()")]
+    pub mapping: QuantMapping,
 }
 
-/// A basic residual block: two 3×3 conv + BN, identity or 1×1 conv + BN shortcut.
+/// A basic residual block: two 3×3 conv + BN, identity or 1×1 conv + BN shortcut, and the
+/// requantizing add.
 #[derive(Module, Debug)]
 pub struct BasicBlock {
-    /// First conv + BN (carries the stride).
+    /// First conv + BN + ReLU (carries the stride).
     pub conv1: ConvBn2d,
     /// Second conv + BN.
     pub conv2: ConvBn2d,
     /// Projection shortcut when the shape changes.
     pub shortcut: Option<ConvBn2d>,
+    /// `relu(conv2 + shortcut)`, requantized.
+    pub add: QuantAdd,
 }
 
 /// ResNet-20-style network; inputs `[batch, 1, 28, 28]`, outputs logits `[batch, num_classes]`.
 #[derive(Module, Debug)]
 pub struct ResNet {
-    /// Stem conv + BN.
+    /// Quantizer of the input image.
+    pub input_quant: QuantStub,
+    /// Stem conv + BN + ReLU.
     pub stem: ConvBn2d,
     /// The residual blocks of all stages, in order.
     pub blocks: Vec<BasicBlock>,
+    /// Global average pooling, requantized.
+    pub pool: QuantAvgPool2d,
     /// Classifier.
     pub fc: QuantLinear,
-    pool: AdaptiveAvgPool2d,
 }
 
 fn conv_bn(
-    mapping: &QuantMapping,
     [c_in, c_out]: [usize; 2],
     kernel: usize,
     stride: usize,
+    relu: bool,
     device: &Device,
-) -> Result<ConvBn2d, QuantError> {
+) -> ConvBn2d {
     let padding = if kernel == 1 {
         PaddingConfig2d::Valid
     } else {
@@ -69,114 +84,152 @@ fn conv_bn(
         .with_stride([stride, stride])
         .with_padding(padding)
         .with_bias(false)
-        .with_weight(mapping.weight.clone())
-        .with_input(mapping.activation.clone());
-    ConvBn2dConfig::new(conv).try_init(device)
+        .with_relu(relu);
+    ConvBn2dConfig::new(conv).init(device)
+}
+
+fn add(channels: usize, device: &Device) -> QuantAdd {
+    QuantAddConfig::new(channels)
+        .with_kind(LayerKind::ActivationNchw)
+        .with_relu(true)
+        .init(device)
 }
 
 impl ResNetConfig {
-    /// Builds the model with the quantizers of `mapping` (an empty mapping: float).
-    pub fn init(&self, mapping: &QuantMapping, device: &Device) -> Result<ResNet, QuantError> {
+    /// Builds the model with the quantizers of its mapping, naming an invalid one by path.
+    pub fn try_init(&self, device: &Device) -> Result<ResNet, QuantError> {
         if self.blocks_per_stage == 0 {
             return Err(QuantError::field("blocks_per_stage", "must be at least 1"));
         }
-        let stem =
-            conv_bn(mapping, [1, self.channels[0]], 3, 1, device).map_err(|e| e.within("stem"))?;
+        let stem = conv_bn([1, self.channels[0]], 3, 1, true, device);
         let mut blocks = Vec::new();
         let mut c_in = self.channels[0];
         for (stage, &c_out) in self.channels.iter().enumerate() {
             for i in 0..self.blocks_per_stage {
                 let stride = if stage > 0 && i == 0 { 2 } else { 1 };
-                let index = blocks.len();
-                let block = || -> Result<BasicBlock, QuantError> {
-                    Ok(BasicBlock {
-                        conv1: conv_bn(mapping, [c_in, c_out], 3, stride, device)
-                            .map_err(|e| e.within("conv1"))?,
-                        conv2: conv_bn(mapping, [c_out, c_out], 3, 1, device)
-                            .map_err(|e| e.within("conv2"))?,
-                        shortcut: (stride != 1 || c_in != c_out)
-                            .then(|| {
-                                conv_bn(mapping, [c_in, c_out], 1, stride, device)
-                                    .map_err(|e| e.within("shortcut"))
-                            })
-                            .transpose()?,
-                    })
-                };
-                blocks.push(block().map_err(|e| e.within(&format!("blocks.{index}")))?);
+                blocks.push(BasicBlock {
+                    conv1: conv_bn([c_in, c_out], 3, stride, true, device),
+                    conv2: conv_bn([c_out, c_out], 3, 1, false, device),
+                    shortcut: (stride != 1 || c_in != c_out)
+                        .then(|| conv_bn([c_in, c_out], 1, stride, false, device)),
+                    add: add(c_out, device),
+                });
                 c_in = c_out;
             }
         }
-        let fc = QuantLinearConfig::new(c_in, self.num_classes)
-            .with_weight(mapping.weight.clone())
-            .with_input(mapping.activation.clone())
-            .try_init(device)
-            .map_err(|e| e.within("fc"))?;
-        Ok(ResNet {
+        let float = ResNet {
+            input_quant: QuantStubConfig::new(1).init(device),
             stem,
             blocks,
-            fc,
-            pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
-        })
+            pool: QuantAvgPool2dConfig::new(c_in).init(device),
+            fc: QuantLinearConfig::new(c_in, self.num_classes).init(device),
+        };
+        float.quantized(&self.mapping)
+    }
+
+    /// Builds the model.
+    ///
+    /// # Panics
+    /// If the mapping is invalid for this model (see [`Self::try_init`]).
+    pub fn init(&self, device: &Device) -> ResNet {
+        self.try_init(device)
+            .unwrap_or_else(|e| panic!("ResNetConfig: {e}"))
     }
 }
 
+/// Activation quantizer config of a functional op or stub at `path`.
+fn activation(mapping: &QuantMapping, path: &str) -> Option<quant::QuantizerConfig> {
+    mapping
+        .activation_for(path, LayerKind::ActivationNchw, 4)
+        .cloned()
+}
+
 impl BasicBlock {
-    fn quantized(self, mapping: &QuantMapping) -> Result<Self, QuantError> {
-        let (w, a) = (&mapping.weight, &mapping.activation);
+    fn quantized(self, mapping: &QuantMapping, path: &str) -> Result<Self, QuantError> {
+        let conv = |name: &str| mapping.layer(&format!("{path}.{name}"), LayerKind::Conv2d, 4, 4);
+        let channels = self.conv2.bn.gamma.lazy_shape().dims::<1>()[0];
+        let device = self.conv2.conv.weight.lazy_device();
         Ok(BasicBlock {
             conv1: self
                 .conv1
-                .with_quantizers(w, a)
+                .with_quantizers(&conv("conv1"))
                 .map_err(|e| e.within("conv1"))?,
             conv2: self
                 .conv2
-                .with_quantizers(w, a)
+                .with_quantizers(&conv("conv2"))
                 .map_err(|e| e.within("conv2"))?,
             shortcut: self
                 .shortcut
-                .map(|s| s.with_quantizers(w, a).map_err(|e| e.within("shortcut")))
+                .map(|s| {
+                    s.with_quantizers(&conv("shortcut"))
+                        .map_err(|e| e.within("shortcut"))
+                })
                 .transpose()?,
+            add: QuantAddConfig::new(channels)
+                .with_kind(LayerKind::ActivationNchw)
+                .with_relu(true)
+                .with_output(activation(mapping, &format!("{path}.add.output_quant")))
+                .try_init(&device)
+                .map_err(|e| e.within("add"))?,
         })
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = relu(self.conv1.forward(x.clone()));
-        let y = self.conv2.forward(y);
+        let y = self.conv2.forward(self.conv1.forward(x.clone()));
         let shortcut = match &self.shortcut {
             Some(conv) => conv.forward(x),
             None => x,
         };
-        relu(y + shortcut)
+        self.add.forward(y, shortcut)
     }
 }
 
 impl ResNet {
-    /// Adds `mapping`'s quantizers to a float model (e.g. one just loaded from a float checkpoint).
+    /// Gives the model `mapping`'s quantizers (replacing any it had), e.g. a float model just
+    /// loaded from a float checkpoint; weight quantizers start from the current weights.
     pub fn quantized(self, mapping: &QuantMapping) -> Result<Self, QuantError> {
-        let (w, a) = (&mapping.weight, &mapping.activation);
+        mapping.validate()?;
+        let device = self.fc.weight.lazy_device();
+        let channels = self.fc.weight.lazy_shape().dims::<2>()[0];
         let blocks = self
             .blocks
             .into_iter()
             .enumerate()
             .map(|(i, b)| {
-                b.quantized(mapping)
-                    .map_err(|e| e.within(&format!("blocks.{i}")))
+                let path = format!("blocks.{i}");
+                b.quantized(mapping, &path).map_err(|e| e.within(&path))
             })
             .collect::<Result<_, _>>()?;
         Ok(ResNet {
+            input_quant: QuantStubConfig::new(1)
+                .with_kind(LayerKind::ActivationNchw)
+                .with_quant(activation(mapping, "input_quant.quant"))
+                .try_init(&device)
+                .map_err(|e| e.within("input_quant"))?,
             stem: self
                 .stem
-                .with_quantizers(w, a)
+                .with_quantizers(&mapping.layer("stem", LayerKind::Conv2d, 4, 4))
                 .map_err(|e| e.within("stem"))?,
             blocks,
-            fc: self.fc.with_quantizers(w, a).map_err(|e| e.within("fc"))?,
-            pool: self.pool,
+            pool: QuantAvgPool2dConfig::new(channels)
+                .with_output(activation(mapping, "pool.output_quant"))
+                .try_init(&device)
+                .map_err(|e| e.within("pool"))?,
+            // The logits are read as dequantized accumulators: no output quantizer.
+            fc: self
+                .fc
+                .with_quantizers(
+                    &mapping
+                        .layer("fc", LayerKind::Linear, 2, 2)
+                        .without_output(),
+                )
+                .map_err(|e| e.within("fc"))?,
         })
     }
 
     /// Logits for a batch of images `[batch, 1, h, w]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(self.stem.forward(images));
+        let mut x = self.stem.forward(self.input_quant.forward(images));
         for block in &self.blocks {
             x = block.forward(x);
         }
@@ -186,32 +239,23 @@ impl ResNet {
     }
 }
 
-impl StorageSize for ResNet {
-    fn storage_bytes(&self) -> usize {
-        let blocks: usize = self
-            .blocks
-            .iter()
-            .map(|b| {
-                b.conv1.storage_bytes()
-                    + b.conv2.storage_bytes()
-                    + b.shortcut.as_ref().map_or(0, |s| s.storage_bytes())
-            })
-            .sum();
-        self.stem.storage_bytes() + blocks + self.fc.storage_bytes()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{calibrated, mean_relative_gap};
     use burn::tensor::Distribution;
+    use quant::qat::storage_bytes;
+
+    fn small() -> ResNetConfig {
+        ResNetConfig::new()
+            .with_blocks_per_stage(1)
+            .with_channels([4, 8, 8])
+    }
 
     #[test]
     fn resnet20_has_twenty_weighted_layers_and_the_expected_size() {
         let device = Device::flex();
-        let model = ResNetConfig::new()
-            .init(&QuantMapping::new(), &device)
-            .unwrap();
+        let model = ResNetConfig::new().init(&device);
         // 1 stem + 3 stages × 3 blocks × 2 convs + 1 fc = 20 (shortcuts are projections, not counted).
         assert_eq!(1 + model.blocks.len() * 2 + 1, 20);
         assert_eq!(
@@ -225,31 +269,70 @@ mod tests {
         ));
         assert_eq!(logits.dims(), [2, 10]);
         // About 0.27 M parameters, as in He et al. (Table 6: 0.27 M for ResNet-20).
-        let float = model.storage_bytes();
+        let float = storage_bytes(&model);
         assert!((1_000_000..1_200_000).contains(&float), "{float}");
-        let int8 = model
-            .quantized(&QuantMapping::w8a8())
-            .unwrap()
-            .storage_bytes();
+        let int8 = storage_bytes(&model.quantized(&QuantMapping::w8a8()).unwrap());
         assert!(float as f64 / int8 as f64 > 3.5, "{float} vs {int8}");
     }
 
     #[test]
     fn float_checkpoint_loads_into_the_qat_resnet() {
         let device = Device::flex();
-        let config = ResNetConfig::new()
-            .with_blocks_per_stage(1)
-            .with_channels([4, 8, 8]);
-        let float = config.init(&QuantMapping::new(), &device).unwrap();
+        let float = small().init(&device);
         let images = Tensor::<4>::random([2, 1, 28, 28], Distribution::Default, &device);
-        let expected = float.forward(images.clone()).into_data();
-        let qat = config
-            .init(&QuantMapping::new(), &device)
-            .unwrap()
-            .load_record(float.into_record());
-        let qat =
-            quant::control::set_fake_quant(qat.quantized(&QuantMapping::w4a8()).unwrap(), false);
-        let got = qat.forward(images).into_data();
-        expected.assert_approx_eq::<f32>(&got, burn::tensor::Tolerance::absolute(1e-4));
+        let expected = float.forward(images.clone());
+        let qat = small().init(&device).load_record(float.into_record());
+        let qat = qat.quantized(&QuantMapping::w8a8()).unwrap();
+        let bypassed = quant::control::set_fake_quant(qat.clone(), false);
+        let got = bypassed.forward(images.clone()).into_data();
+        expected
+            .clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&got, burn::tensor::Tolerance::absolute(1e-4));
+        let qat = calibrated(qat, &images, |m, x| {
+            m.forward(x);
+        });
+        let gap = mean_relative_gap(expected, qat.forward(images));
+        assert!(
+            gap < 0.1,
+            "8-bit logits differ from float by {gap:.3} of their magnitude"
+        );
+    }
+
+    #[test]
+    fn the_forward_pass_is_an_integer_program_with_requantized_residual_adds() {
+        let device = Device::flex();
+        let images = Tensor::<4>::random([2, 1, 28, 28], Distribution::Default, &device);
+        for mapping in [QuantMapping::w8a8(), QuantMapping::w4a4()] {
+            let model = small().with_mapping(mapping).init(&device);
+            let model = calibrated(model, &images, |m, x| {
+                m.forward(x);
+            });
+            let (_, report) = quant::program::trace(|| model.forward(images.clone()));
+            assert!(report.is_integer_program(), "{:#?}", report.violations);
+            // input, stem, per block conv1 + conv2 + add (+ shortcut in 2 of 3 blocks), pool.
+            assert_eq!(report.quantizers, 1 + 1 + 3 * 3 + 2 + 1);
+        }
+    }
+
+    #[test]
+    fn a_float_residual_add_is_caught() {
+        let device = Device::flex();
+        let images = Tensor::<4>::random([2, 1, 28, 28], Distribution::Default, &device);
+        let mut model = small().with_mapping(QuantMapping::w8a8()).init(&device);
+        // The first block's sum left unquantized: the next block's convs read a float tensor.
+        model.blocks[0].add.output_quant = None;
+        let model = calibrated(model, &images, |m, x| {
+            m.forward(x);
+        });
+        let (_, report) = quant::program::trace(|| model.forward(images.clone()));
+        assert!(
+            report
+                .violations
+                .iter()
+                .any(|v| v.contains("reads a float tensor")),
+            "{:#?}",
+            report.violations
+        );
     }
 }

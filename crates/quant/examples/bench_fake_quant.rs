@@ -17,7 +17,6 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Distribution, Tensor};
 use quant::{QuantLinear, QuantLinearConfig, QuantMapping};
 
@@ -33,22 +32,25 @@ struct Mlp {
 
 impl Mlp {
     fn new(mapping: &QuantMapping, device: &Device) -> Self {
-        let layer = || {
+        // The integer program: the input quantized once (by l1), each hidden output quantized
+        // where it is produced (after the fused ReLU), the last layer's output float.
+        let layer = |input: bool, output: bool| {
             QuantLinearConfig::new(WIDTH, WIDTH)
                 .with_weight(mapping.weight.clone())
-                .with_input(mapping.activation.clone())
+                .with_input(mapping.activation.clone().filter(|_| input))
+                .with_output(mapping.activation.clone().filter(|_| output))
+                .with_relu(output)
                 .init(device)
         };
         Mlp {
-            l1: layer(),
-            l2: layer(),
-            l3: layer(),
+            l1: layer(true, true),
+            l2: layer(false, true),
+            l3: layer(false, false),
         }
     }
 
     fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.l3
-            .forward(relu(self.l2.forward(relu(self.l1.forward(x)))))
+        self.l3.forward(self.l2.forward(self.l1.forward(x)))
     }
 }
 

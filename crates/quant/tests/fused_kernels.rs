@@ -4,10 +4,11 @@ mod common;
 
 use burn::tensor::{Device, Distribution, Gradients, Tensor};
 use common::{assert_close, values};
-use quant::{
-    Granularity, ParamLayout, fake_quantize_layout, fake_quantize_learnable_layout,
-    fake_quantize_learnable_view, fake_quantize_view_with, grad_scale, lsq_grad_factor, no_grad,
+use quant::kernels::{
+    fake_quantize_layout, fake_quantize_learnable_layout, fake_quantize_learnable_view,
+    fake_quantize_view_with,
 };
+use quant::{Granularity, ParamLayout, grad_scale, lsq_grad_factor, no_grad};
 
 const ATOL: f32 = 1e-6;
 /// Absolute slack for gradients; scale gradients also get a summation bound (see below).

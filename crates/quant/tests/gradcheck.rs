@@ -10,10 +10,15 @@ use burn::tensor::{Tensor, TensorData};
 use common::{assert_close, devices, values};
 use quant::Granularity;
 
-/// Central-difference step and the agreement we require (f32 autodiff vs f64 differences).
+/// Central-difference step. The surrogates are piecewise linear in every parameter, so f64
+/// central differences away from the kinks are exact to about 1e-12.
 const H: f64 = 1e-4;
-const ATOL: f32 = 2e-3;
-const RTOL: f32 = 2e-3;
+/// The agreement we require, from f32 precision: an input gradient is one product (a few ulps);
+/// a scale or zero-point gradient is a sum of at most ~60 f32 terms of magnitude ≤ 1, whose
+/// rounding error is bounded by N·ε·Σ|terms|, i.e. a few times 1e-6 here. 256 ε (3e-5) absolute
+/// plus 64 ε relative is about 100 times tighter than a 0.1% error in a scale gradient.
+const ATOL: f32 = 256.0 * f32::EPSILON;
+const RTOL: f32 = 64.0 * f32::EPSILON;
 
 fn inputs(n: usize, spread: f64, seed: u64) -> Vec<f64> {
     let mut state = seed;

@@ -156,7 +156,7 @@ fn conv_bn_quantizes_the_folded_weight() {
         .init(&device)
         .load_record(warmed_float_conv_bn(&device).into_record());
     let layer = float
-        .with_quantizers(&mapping.weight, &mapping.activation)
+        .with_quantizers(&mapping.layer("", quant::LayerKind::Conv2d, 4, 4))
         .unwrap();
     let folded = layer.folded_weight();
     let quantized = layer.quantized_folded_weight();
@@ -178,5 +178,62 @@ fn conv_bn_quantizes_the_folded_weight() {
                 "channel {c}: |{a} - {b}| > scale/2"
             );
         }
+    }
+}
+
+/// Activation quantizers count their channel axis from the back, so one `QuantLinear` serves
+/// `[batch, d]` and `[batch, seq, d]` inputs; per-token scales follow each row.
+#[test]
+fn quant_linear_quantizes_sequences_per_tensor_per_channel_and_per_token() {
+    use quant::{Granularity, QuantSpec, QuantizerConfig};
+    for (name, device) in devices() {
+        let spec = |g: Granularity| {
+            Some(
+                QuantizerConfig::new(QuantSpec::new().with_bits(8).with_granularity(g))
+                    .with_observer(quant::ObserverKind::current()),
+            )
+        };
+        let x = Tensor::<3>::random([2, 5, 6], Distribution::Normal(0.0, 2.0), &device);
+        for (case, granularity, params) in [
+            ("per-tensor", Granularity::PerTensor, 1),
+            ("per-channel", Granularity::PerChannel { axis: None }, 6),
+            ("per-token", Granularity::PerToken, 10),
+        ] {
+            let layer = QuantLinearConfig::new(6, 4)
+                .with_input(spec(granularity.clone()))
+                .init(&device);
+            let y = layer.forward(x.clone());
+            assert_eq!(y.dims(), [2, 5, 4], "{name}/{case}");
+            // The quantized input, read back: each row (token) or column (channel) on its own grid.
+            let q = layer.input_quant.as_ref().unwrap();
+            let xq = values(q.forward(x.clone()));
+            let xs = values(x.clone());
+            // Symmetric int8 with the tensor's own range: scale = max|x| / 127.5 per group.
+            let group_of = |i: usize| match case {
+                "per-tensor" => 0,
+                "per-channel" => i % 6,
+                _ => i / 6,
+            };
+            let mut bound = vec![0f32; params];
+            for (i, v) in xs.iter().enumerate() {
+                bound[group_of(i)] = bound[group_of(i)].max(v.abs());
+            }
+            for (i, (a, e)) in xq.iter().zip(&xs).enumerate() {
+                let scale = bound[group_of(i)] / 127.5;
+                let code = a / scale;
+                assert!(
+                    (code - code.round()).abs() < 1e-3,
+                    "{name}/{case}: {a} not on its grid"
+                );
+                assert!(
+                    (a - e).abs() <= scale * 0.5 + 1e-5,
+                    "{name}/{case}: {a} vs {e}"
+                );
+            }
+            // The same layer takes a 2-D batch.
+            let flat = x.clone().reshape([10, 6]);
+            assert_eq!(layer.forward(flat).dims(), [10, 4], "{name}/{case}");
+        }
+        device.sync().unwrap();
     }
 }

@@ -85,10 +85,21 @@ fn bypass_observes_without_quantizing_and_freeze_stops_observing() {
         "frozen observer keeps its range"
     );
     let q = control::set_fake_quant(q, true);
-    assert_ne!(
-        values(q.forward(x.clone())),
-        values(x),
-        "fake quant back on"
+    // Back on the frozen uint4 grid over [0, 2]: scale 2/15, zero point 0; codes `x · (1/s)`
+    // rounded half to even, as PyTorch computes them (0.2 · (1/s) is just below 1.5: code 1).
+    let scale = 2.0f32 / 15.0;
+    let expected: Vec<f32> = values(x.clone())
+        .iter()
+        .map(|v| (v * (1.0 / scale)).round_ties_even().clamp(0.0, 15.0) * scale)
+        .collect();
+    assert_eq!(expected[..2], [scale, scale]);
+    assert_close(
+        "bypass",
+        "grid",
+        &values(q.forward(x)),
+        &expected,
+        1e-6,
+        0.0,
     );
 }
 
@@ -111,9 +122,15 @@ fn quant_delay_counts_training_steps_and_survives_a_record_round_trip() {
         values(x.clone()),
         "step 2 delayed"
     );
-    assert_ne!(
-        values(resumed.forward(x.clone())),
-        values(x),
+    // Step 3 quantizes: the values of the composite per-tensor op with the observed grid.
+    let qp = resumed.qparams();
+    let scale = values(qp.scale)[0];
+    let zero_point = values(qp.zero_point)[0] as i32;
+    let expected =
+        quant::fake_quantize_per_tensor_affine(x.clone().inner(), scale, zero_point, 0, 15);
+    assert_eq!(
+        values(resumed.forward(x)),
+        values(expected),
         "step 3 quantizes"
     );
 }
@@ -122,21 +139,49 @@ fn quant_delay_counts_training_steps_and_survives_a_record_round_trip() {
 fn fixed_scales_get_no_gradient_and_learned_ones_do() {
     for (name, device) in devices() {
         let ad = device.clone().autodiff();
-        let x = Tensor::<2>::random([16, 8], Distribution::Normal(0.5, 1.0), &ad).require_grad();
+        // Positive values inside the observed range: nothing clips, so dL/dx is exactly 1.
+        let x = Tensor::<2>::random([16, 8], Distribution::Uniform(0.1, 3.0), &ad).require_grad();
         for learning in [Learning::Lsq, Learning::LsqPlus, Learning::Pact] {
             let q = quantizer(&act_config(learning), &ad);
             let _ = q.forward(x.clone()); // initialise from the observer
             let grads = q.forward(x.clone()).sum().backward();
             let scale = q.learned_scale.as_ref().unwrap();
-            assert!(
-                scale.delta.val().grad(&grads).is_some(),
-                "{name}/{learning:?}: learned scale has a gradient"
+            let ds = values(
+                scale
+                    .delta
+                    .val()
+                    .grad(&grads)
+                    .expect("learned scale has a gradient"),
             );
-            assert!(x.grad(&grads).is_some(), "{name}/{learning:?}");
+            let dx = values(x.grad(&grads).expect("input gradient"));
+            // 1 up to rounding (the composite path computes x · (1/s) · s); PACT's clip value is
+            // the batch maximum, so that one element may sit on the boundary.
+            let near = |g: f32, v: f32| (g - v).abs() <= 4.0 * f32::EPSILON;
+            let ones = dx.iter().filter(|&&g| near(g, 1.0)).count();
+            assert!(
+                ones >= dx.len() - 1 && dx.iter().all(|&g| near(g, 0.0) || near(g, 1.0)),
+                "{name}/{learning:?}: {dx:?}"
+            );
+            if learning == Learning::Lsq {
+                // The scale gradient equals the composite LSQ op's, with LSQ's 1/sqrt(N·qmax).
+                let qp = q.qparams();
+                let s = qp.scale.clone().require_grad();
+                let y = quant::fake_quantize_learnable(
+                    x.clone().detach(),
+                    s.clone(),
+                    qp.zero_point,
+                    &Granularity::PerTensor,
+                    0,
+                    15,
+                    quant::lsq_grad_factor(128, 15),
+                );
+                let expected = values(s.grad(&y.sum().backward()).unwrap());
+                assert_close(name, "lsq scale gradient", &ds, &expected, 1e-5, 1e-5);
+            }
         }
         // A weight quantizer with observed scales: the weight gets a gradient, the scale computation none.
         let linear = LinearConfig::new(8, 4).init(&ad);
-        let (linear, _) = QuantMapping::w8a8().quantize_weights(linear).unwrap();
+        let (linear, _) = QuantMapping::w8a8().prepare_weights(linear).unwrap();
         let input = Tensor::<2>::random([3, 8], Distribution::Default, &ad);
         let grads = linear.forward(input).sum().backward();
         assert!(
@@ -203,6 +248,8 @@ fn mapping_quantizes_a_user_model_by_path_and_kind() {
             layer: None,
             rank: None,
             weight: None,
+            activation: None,
+            float: true,
         },
         QuantRule {
             pattern: None,
@@ -213,6 +260,8 @@ fn mapping_quantizes_a_user_model_by_path_and_kind() {
                     .with_bits(4)
                     .with_granularity(Granularity::PerChannel { axis: None }),
             )),
+            activation: None,
+            float: false,
         },
         // Rank 4 (the conv) gets 6 bits; the rank-2 Linear keeps the default 8.
         QuantRule {
@@ -224,9 +273,11 @@ fn mapping_quantizes_a_user_model_by_path_and_kind() {
                     .with_bits(6)
                     .with_granularity(Granularity::PerChannel { axis: None }),
             )),
+            activation: None,
+            float: false,
         },
     ]);
-    let (model, report) = mapping.quantize_weights(user_model(&device)).unwrap();
+    let (model, report) = mapping.prepare_weights(user_model(&device)).unwrap();
     let paths: Vec<(&str, LayerKind, u32)> = report
         .iter()
         .map(|p| (p.path.as_str(), p.layer, p.config.spec.bits))
@@ -279,9 +330,11 @@ fn mapping_errors_name_the_field() {
         layer: None,
         rank: None,
         weight: None,
+        activation: None,
+        float: false,
     }]);
     let err = bad_regex
-        .quantize_weights(user_model(&device))
+        .prepare_weights(user_model(&device))
         .unwrap_err()
         .to_string();
     assert!(err.contains("rules[0].pattern"), "{err}");
@@ -291,7 +344,7 @@ fn mapping_errors_name_the_field() {
     }));
     let err = QuantMapping::new()
         .with_weight(Some(grouped))
-        .quantize_weights(user_model(&device))
+        .prepare_weights(user_model(&device))
         .unwrap_err()
         .to_string();
     assert!(
@@ -324,7 +377,7 @@ fn per_group_weights_get_one_scale_per_group() {
     .with_observer(ObserverKind::current());
     let (linear, report) = QuantMapping::new()
         .with_weight(Some(config))
-        .quantize_weights(LinearConfig::new(8, 3).init(&device))
+        .prepare_weights(LinearConfig::new(8, 3).init(&device))
         .unwrap();
     assert_eq!(
         report[0].config.spec.granularity,
@@ -350,7 +403,7 @@ fn every_quantizer_state_round_trips_through_a_record_file() {
     .into_iter()
     .enumerate()
     {
-        let (model, _) = mapping.quantize_weights(user_model(&device)).unwrap();
+        let (model, _) = mapping.prepare_weights(user_model(&device)).unwrap();
         let act = mapping
             .activation
             .clone()
@@ -362,7 +415,7 @@ fn every_quantizer_state_round_trips_through_a_record_file() {
         model.clone().save_file(&path).unwrap();
         act.clone().save_file(dir.join(format!("act-{i}"))).unwrap();
         // Fresh modules with different random weights, then load.
-        let (fresh, _) = mapping.quantize_weights(user_model(&device)).unwrap();
+        let (fresh, _) = mapping.prepare_weights(user_model(&device)).unwrap();
         let loaded = fresh.load_file(&path);
         let fresh_act = mapping
             .activation
@@ -399,4 +452,90 @@ fn every_quantizer_state_round_trips_through_a_record_file() {
             values(loaded_act.qparams().zero_point)
         );
     }
+}
+
+#[test]
+fn a_loaded_record_is_read_again_not_answered_from_a_cache() {
+    let device = Device::flex();
+    let config = act_config(Learning::Lsq);
+    let q = quantizer(&config, &device);
+    let _ = q.forward(Tensor::<2>::random(
+        [4, 8],
+        Distribution::Uniform(0.0, 1.0),
+        &device,
+    ));
+    // A quantizer that never observed: loading its record must make `q` initialise again.
+    let fresh = quantizer(&config, &device).into_record();
+    let reloaded = q.clone().load_record(fresh);
+    let x = Tensor::<2>::random([4, 8], Distribution::Uniform(0.0, 9.0), &device);
+    let _ = reloaded.forward(x);
+    let observed = reloaded.observer.qparams(&reloaded.config.spec);
+    assert_eq!(values(reloaded.qparams().scale), values(observed.scale));
+}
+
+#[test]
+fn prepare_refuses_to_drop_the_activation_half_of_a_scheme() {
+    let device = Device::flex();
+    let err = quant::qat::prepare(user_model(&device), &QuantMapping::w4a8())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("weights_only") && err.contains("activation"),
+        "{err}"
+    );
+    let (model, report) = quant::qat::prepare(user_model(&device), &QuantMapping::w4()).unwrap();
+    assert_eq!(report.weights.len(), 4);
+    assert!(report.activation_quantizers.is_empty());
+    assert!(
+        model
+            .head
+            .weight
+            .reparameterization::<Quantizer>()
+            .is_some()
+    );
+}
+
+#[test]
+fn quantizer_params_are_found_by_type_and_survive_loading_a_record() {
+    let device = Device::flex().autodiff();
+    let layer = quant::QuantLinearConfig::new(8, 4)
+        .with_weight(QuantMapping::w4a4().weight)
+        .with_output(QuantMapping::w4a4().activation)
+        .init(&device);
+    let group = quant::qat::quantizer_params(&layer);
+    // The weight's LSQ step and the output's LSQ step (its zero point is observed, not learned).
+    let weight_delta = layer
+        .weight
+        .reparameterization::<Quantizer>()
+        .unwrap()
+        .learned_scale
+        .as_ref()
+        .unwrap()
+        .delta
+        .id;
+    let output_delta = layer
+        .output_quant
+        .as_ref()
+        .unwrap()
+        .learned_scale
+        .as_ref()
+        .unwrap()
+        .delta
+        .id;
+    assert!(group.matches(&weight_delta, None) && group.matches(&output_delta, None));
+    assert!(
+        !group.matches(&layer.weight.id, None),
+        "the weight itself is not a quantizer parameter"
+    );
+    let loaded = layer.clone().load_record(layer.clone().into_record());
+    let reloaded_delta = loaded
+        .output_quant
+        .as_ref()
+        .unwrap()
+        .learned_scale
+        .as_ref()
+        .unwrap()
+        .delta
+        .id;
+    assert!(group.matches(&reloaded_delta, None));
 }

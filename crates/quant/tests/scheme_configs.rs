@@ -39,3 +39,97 @@ fn bad_scheme_values_are_named() {
         .to_string();
     assert!(err.contains("per_row"), "{err}");
 }
+
+#[test]
+fn first_last_8bit_scheme_sets_weights_and_activations_by_path() {
+    use quant::LayerKind;
+    let mapping: QuantMapping = toml::from_str(&read("w4a4-first-last-8bit")).unwrap();
+    mapping.validate().unwrap();
+    let w = |path: &str, kind, rank| mapping.weight_for(path, kind, rank).map(|c| c.spec.bits);
+    let a = |path: &str| {
+        mapping
+            .activation_for(path, LayerKind::ActivationNchw, 4)
+            .map(|c| c.spec.bits)
+    };
+    assert_eq!(w("conv1.weight", LayerKind::Conv2d, 4), Some(8));
+    assert_eq!(w("conv2.weight", LayerKind::Conv2d, 4), Some(4));
+    assert_eq!(w("fc1.weight", LayerKind::Linear, 2), Some(4));
+    assert_eq!(w("fc2.weight", LayerKind::Linear, 2), Some(8));
+    assert_eq!(w("stem.weight", LayerKind::Conv2d, 4), Some(8));
+    assert_eq!(w("blocks.0.conv1.weight", LayerKind::Conv2d, 4), Some(4));
+    assert_eq!(a("input_quant.quant"), Some(8));
+    assert_eq!(a("conv1.output_quant"), Some(4));
+    assert_eq!(a("fc1.output_quant"), Some(8));
+    assert_eq!(a("pool.output_quant"), Some(8));
+}
+
+#[test]
+fn a_float_rule_keeps_a_path_unquantized_and_later_rules_win() {
+    use quant::{LayerKind, QuantRule};
+    let float_fc = QuantRule {
+        pattern: Some("^fc2\\.".into()),
+        layer: None,
+        rank: None,
+        weight: None,
+        activation: None,
+        float: true,
+    };
+    let mapping = QuantMapping::w8a8().with_rules(vec![float_fc.clone()]);
+    assert!(
+        mapping
+            .weight_for("fc2.weight", LayerKind::Linear, 2)
+            .is_none()
+    );
+    assert!(
+        mapping
+            .activation_for("fc2.output_quant", LayerKind::Linear, 2)
+            .is_none()
+    );
+    assert!(
+        mapping
+            .weight_for("fc1.weight", LayerKind::Linear, 2)
+            .is_some()
+    );
+    // A later rule re-enables the weight only.
+    let again = QuantRule {
+        float: false,
+        weight: QuantMapping::w4a8().weight,
+        ..float_fc
+    };
+    let mapping = mapping.with_rules(vec![
+        QuantRule {
+            pattern: Some("^fc2\\.".into()),
+            layer: None,
+            rank: None,
+            weight: None,
+            activation: None,
+            float: true,
+        },
+        again,
+    ]);
+    assert_eq!(
+        mapping
+            .weight_for("fc2.weight", LayerKind::Linear, 2)
+            .map(|c| c.spec.bits),
+        Some(4)
+    );
+    assert!(
+        mapping
+            .activation_for("fc2.output_quant", LayerKind::Linear, 2)
+            .is_none()
+    );
+    let bad = QuantMapping::w8a8().with_rules(vec![QuantRule {
+        pattern: None,
+        layer: None,
+        rank: None,
+        weight: QuantMapping::w8a8().weight,
+        activation: None,
+        float: true,
+    }]);
+    assert!(
+        bad.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("rules[0].float")
+    );
+}

@@ -10,7 +10,9 @@ use burn::tensor::{Int, Tensor};
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 use data::ImageBatch;
 
-use crate::{Net, QatSchedule};
+use quant::qat::QatSchedule;
+
+use crate::Net;
 
 /// The network under training, and (for QAT) its schedule.
 #[derive(Module, Debug)]

@@ -21,10 +21,6 @@ use data::ImageBatch;
 
 use crate::{Classifier, ProgressLines, StopWatch, TrainerError};
 
-/// Regex of quantizer parameters (LSQ/LSQ+ step sizes and zero points, PACT clips): they train
-/// in their own optimizer group, without weight decay.
-pub const QUANTIZER_PARAMS: &str = r"\.learned_(scale|zero_point)\.delta$";
-
 /// How to run one stage.
 #[derive(Debug, Clone)]
 pub struct FitOptions {
@@ -80,19 +76,17 @@ pub fn last_checkpoint(dir: &Path) -> Option<usize> {
         .max()
 }
 
-fn optimizer(options: &FitOptions) -> Result<ModuleOptimizer, TrainerError> {
+/// AdamW for the weights; with a quantizer learning rate, quantizer parameters (`group`) in an
+/// Adam group of their own, without weight decay.
+fn optimizer(options: &FitOptions, group: &ParamGroup) -> ModuleOptimizer {
     let weights = AdamWConfig::new()
         .with_weight_decay(options.weight_decay as f32)
         .build();
     let optim = ModuleOptimizer::from(weights);
-    Ok(match options.quant_lr {
+    match options.quant_lr {
         None => optim,
-        Some(_) => optim.with_group(quantizer_group()?, AdamConfig::new().build(), None),
-    })
-}
-
-fn quantizer_group() -> Result<ParamGroup, TrainerError> {
-    ParamGroup::from_regex(QUANTIZER_PARAMS).map_err(|e| TrainerError::Training(format!("{e:?}")))
+        Some(_) => optim.with_group(group.clone(), AdamConfig::new().build(), None),
+    }
 }
 
 /// Runs one stage. `model` must live on an autodiff device.
@@ -105,9 +99,10 @@ pub fn fit(
     let steps = options.epochs * options.steps_per_epoch.max(1);
     let cosine =
         |lr: f64| LrSchedulerConfig::Cosine(CosineAnnealingLrSchedulerConfig::new(lr, steps));
+    let quantizer_params = quant::qat::quantizer_params(&model);
     let mut scheduler = ModuleLrSchedulerConfig::new(cosine(options.lr));
     if let Some(quant_lr) = options.quant_lr {
-        scheduler = scheduler.with_group(quantizer_group()?, cosine(quant_lr));
+        scheduler = scheduler.with_group(quantizer_params.clone(), cosine(quant_lr));
     }
     let scheduler = scheduler.init().map_err(TrainerError::Training)?;
 
@@ -154,7 +149,7 @@ pub fn fit(
         });
     }
     let started = Instant::now();
-    let learner = Learner::new(model, optimizer(options)?, scheduler);
+    let learner = Learner::new(model, optimizer(options, &quantizer_params), scheduler);
     let result = crate::while_training(training.interrupter(), || training.launch(learner));
     let seconds = started.elapsed().as_secs_f64();
     if let Some(error) = result.error {

@@ -18,7 +18,6 @@ mod net;
 mod progress;
 pub mod report;
 mod run;
-mod schedule;
 pub mod stages;
 mod stop_watch;
 
@@ -33,5 +32,4 @@ pub use interrupt::*;
 pub use net::*;
 pub use progress::*;
 pub use run::*;
-pub use schedule::*;
 pub use stop_watch::*;

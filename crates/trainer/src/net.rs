@@ -3,7 +3,7 @@
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use models::{LeNet, LeNetConfig, ResNet, ResNetConfig};
-use quant::{QuantError, QuantMapping, StorageSize};
+use quant::{QuantError, QuantMapping};
 
 use crate::ModelConfig;
 
@@ -28,7 +28,8 @@ impl Net {
                 LeNetConfig::new()
                     .with_channels(*channels)
                     .with_hidden(*hidden)
-                    .init(mapping, device)?,
+                    .with_mapping(mapping.clone())
+                    .try_init(device)?,
             ),
             ModelConfig::Resnet {
                 blocks_per_stage,
@@ -37,7 +38,8 @@ impl Net {
                 ResNetConfig::new()
                     .with_blocks_per_stage(*blocks_per_stage)
                     .with_channels(*channels)
-                    .init(mapping, device)?,
+                    .with_mapping(mapping.clone())
+                    .try_init(device)?,
             ),
         })
     }
@@ -55,15 +57,6 @@ impl Net {
         match self {
             Net::LeNet(net) => net.forward(images),
             Net::ResNet(net) => net.forward(images),
-        }
-    }
-}
-
-impl StorageSize for Net {
-    fn storage_bytes(&self) -> usize {
-        match self {
-            Net::LeNet(net) => net.storage_bytes(),
-            Net::ResNet(net) => net.storage_bytes(),
         }
     }
 }

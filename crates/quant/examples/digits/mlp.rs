@@ -4,14 +4,17 @@
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use data::{ImageDataset, read_digits_csv, split_every_kth};
-use quant::{QuantError, QuantLinear, QuantLinearConfig, QuantMapping, control};
+use quant::{
+    LayerKind, QuantError, QuantLinear, QuantLinearConfig, QuantMapping, QuantStub, QuantStubConfig,
+};
 
-/// The classifier: three Linear layers whose inputs and weights can be fake-quantized.
+/// The classifier: input quantizer, then three Linear layers (ReLU fused into the first two,
+/// whose outputs are quantized; the logits are dequantized accumulators).
 #[derive(Module, Debug)]
 pub struct Mlp {
+    pub input_quant: QuantStub,
     pub fc1: QuantLinear,
     pub fc2: QuantLinear,
     pub fc3: QuantLinear,
@@ -20,28 +23,33 @@ pub struct Mlp {
 impl Mlp {
     /// A float MLP (no quantizers).
     pub fn new(device: &Device) -> Self {
-        let layer = |i, o| QuantLinearConfig::new(i, o).init(device);
+        let layer = |i, o, relu| QuantLinearConfig::new(i, o).with_relu(relu).init(device);
         Mlp {
-            fc1: layer(64, 128),
-            fc2: layer(128, 64),
-            fc3: layer(64, 10),
+            input_quant: QuantStubConfig::new(64).init(device),
+            fc1: layer(64, 128, true),
+            fc2: layer(128, 64, true),
+            fc3: layer(64, 10, false),
         }
     }
 
-    /// Adds the mapping's quantizers to every layer: inputs by `activation`, weights by `weight`.
+    /// Gives every tensor the quantizer `mapping` has for its path.
     pub fn quantized(self, mapping: &QuantMapping) -> Result<Self, QuantError> {
-        let (weight, input) = (&mapping.weight, &mapping.activation);
+        let layer = |path: &str| mapping.layer(path, LayerKind::Linear, 2, 2);
+        let input = mapping.activation_for("input_quant.quant", LayerKind::Activation, 2);
+        let device = self.fc1.weight.lazy_device();
         Ok(Mlp {
-            fc1: self.fc1.with_quantizers(weight, input)?,
-            fc2: self.fc2.with_quantizers(weight, input)?,
-            fc3: self.fc3.with_quantizers(weight, input)?,
+            input_quant: QuantStubConfig::new(64)
+                .with_quant(input.cloned())
+                .try_init(&device)?,
+            fc1: self.fc1.with_quantizers(&layer("fc1"))?,
+            fc2: self.fc2.with_quantizers(&layer("fc2"))?,
+            fc3: self.fc3.with_quantizers(&layer("fc3").without_output())?,
         })
     }
 
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let x = relu(self.fc1.forward(x));
-        let x = relu(self.fc2.forward(x));
-        self.fc3.forward(x)
+        let x = self.input_quant.forward(x);
+        self.fc3.forward(self.fc2.forward(self.fc1.forward(x)))
     }
 }
 
@@ -91,16 +99,17 @@ pub fn train(mut model: Mlp, data: &ImageDataset, epochs: usize, lr: f64, device
     model
 }
 
-/// Runs `model` over `data` once in training mode without updates: observers see every batch
-/// while fake quantization is bypassed (post-training calibration).
+/// Post-training calibration over the whole of `data` ([`quant::qat::calibrate`]), then observers
+/// back on for QAT.
 pub fn calibrate(model: Mlp, data: &ImageDataset, device: &Device) -> Mlp {
-    let model = control::set_fake_quant(model, false);
     let indices: Vec<usize> = (0..data.items.len()).collect();
-    for chunk in indices.chunks(128) {
-        let (x, _) = batch(data, chunk, device);
-        let _ = model.forward(x);
-    }
-    control::set_fake_quant(model, true)
+    let batches = indices
+        .chunks(128)
+        .map(|chunk| batch(data, chunk, device).0);
+    let model = quant::qat::calibrate(model, batches, |m, x| {
+        m.forward(x);
+    });
+    quant::control::set_observers(model, true)
 }
 
 /// Top-1 accuracy of `model` (in validation mode, fake quantization on) on `data`.

@@ -8,6 +8,8 @@
 //!   "approximate" forward), and BN's running statistics keep updating;
 //! - BN frozen (after the freeze epoch) or inference: `y = conv(x, Q(W_f)) + b_f`, exactly the
 //!   deployed integer computation.
+//!
+//! Then the optional fused ReLU and the output quantizer (PyTorch's `ConvBnReLU2d`).
 
 use burn::config::Config;
 use burn::module::{Flag, Module, Param};
@@ -16,12 +18,12 @@ use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::{Device, Tensor, module::conv2d};
 
 use super::conv_options::conv2d_options;
-use super::input_quantizer;
 use super::quant_conv2d::QuantConv2dConfig;
-use crate::{FakeQuant, LayerKind, QuantError, Quantizer, QuantizerConfig};
+use super::{LayerQuant, finish_output, io_quantizers, quantize_opt};
+use crate::{FakeQuant, LayerKind, QuantError, Quantizer};
 
-/// Configuration of a [`ConvBn2d`]: the convolution (its `weight` and `input` quantizers apply to
-/// the folded weight and to the input) and the batch norm.
+/// Configuration of a [`ConvBn2d`]: the convolution (its `weight` quantizer applies to the folded
+/// weight; `input`, `output` and `relu` as in [`crate::QuantConv2d`]) and the batch norm.
 #[derive(Config, Debug)]
 pub struct ConvBn2dConfig {
     /// Convolution and quantizers.
@@ -37,7 +39,8 @@ pub struct ConvBn2dConfig {
 /// Conv + BN with the BN folded into the fake-quantized weight.
 ///
 /// Parameter paths are those of a float `{ conv: Conv2d, bn: BatchNorm }` pair, plus
-/// `weight_quant.*` and `input_quant.*`, so a float conv+BN checkpoint loads unchanged.
+/// `weight_quant.*`, `input_quant.*` and `output_quant.*`, so a float conv+BN checkpoint loads
+/// unchanged.
 #[derive(Module, Debug)]
 pub struct ConvBn2d {
     /// The float convolution (unfolded weights, as trained).
@@ -46,8 +49,12 @@ pub struct ConvBn2d {
     pub bn: BatchNorm,
     /// Quantizer of the folded weight.
     pub weight_quant: Option<Quantizer>,
-    /// Quantizer of the input.
+    /// Quantizer of a float input.
     pub input_quant: Option<FakeQuant>,
+    /// Quantizer of the output (after the fused ReLU).
+    pub output_quant: Option<FakeQuant>,
+    /// ReLU fused before the output quantizer.
+    pub relu: bool,
     /// Use running statistics in training too (BN-statistics freeze).
     pub bn_frozen: Param<Flag>,
 }
@@ -65,10 +72,12 @@ impl ConvBn2dConfig {
             bn,
             weight_quant: None,
             input_quant: None,
+            output_quant: None,
+            relu: self.conv.relu,
             bn_frozen: Param::from_bool(false),
         };
         layer
-            .with_quantizers(&self.conv.weight, &self.conv.input)
+            .with_quantizers(&self.conv.layer_quant())
             .map_err(|e| e.within("conv"))
     }
 
@@ -83,33 +92,38 @@ impl ConvBn2dConfig {
 }
 
 impl ConvBn2d {
-    /// Adds quantizers to a float conv + BN (e.g. after loading float weights and statistics),
-    /// initialising the weight quantizer from the current folded weight.
-    pub fn with_quantizers(
-        self,
-        weight: &Option<QuantizerConfig>,
-        input: &Option<QuantizerConfig>,
-    ) -> Result<Self, QuantError> {
+    /// Replaces the quantizers (e.g. of a float conv + BN after loading float weights and
+    /// statistics), initialising the weight quantizer from the current folded weight.
+    pub fn with_quantizers(self, quant: &LayerQuant) -> Result<Self, QuantError> {
         let device = self.conv.weight.lazy_device();
         let weight_shape = self.conv.weight.lazy_shape().dims::<4>();
-        let channels_in = weight_shape[1] * self.conv.groups;
-        let weight_quant = weight
+        let c_in = weight_shape[1] * self.conv.groups;
+        let c_out = weight_shape[0];
+        let weight_quant = quant
+            .weight
             .as_ref()
             .map(|c| {
                 c.init(LayerKind::Conv2d, &weight_shape, &device)
                     .map_err(|e| e.within("weight"))
             })
             .transpose()?;
-        let input_quant = input_quantizer(input, &[1, channels_in, 1, 1], &device)?;
+        let (input_quant, output_quant) =
+            io_quantizers(quant, LayerKind::ActivationNchw, [c_in, c_out], &device)?;
         let layer = ConvBn2d {
             weight_quant,
             input_quant,
+            output_quant,
             ..self
         };
         if let Some(quant) = &layer.weight_quant {
             quant.observe(layer.folded_weight());
         }
         Ok(layer)
+    }
+
+    /// The same layer with ReLU fused before its output quantizer (or not).
+    pub fn with_relu(self, relu: bool) -> Self {
+        ConvBn2d { relu, ..self }
     }
 
     /// `γ / sqrt(running_var + ε)`, `[channels_out]`.
@@ -143,17 +157,17 @@ impl ConvBn2d {
     pub fn quantized_folded_weight(&self) -> Tensor<4> {
         let folded = self.folded_weight();
         match &self.weight_quant {
-            Some(quant) => quant.forward(folded),
+            Some(quant) => quant.forward_weight(folded),
             None => folded,
         }
     }
 
     /// Applies the layer (see the module docs for the two regimes).
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let input = match &self.input_quant {
-            Some(quant) => quant.forward(input),
-            None => input,
-        };
+        let input = quantize_opt(&self.input_quant, input);
+        if self.weight_quant.is_some() {
+            crate::program::record_integer_input("ConvBn2d", &input);
+        }
         let [_, _, h, w] = input.dims();
         let conv = &self.conv;
         let options = conv2d_options(
@@ -168,12 +182,13 @@ impl ConvBn2d {
             && self.bn.training.is_enabled()
             && !self.bn_frozen.is_enabled();
         if !bn_live {
-            return conv2d(
+            let y = conv2d(
                 input,
                 self.quantized_folded_weight(),
                 Some(self.folded_bias()),
                 options,
             );
+            return finish_output(y, self.relu, &self.output_quant);
         }
         let c_out = self.bn.gamma.lazy_shape().dims::<1>()[0];
         let scale = self.bn_scale();
@@ -183,6 +198,6 @@ impl ConvBn2d {
             Some(b) => y + b.val().reshape([1, c_out, 1, 1]),
             None => y,
         };
-        self.bn.forward(y)
+        finish_output(self.bn.forward(y), self.relu, &self.output_quant)
     }
 }

@@ -1,4 +1,4 @@
-//! [`QuantConv2d`]: `y = conv2d(Q_a(x), Q_w(W)) + b`, a drop-in for `burn::nn::conv::Conv2d`.
+//! [`QuantConv2d`]: `y = Q_out(relu?(conv2d(x, Q_w(W)) + b))`, a drop-in for `burn::nn::conv::Conv2d`.
 
 use burn::config::Config;
 use burn::module::{Module, Param};
@@ -7,8 +7,11 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::{Device, Tensor, module::conv2d};
 
 use super::conv_options::conv2d_options;
-use super::{attach_weight_quantizer, input_quantizer};
-use crate::{FakeQuant, QuantError, QuantizerConfig};
+use super::{
+    LayerQuant, attach_weight_quantizer, finish_output, io_quantizers, quantize_opt,
+    without_weight_quantizer,
+};
+use crate::{FakeQuant, LayerKind, QuantError, QuantizerConfig};
 
 /// Configuration of a [`QuantConv2d`]; the convolution fields mirror `Conv2dConfig`.
 #[derive(Config, Debug)]
@@ -32,13 +35,19 @@ pub struct QuantConv2dConfig {
     /// Whether the layer has a bias.
     #[config(default = true)]
     pub bias: bool,
+    /// Apply ReLU before the output quantizer (a fused `ConvReLU2d`).
+    #[config(default = false)]
+    pub relu: bool,
     /// Weight quantizer (per-channel axis defaults to the output channels).
     pub weight: Option<QuantizerConfig>,
-    /// Input-activation quantizer.
+    /// Input quantizer, for a layer whose input is float (the network's first layer may use the
+    /// model's input quantizer instead).
     pub input: Option<QuantizerConfig>,
+    /// Output quantizer (per-channel axis defaults to the channels, axis 2 from the back).
+    pub output: Option<QuantizerConfig>,
 }
 
-/// A 2-D convolution with fake-quantized weights and inputs; parameter paths as `Conv2d`.
+/// A 2-D convolution with fake-quantized weights and output; parameter paths as `Conv2d`.
 ///
 /// # Shapes
 /// - input `[batch, channels_in, h, w]`, output `[batch, channels_out, h_out, w_out]`.
@@ -59,8 +68,12 @@ pub struct QuantConv2d {
     /// Padding.
     #[module(skip)]
     pub padding: PaddingConfig2d,
-    /// Quantizer of the layer's input.
+    /// Quantizer of a float input.
     pub input_quant: Option<FakeQuant>,
+    /// Quantizer of the output.
+    pub output_quant: Option<FakeQuant>,
+    /// ReLU fused before the output quantizer.
+    pub relu: bool,
 }
 
 impl QuantConv2dConfig {
@@ -74,9 +87,23 @@ impl QuantConv2dConfig {
             .with_bias(self.bias)
     }
 
+    /// The quantizers of this config.
+    pub fn layer_quant(&self) -> LayerQuant {
+        LayerQuant {
+            weight: self.weight.clone(),
+            input: self.input.clone(),
+            output: self.output.clone(),
+        }
+    }
+
     /// Builds the layer, reporting an invalid quantizer config with its field path.
     pub fn try_init(&self, device: &Device) -> Result<QuantConv2d, QuantError> {
-        QuantConv2d::from_conv2d(self.conv_config().init(device), &self.weight, &self.input)
+        QuantConv2d::from_conv2d(self.conv_config().init(device), &self.layer_quant()).map(|c| {
+            QuantConv2d {
+                relu: self.relu,
+                ..c
+            }
+        })
     }
 
     /// Builds the layer.
@@ -91,11 +118,7 @@ impl QuantConv2dConfig {
 
 impl QuantConv2d {
     /// Quantizes an existing `Conv2d`, keeping its weights.
-    pub fn from_conv2d(
-        conv: Conv2d,
-        weight: &Option<QuantizerConfig>,
-        input: &Option<QuantizerConfig>,
-    ) -> Result<Self, QuantError> {
+    pub fn from_conv2d(conv: Conv2d, quant: &LayerQuant) -> Result<Self, QuantError> {
         let layer = QuantConv2d {
             weight: conv.weight,
             bias: conv.bias,
@@ -105,32 +128,38 @@ impl QuantConv2d {
             groups: conv.groups,
             padding: conv.padding,
             input_quant: None,
+            output_quant: None,
+            relu: false,
         };
-        layer.with_quantizers(weight, input)
+        layer.with_quantizers(quant)
     }
 
-    /// Adds quantizers to a float layer, initialising the weight quantizer from the current weights.
-    pub fn with_quantizers(
-        self,
-        weight: &Option<QuantizerConfig>,
-        input: &Option<QuantizerConfig>,
-    ) -> Result<Self, QuantError> {
+    /// Replaces the quantizers of a layer, initialising the weight quantizer from the current weights.
+    pub fn with_quantizers(self, quant: &LayerQuant) -> Result<Self, QuantError> {
         let device = self.weight.lazy_device();
-        let [_, per_group, _, _] = self.weight.lazy_shape().dims::<4>();
-        let channels_in = per_group * self.groups;
+        let [c_out, per_group, _, _] = self.weight.lazy_shape().dims::<4>();
+        let c_in = per_group * self.groups;
+        let (input_quant, output_quant) =
+            io_quantizers(quant, LayerKind::ActivationNchw, [c_in, c_out], &device)?;
         let layer = QuantConv2d {
-            input_quant: input_quantizer(input, &[1, channels_in, 1, 1], &device)?,
+            weight: without_weight_quantizer(self.weight),
+            input_quant,
+            output_quant,
             ..self
         };
-        attach_weight_quantizer(layer, weight)
+        attach_weight_quantizer(layer, &quant.weight)
     }
 
     /// Applies the layer.
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        let input = match &self.input_quant {
-            Some(quant) => quant.forward(input),
-            None => input,
-        };
+        let input = quantize_opt(&self.input_quant, input);
+        if self
+            .weight
+            .reparameterization::<crate::Quantizer>()
+            .is_some()
+        {
+            crate::program::record_integer_input("QuantConv2d", &input);
+        }
         let [_, _, h, w] = input.dims();
         let options = conv2d_options(
             &self.padding,
@@ -140,11 +169,12 @@ impl QuantConv2d {
             self.dilation,
             self.groups,
         );
-        conv2d(
+        let y = conv2d(
             input,
             self.weight.val(),
             self.bias.as_ref().map(|b| b.val()),
             options,
-        )
+        );
+        finish_output(y, self.relu, &self.output_quant)
     }
 }

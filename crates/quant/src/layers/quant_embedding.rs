@@ -1,11 +1,14 @@
 //! [`QuantEmbedding`]: an embedding table whose rows are fake-quantized, a drop-in for `burn::nn::Embedding`.
+//!
+//! A lookup copies rows, so the looked-up vectors are on the table's grid (per row): the layer's
+//! output needs no quantizer of its own.
 
 use burn::config::Config;
 use burn::module::{Module, Param};
-use burn::nn::EmbeddingConfig;
+use burn::nn::{Embedding, EmbeddingConfig};
 use burn::tensor::{Device, Int, Tensor, module::embedding};
 
-use super::attach_weight_quantizer;
+use super::{attach_weight_quantizer, without_weight_quantizer};
 use crate::{QuantError, QuantizerConfig};
 
 /// Configuration of a [`QuantEmbedding`].
@@ -34,12 +37,7 @@ impl QuantEmbeddingConfig {
     /// Builds the layer, reporting an invalid quantizer config with its field path.
     pub fn try_init(&self, device: &Device) -> Result<QuantEmbedding, QuantError> {
         let float = EmbeddingConfig::new(self.n_embedding, self.d_model).init(device);
-        attach_weight_quantizer(
-            QuantEmbedding {
-                weight: float.weight,
-            },
-            &self.weight,
-        )
+        QuantEmbedding::from_embedding(float, &self.weight)
     }
 
     /// Builds the layer.
@@ -53,6 +51,25 @@ impl QuantEmbeddingConfig {
 }
 
 impl QuantEmbedding {
+    /// Quantizes an existing `burn::nn::Embedding` (e.g. a pretrained table), keeping its rows.
+    pub fn from_embedding(
+        embedding: Embedding,
+        weight: &Option<QuantizerConfig>,
+    ) -> Result<Self, QuantError> {
+        QuantEmbedding {
+            weight: embedding.weight,
+        }
+        .with_quantizer(weight)
+    }
+
+    /// Replaces the table's quantizer, initialising it from the current rows.
+    pub fn with_quantizer(self, weight: &Option<QuantizerConfig>) -> Result<Self, QuantError> {
+        let layer = QuantEmbedding {
+            weight: without_weight_quantizer(self.weight),
+        };
+        attach_weight_quantizer(layer, weight)
+    }
+
     /// Looks up the (fake-quantized) rows for `indices`.
     pub fn forward(&self, indices: Tensor<2, Int>) -> Tensor<3> {
         embedding(self.weight.val(), indices)

@@ -1,14 +1,17 @@
-//! [`QuantLinear`]: `y = Q_a(x) · Q_w(W) + b`, a drop-in for `burn::nn::Linear`.
+//! [`QuantLinear`]: `y = Q_out(relu?(x · Q_w(W) + b))`, a drop-in for `burn::nn::Linear`.
 
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, module::linear};
 
-use super::{attach_weight_quantizer, input_quantizer};
-use crate::{FakeQuant, QuantError, QuantizerConfig};
+use super::{
+    LayerQuant, attach_weight_quantizer, finish_output, io_quantizers, quantize_opt,
+    without_weight_quantizer,
+};
+use crate::{FakeQuant, LayerKind, QuantError, QuantizerConfig};
 
-/// Configuration of a [`QuantLinear`]; `weight: None` and `input: None` give a float layer.
+/// Configuration of a [`QuantLinear`]; with no quantizer configs it is a float layer.
 #[derive(Config, Debug)]
 pub struct QuantLinearConfig {
     /// Input features.
@@ -18,16 +21,21 @@ pub struct QuantLinearConfig {
     /// Whether the layer has a bias.
     #[config(default = true)]
     pub bias: bool,
+    /// Apply ReLU before the output quantizer (a fused `LinearReLU`).
+    #[config(default = false)]
+    pub relu: bool,
     /// Weight quantizer (per-channel axis defaults to the output features).
     pub weight: Option<QuantizerConfig>,
-    /// Input-activation quantizer.
+    /// Input quantizer, for a layer whose input is float (the first layer after a float island).
     pub input: Option<QuantizerConfig>,
+    /// Output quantizer (per-channel axis defaults to the output features).
+    pub output: Option<QuantizerConfig>,
 }
 
-/// A Linear layer with fake-quantized weights and inputs.
+/// A Linear layer with fake-quantized weights and output (and, where its input is float, input).
 ///
 /// Parameter paths are those of `burn::nn::Linear` (`weight` `[d_in, d_out]`, `bias`), plus
-/// `weight.quant.*` and `input_quant.*` for quantizer state.
+/// `weight.quant.*`, `input_quant.*` and `output_quant.*` for quantizer state.
 ///
 /// # Shapes
 /// - input `[..., d_input]`, output `[..., d_output]`.
@@ -37,8 +45,12 @@ pub struct QuantLinear {
     pub weight: Param<Tensor<2>>,
     /// `[d_output]`.
     pub bias: Option<Param<Tensor<1>>>,
-    /// Quantizer of the layer's input.
+    /// Quantizer of a float input.
     pub input_quant: Option<FakeQuant>,
+    /// Quantizer of the output.
+    pub output_quant: Option<FakeQuant>,
+    /// ReLU fused before the output quantizer.
+    pub relu: bool,
 }
 
 impl QuantLinearConfig {
@@ -47,7 +59,12 @@ impl QuantLinearConfig {
         let float = LinearConfig::new(self.d_input, self.d_output)
             .with_bias(self.bias)
             .init(device);
-        QuantLinear::from_linear(float, &self.weight, &self.input)
+        let quant = LayerQuant {
+            weight: self.weight.clone(),
+            input: self.input.clone(),
+            output: self.output.clone(),
+        };
+        QuantLinear::from_linear(float, &quant).map(|l| l.with_relu(self.relu))
     }
 
     /// Builds the layer.
@@ -62,45 +79,62 @@ impl QuantLinearConfig {
 
 impl QuantLinear {
     /// Quantizes an existing `burn::nn::Linear`, keeping its weights.
-    pub fn from_linear(
-        linear: Linear,
-        weight: &Option<QuantizerConfig>,
-        input: &Option<QuantizerConfig>,
-    ) -> Result<Self, QuantError> {
+    pub fn from_linear(linear: Linear, quant: &LayerQuant) -> Result<Self, QuantError> {
         let layer = QuantLinear {
             weight: linear.weight,
             bias: linear.bias,
             input_quant: None,
+            output_quant: None,
+            relu: false,
         };
-        layer.with_quantizers(weight, input)
+        layer.with_quantizers(quant)
     }
 
-    /// Adds quantizers to a float layer (one built without them, e.g. after loading float weights),
+    /// The same layer with ReLU fused before its output quantizer (or not).
+    pub fn with_relu(self, relu: bool) -> Self {
+        QuantLinear { relu, ..self }
+    }
+
+    /// Replaces the quantizers of a layer (e.g. a float layer after loading float weights),
     /// initialising the weight quantizer from the current weights.
-    pub fn with_quantizers(
-        self,
-        weight: &Option<QuantizerConfig>,
-        input: &Option<QuantizerConfig>,
-    ) -> Result<Self, QuantError> {
+    pub fn with_quantizers(self, quant: &LayerQuant) -> Result<Self, QuantError> {
         let device = self.weight.lazy_device();
-        let [d_input, _] = self.weight.lazy_shape().dims::<2>();
+        let [d_input, d_output] = self.weight.lazy_shape().dims::<2>();
+        let (input_quant, output_quant) =
+            io_quantizers(quant, LayerKind::Activation, [d_input, d_output], &device)?;
         let layer = QuantLinear {
-            input_quant: input_quantizer(input, &[1, d_input], &device)?,
-            ..self
+            input_quant,
+            output_quant,
+            ..self.dequantized()
         };
-        attach_weight_quantizer(layer, weight)
+        attach_weight_quantizer(layer, &quant.weight)
+    }
+
+    /// The layer without any quantizer, weights as trained.
+    pub fn dequantized(self) -> Self {
+        QuantLinear {
+            weight: without_weight_quantizer(self.weight),
+            input_quant: None,
+            output_quant: None,
+            ..self
+        }
     }
 
     /// Applies the layer.
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
-        let input = match &self.input_quant {
-            Some(quant) => quant.forward(input),
-            None => input,
-        };
-        linear(
+        let input = quantize_opt(&self.input_quant, input);
+        if self
+            .weight
+            .reparameterization::<crate::Quantizer>()
+            .is_some()
+        {
+            crate::program::record_integer_input("QuantLinear", &input);
+        }
+        let y = linear(
             input,
             self.weight.val(),
             self.bias.as_ref().map(|b| b.val()),
-        )
+        );
+        finish_output(y, self.relu, &self.output_quant)
     }
 }

@@ -6,6 +6,8 @@
 //! | W4A8 | int4 symmetric per-channel, LSQ | as W8A8 |
 //! | W4A4 | int4 symmetric per-channel, LSQ | uint4 affine per-tensor, LSQ (zero point from calibration) |
 //! | W2A8 | int2 symmetric per-channel, LSQ, MSE-initialised | as W8A8 |
+//! | W8 | as W8A8 | float (weight-only) |
+//! | W4 | as W4A8 | float (weight-only, like torchao's int4 weight-only) |
 //!
 //! Low bit widths learn their step sizes (LSQ), which is what recovers accuracy below 8 bits
 //! (Esser et al. 2019; Bhalgat et al. 2020). 8-bit observed scales already lose little.
@@ -70,17 +72,32 @@ impl QuantMapping {
             .with_activation(Some(activations(8, Learning::Fixed)))
     }
 
-    /// A preset by name (`w8a8`, `w4a8`, `w4a4`, `w2a8`, case-insensitive), or `float` for none.
+    /// int8 per-channel weights, float activations (weight-only QAT of any model).
+    pub fn w8() -> Self {
+        Self::w8a8().weights_only()
+    }
+
+    /// int4 per-channel LSQ weights, float activations (weight-only QAT of any model).
+    pub fn w4() -> Self {
+        Self::w4a8().weights_only()
+    }
+
+    /// A preset by name (`w8a8`, `w4a8`, `w4a4`, `w2a8`, `w8`, `w4`, case-insensitive), or
+    /// `float` for none.
     pub fn preset(name: &str) -> Result<Self, QuantError> {
         match name.to_ascii_lowercase().as_str() {
             "w8a8" => Ok(Self::w8a8()),
             "w4a8" => Ok(Self::w4a8()),
             "w4a4" => Ok(Self::w4a4()),
             "w2a8" => Ok(Self::w2a8()),
+            "w8" => Ok(Self::w8()),
+            "w4" => Ok(Self::w4()),
             "float" => Ok(QuantMapping::new()),
             other => Err(QuantError::field(
                 "scheme",
-                format!("unknown preset `{other}`; choose from float, w8a8, w4a8, w4a4, w2a8"),
+                format!(
+                    "unknown preset `{other}`; choose from float, w8a8, w4a8, w4a4, w2a8, w8, w4"
+                ),
             )),
         }
     }

@@ -23,7 +23,7 @@ pub struct WeightQuantizerOutcome {
 }
 
 /// Attaches weight quantizers according to a [`QuantMapping`]; use through
-/// [`QuantMapping::quantize_weights`].
+/// [`QuantMapping::prepare_weights`].
 pub struct WeightQuantizer {
     mapping: QuantMapping,
     layer_of: HashMap<String, LayerKind>,
@@ -62,7 +62,7 @@ impl Reparameterizer for WeightQuantizer {
         let Some(&kind) = self.layer_of.get(path) else {
             return (param, None);
         };
-        let Some(config) = self.mapping.weight_config_for(path, kind, D).cloned() else {
+        let Some(config) = self.mapping.weight_for(path, kind, D).cloned() else {
             return (param, None);
         };
         let shape = param.lazy_shape().dims::<D>().to_vec();

@@ -151,8 +151,27 @@ pub fn fake_quantize_per_channel_affine<const D: usize>(
     fake_quantize_with_layout(x, scale, zero_point, &granularity, qmin, qmax)
 }
 
+/// Per-group fake quantization (torchao's `PerGroup`): one `scale` / `zero_point` per
+/// `group_size` consecutive elements along `axis`, for every index of the other axes, flattened
+/// in row-major order of `[outer, groups, inner]` (see [`ParamLayout`]).
+pub fn fake_quantize_per_group_affine<const D: usize>(
+    x: Tensor<D>,
+    scale: Tensor<1>,
+    zero_point: Tensor<1>,
+    axis: usize,
+    group_size: usize,
+    qmin: i32,
+    qmax: i32,
+) -> Tensor<D> {
+    let granularity = Granularity::PerGroup {
+        axis: Some(axis),
+        group_size,
+    };
+    fake_quantize_with_layout(x, scale, zero_point, &granularity, qmin, qmax)
+}
+
 /// Fake-quantizes `x` with flat parameters laid out by a resolved `granularity`.
-pub fn fake_quantize_with_layout<const D: usize>(
+fn fake_quantize_with_layout<const D: usize>(
     x: Tensor<D>,
     scale: Tensor<1>,
     zero_point: Tensor<1>,

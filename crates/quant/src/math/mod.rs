@@ -12,8 +12,19 @@ mod pact;
 mod qparams;
 mod ste;
 
-pub use fixed::*;
-pub use learnable::*;
+pub use fixed::{
+    fake_quantize_per_channel_affine, fake_quantize_per_group_affine,
+    fake_quantize_per_tensor_affine,
+};
+pub use learnable::{fake_quantize_learnable, lsq_grad_factor};
+
+/// The kernels behind the quantizers, on 4-D views (see [`crate::ParamLayout`]) with flat
+/// parameters: for code that builds its own quantizers or tests the fused kernels against the
+/// composite ops. Users call the per-granularity functions at the crate root.
+pub mod kernels {
+    pub use super::fixed::{fake_quantize_layout, fake_quantize_view, fake_quantize_view_with};
+    pub use super::learnable::{fake_quantize_learnable_layout, fake_quantize_learnable_view};
+}
 pub use pact::*;
 pub use qparams::*;
 pub use ste::*;

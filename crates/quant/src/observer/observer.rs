@@ -167,4 +167,69 @@ mod tests {
         let scale: Vec<f32> = qp.scale.to_data().try_to_vec::<f32>().unwrap();
         assert_eq!(scale, vec![f32::EPSILON; 3]);
     }
+
+    /// The MSE search equals a brute-force search on the host: for each channel, every candidate
+    /// range `α · (min, max)`, the fake-quantization error, the first minimum.
+    #[test]
+    fn mse_search_equals_a_brute_force_search() {
+        let device = Device::flex();
+        let spec = QuantSpec::new().with_bits(4);
+        let (qmin, qmax) = (spec.qmin() as f32, spec.qmax() as f32);
+        let grid = 20;
+        let (channels, per_channel) = (3, 50);
+        // A long tail in each channel, of a different size, so the optimum differs per channel.
+        let data: Vec<f32> = (0..channels * per_channel)
+            .map(|i| {
+                let (c, k) = (i % channels, i / channels);
+                let base = ((k * 37 + c * 11) % 23) as f32 / 23.0 - 0.5;
+                if k == 0 {
+                    4.0 * (c + 1) as f32
+                } else {
+                    base * (c + 1) as f32
+                }
+            })
+            .collect();
+        let granularity = Granularity::PerChannel { axis: Some(1) };
+        let layout = ParamLayout::new(&[per_channel, channels], &granularity);
+        let observer = Observer::new(
+            ObserverKind::Mse {
+                grid,
+                averaging_constant: 1.0,
+            },
+            channels,
+            &device,
+        );
+        let x = Tensor::<1>::from_floats(data.as_slice(), &device).reshape([per_channel, channels]);
+        observer.observe(layout.to_view(x), &layout, &spec);
+        let got = observer.range().1.to_data().try_to_vec::<f32>().unwrap();
+        for c in 0..channels {
+            let column: Vec<f32> = (0..per_channel).map(|k| data[k * channels + c]).collect();
+            let (lo, hi) = column
+                .iter()
+                .fold((0f32, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
+            let mut best = (f32::INFINITY, 0f32);
+            for k in 1..=grid {
+                let alpha = k as f32 / grid as f32;
+                let bound = (lo * alpha).abs().max(hi * alpha);
+                let scale = (bound / ((qmax - qmin) / 2.0)).max(f32::EPSILON);
+                let mse: f32 = column
+                    .iter()
+                    .map(|&v| {
+                        let q = (v * (1.0 / scale)).round_ties_even().clamp(qmin, qmax) * scale;
+                        (q - v) * (q - v)
+                    })
+                    .sum::<f32>()
+                    / per_channel as f32;
+                if mse < best.0 {
+                    best = (mse, hi * alpha);
+                }
+            }
+            assert!(
+                (got[c] - best.1).abs() <= 1e-6 * best.1.abs().max(1.0),
+                "channel {c}: {} vs {}",
+                got[c],
+                best.1
+            );
+        }
+    }
 }

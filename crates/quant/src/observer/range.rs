@@ -5,7 +5,8 @@
 
 use burn::tensor::{Int, Tensor};
 
-use crate::{ParamLayout, QuantSpec, fake_quantize_view, no_grad, qparams_from_range};
+use crate::kernels::fake_quantize_view;
+use crate::{ParamLayout, QuantSpec, no_grad, qparams_from_range};
 
 /// Minimum and maximum of every parameter's elements.
 pub fn batch_min_max(view: Tensor<4>, layout: &ParamLayout) -> (Tensor<1>, Tensor<1>) {

@@ -62,13 +62,24 @@ impl QuantizerConfig {
                     "pact learns one clipping value and needs a per_tensor granularity",
                 ))
             }
+            Learning::Lsq | Learning::LsqPlus | Learning::Pact
+                if self.spec.granularity == Granularity::PerToken =>
+            {
+                Err(QuantError::field(
+                    "learning",
+                    "per_token scales are computed from each batch; use learning = \"fixed\"",
+                ))
+            }
             _ => Ok(()),
         }
     }
 
     /// Builds the quantizer for a tensor of `shape` belonging to a layer of `kind` (which resolves
-    /// an unset granularity axis). For activations pass a representative shape such as
-    /// `[1, features]` or `[1, channels, 1, 1]`; per-group is for weights only.
+    /// an unset granularity axis). For weights `shape` is the weight's shape. For activations
+    /// (`LayerKind::Activation`, `LayerKind::ActivationNchw`) it is a representative shape such as
+    /// `[1, features]` or `[1, channels, 1, 1]`: only its trailing axes matter, since activation
+    /// axes count from the back and the quantizer then serves any leading shape (`[batch, d]`,
+    /// `[batch, seq, d]`). Per-group is for weights only, per-token for activations only.
     pub fn init(
         &self,
         kind: LayerKind,
@@ -78,20 +89,47 @@ impl QuantizerConfig {
         self.validate()?;
         let mut spec = self.spec.clone();
         spec.granularity = spec.granularity.resolve(kind);
-        if kind == LayerKind::Activation && matches!(spec.granularity, Granularity::PerGroup { .. })
-        {
-            return Err(QuantError::field(
-                "spec.granularity",
-                "per_group applies to weights, not activations",
-            ));
+        let activation = kind.is_activation();
+        match (&spec.granularity, activation) {
+            (Granularity::PerGroup { .. }, true) => {
+                return Err(QuantError::field(
+                    "spec.granularity",
+                    "per_group applies to weights, not activations",
+                ));
+            }
+            (Granularity::PerToken, false) => {
+                return Err(QuantError::field(
+                    "spec.granularity",
+                    "per_token applies to activations, not weights",
+                ));
+            }
+            _ => {}
         }
-        spec.validate_for_shape(shape)
-            .map_err(|e| e.within("spec"))?;
-        let layout = ParamLayout::new(shape, &spec.granularity);
+        let num_params = match spec.granularity {
+            Granularity::PerChannel { axis: Some(axis) } if activation => {
+                if axis >= shape.len() {
+                    return Err(QuantError::field(
+                        "spec.granularity.axis",
+                        format!(
+                            "activation axis {axis} (counted from the last) does not exist in a tensor of shape {shape:?}"
+                        ),
+                    ));
+                }
+                shape[shape.len() - 1 - axis]
+            }
+            Granularity::PerToken => 1,
+            _ => {
+                spec.validate_for_shape(shape)
+                    .map_err(|e| e.within("spec"))?;
+                ParamLayout::new(shape, &spec.granularity).num_params()
+            }
+        };
         let resolved = QuantizerConfig {
             spec,
             ..self.clone()
         };
-        Ok(Quantizer::new(resolved, layout.num_params(), device))
+        let mut quantizer = Quantizer::new(resolved, num_params, device);
+        quantizer.activation = activation;
+        Ok(quantizer)
     }
 }

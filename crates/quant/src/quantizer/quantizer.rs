@@ -8,17 +8,22 @@
 //!   validation never changes statistics);
 //! - `bypass`: skip fake quantization; `valid()` clears it, so validation always quantizes;
 //! - `training`: count steps for the quant delay (like `BatchNorm`'s flag).
+//!
+//! Two facts read from saved state are cached on the host so that a step does not wait for the
+//! device (observer initialised, quant delay over); the caches are [`Latch`]es, which a clone does
+//! not share, so a copy of a model (and a model a record was loaded into through a clone) reads its
+//! own state again.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::module::{Flag, Module, Param, Reparameterization, RunningState};
 use burn::tensor::{Device, Tensor};
 
 use super::{LearnedValue, Learning, QuantizerConfig};
+use crate::kernels::{fake_quantize_layout, fake_quantize_learnable_layout};
 use crate::{
-    Observer, ObserverKind, ParamLayout, QParams, SCALE_EPS, fake_quantize_layout,
-    fake_quantize_learnable_layout, lsq_grad_factor, no_grad, pact_view,
+    Granularity, Observer, ObserverKind, ParamLayout, QParams, SCALE_EPS, batch_max_abs,
+    batch_min_max, lsq_grad_factor, no_grad, pact_view, qparams_from_range,
 };
 
 /// The activation fake-quantizer: a [`Quantizer`] placed in a model's `forward`.
@@ -35,6 +40,9 @@ pub struct Quantizer {
     pub learned_zero_point: Option<LearnedValue>,
     /// Training steps counted while the quant delay lasts (saved, so a resumed run keeps its place).
     pub steps: RunningState<Tensor<1>>,
+    /// The stored grid, `[bits, signed, symmetric, dynamic]` (booleans as 0/1): saved with the
+    /// model so that whole-model passes ([`crate::qat::storage_bytes`]) can size it.
+    pub grid: RunningState<Tensor<1>>,
     /// Update the observer on each forward.
     pub observer_enabled: Param<Flag>,
     /// Pass values through unquantized (cleared by `valid()`).
@@ -44,10 +52,36 @@ pub struct Quantizer {
     /// The resolved configuration (granularity axis fixed).
     #[module(skip)]
     pub config: QuantizerConfig,
+    /// Whether this quantizes an activation (axes counted from the back, traced by
+    /// [`crate::program`]) rather than a weight.
+    pub activation: bool,
     #[module(skip)]
-    delay_over: Arc<AtomicBool>,
+    delay_over: Latch,
     #[module(skip)]
-    initialized: Arc<AtomicBool>,
+    initialized: Latch,
+}
+
+/// A host-side cache of a fact that only ever turns true; a clone starts unknown (`false`), so
+/// it re-reads the state it caches instead of sharing another module's answer.
+#[derive(Debug, Default)]
+struct Latch(AtomicBool);
+
+impl Latch {
+    fn new(value: bool) -> Self {
+        Latch(AtomicBool::new(value))
+    }
+    fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+    fn set(&self, value: bool) {
+        self.0.store(value, Ordering::Relaxed)
+    }
+}
+
+impl Clone for Latch {
+    fn clone(&self) -> Self {
+        Latch::default()
+    }
 }
 
 impl Quantizer {
@@ -67,11 +101,21 @@ impl Quantizer {
             learned_scale,
             learned_zero_point,
             steps: RunningState::new(Tensor::zeros([1], device)),
+            grid: RunningState::new(Tensor::from_floats(
+                [
+                    config.spec.bits as f32,
+                    config.spec.signed as u8 as f32,
+                    config.spec.symmetric as u8 as f32,
+                    (config.spec.granularity == Granularity::PerToken) as u8 as f32,
+                ],
+                device,
+            )),
             observer_enabled: Param::from_bool(true),
             bypass: Param::from_bool(false),
             training: Param::from_bool(true),
-            delay_over: Arc::new(AtomicBool::new(config.quant_delay == 0)),
-            initialized: Arc::new(AtomicBool::new(false)),
+            activation: false,
+            delay_over: Latch::new(config.quant_delay == 0),
+            initialized: Latch::default(),
             config,
         }
     }
@@ -85,6 +129,19 @@ impl Quantizer {
     /// # Panics
     /// If `x` does not have the channel count or group divisibility the quantizer was built for.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        if !self.activation || !crate::program::tracing() {
+            return self.fake_quantize(x);
+        }
+        let input = x.clone();
+        let output = self.fake_quantize(x);
+        crate::program::record_quantizer(self, &input, &output);
+        output
+    }
+
+    fn fake_quantize<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        if self.config.spec.granularity == Granularity::PerToken {
+            return self.fake_quantize_dynamic(x);
+        }
         let bypass = self.bypass.is_enabled();
         let training = x.device().is_autodiff() && self.training.is_enabled();
         let delaying = training && !bypass && self.in_quant_delay();
@@ -108,8 +165,51 @@ impl Quantizer {
         layout.from_view(self.fake_quantize_view(view, &layout, observe), shape)
     }
 
+    /// Fake-quantizes a weight (or any tensor outside the traced integer program), observing it
+    /// first when the observer is enabled.
+    pub fn forward_weight<const D: usize>(&self, w: Tensor<D>) -> Tensor<D> {
+        self.fake_quantize(w)
+    }
+
+    /// Per-token quantization: scales from this very tensor, one per row, nothing stored.
+    fn fake_quantize_dynamic<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        if self.bypass.is_enabled() {
+            return x;
+        }
+        let spec = &self.config.spec;
+        let shape = x.shape();
+        let layout = self.layout(&shape.dims::<D>());
+        let view = layout.to_view(x);
+        let (min, max) = if spec.symmetric {
+            let bound = batch_max_abs(view.clone(), &layout);
+            (bound.clone().neg(), bound)
+        } else {
+            batch_min_max(view.clone(), &layout)
+        };
+        let qp = qparams_from_range(min, max, spec);
+        let zero_point = (!spec.symmetric || !spec.signed).then_some(qp.zero_point);
+        let clip_free = spec.symmetric && spec.signed && spec.narrow_range;
+        let y = fake_quantize_layout(
+            view,
+            &layout,
+            qp.scale,
+            zero_point,
+            (spec.qmin(), spec.qmax()),
+            !clip_free,
+        );
+        layout.from_view(y, shape)
+    }
+
+    /// Whether this quantizer computes its scales from each tensor (per-token) instead of keeping them.
+    pub fn is_dynamic(&self) -> bool {
+        self.config.spec.granularity == Granularity::PerToken
+    }
+
     /// Folds `x` into the observer (and rebases learned parameters onto it), whatever the switches.
     pub fn observe<const D: usize>(&self, x: Tensor<D>) {
+        if self.is_dynamic() {
+            return;
+        }
         let layout = self.layout(&x.shape().dims::<D>());
         self.observe_view(layout.to_view(x), &layout);
     }
@@ -145,8 +245,22 @@ impl Quantizer {
         }
     }
 
-    fn layout(&self, shape: &[usize]) -> ParamLayout {
-        ParamLayout::new(shape, &self.config.spec.granularity)
+    /// The layout of a tensor of `shape`; an activation's channel axis counts from the back.
+    ///
+    /// # Panics
+    /// If an activation's channel axis does not exist in `shape`.
+    pub fn layout(&self, shape: &[usize]) -> ParamLayout {
+        match self.config.spec.granularity {
+            Granularity::PerChannel { axis: Some(k) } if self.activation => {
+                assert!(
+                    k < shape.len(),
+                    "activation channel axis {k} (from the last) does not exist in shape {shape:?}"
+                );
+                let axis = shape.len() - 1 - k;
+                ParamLayout::new(shape, &Granularity::PerChannel { axis: Some(axis) })
+            }
+            ref granularity => ParamLayout::new(shape, granularity),
+        }
     }
 
     fn scale_value(&self) -> Tensor<1> {
@@ -251,24 +365,24 @@ impl Quantizer {
     /// Whether the observer has seen data (so learned parameters were initialised); read from the
     /// saved observer state once, then remembered.
     fn learned_initialized(&self) -> bool {
-        if self.initialized.load(Ordering::Relaxed) {
+        if self.initialized.get() {
             return true;
         }
         let min: f32 = self.observer.min.value_sync().narrow(0, 0, 1).into_scalar();
         let seen = min.is_finite();
-        self.initialized.store(seen, Ordering::Relaxed);
+        self.initialized.set(seen);
         seen
     }
 
     /// Counts one training step while the quant delay lasts; `true` while it does.
     fn in_quant_delay(&self) -> bool {
-        if self.delay_over.load(Ordering::Relaxed) {
+        if self.delay_over.get() {
             return false;
         }
         let steps = self.steps.value_sync();
         let seen = steps.clone().into_scalar::<f32>() as usize;
         if seen >= self.config.quant_delay {
-            self.delay_over.store(true, Ordering::Relaxed);
+            self.delay_over.set(true);
             return false;
         }
         self.steps.update(steps.add_scalar(1.0));
@@ -281,6 +395,6 @@ impl Reparameterization for Quantizer {
     const NAME: &'static str = "quant";
 
     fn apply<const D: usize>(&self, base: Tensor<D>) -> Tensor<D> {
-        self.forward(base)
+        self.fake_quantize(base)
     }
 }

@@ -67,7 +67,7 @@ impl QuantSpec {
         self.validate()?;
         let rank = shape.len();
         match self.granularity {
-            Granularity::PerTensor => Ok(()),
+            Granularity::PerTensor | Granularity::PerToken => Ok(()),
             Granularity::PerChannel { axis } => {
                 let axis = axis.unwrap_or(0);
                 if axis >= rank {

@@ -4,7 +4,8 @@
 //! - per-tensor: `[1, 1, numel, 1]`, one parameter;
 //! - per-channel on `axis`: `[prod(dims < axis), C, 1, prod(dims > axis)]`, `C` parameters;
 //! - per-group on `axis` with size `g`: `[prod(dims < axis), C / g, g, prod(dims > axis)]`,
-//!   one parameter per `(outer, group, inner)`.
+//!   one parameter per `(outer, group, inner)`;
+//! - per-token: `[rows, 1, d, 1]` (one group spanning the last axis), one parameter per row.
 //!
 //! Parameters live in a flat `[n]` tensor and broadcast as [`ParamLayout::param_shape`], so one
 //! fake-quant kernel serves all granularities. Reshapes of contiguous tensors are free.
@@ -26,7 +27,7 @@ pub struct ParamLayout {
 
 impl ParamLayout {
     /// Layout for a tensor of `shape` under `granularity`, whose axis must already be resolved
-    /// (see [`Granularity::resolve`]); an unresolved axis means axis 0.
+    /// (see [`Granularity::resolve`]) and count from the front; an unresolved axis means axis 0.
     ///
     /// # Panics
     /// If the axis is out of range or a group size does not divide its axis: configs are checked
@@ -54,6 +55,15 @@ impl ParamLayout {
                     view: [outer, c, 1, inner],
                     param_shape: [1, c, 1, 1],
                     reduce_axes: vec![0, 2, 3],
+                }
+            }
+            Granularity::PerToken => {
+                let d = shape.last().copied().unwrap_or(1);
+                let rows = numel / d.max(1);
+                ParamLayout {
+                    view: [rows, 1, d, 1],
+                    param_shape: [rows, 1, 1, 1],
+                    reduce_axes: vec![2],
                 }
             }
             Granularity::PerGroup { axis, group_size } => {
@@ -150,5 +160,9 @@ mod tests {
         assert_eq!((g.num_params(), g.elems_per_param()), (16, 2));
         let conv = ParamLayout::new(&[6, 3, 5, 5], &Granularity::PerChannel { axis: Some(0) });
         assert_eq!(conv.view, [1, 6, 1, 75]);
+        let token = ParamLayout::new(&[2, 3, 8], &Granularity::PerToken);
+        assert_eq!(token.view, [6, 1, 8, 1]);
+        assert_eq!((token.num_params(), token.elems_per_param()), (6, 8));
+        assert!(token.is_per_group());
     }
 }

@@ -26,7 +26,13 @@ pub fn apply_overrides(
     base: &RunConfig,
     overrides: &[String],
 ) -> Result<(), TrainerError> {
-    let known = toml::Table::try_from(base).expect("a RunConfig always serializes");
+    let mut known = toml::Table::try_from(base).expect("a RunConfig always serializes");
+    // Optional keys a config may leave out (TOML has no null): still settable.
+    if let Some(toml::Value::Table(qat)) = known.get_mut("qat") {
+        for key in ["observer_freeze_epoch", "bn_freeze_epoch"] {
+            qat.entry(key).or_insert(toml::Value::Integer(0));
+        }
+    }
     for assignment in overrides {
         let (key, value) = assignment.split_once('=').ok_or_else(|| {
             set_error(assignment, "expected key=value, e.g. --set train.epochs=3")

@@ -129,18 +129,30 @@ pub struct QatConfig {
     /// Decoupled weight decay of the weights.
     #[serde(default = "default_weight_decay")]
     pub weight_decay: f64,
-    /// Epoch (0-based) from which observers are frozen (0: never; PyTorch's `disable_observer`).
-    #[serde(default)]
-    pub observer_freeze_epoch: usize,
-    /// Epoch (0-based) from which batch-norm statistics are frozen (0: never; `freeze_bn_stats`).
-    #[serde(default)]
-    pub bn_freeze_epoch: usize,
-    /// Training steps each quantizer observes before fake quantization starts (0: at once).
+    /// Epoch (0-based) from which observers are frozen (PyTorch's `disable_observer`); leave it
+    /// out for "never". An epoch past the stage is an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observer_freeze_epoch: Option<usize>,
+    /// Epoch (0-based) from which batch-norm statistics are frozen (`freeze_bn_stats`); leave it
+    /// out for "never". An epoch past the stage is an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bn_freeze_epoch: Option<usize>,
+    /// Optimizer steps during which observers run and fake quantization is off (0: quantize at once).
     #[serde(default)]
     pub quant_delay: usize,
     /// Stop when the validation loss has not improved for this many epochs (0: never).
     #[serde(default)]
     pub early_stopping_patience: usize,
+}
+
+impl QatConfig {
+    /// The stage's schedule (quant delay, BN and observer freeze) for `steps_per_epoch`.
+    pub fn schedule(&self, steps_per_epoch: usize) -> quant::qat::QatSchedule {
+        quant::qat::QatSchedule::new(steps_per_epoch)
+            .with_observer_freeze_epoch(self.observer_freeze_epoch)
+            .with_bn_freeze_epoch(self.bn_freeze_epoch)
+            .with_quant_delay(self.quant_delay)
+    }
 }
 
 impl Default for PtqConfig {
@@ -277,6 +289,16 @@ impl RunConfig {
                 return Err(field(path, format!("{wd} is not in [0, 1)")));
             }
         }
+        // Milestones that would never fire (quant delay is checked where steps are known).
+        self.qat
+            .schedule(1)
+            .with_quant_delay(0)
+            .validate(self.qat.epochs)
+            .map_err(|e| match e {
+                quant::QuantError::InvalidField { field: f, reason } => {
+                    field(&format!("qat.{f}"), reason)
+                }
+            })?;
         if self.ptq.calibration_batches == 0 {
             return Err(field("ptq.calibration_batches", "must be at least 1"));
         }

@@ -53,24 +53,6 @@ impl Scheme {
         })
     }
 
-    /// The scheme with every quantizer's quant delay set to `steps` (when non-zero).
-    pub fn with_quant_delay(mut self, steps: usize) -> Self {
-        if steps > 0 {
-            for config in [&mut self.mapping.weight, &mut self.mapping.activation]
-                .into_iter()
-                .flatten()
-            {
-                config.quant_delay = steps;
-            }
-            for rule in &mut self.mapping.rules {
-                if let Some(config) = &mut rule.weight {
-                    config.quant_delay = steps;
-                }
-            }
-        }
-        self
-    }
-
     /// Folder-safe lower-case name, e.g. `w4a4`.
     pub fn slug(&self) -> String {
         self.name

@@ -86,7 +86,7 @@ impl Context {
         self.config
             .schemes
             .iter()
-            .map(|s| Scheme::resolve(s).map(|s| s.with_quant_delay(self.config.qat.quant_delay)))
+            .map(|s| Scheme::resolve(s))
             .collect()
     }
 

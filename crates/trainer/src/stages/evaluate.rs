@@ -4,7 +4,6 @@ use std::path::Path;
 
 use burn::tensor::Device;
 use data::ImageDataset;
-use quant::StorageSize;
 
 use crate::report::{ClassificationReport, write_file};
 use crate::{DataConfig, Net, TrainerError, eval_loader};
@@ -64,7 +63,7 @@ pub fn evaluate_and_save(
     device: &Device,
 ) -> Result<(ClassificationReport, usize), TrainerError> {
     let report = evaluate(net, test, config, device);
-    let size = net.storage_bytes();
+    let size = quant::qat::storage_bytes(net);
     println!(
         "\n{title}: test accuracy {:.2}%, {:.1} KiB\n{}",
         100.0 * report.accuracy,

@@ -24,19 +24,14 @@ pub fn calibrated_model(
         other => other,
     })?;
     let net = float.quantized(&scheme.mapping)?;
-    let net = quant::control::set_observers(quant::control::set_fake_quant(net, false), true);
     let loader = eval_loader(&ctx.config.data, ctx.splits.train.clone()).to_device(device);
-    for batch in loader
+    let batches = loader
         .iter()
         .flatten()
-        .take(ctx.config.ptq.calibration_batches)
-    {
-        let _ = net.forward(batch.images);
-    }
-    Ok(quant::control::set_fake_quant(
-        quant::control::set_observers(net, false),
-        true,
-    ))
+        .take(ctx.config.ptq.calibration_batches);
+    Ok(quant::qat::calibrate(net, batches, |net, batch| {
+        net.forward(batch.images);
+    }))
 }
 
 /// Post-training quantizes the float model with every scheme into `runs/<name>/ptq-<scheme>/`.

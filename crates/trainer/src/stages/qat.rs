@@ -5,9 +5,7 @@ use burn::module::Module;
 use super::{
     Context, ModelMeta, StageStart, calibrated_model, evaluate_and_save, load_model, save_model,
 };
-use crate::{
-    Classifier, FitOptions, Net, QatSchedule, TrainerError, eval_loader, fit, train_loader,
-};
+use crate::{Classifier, FitOptions, Net, TrainerError, eval_loader, fit, train_loader};
 
 /// QAT fine-tunes the float model with every scheme into `runs/<name>/qat-<scheme>/`.
 ///
@@ -36,22 +34,20 @@ pub fn qat(ctx: &Context) -> Result<(), TrainerError> {
             if start_epoch == 0 {
                 let calibrated = calibrated_model(ctx, &scheme, &ctx.device)?;
                 net = net.load_record(calibrated.into_record());
-                net = quant::control::set_fake_quant(net, true);
             }
-            // Switches are not saved in checkpoints: re-apply the milestones a resumed run passed.
             let q = &config.qat;
-            if q.observer_freeze_epoch > 0 && start_epoch >= q.observer_freeze_epoch {
-                net = quant::control::set_observers(net, false);
-            }
-            if q.bn_freeze_epoch > 0 && start_epoch >= q.bn_freeze_epoch {
-                net = quant::control::set_bn_frozen(net, true);
-            }
-            let schedule = QatSchedule::new(
-                ctx.steps_per_epoch(),
-                q.observer_freeze_epoch,
-                q.bn_freeze_epoch,
-                start_epoch,
-            );
+            let schedule = q
+                .schedule(ctx.steps_per_epoch())
+                .starting_at(start_epoch * ctx.steps_per_epoch());
+            schedule
+                .validate(q.epochs)
+                .map_err(|e| TrainerError::Config {
+                    origin: "config".into(),
+                    message: format!("`qat.{}`", e.to_string().trim_start_matches("invalid `")),
+                })?;
+            // Switches are not saved in checkpoints: set them as the schedule has them now
+            // (the start of the stage, or the epoch a resumed run continues from).
+            net = schedule.restore(net);
             let options = FitOptions {
                 dir: dir.clone(),
                 label: title.clone(),

@@ -74,7 +74,7 @@ pub trait FakeQuantKernels: Backend {
     /// `zero_point`, differentiable in `x` (clipped STE) and `scale` (LSQ gradient times
     /// `grad_factor`, so LSQ's gradient scaling costs no ops of its own), as one forward kernel
     /// and one backward kernel. `clip_free` promises that no element falls outside the grid (see
-    /// [`crate::fake_quantize_view_with`]): with a fixed scale the backward pass then hands the
+    /// [`crate::kernels::fake_quantize_view_with`]): with a fixed scale the backward pass then hands the
     /// gradient through untouched.
     #[allow(clippy::too_many_arguments)]
     fn lsq_fake_quant(

@@ -1,0 +1,16 @@
+//! Helpers shared by the models' tests.
+
+use burn::module::Module;
+use burn::tensor::Tensor;
+
+/// Calibrates `model` on one batch (observers on, fake quantization off), then quantizes.
+pub fn calibrated<M: Module>(model: M, batch: &Tensor<4>, forward: impl FnMut(&M, Tensor<4>)) -> M {
+    quant::qat::calibrate(model, [batch.clone()], forward)
+}
+
+/// `mean |a - b| / mean |a|`: how far `b` is from `a`, relative to `a`'s magnitude.
+pub fn mean_relative_gap(a: Tensor<2>, b: Tensor<2>) -> f32 {
+    let gap: f32 = (a.clone() - b).abs().mean().into_scalar();
+    let scale: f32 = a.abs().mean().into_scalar();
+    gap / scale
+}
