@@ -132,3 +132,64 @@ fn existing_outputs_are_not_overwritten_silently() {
         &["float", "--resume", "--fresh"],
     );
 }
+
+#[test]
+fn a_schedule_milestone_that_never_fires() {
+    let runs = temp_runs("bad-schedule");
+    fails_cleanly(
+        &runs,
+        &[
+            "--set",
+            "qat.epochs=2",
+            "--set",
+            "qat.observer_freeze_epoch=2",
+            "qat",
+        ],
+        &["qat.observer_freeze_epoch", "never take effect", "omit it"],
+    );
+    fails_cleanly(
+        &runs,
+        &[
+            "--set",
+            "qat.epochs=1",
+            "--set",
+            "qat.observer_freeze_epoch=0",
+            "--set",
+            "qat.bn_freeze_epoch=1",
+            "train",
+        ],
+        &["qat.bn_freeze_epoch"],
+    );
+}
+
+#[test]
+fn a_folder_where_a_data_file_should_be_and_a_missing_data_folder() {
+    let runs = temp_runs("bad-data-paths");
+    let data = runs.join("data");
+    std::fs::create_dir_all(data.join("train-images-idx3-ubyte.gz")).unwrap();
+    let dir = format!("data.dir=\"{}\"", data.display());
+    fails_cleanly(
+        &runs,
+        &["--set", &dir, "train"],
+        &["train-images-idx3-ubyte.gz", "is a directory"],
+    );
+    let missing = format!("data.dir=\"{}\"", runs.join("nowhere").display());
+    fails_cleanly(
+        &runs,
+        &["--set", &missing, "train"],
+        &["nowhere", "does not exist", "train-images-idx3-ubyte"],
+    );
+    let empty = runs.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let empty = format!("data.dir=\"{}\"", empty.display());
+    fails_cleanly(
+        &runs,
+        &["--set", &empty, "train"],
+        &["train-images-idx3-ubyte.gz", "not found"],
+    );
+    let broken = runs.join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("dataset.json"), "{\"classes\": [1, }").unwrap();
+    let broken = format!("data.dir=\"{}\"", broken.display());
+    fails_cleanly(&runs, &["--set", &broken, "train"], &["dataset.json:1"]);
+}

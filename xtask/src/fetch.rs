@@ -16,6 +16,9 @@ struct DebDataset {
     inner: &'static str,
     files: &'static [&'static str],
     license: &'static str,
+    /// `dataset.json`: class names and normalisation, which the trainer reads (the same file
+    /// sits beside the embedded subset).
+    metadata: &'static str,
 }
 
 const FASHION_MNIST: DebDataset = DebDataset {
@@ -30,6 +33,7 @@ const FASHION_MNIST: DebDataset = DebDataset {
         "t10k-labels-idx1-ubyte.gz",
     ],
     license: "Fashion-MNIST, Zalando SE, MIT license (https://github.com/zalandoresearch/fashion-mnist)",
+    metadata: include_str!("../../datasets/embedded/fashion-mnist-small/dataset.json"),
 };
 
 const DATASETS: &[DebDataset] = &[FASHION_MNIST];
@@ -41,7 +45,10 @@ pub fn run(args: &[String]) -> Result<()> {
     let Some(dataset) = DATASETS.iter().find(|d| d.name == name) else {
         bail!("unknown dataset `{name}`; available: {}", names());
     };
-    fetch_deb(dataset, &crate::root().join("datasets").join(dataset.name))
+    let dest = crate::root().join("datasets").join(dataset.name);
+    fetch_deb(dataset, &dest)?;
+    std::fs::write(dest.join("dataset.json"), dataset.metadata)
+        .with_context(|| format!("writing {}", dest.join("dataset.json").display()))
 }
 
 fn names() -> String {

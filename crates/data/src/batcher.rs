@@ -31,13 +31,14 @@ pub struct ImageBatcher {
 }
 
 impl ImageBatcher {
-    /// Fashion-MNIST's training-set statistics (mean 0.2860, std 0.3530) for 28×28 images.
-    pub fn fashion_mnist() -> Self {
+    /// A batcher of `height × width` images normalised with `(mean, std)` (a dataset's
+    /// [`crate::DatasetMeta`] or its training split's [`crate::pixel_statistics`]).
+    pub fn new(height: usize, width: usize, (mean, std): (f32, f32)) -> Self {
         ImageBatcher {
-            height: 28,
-            width: 28,
-            mean: 0.2860,
-            std: 0.3530,
+            height,
+            width,
+            mean,
+            std,
             augment: None,
         }
     }
@@ -120,7 +121,8 @@ mod tests {
             seen.iter().all(|&c| c > 150),
             "every class present: {seen:?}"
         );
-        let batch = ImageBatcher::fashion_mnist().batch(test.items[..4].to_vec(), &Device::flex());
+        let batch = ImageBatcher::new(28, 28, (0.286, 0.353))
+            .batch(test.items[..4].to_vec(), &Device::flex());
         assert_eq!(batch.images.dims(), [4, 1, 28, 28]);
         assert_eq!(batch.targets.dims(), [4]);
     }

@@ -10,6 +10,7 @@ mod digits;
 mod error;
 mod idx;
 mod image;
+mod metadata;
 mod split;
 
 pub use augment::*;
@@ -18,4 +19,5 @@ pub use digits::*;
 pub use error::*;
 pub use idx::*;
 pub use image::*;
+pub use metadata::*;
 pub use split::*;

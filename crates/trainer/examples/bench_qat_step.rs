@@ -67,19 +67,20 @@ fn main() {
         10,
     )
     .expect("embedded subset");
-    let batch: ImageBatch =
-        ImageBatcher::fashion_mnist().batch(data.items[..batch_size].to_vec(), &autodiff);
+    // Fashion-MNIST's normalisation (its `dataset.json`).
+    let batcher = ImageBatcher::new(28, 28, (0.286, 0.353));
+    let batch: ImageBatch = batcher.batch(data.items[..batch_size].to_vec(), &autodiff);
     let model = ModelConfig::LenetBn {
         channels: [16, 32],
         hidden: 128,
     };
 
-    let float = Net::init(&model, &QuantMapping::new(), &autodiff).unwrap();
+    let float = Net::init(&model, 10, &QuantMapping::new(), &autodiff).unwrap();
     let make = |name, mapping: Option<QuantMapping>| {
         let net = match mapping {
             None => float.clone(),
             Some(m) => {
-                let net = Net::init(&model, &QuantMapping::new(), &autodiff)
+                let net = Net::init(&model, 10, &QuantMapping::new(), &autodiff)
                     .unwrap()
                     .load_record(float.clone().into_record());
                 let net = net.quantized(&m).unwrap();

@@ -19,6 +19,7 @@ use burn::train::renderer::tui::TuiMetricsRendererWrapper;
 use burn::train::{Learner, MetricEarlyStoppingStrategy, StoppingCondition, SupervisedTraining};
 use data::ImageBatch;
 
+use crate::checkpoint::VerifiedCheckpointer;
 use crate::{Classifier, ProgressLines, StopWatch, TrainerError};
 
 /// How to run one stage.
@@ -56,24 +57,9 @@ pub struct FitOutcome {
     pub seconds: f64,
 }
 
-/// The last epoch with a complete checkpoint (model, optimizer and scheduler files) in `dir`.
+/// The last epoch in `dir` whose checkpoint (model, optimizer and scheduler files) verifies.
 pub fn last_checkpoint(dir: &Path) -> Option<usize> {
-    let checkpoint_dir = dir.join("checkpoint");
-    let entries = std::fs::read_dir(&checkpoint_dir).ok()?;
-    entries
-        .filter_map(|e| {
-            let name = e.ok()?.file_name().to_string_lossy().to_string();
-            name.strip_prefix("model-")?
-                .strip_suffix(".bpk")?
-                .parse::<usize>()
-                .ok()
-        })
-        .filter(|epoch| {
-            ["optim", "scheduler"]
-                .iter()
-                .all(|kind| checkpoint_dir.join(format!("{kind}-{epoch}.bpk")).is_file())
-        })
-        .max()
+    crate::checkpoint::last_verified_checkpoint(dir).0
 }
 
 /// AdamW for the weights; with a quantizer learning rate, quantizer parameters (`group`) in an
@@ -99,6 +85,9 @@ pub fn fit(
     let steps = options.epochs * options.steps_per_epoch.max(1);
     let cosine =
         |lr: f64| LrSchedulerConfig::Cosine(CosineAnnealingLrSchedulerConfig::new(lr, steps));
+    // Path-derived parameter ids: reproducible checkpoint bytes, and ids that match a checkpoint
+    // loaded on resume (so the quantizer group below still finds its parameters).
+    let model = crate::checkpoint::with_path_ids(model);
     let quantizer_params = quant::qat::quantizer_params(&model);
     let mut scheduler = ModuleLrSchedulerConfig::new(cosine(options.lr));
     if let Some(quant_lr) = options.quant_lr {
@@ -106,13 +95,18 @@ pub fn fit(
     }
     let scheduler = scheduler.init().map_err(TrainerError::Training)?;
 
+    let checkpoints = options.dir.join("checkpoint");
     let mut training = SupervisedTraining::new(&options.dir, train, valid)
         .metrics((AccuracyMetric::new(), LossMetric::new()))
         .metric_train_numeric(LearningRateMetric::new())
         .metric_train_numeric(IterationSpeedMetric::new())
         .metric_train_numeric(CpuMemory::new())
         .metric_train_numeric(CpuUse::new())
-        .with_default_checkpointers()
+        .with_custom_checkpointers(
+            VerifiedCheckpointer::new(&checkpoints, "model", true),
+            VerifiedCheckpointer::new(&checkpoints, "optim", false),
+            VerifiedCheckpointer::new(&checkpoints, "scheduler", false),
+        )
         .num_epochs(options.epochs)
         .label(&options.label);
     if options.patience > 0 {

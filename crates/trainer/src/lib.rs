@@ -7,12 +7,14 @@
 #![deny(missing_docs)]
 
 mod backend;
+pub mod checkpoint;
 mod classifier;
 mod cli;
 mod config;
 mod dataset;
 mod error;
 mod fit;
+pub mod integrity;
 mod interrupt;
 mod net;
 mod progress;

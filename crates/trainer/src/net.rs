@@ -20,6 +20,7 @@ impl Net {
     /// Builds the network of `config` with `mapping`'s quantizers (empty mapping: float).
     pub fn init(
         config: &ModelConfig,
+        num_classes: usize,
         mapping: &QuantMapping,
         device: &Device,
     ) -> Result<Net, QuantError> {
@@ -28,6 +29,7 @@ impl Net {
                 LeNetConfig::new()
                     .with_channels(*channels)
                     .with_hidden(*hidden)
+                    .with_num_classes(num_classes)
                     .with_mapping(mapping.clone())
                     .try_init(device)?,
             ),
@@ -38,6 +40,7 @@ impl Net {
                 ResNetConfig::new()
                     .with_blocks_per_stage(*blocks_per_stage)
                     .with_channels(*channels)
+                    .with_num_classes(num_classes)
                     .with_mapping(mapping.clone())
                     .try_init(device)?,
             ),

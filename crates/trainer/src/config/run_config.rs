@@ -20,9 +20,15 @@ pub struct RunConfig {
     /// Parent folder of run folders.
     #[serde(default = "default_runs_dir")]
     pub runs_dir: PathBuf,
-    /// Seed of the device RNG (weight init) and of data shuffling.
+    /// Seed of the device RNG (weight init) and of data shuffling and augmentation.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// Make a run on a CPU device reproducible bit for bit: the same config and seed give the
+    /// same `report.json` results and the same checkpoint bytes. It loads data on one thread
+    /// (several loader threads deliver batches in the order they finish); the cost is measured in
+    /// the README. `false` lets `data.num_workers` threads load.
+    #[serde(default = "default_deterministic")]
+    pub deterministic: bool,
     /// Quantization schemes that `ptq` and `qat` produce, each a preset name (`w8a8`, `w4a8`,
     /// `w4a4`, `w2a8`) or a path to a `QuantMapping` TOML file (e.g. `configs/schemes/w4a4.toml`).
     pub schemes: Vec<String>,
@@ -88,6 +94,14 @@ pub struct DataConfig {
     /// Light augmentation of training images: random horizontal flips and shifts of up to 2 pixels.
     #[serde(default)]
     pub augment: bool,
+    /// Class names in label order; overrides the folder's `dataset.json` (default: its
+    /// `classes`, else the label indices).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<String>>,
+    /// `[mean, std]` to normalise pixels (in `[0, 1]`) with; overrides `dataset.json` (default:
+    /// its `mean` and `std`, else the statistics of the training split).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalization: Option<(f32, f32)>,
 }
 
 /// Float training.
@@ -168,6 +182,9 @@ fn default_runs_dir() -> PathBuf {
 }
 fn default_seed() -> u64 {
     42
+}
+fn default_deterministic() -> bool {
+    true
 }
 fn default_lenet_channels() -> [usize; 2] {
     [16, 32]

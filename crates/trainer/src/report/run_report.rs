@@ -45,6 +45,12 @@ pub struct RunReport {
     pub backend: String,
     /// The dataset.
     pub dataset: String,
+    /// The seed the run used (weight initialisation, shuffling, augmentation).
+    #[serde(default)]
+    pub seed: u64,
+    /// Whether the run was deterministic (see `RunConfig::deterministic`).
+    #[serde(default)]
+    pub deterministic: bool,
     /// One row per evaluated model.
     pub results: Vec<ResultRow>,
     /// Training wall times.
@@ -59,6 +65,7 @@ impl RunReport {
         model: &str,
         backend: &str,
         dataset: &str,
+        (seed, deterministic): (u64, bool),
     ) -> Result<Self, TrainerError> {
         let path = dir.join("report.json");
         let mut report = match std::fs::read_to_string(&path) {
@@ -68,6 +75,8 @@ impl RunReport {
                 model: String::new(),
                 backend: String::new(),
                 dataset: String::new(),
+                seed,
+                deterministic,
                 results: Vec::new(),
                 timings: Vec::new(),
             },
@@ -75,6 +84,8 @@ impl RunReport {
         report.model = model.into();
         report.backend = backend.into();
         report.dataset = dataset.into();
+        report.seed = seed;
+        report.deterministic = deterministic;
         Ok(report)
     }
 
@@ -164,9 +175,7 @@ pub fn write_file(path: &Path, contents: &str) -> Result<(), TrainerError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| TrainerError::io(parent, e))?;
     }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents).map_err(|e| TrainerError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| TrainerError::io(path, e))
+    crate::integrity::write_atomic(path, contents.as_bytes()).map_err(|e| TrainerError::io(path, e))
 }
 
 #[cfg(test)]
@@ -186,7 +195,8 @@ mod tests {
     #[test]
     fn rows_upsert_in_order_and_markdown_shows_the_difference_to_float() {
         let dir = std::env::temp_dir().join(format!("trainer-report-{}", std::process::id()));
-        let mut report = RunReport::load_or_new(&dir, "lenet-bn", "flex", "fashion-mnist").unwrap();
+        let mut report =
+            RunReport::load_or_new(&dir, "lenet-bn", "flex", "fashion-mnist", (42, true)).unwrap();
         report.upsert(row("qat", "W8A8", 0.905, 1000));
         report.upsert(row("float", "float", 0.91, 4000));
         report.upsert(row("qat", "W8A8", 0.908, 1000));
@@ -198,7 +208,8 @@ mod tests {
             "{md}"
         );
         report.save(&dir).unwrap();
-        let again = RunReport::load_or_new(&dir, "lenet-bn", "flex", "fashion-mnist").unwrap();
+        let again =
+            RunReport::load_or_new(&dir, "lenet-bn", "flex", "fashion-mnist", (42, true)).unwrap();
         assert_eq!(again, report);
         std::fs::remove_dir_all(dir).ok();
     }

@@ -1,5 +1,7 @@
 //! A stage's model files: `model.bpk` (Burn's record: weights, BN statistics, observer state,
-//! learned scales) and `model.json` (what to build before loading it: network and scheme).
+//! learned scales; with its `model.bpk.sha256`) and `model.json` (what to build before loading
+//! it: network and scheme). Records are written with path-derived parameter ids, so one model
+//! state always gives the same bytes, and verified against their checksum before use.
 
 use std::path::{Path, PathBuf};
 
@@ -21,17 +23,28 @@ pub struct ModelMeta {
     pub scheme: String,
     /// The network.
     pub model: ModelConfig,
+    /// Number of classes it predicts.
+    #[serde(default = "ten")]
+    pub num_classes: usize,
     /// The quantizers (empty for float).
     pub mapping: QuantMapping,
+}
+
+fn ten() -> usize {
+    10
 }
 
 /// Saves `net` and its meta into `dir`.
 pub fn save_model(dir: &Path, net: Net, meta: &ModelMeta) -> Result<(), TrainerError> {
     std::fs::create_dir_all(dir).map_err(|e| TrainerError::io(dir, e))?;
     let path = dir.join("model.bpk");
-    net.into_record()
-        .save(&path)
+    let bytes = net
+        .into_record()
+        .into_bytes()
         .map_err(|e| TrainerError::io(&path, format!("{e:?}")))?;
+    let bytes = crate::checkpoint::canonical_record_bytes(bytes, true)
+        .map_err(|e| TrainerError::io(&path, e))?;
+    crate::integrity::write_checked(&path, &bytes).map_err(|e| TrainerError::io(&path, e))?;
     write_file(
         &dir.join("model.json"),
         &serde_json::to_string_pretty(meta).expect("meta serializes"),
@@ -53,7 +66,29 @@ fn resolve(path: &Path) -> (PathBuf, PathBuf) {
     (path.to_path_buf(), stage.join("model.json"))
 }
 
-/// Loads a model from a stage folder or a `.bpk` file onto `device`, with its meta.
+/// Where to turn when `bpk` cannot be trusted: the newest epoch checkpoint of its stage that
+/// verifies (other than `bpk` itself), or a rerun.
+fn fallback_hint(bpk: &Path) -> String {
+    let parent = bpk.parent().unwrap_or(Path::new("."));
+    let stage = if parent.file_name().is_some_and(|n| n == "checkpoint") {
+        parent.parent().unwrap_or(parent)
+    } else {
+        parent
+    };
+    let (epoch, _) = crate::checkpoint::last_verified_checkpoint(stage);
+    match epoch {
+        Some(epoch) if stage.join(format!("checkpoint/model-{epoch}.bpk")) != bpk => format!(
+            "; fall back to {} (the newest checkpoint that verifies) or rerun the stage with --fresh",
+            stage
+                .join(format!("checkpoint/model-{epoch}.bpk"))
+                .display()
+        ),
+        _ => "; no checkpoint of this stage verifies: rerun the stage with --fresh".into(),
+    }
+}
+
+/// Loads a model from a stage folder or a `.bpk` file onto `device`, with its meta, after
+/// checking the file against its checksum.
 pub fn load_model(path: &Path, device: &Device) -> Result<(Net, ModelMeta), TrainerError> {
     let (bpk, json) = resolve(path);
     let checkpoint_error = |message: String| TrainerError::Checkpoint {
@@ -64,12 +99,16 @@ pub fn load_model(path: &Path, device: &Device) -> Result<(Net, ModelMeta), Trai
         .map_err(|e| checkpoint_error(format!("{}: {e}", json.display())))?;
     let meta: ModelMeta = serde_json::from_str(&text)
         .map_err(|e| checkpoint_error(format!("{}: {e}", json.display())))?;
-    if !bpk.is_file() {
-        return Err(checkpoint_error("not found".into()));
-    }
-    let record =
-        ModuleRecord::load(&bpk).map_err(|e| checkpoint_error(format!("unreadable: {e:?}")))?;
-    let net = Net::init(&meta.model, &meta.mapping, device)?;
+    let bytes = crate::integrity::read_checked(&bpk).map_err(|e| {
+        let e = e.to_string();
+        let e = e
+            .strip_prefix(&format!("{}: ", bpk.display()))
+            .unwrap_or(&e);
+        checkpoint_error(format!("{e}{}", fallback_hint(&bpk)))
+    })?;
+    let record = ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+        .map_err(|e| checkpoint_error(format!("unreadable: {e:?}")))?;
+    let net = Net::init(&meta.model, meta.num_classes, &meta.mapping, device)?;
     // Epoch checkpoints hold the training wrapper (`net.*` paths); finished models the bare network.
     let net = match net.clone().try_load_record(record.clone()) {
         Ok(net) => net,

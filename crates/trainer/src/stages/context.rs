@@ -58,6 +58,11 @@ impl Context {
         let splits = load_splits(&config.data)?;
         device.seed(config.seed);
         write_file(&config.run_dir().join("config.toml"), &config.to_toml())?;
+        let mut config = config;
+        if config.deterministic && config.data.num_workers > 1 {
+            // Several loader threads hand over batches in whatever order they finish.
+            config.data.num_workers = 1;
+        }
         Ok(Context {
             config,
             backend: backend.into(),
@@ -106,6 +111,7 @@ impl Context {
             &self.config.model_name(),
             &self.backend,
             &self.config.data.name,
+            (self.config.seed, self.config.deterministic),
         )
     }
 
@@ -153,7 +159,13 @@ impl Context {
     pub fn prepare_stage(&self, dir: &Path, trained: bool) -> Result<StageStart, TrainerError> {
         let finished = dir.join("model.bpk").is_file() && dir.join("model.json").is_file();
         let checkpoint = if trained {
-            crate::last_checkpoint(dir)
+            let (epoch, skipped) = crate::checkpoint::last_verified_checkpoint(dir);
+            if self.existing == Existing::Resume {
+                for line in skipped {
+                    eprintln!("warning: {}: {line}", dir.display());
+                }
+            }
+            epoch
         } else {
             None
         };

@@ -6,30 +6,17 @@ use burn::tensor::Device;
 use data::ImageDataset;
 
 use crate::report::{ClassificationReport, write_file};
-use crate::{DataConfig, Net, TrainerError, eval_loader};
-
-/// Fashion-MNIST's class names, in label order.
-pub const FASHION_MNIST_CLASSES: [&str; 10] = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-];
+use crate::{DataConfig, Net, Splits, TrainerError, eval_loader};
 
 /// Predicts every image of `dataset` with `net` (observers must be off) and builds the report.
 pub fn evaluate(
     net: &Net,
+    splits: &Splits,
     dataset: &ImageDataset,
     config: &DataConfig,
     device: &Device,
 ) -> ClassificationReport {
-    let loader = eval_loader(config, dataset.clone()).to_device(device);
+    let loader = eval_loader(config, splits, dataset.clone()).to_device(device);
     let (mut predicted, mut actual) = (Vec::new(), Vec::new());
     for batch in loader.iter().flatten() {
         let logits = net.forward(batch.images);
@@ -49,7 +36,8 @@ pub fn evaluate(
         predicted.extend(p.into_iter().map(|v| v as usize));
         actual.extend(a.into_iter().map(|v| v as usize));
     }
-    ClassificationReport::new(&predicted, &actual, &FASHION_MNIST_CLASSES)
+    let classes: Vec<&str> = splits.classes.iter().map(String::as_str).collect();
+    ClassificationReport::new(&predicted, &actual, &classes)
 }
 
 /// Evaluates `net` on the test set, prints the report, and writes `eval.json` / `eval.md` in
@@ -58,11 +46,11 @@ pub fn evaluate_and_save(
     net: &Net,
     title: &str,
     stage_dir: &Path,
-    test: &ImageDataset,
+    splits: &Splits,
     config: &DataConfig,
     device: &Device,
 ) -> Result<(ClassificationReport, usize), TrainerError> {
-    let report = evaluate(net, test, config, device);
+    let report = evaluate(net, splits, &splits.test, config, device);
     let size = quant::qat::storage_bytes(net);
     println!(
         "\n{title}: test accuracy {:.2}%, {:.1} KiB\n{}",

@@ -80,7 +80,7 @@ pub fn eval(ctx: &Context, checkpoint: Option<&Path>) -> Result<(), TrainerError
             &net,
             &title,
             &stage_dir,
-            &ctx.splits.test,
+            &ctx.splits,
             &ctx.config.data,
             &ctx.device,
         )?;

@@ -24,7 +24,8 @@ pub fn calibrated_model(
         other => other,
     })?;
     let net = float.quantized(&scheme.mapping)?;
-    let loader = eval_loader(&ctx.config.data, ctx.splits.train.clone()).to_device(device);
+    let loader =
+        eval_loader(&ctx.config.data, &ctx.splits, ctx.splits.train.clone()).to_device(device);
     let batches = loader
         .iter()
         .flatten()
@@ -48,6 +49,7 @@ pub fn ptq(ctx: &Context) -> Result<(), TrainerError> {
             variant: "ptq".into(),
             scheme: scheme.name.clone(),
             model: ctx.config.model.clone(),
+            num_classes: ctx.splits.classes.len(),
             mapping: scheme.mapping.clone(),
         };
         save_model(&dir, net.clone(), &meta)?;
@@ -56,7 +58,7 @@ pub fn ptq(ctx: &Context) -> Result<(), TrainerError> {
             &net,
             &title,
             &dir,
-            &ctx.splits.test,
+            &ctx.splits,
             &ctx.config.data,
             &ctx.device,
         )?;

@@ -26,7 +26,12 @@ pub fn qat(ctx: &Context) -> Result<(), TrainerError> {
             load_model(&dir, &ctx.device)?.0
         } else {
             let autodiff = ctx.device.clone().autodiff();
-            let mut net = Net::init(&config.model, &scheme.mapping, &autodiff)?;
+            let mut net = Net::init(
+                &config.model,
+                ctx.splits.classes.len(),
+                &scheme.mapping,
+                &autodiff,
+            )?;
             let start_epoch = match start {
                 StageStart::FromEpoch(epoch) => epoch,
                 _ => 0,
@@ -62,8 +67,8 @@ pub fn qat(ctx: &Context) -> Result<(), TrainerError> {
             };
             let outcome = fit(
                 Classifier::new(net, Some(schedule)),
-                train_loader(&config.data, ctx.splits.train.clone(), config.seed),
-                eval_loader(&config.data, ctx.splits.valid.clone()),
+                train_loader(&config.data, &ctx.splits, config.seed),
+                eval_loader(&config.data, &ctx.splits, ctx.splits.valid.clone()),
                 &options,
             )?;
             let net = quant::control::set_observers(outcome.model.net, false);
@@ -71,20 +76,15 @@ pub fn qat(ctx: &Context) -> Result<(), TrainerError> {
                 variant: "qat".into(),
                 scheme: scheme.name.clone(),
                 model: config.model.clone(),
+                num_classes: ctx.splits.classes.len(),
                 mapping: scheme.mapping.clone(),
             };
             save_model(&dir, net.clone(), &meta)?;
             ctx.record_timing("qat", &scheme.name, outcome.epochs_run, outcome.seconds)?;
             net
         };
-        let (scores, size) = evaluate_and_save(
-            &net,
-            &title,
-            &dir,
-            &ctx.splits.test,
-            &config.data,
-            &ctx.device,
-        )?;
+        let (scores, size) =
+            evaluate_and_save(&net, &title, &dir, &ctx.splits, &config.data, &ctx.device)?;
         ctx.record_result("qat", &scheme.name, scores.accuracy, size)?;
     }
     Ok(())

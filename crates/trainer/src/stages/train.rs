@@ -18,7 +18,8 @@ pub fn train(ctx: &Context) -> Result<(), TrainerError> {
         load_model(&dir, &ctx.device)?.0
     } else {
         let autodiff = ctx.device.clone().autodiff();
-        let net = Net::init(&config.model, &QuantMapping::new(), &autodiff)?;
+        let classes = ctx.splits.classes.len();
+        let net = Net::init(&config.model, classes, &QuantMapping::new(), &autodiff)?;
         let resume_from = match start {
             StageStart::FromEpoch(epoch) => Some(epoch),
             _ => None,
@@ -37,8 +38,8 @@ pub fn train(ctx: &Context) -> Result<(), TrainerError> {
         };
         let outcome = fit(
             Classifier::new(net, None),
-            train_loader(&config.data, ctx.splits.train.clone(), config.seed),
-            eval_loader(&config.data, ctx.splits.valid.clone()),
+            train_loader(&config.data, &ctx.splits, config.seed),
+            eval_loader(&config.data, &ctx.splits, ctx.splits.valid.clone()),
             &options,
         )?;
         let net = outcome.model.net;
@@ -46,19 +47,14 @@ pub fn train(ctx: &Context) -> Result<(), TrainerError> {
             variant: "float".into(),
             scheme: "float".into(),
             model: config.model.clone(),
+            num_classes: ctx.splits.classes.len(),
             mapping: QuantMapping::new(),
         };
         save_model(&dir, net.clone(), &meta)?;
         ctx.record_timing("float", "float", outcome.epochs_run, outcome.seconds)?;
         net
     };
-    let (scores, size) = evaluate_and_save(
-        &net,
-        "float",
-        &dir,
-        &ctx.splits.test,
-        &config.data,
-        &ctx.device,
-    )?;
+    let (scores, size) =
+        evaluate_and_save(&net, "float", &dir, &ctx.splits, &config.data, &ctx.device)?;
     ctx.record_result("float", "float", scores.accuracy, size)
 }
