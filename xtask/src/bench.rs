@@ -34,7 +34,23 @@ pub fn run(args: &[String]) -> Result<()> {
             cmd.args(&args[1..]);
             crate::run_command(cmd)
         }
-        Some(other) => bail!("unknown benchmark `{other}`; available: fake-quant, qat-step"),
-        None => bail!("name a benchmark: fake-quant, qat-step"),
+        Some("integrity") => {
+            let mut cmd = Command::new(env!("CARGO"));
+            cmd.args([
+                "run",
+                "--quiet",
+                "-p",
+                "trainer",
+                "--example",
+                "bench_integrity",
+                "--",
+            ]);
+            cmd.args(&args[1..]);
+            crate::run_command(cmd)
+        }
+        Some(other) => {
+            bail!("unknown benchmark `{other}`; available: fake-quant, qat-step, integrity")
+        }
+        None => bail!("name a benchmark: fake-quant, qat-step, integrity"),
     }
 }
