@@ -4,53 +4,23 @@ use std::process::Command;
 
 use anyhow::{Result, bail};
 
+/// Benchmark name → (package, example binary).
+const BENCHES: &[(&str, &str, &str)] = &[
+    ("fake-quant", "quant", "bench_fake_quant"),
+    ("qat-step", "trainer", "bench_qat_step"),
+    ("integrity", "trainer", "bench_integrity"),
+];
+
 pub fn run(args: &[String]) -> Result<()> {
-    match args.first().map(String::as_str) {
-        Some("fake-quant") => {
-            let mut cmd = Command::new(env!("CARGO"));
-            cmd.args([
-                "run",
-                "--quiet",
-                "-p",
-                "quant",
-                "--example",
-                "bench_fake_quant",
-                "--",
-            ]);
-            cmd.args(&args[1..]);
-            crate::run_command(cmd)
-        }
-        Some("qat-step") => {
-            let mut cmd = Command::new(env!("CARGO"));
-            cmd.args([
-                "run",
-                "--quiet",
-                "-p",
-                "trainer",
-                "--example",
-                "bench_qat_step",
-                "--",
-            ]);
-            cmd.args(&args[1..]);
-            crate::run_command(cmd)
-        }
-        Some("integrity") => {
-            let mut cmd = Command::new(env!("CARGO"));
-            cmd.args([
-                "run",
-                "--quiet",
-                "-p",
-                "trainer",
-                "--example",
-                "bench_integrity",
-                "--",
-            ]);
-            cmd.args(&args[1..]);
-            crate::run_command(cmd)
-        }
-        Some(other) => {
-            bail!("unknown benchmark `{other}`; available: fake-quant, qat-step, integrity")
-        }
-        None => bail!("name a benchmark: fake-quant, qat-step, integrity"),
-    }
+    let names = BENCHES.iter().map(|b| b.0).collect::<Vec<_>>().join(", ");
+    let Some(name) = args.first() else {
+        bail!("name a benchmark: {names}");
+    };
+    let Some((_, package, example)) = BENCHES.iter().find(|b| b.0 == name) else {
+        bail!("unknown benchmark `{name}`; available: {names}");
+    };
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["run", "--quiet", "-p", package, "--example", example, "--"]);
+    cmd.args(&args[1..]);
+    crate::run_command(cmd)
 }

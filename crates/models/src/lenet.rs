@@ -139,7 +139,7 @@ impl LeNet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{calibrated, mean_relative_gap};
+    use crate::testing::{calibrated, calibrated_trace, mean_relative_gap};
     use burn::tensor::Distribution;
 
     fn small() -> LeNetConfig {
@@ -181,10 +181,7 @@ mod tests {
         let images = Tensor::<4>::random([4, 1, 28, 28], Distribution::Default, &device);
         for mapping in [QuantMapping::w8a8(), QuantMapping::w4a4()] {
             let model = small().with_mapping(mapping).init(&device);
-            let model = calibrated(model, &images, |m, x| {
-                m.forward(x);
-            });
-            let (_, report) = quant::program::trace(|| model.forward(images.clone()));
+            let report = calibrated_trace(model, &images, |m, x| m.forward(x));
             assert!(report.is_integer_program(), "{:#?}", report.violations);
             // input, conv1, conv2, fc1: one quantizer per integer tensor.
             assert_eq!(report.quantizers, 4);
@@ -203,10 +200,7 @@ mod tests {
             .layer("conv2", LayerKind::Conv2d, 4, 4)
             .with_input(mapping.activation.clone());
         model.conv2 = model.conv2.with_quantizers(&layer).unwrap();
-        let model = calibrated(model, &images, |m, x| {
-            m.forward(x);
-        });
-        let (_, report) = quant::program::trace(|| model.forward(images.clone()));
+        let report = calibrated_trace(model, &images, |m, x| m.forward(x));
         assert!(
             report
                 .violations

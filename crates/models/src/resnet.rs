@@ -242,7 +242,7 @@ impl ResNet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{calibrated, mean_relative_gap};
+    use crate::testing::{calibrated, calibrated_trace, mean_relative_gap};
     use burn::tensor::Distribution;
     use quant::qat::storage_bytes;
 
@@ -305,10 +305,7 @@ mod tests {
         let images = Tensor::<4>::random([2, 1, 28, 28], Distribution::Default, &device);
         for mapping in [QuantMapping::w8a8(), QuantMapping::w4a4()] {
             let model = small().with_mapping(mapping).init(&device);
-            let model = calibrated(model, &images, |m, x| {
-                m.forward(x);
-            });
-            let (_, report) = quant::program::trace(|| model.forward(images.clone()));
+            let report = calibrated_trace(model, &images, |m, x| m.forward(x));
             assert!(report.is_integer_program(), "{:#?}", report.violations);
             // input, stem, per block conv1 + conv2 + add (+ shortcut in 2 of 3 blocks), pool.
             assert_eq!(report.quantizers, 1 + 1 + 3 * 3 + 2 + 1);
@@ -322,10 +319,7 @@ mod tests {
         let mut model = small().with_mapping(QuantMapping::w8a8()).init(&device);
         // The first block's sum left unquantized: the next block's convs read a float tensor.
         model.blocks[0].add.output_quant = None;
-        let model = calibrated(model, &images, |m, x| {
-            m.forward(x);
-        });
-        let (_, report) = quant::program::trace(|| model.forward(images.clone()));
+        let report = calibrated_trace(model, &images, |m, x| m.forward(x));
         assert!(
             report
                 .violations

@@ -14,3 +14,15 @@ pub fn mean_relative_gap(a: Tensor<2>, b: Tensor<2>) -> f32 {
     let scale: f32 = a.abs().mean().into_scalar();
     gap / scale
 }
+
+/// Calibrates `model` on `batch`, then traces one forward pass of it as an integer program.
+pub fn calibrated_trace<M: Module, O>(
+    model: M,
+    batch: &Tensor<4>,
+    forward: impl Fn(&M, Tensor<4>) -> O,
+) -> quant::program::ProgramReport {
+    let model = calibrated(model, batch, |m, x| {
+        forward(m, x);
+    });
+    quant::program::trace(|| forward(&model, batch.clone())).1
+}
