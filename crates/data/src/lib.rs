@@ -6,6 +6,7 @@
 
 mod augment;
 mod batcher;
+mod conll;
 mod digits;
 mod error;
 mod idx;
@@ -15,6 +16,7 @@ mod split;
 
 pub use augment::*;
 pub use batcher::*;
+pub use conll::*;
 pub use digits::*;
 pub use error::*;
 pub use idx::*;

@@ -35,7 +35,7 @@ pub struct ClassificationReport {
     pub confusion: Vec<Vec<usize>>,
 }
 
-fn ratio(num: usize, den: usize) -> f64 {
+pub(crate) fn ratio(num: usize, den: usize) -> f64 {
     if den == 0 {
         0.0
     } else {
@@ -43,7 +43,7 @@ fn ratio(num: usize, den: usize) -> f64 {
     }
 }
 
-fn f1(precision: f64, recall: f64) -> f64 {
+pub(crate) fn f1(precision: f64, recall: f64) -> f64 {
     if precision + recall == 0.0 {
         0.0
     } else {
