@@ -12,6 +12,7 @@ mod error;
 mod idx;
 mod image;
 mod metadata;
+mod sentences;
 mod split;
 
 pub use augment::*;
@@ -22,4 +23,5 @@ pub use error::*;
 pub use idx::*;
 pub use image::*;
 pub use metadata::*;
+pub use sentences::*;
 pub use split::*;
