@@ -1,7 +1,8 @@
 //! Benchmark: one QAT training step (forward, backward, AdamW; the trainer's own `TrainStep`) of
-//! LeNet-BN on a real Fashion-MNIST batch, float vs QAT W8A8 vs QAT W4A4 (LSQ), side by side.
+//! LeNet-BN (or, with `--model resnet`, ResNet-20) on a real Fashion-MNIST batch, float vs QAT W8A8
+//! vs QAT W4A4 (LSQ), side by side.
 //!
-//! Run through `cargo xtask bench qat-step [--backend B] [--batch N] [--rounds R] [--steps K]`.
+//! Run through `cargo xtask bench qat-step [--model lenet|resnet] [--backend B] [--batch N] [--rounds R] [--steps K]`.
 //! Variants are timed in alternating rounds (machine noise hits all alike) and compared by their
 //! medians. Prints a table and, as its last line, one JSON object.
 
@@ -70,9 +71,16 @@ fn main() {
     // Fashion-MNIST's normalisation (its `dataset.json`).
     let batcher = ImageBatcher::new(28, 28, (0.286, 0.353));
     let batch: ImageBatch = batcher.batch(data.items[..batch_size].to_vec(), &autodiff);
-    let model = ModelConfig::LenetBn {
-        channels: [16, 32],
-        hidden: 128,
+    let model_name = arg("--model", "lenet");
+    let model = match model_name.as_str() {
+        "resnet" => ModelConfig::Resnet {
+            blocks_per_stage: 3,
+            channels: [16, 32, 64],
+        },
+        _ => ModelConfig::LenetBn {
+            channels: [16, 32],
+            hidden: 128,
+        },
     };
 
     let float = Net::init(&model, 10, &QuantMapping::new(), &autodiff).unwrap();
@@ -133,11 +141,12 @@ fn main() {
     }
     let float_ms = median(&variants[0].samples_ms);
     println!(
-        "LeNet-BN training step, batch {batch_size}, backend {backend}, {rounds} rounds × {steps} steps (median)"
+        "{model_name} training step, batch {batch_size}, backend {backend}, {rounds} rounds × {steps} steps (median)"
     );
     println!("{:<10} {:>10} {:>8}", "variant", "ms/step", "× float");
-    let mut json =
-        format!("{{\"bench\":\"qat-step\",\"backend\":\"{backend}\",\"batch\":{batch_size}");
+    let mut json = format!(
+        "{{\"bench\":\"qat-step\",\"model\":\"{model_name}\",\"backend\":\"{backend}\",\"batch\":{batch_size}"
+    );
     for v in &variants {
         let ms = median(&v.samples_ms);
         println!("{:<10} {:>10.2} {:>8.2}", v.name, ms, ms / float_ms);
