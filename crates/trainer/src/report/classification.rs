@@ -43,6 +43,35 @@ pub(crate) fn ratio(num: usize, den: usize) -> f64 {
     }
 }
 
+/// The unweighted (`macro avg`) and support-weighted (`weighted avg`) means of `rows`' scores,
+/// reported with `support`.
+pub(crate) fn macro_and_weighted(
+    rows: &[ClassScores],
+    support: usize,
+) -> (ClassScores, ClassScores) {
+    let average = |label: &str, weight: &dyn Fn(&ClassScores) -> f64| {
+        let sum_w: f64 = rows.iter().map(weight).sum();
+        let mean = |f: &dyn Fn(&ClassScores) -> f64| {
+            if sum_w == 0.0 {
+                0.0
+            } else {
+                rows.iter().map(|c| weight(c) * f(c)).sum::<f64>() / sum_w
+            }
+        };
+        ClassScores {
+            label: label.into(),
+            precision: mean(&|c| c.precision),
+            recall: mean(&|c| c.recall),
+            f1: mean(&|c| c.f1),
+            support,
+        }
+    };
+    (
+        average("macro avg", &|_| 1.0),
+        average("weighted avg", &|c| c.support as f64),
+    )
+}
+
 pub(crate) fn f1(precision: f64, recall: f64) -> f64 {
     if precision + recall == 0.0 {
         0.0
@@ -77,25 +106,7 @@ impl ClassificationReport {
         let total = actual.len();
         let correct: usize = (0..n).map(|c| confusion[c][c]).sum();
         let accuracy = ratio(correct, total);
-        let average = |label: &str, weight: &dyn Fn(&ClassScores) -> f64| {
-            let sum_w: f64 = classes.iter().map(weight).sum();
-            let mean = |f: &dyn Fn(&ClassScores) -> f64| {
-                if sum_w == 0.0 {
-                    0.0
-                } else {
-                    classes.iter().map(|c| weight(c) * f(c)).sum::<f64>() / sum_w
-                }
-            };
-            ClassScores {
-                label: label.into(),
-                precision: mean(&|c| c.precision),
-                recall: mean(&|c| c.recall),
-                f1: mean(&|c| c.f1),
-                support: total,
-            }
-        };
-        let macro_avg = average("macro avg", &|_| 1.0);
-        let weighted = average("weighted avg", &|c| c.support as f64);
+        let (macro_avg, weighted) = macro_and_weighted(&classes, total);
         let micro = ClassScores {
             label: "micro avg".into(),
             precision: accuracy,

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{ClassScores, f1, ratio};
+use super::{ClassScores, f1, macro_and_weighted, ratio};
 
 /// The tagging scheme of a dataset's labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,65 +45,35 @@ fn split(tag: &str) -> (&str, &str) {
 pub fn entities<S: AsRef<str>>(tags: &[S], scheme: TagScheme) -> Vec<Entity> {
     let mut out = Vec::new();
     let mut open: Option<(String, usize)> = None;
+    // An IOB2 entity is complete wherever it stops; an IOBES one only at its `E-`.
+    let mut close = |open: &mut Option<(String, usize)>, end: usize, complete: bool| {
+        if let Some((kind, start)) = open.take()
+            && complete
+        {
+            out.push(Entity { kind, start, end });
+        }
+    };
+    let iob2 = scheme == TagScheme::Iob2;
     for (i, tag) in tags.iter().enumerate() {
         let (prefix, kind) = split(tag.as_ref());
-        let continues =
-            |open: &Option<(String, usize)>| open.as_ref().is_some_and(|(k, _)| k == kind);
+        let continues = open.as_ref().is_some_and(|(k, _)| k == kind);
         match (scheme, prefix) {
             (_, "B") => {
-                if scheme == TagScheme::Iob2
-                    && let Some((k, s)) = open.take()
-                {
-                    out.push(Entity {
-                        kind: k,
-                        start: s,
-                        end: i,
-                    });
-                }
+                close(&mut open, i, iob2);
                 open = Some((kind.to_string(), i));
             }
-            (_, "I") if continues(&open) => {}
-            (TagScheme::Iobes, "E") if continues(&open) => {
-                let (k, s) = open.take().expect("checked open");
-                out.push(Entity {
-                    kind: k,
-                    start: s,
-                    end: i + 1,
-                });
-            }
+            (_, "I") if continues => {}
+            (TagScheme::Iobes, "E") if continues => close(&mut open, i + 1, true),
             (TagScheme::Iobes, "S") => {
-                open = None;
-                out.push(Entity {
-                    kind: kind.to_string(),
-                    start: i,
-                    end: i + 1,
-                });
+                close(&mut open, i, false);
+                open = Some((kind.to_string(), i));
+                close(&mut open, i + 1, true);
             }
-            _ => {
-                // `O`, or a tag that breaks the open entity: IOB2 closes it (it was complete);
-                // IOBES drops it (it never got its `E-`).
-                if scheme == TagScheme::Iob2
-                    && let Some((k, s)) = open.take()
-                {
-                    out.push(Entity {
-                        kind: k,
-                        start: s,
-                        end: i,
-                    });
-                }
-                open = None;
-            }
+            // `O`, or a tag that breaks the open entity.
+            _ => close(&mut open, i, iob2),
         }
     }
-    if scheme == TagScheme::Iob2
-        && let Some((k, s)) = open
-    {
-        out.push(Entity {
-            kind: k,
-            start: s,
-            end: tags.len(),
-        });
-    }
+    close(&mut open, tags.len(), iob2);
     out
 }
 
@@ -166,26 +136,10 @@ impl EntityReport {
             f1: f1(precision, recall),
             support,
         };
-        let average = |label: &str, weight: &dyn Fn(&ClassScores) -> f64| {
-            let sum_w: f64 = types.iter().map(weight).sum();
-            let mean = |f: &dyn Fn(&ClassScores) -> f64| {
-                if sum_w == 0.0 {
-                    0.0
-                } else {
-                    types.iter().map(|c| weight(c) * f(c)).sum::<f64>() / sum_w
-                }
-            };
-            ClassScores {
-                label: label.into(),
-                precision: mean(&|c| c.precision),
-                recall: mean(&|c| c.recall),
-                f1: mean(&|c| c.f1),
-                support,
-            }
-        };
+        let (macro_avg, weighted) = macro_and_weighted(&types, support);
         EntityReport {
-            macro_avg: average("macro avg", &|_| 1.0),
-            weighted: average("weighted avg", &|c| c.support as f64),
+            macro_avg,
+            weighted,
             types,
             micro,
         }
