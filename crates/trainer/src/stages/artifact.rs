@@ -57,24 +57,23 @@ fn resolve(path: &Path) -> (PathBuf, PathBuf) {
     if path.is_dir() {
         return (path.join("model.bpk"), path.join("model.json"));
     }
-    let parent = path.parent().unwrap_or(Path::new("."));
-    let stage = if parent.file_name().is_some_and(|n| n == "checkpoint") {
+    (path.to_path_buf(), stage_of(path).join("model.json"))
+}
+
+/// The stage folder of a `.bpk` file: its folder, or the one above `checkpoint/`.
+fn stage_of(file: &Path) -> &Path {
+    let parent = file.parent().unwrap_or(Path::new("."));
+    if parent.file_name().is_some_and(|n| n == "checkpoint") {
         parent.parent().unwrap_or(parent)
     } else {
         parent
-    };
-    (path.to_path_buf(), stage.join("model.json"))
+    }
 }
 
 /// Where to turn when `bpk` cannot be trusted: the newest epoch checkpoint of its stage that
 /// verifies (other than `bpk` itself), or a rerun.
 fn fallback_hint(bpk: &Path) -> String {
-    let parent = bpk.parent().unwrap_or(Path::new("."));
-    let stage = if parent.file_name().is_some_and(|n| n == "checkpoint") {
-        parent.parent().unwrap_or(parent)
-    } else {
-        parent
-    };
+    let stage = stage_of(bpk);
     let (epoch, _) = crate::checkpoint::last_verified_checkpoint(stage);
     match epoch {
         Some(epoch) if stage.join(format!("checkpoint/model-{epoch}.bpk")) != bpk => format!(
