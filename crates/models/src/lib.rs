@@ -5,10 +5,12 @@
 //! tensor, where it is produced (see the `quant` crate and `ARCHITECTURE.md`).
 #![deny(missing_docs)]
 
+mod bert;
 mod lenet;
 mod resnet;
 #[cfg(test)]
 mod testing;
 
+pub use bert::*;
 pub use lenet::*;
 pub use resnet::*;

@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 
 /// Calibrates `model` on one batch (observers on, fake quantization off), then quantizes.
-pub fn calibrated<M: Module>(model: M, batch: &Tensor<4>, forward: impl FnMut(&M, Tensor<4>)) -> M {
+pub fn calibrated<M: Module, B: Clone>(model: M, batch: &B, forward: impl FnMut(&M, B)) -> M {
     quant::qat::calibrate(model, [batch.clone()], forward)
 }
 
@@ -16,10 +16,10 @@ pub fn mean_relative_gap(a: Tensor<2>, b: Tensor<2>) -> f32 {
 }
 
 /// Calibrates `model` on `batch`, then traces one forward pass of it as an integer program.
-pub fn calibrated_trace<M: Module, O>(
+pub fn calibrated_trace<M: Module, B: Clone, O>(
     model: M,
-    batch: &Tensor<4>,
-    forward: impl Fn(&M, Tensor<4>) -> O,
+    batch: &B,
+    forward: impl Fn(&M, B) -> O,
 ) -> quant::program::ProgramReport {
     let model = calibrated(model, batch, |m, x| {
         forward(m, x);
