@@ -14,6 +14,8 @@ mod image;
 mod metadata;
 mod sentences;
 mod split;
+mod text_batch;
+mod tokenizer;
 
 pub use augment::*;
 pub use batcher::*;
@@ -25,3 +27,5 @@ pub use image::*;
 pub use metadata::*;
 pub use sentences::*;
 pub use split::*;
+pub use text_batch::*;
+pub use tokenizer::*;
