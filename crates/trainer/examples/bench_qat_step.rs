@@ -19,7 +19,7 @@ use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::train::TrainStep;
 use data::{ImageBatch, ImageBatcher, read_idx_images};
 use quant::QuantMapping;
-use trainer::{Classifier, ModelConfig, Net, select_device};
+use trainer::{ModelConfig, Net, Trainee, select_device};
 
 fn arg(name: &str, default: &str) -> String {
     let args: Vec<String> = std::env::args().collect();
@@ -38,7 +38,7 @@ fn number(name: &str, default: usize) -> usize {
 
 struct Variant {
     name: &'static str,
-    model: Option<Classifier>,
+    model: Option<Trainee<Net>>,
     optim: ModuleOptimizer,
     samples_ms: Vec<f64>,
 }
@@ -98,7 +98,7 @@ fn main() {
         };
         Variant {
             name,
-            model: Some(Classifier::new(net, None)),
+            model: Some(Trainee::new(net, None)),
             optim: AdamWConfig::new().build().into(),
             samples_ms: Vec::new(),
         }

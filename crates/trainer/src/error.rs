@@ -28,6 +28,9 @@ pub enum TrainerError {
     /// A model or quantizer could not be built.
     #[error("model: {0}")]
     Model(#[from] quant::QuantError),
+    /// A BERT could not be built or its checkpoint loaded.
+    #[error("model: {0}")]
+    Bert(#[from] models::BertError),
     /// The requested backend is not compiled in or not usable here.
     #[error("{0}")]
     Backend(String),

@@ -13,14 +13,14 @@ use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLrSchedulerConfig;
 use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer};
 use burn::train::metric::store::{Aggregate, Direction, Split};
 use burn::train::metric::{
-    AccuracyMetric, CpuMemory, CpuUse, IterationSpeedMetric, LearningRateMetric, LossMetric,
+    CpuMemory, CpuUse, IterationSpeedMetric, LearningRateMetric, LossMetric,
 };
 use burn::train::renderer::tui::TuiMetricsRendererWrapper;
 use burn::train::{Learner, MetricEarlyStoppingStrategy, StoppingCondition, SupervisedTraining};
-use data::ImageBatch;
 
 use crate::checkpoint::VerifiedCheckpointer;
-use crate::{Classifier, ProgressLines, StopWatch, TrainerError};
+use crate::task::TaskNet;
+use crate::{ProgressLines, StopWatch, Trainee, TrainerError};
 
 /// How to run one stage.
 #[derive(Debug, Clone)]
@@ -48,9 +48,9 @@ pub struct FitOptions {
 }
 
 /// What a stage produced.
-pub struct FitOutcome {
+pub struct FitOutcome<N: TaskNet> {
     /// The trained model, in validation mode on the inner (non-autodiff) device.
-    pub model: Classifier,
+    pub model: Trainee<N>,
     /// Epochs this launch ran.
     pub epochs_run: usize,
     /// Wall time of this launch, seconds.
@@ -75,13 +75,15 @@ fn optimizer(options: &FitOptions, group: &ParamGroup) -> ModuleOptimizer {
     }
 }
 
-/// Runs one stage. `model` must live on an autodiff device.
-pub fn fit(
-    model: Classifier,
-    train: Arc<dyn DataLoader<ImageBatch>>,
-    valid: Arc<dyn DataLoader<ImageBatch>>,
+/// Runs one stage. `model` must live on an autodiff device; `labels` name the task's labels
+/// for its live metrics.
+pub fn fit<N: TaskNet>(
+    model: Trainee<N>,
+    train: Arc<dyn DataLoader<N::Batch>>,
+    valid: Arc<dyn DataLoader<N::Batch>>,
+    labels: &[String],
     options: &FitOptions,
-) -> Result<FitOutcome, TrainerError> {
+) -> Result<FitOutcome<N>, TrainerError> {
     let steps = options.epochs * options.steps_per_epoch.max(1);
     let cosine =
         |lr: f64| LrSchedulerConfig::Cosine(CosineAnnealingLrSchedulerConfig::new(lr, steps));
@@ -96,8 +98,9 @@ pub fn fit(
     let scheduler = scheduler.init().map_err(TrainerError::Training)?;
 
     let checkpoints = options.dir.join("checkpoint");
-    let mut training = SupervisedTraining::new(&options.dir, train, valid)
-        .metrics((AccuracyMetric::new(), LossMetric::new()))
+    let training = N::metrics(SupervisedTraining::new(&options.dir, train, valid), labels);
+    let mut training = training
+        .metrics((LossMetric::new(),))
         .metric_train_numeric(LearningRateMetric::new())
         .metric_train_numeric(IterationSpeedMetric::new())
         .metric_train_numeric(CpuMemory::new())

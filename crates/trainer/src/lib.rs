@@ -8,7 +8,6 @@
 
 mod backend;
 pub mod checkpoint;
-mod classifier;
 mod cli;
 mod config;
 mod dataset;
@@ -22,9 +21,10 @@ pub mod report;
 mod run;
 pub mod stages;
 mod stop_watch;
+pub mod task;
+mod trainee;
 
 pub use backend::*;
-pub use classifier::*;
 pub use cli::*;
 pub use config::*;
 pub use dataset::*;
@@ -35,3 +35,4 @@ pub use net::*;
 pub use progress::*;
 pub use run::*;
 pub use stop_watch::*;
+pub use trainee::*;

@@ -5,6 +5,8 @@ use burn::tensor::{Device, Tensor};
 use models::{LeNet, LeNetConfig, ResNet, ResNetConfig};
 use quant::{QuantError, QuantMapping};
 
+use crate::TrainerError;
+
 use crate::ModelConfig;
 
 /// One of the CNNs of the `models` crate.
@@ -23,7 +25,7 @@ impl Net {
         num_classes: usize,
         mapping: &QuantMapping,
         device: &Device,
-    ) -> Result<Net, QuantError> {
+    ) -> Result<Net, TrainerError> {
         Ok(match config {
             ModelConfig::LenetBn { channels, hidden } => Net::LeNet(
                 LeNetConfig::new()
@@ -44,6 +46,12 @@ impl Net {
                     .with_mapping(mapping.clone())
                     .try_init(device)?,
             ),
+            ModelConfig::Bert { .. } => {
+                return Err(TrainerError::Config {
+                    origin: "config".into(),
+                    message: "`model.kind`: `bert` is not an image model".into(),
+                });
+            }
         })
     }
 

@@ -12,7 +12,7 @@ use burn::train::renderer::{
 };
 
 /// Metric names shown on progress lines (the others are still logged to files).
-const SHOWN: [&str; 3] = ["Loss", "Accuracy", "Learning Rate"];
+const SHOWN: [&str; 4] = ["Loss", "Accuracy", "Entity F1", "Learning Rate"];
 
 /// A renderer printing readable progress lines instead of the TUI.
 pub struct ProgressLines {

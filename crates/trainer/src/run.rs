@@ -1,7 +1,10 @@
-//! [`run`]: the command line, executed.
+//! [`run`]: the command line, executed: the config picks the task, the task's stages run.
+
+use burn::tensor::Device;
 
 use crate::stages::{Context, Existing, eval, finish, pipeline, ptq, qat, train};
-use crate::{Cli, Command, RunConfig, TrainerError, select_device};
+use crate::task::{ImageTask, SentenceTask, Task, TokenTask};
+use crate::{Cli, Command, RunConfig, TaskKind, TrainerError, select_device};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), TrainerError> {
@@ -12,27 +15,48 @@ pub fn run(cli: Cli) -> Result<(), TrainerError> {
         (_, true) => Existing::Fresh,
         _ => Existing::Refuse,
     };
-    let ctx = Context::new(config, &cli.backend, device, existing, !cli.no_tui)?;
-    let (config, splits) = (&ctx.config, &ctx.splits);
+    let policy = (existing, !cli.no_tui);
+    match config.task {
+        TaskKind::ImageClassification => {
+            let load = |c: &RunConfig| ImageTask::load(&c.data, &c.model);
+            run_task(
+                Context::new(config, &cli.backend, device, policy, load)?,
+                cli.command,
+            )
+        }
+        TaskKind::SentenceClassification => run_task(
+            Context::new(config, &cli.backend, device, policy, SentenceTask::load)?,
+            cli.command,
+        ),
+        TaskKind::TokenClassification => run_task(
+            Context::new(config, &cli.backend, device, policy, TokenTask::load)?,
+            cli.command,
+        ),
+    }
+}
+
+/// Runs `command` (default: the pipeline) of one task.
+fn run_task<T: Task>(ctx: Context<T>, command: Option<Command>) -> Result<(), TrainerError> {
+    let config = &ctx.config;
     println!(
-        "run `{}` -> {}: {} on {} ({} train / {} valid / {} test images), backend {}, schemes {}",
+        "run `{}` -> {}: {} {} on {} ({}), backend {}, schemes {}",
         config.name,
         ctx.run_dir().display(),
+        ctx.task.kind().name(),
         config.model_name(),
         config.data.name,
-        splits.train.items.len(),
-        splits.valid.items.len(),
-        splits.test.items.len(),
-        cli.backend,
+        ctx.task.describe(),
+        ctx.backend,
         config.schemes.join(", ")
     );
-    match cli.command.unwrap_or(Command::Pipeline) {
+    match command.unwrap_or(Command::Pipeline) {
         Command::Train => train(&ctx).and_then(|_| finish(&ctx)),
         Command::Ptq => ptq(&ctx).and_then(|_| finish(&ctx)),
         Command::Qat => qat(&ctx).and_then(|_| finish(&ctx)),
         Command::Eval { checkpoint } => eval(&ctx, checkpoint.as_deref()),
         Command::Pipeline => pipeline(&ctx),
     }?;
-    ctx.device.sync().ok();
+    let device: &Device = &ctx.device;
+    device.sync().ok();
     Ok(())
 }

@@ -29,6 +29,10 @@ pub struct RunConfig {
     /// the README. `false` lets `data.num_workers` threads load.
     #[serde(default = "default_deterministic")]
     pub deterministic: bool,
+    /// What is learned: `image-classification` (the default), `sentence-classification` or
+    /// `token-classification`.
+    #[serde(default)]
+    pub task: TaskKind,
     /// Quantization schemes that `ptq` and `qat` produce, each a preset name (`w8a8`, `w4a8`,
     /// `w4a4`, `w2a8`) or a path to a `QuantMapping` TOML file (e.g. `configs/schemes/w4a4.toml`).
     pub schemes: Vec<String>,
@@ -43,6 +47,30 @@ pub struct RunConfig {
     pub ptq: PtqConfig,
     /// Quantization-aware fine-tuning.
     pub qat: QatConfig,
+}
+
+/// What a run learns; each kind is a [`crate::task::Task`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskKind {
+    /// Images to classes (IDX files; LeNet-BN or ResNet).
+    #[default]
+    ImageClassification,
+    /// Sentences to classes (CSV/TSV; BERT with a sequence-classification head).
+    SentenceClassification,
+    /// A tag per word (CoNLL; BERT with a token-classification head), scored per entity.
+    TokenClassification,
+}
+
+impl TaskKind {
+    /// The kebab-case name, as in configs and `report.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskKind::ImageClassification => "image-classification",
+            TaskKind::SentenceClassification => "sentence-classification",
+            TaskKind::TokenClassification => "token-classification",
+        }
+    }
 }
 
 /// Which network, and its size.
@@ -67,17 +95,50 @@ pub enum ModelConfig {
         #[serde(default = "default_resnet_channels")]
         channels: [usize; 3],
     },
+    /// A pretrained BERT-architecture checkpoint with the task's head (text tasks).
+    Bert {
+        /// Hugging Face checkpoint folder: `config.json`, `model.safetensors` (or
+        /// `pytorch_model.bin`) and `tokenizer.json` (or `vocab.txt`).
+        checkpoint: PathBuf,
+        /// Dropout before the classifier (default: the checkpoint's `hidden_dropout_prob`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        classifier_dropout: Option<f64>,
+    },
 }
 
-/// Where the IDX files are and how to batch them.
+/// Where the data is and how to batch it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
     /// Dataset name for reports (e.g. `fashion-mnist`).
     pub name: String,
-    /// Folder holding `train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`,
+    /// Images: folder holding `train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`,
     /// `t10k-images-idx3-ubyte[.gz]`, `t10k-labels-idx1-ubyte[.gz]` (relative to the working directory).
+    #[serde(default, skip_serializing_if = "path_is_empty")]
     pub dir: PathBuf,
+    /// Text: the labelled file (CSV/TSV sentences, or CoNLL), split into train / validation /
+    /// test with `seed` by `test_fraction` and `valid_fraction`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// Text: a separate test file (then `file` is split into train and validation only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_file: Option<PathBuf>,
+    /// Text: fraction of `file` held out for testing (without `test_file`).
+    #[serde(default = "default_fraction")]
+    pub test_fraction: f64,
+    /// Text: fraction of the rest held out for validation.
+    #[serde(default = "default_fraction")]
+    pub valid_fraction: f64,
+    /// Sentence classification: the columns of `file` (delimiter, header, text, label,
+    /// optional `positive_above` threshold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<data::SentenceFormat>,
+    /// Text: longest sequence in tokens, `[CLS]` and `[SEP]` included (longer ones are cut).
+    #[serde(default = "default_max_length")]
+    pub max_length: usize,
+    /// Text: pad batches to their `longest` sequence or to a `fixed` `max_length`.
+    #[serde(default = "default_padding")]
+    pub padding: data::Padding,
     /// Every `valid_every`-th training image is held out for validation (early stopping and
     /// checkpoint selection); the test set is only used for the reported accuracy.
     #[serde(default = "default_valid_every")]
@@ -198,6 +259,18 @@ fn default_blocks() -> usize {
 fn default_resnet_channels() -> [usize; 3] {
     [16, 32, 64]
 }
+fn path_is_empty(path: &Path) -> bool {
+    path.as_os_str().is_empty()
+}
+fn default_fraction() -> f64 {
+    0.1
+}
+fn default_max_length() -> usize {
+    128
+}
+fn default_padding() -> data::Padding {
+    data::Padding::Longest
+}
 fn default_valid_every() -> usize {
     10
 }
@@ -275,7 +348,7 @@ impl RunConfig {
         if d.batch_size == 0 {
             return Err(field("data.batch_size", "must be at least 1"));
         }
-        if d.valid_every < 2 {
+        if self.task == TaskKind::ImageClassification && d.valid_every < 2 {
             return Err(field(
                 "data.valid_every",
                 "must be at least 2 (every k-th image goes to validation)",
@@ -319,7 +392,20 @@ impl RunConfig {
         if self.ptq.calibration_batches == 0 {
             return Err(field("ptq.calibration_batches", "must be at least 1"));
         }
+        self.validate_task()?;
         match &self.model {
+            ModelConfig::Bert {
+                classifier_dropout, ..
+            } => {
+                if let Some(p) = classifier_dropout
+                    && !(0.0..1.0).contains(p)
+                {
+                    return Err(field(
+                        "model.classifier_dropout",
+                        format!("{p} is not in [0, 1)"),
+                    ));
+                }
+            }
             ModelConfig::LenetBn { channels, hidden } => {
                 if channels.contains(&0) || *hidden == 0 {
                     return Err(field("model", "channels and hidden must be positive"));
@@ -348,9 +434,74 @@ impl RunConfig {
         Ok(())
     }
 
-    /// Short model name for reports (`lenet-bn`, `resnet-20`).
+    /// Checks that the model and the data fields fit the task.
+    fn validate_task(&self) -> Result<(), TrainerError> {
+        let d = &self.data;
+        let image = self.task == TaskKind::ImageClassification;
+        let bert = matches!(self.model, ModelConfig::Bert { .. });
+        if image == bert {
+            return Err(field(
+                "model.kind",
+                format!(
+                    "`{}` needs {}",
+                    self.task.name(),
+                    if image {
+                        "an image model (`lenet-bn` or `resnet`)"
+                    } else {
+                        "`bert`"
+                    }
+                ),
+            ));
+        }
+        if image {
+            if path_is_empty(&d.dir) {
+                return Err(field("data.dir", "an image task needs the IDX folder"));
+            }
+            return Ok(());
+        }
+        if d.file.is_none() {
+            return Err(field("data.file", "a text task needs its labelled file"));
+        }
+        for (path, f) in [
+            ("data.test_fraction", d.test_fraction),
+            ("data.valid_fraction", d.valid_fraction),
+        ] {
+            if !(0.0..0.9).contains(&f) {
+                return Err(field(path, format!("{f} is not in [0, 0.9)")));
+            }
+        }
+        if d.test_file.is_none() && d.test_fraction == 0.0 {
+            return Err(field(
+                "data.test_fraction",
+                "must be positive without a `data.test_file`",
+            ));
+        }
+        if d.max_length < 3 {
+            return Err(field("data.max_length", "must be at least 3"));
+        }
+        match (self.task, &d.format) {
+            (TaskKind::SentenceClassification, None) => Err(field(
+                "data.format",
+                "a sentence task needs the file's columns (delimiter, header, text, label)",
+            )),
+            (TaskKind::TokenClassification, Some(_)) => Err(field(
+                "data.format",
+                "CoNLL files have a fixed layout; remove `data.format`",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Short model name for reports (`lenet-bn`, `resnet-20`, `bert:minilm-l2`).
     pub fn model_name(&self) -> String {
         match &self.model {
+            ModelConfig::Bert { checkpoint, .. } => format!(
+                "bert:{}",
+                checkpoint
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ),
             ModelConfig::LenetBn { .. } => "lenet-bn".into(),
             ModelConfig::Resnet {
                 blocks_per_stage, ..

@@ -126,34 +126,49 @@ impl ClassificationReport {
 
     /// The report as scikit-learn prints it.
     pub fn to_text(&self) -> String {
-        let width = self
-            .classes
-            .iter()
-            .map(|c| c.label.len())
-            .max()
-            .unwrap_or(0)
-            .max(12);
-        let row = |c: &ClassScores| {
-            format!(
-                "{:>width$}  {:>9.4}  {:>9.4}  {:>9.4}  {:>7}\n",
-                c.label, c.precision, c.recall, c.f1, c.support
-            )
-        };
-        let mut out = format!(
-            "{:>width$}  {:>9}  {:>9}  {:>9}  {:>7}\n\n",
-            "", "precision", "recall", "f1-score", "support"
-        );
-        self.classes.iter().for_each(|c| out.push_str(&row(c)));
-        out.push('\n');
+        score_table(
+            &self.classes,
+            Some((self.accuracy, self.micro.support)),
+            &[&self.micro, &self.macro_avg, &self.weighted],
+        )
+    }
+}
+
+/// A scikit-learn / seqeval style table: one row per label, an optional accuracy line, then the
+/// averages.
+pub fn score_table(
+    rows: &[ClassScores],
+    accuracy: Option<(f64, usize)>,
+    averages: &[&ClassScores],
+) -> String {
+    let width = rows
+        .iter()
+        .map(|c| c.label.len())
+        .max()
+        .unwrap_or(0)
+        .max(12);
+    let row = |c: &ClassScores| {
+        format!(
+            "{:>width$}  {:>9.4}  {:>9.4}  {:>9.4}  {:>7}\n",
+            c.label, c.precision, c.recall, c.f1, c.support
+        )
+    };
+    let mut out = format!(
+        "{:>width$}  {:>9}  {:>9}  {:>9}  {:>7}\n\n",
+        "", "precision", "recall", "f1-score", "support"
+    );
+    rows.iter().for_each(|c| out.push_str(&row(c)));
+    out.push('\n');
+    if let Some((accuracy, support)) = accuracy {
         out.push_str(&format!(
             "{:>width$}  {:>9}  {:>9}  {:>9.4}  {:>7}\n",
-            "accuracy", "", "", self.accuracy, self.micro.support
+            "accuracy", "", "", accuracy, support
         ));
-        for avg in [&self.micro, &self.macro_avg, &self.weighted] {
-            out.push_str(&row(avg));
-        }
-        out
     }
+    for avg in averages {
+        out.push_str(&row(avg));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{ClassScores, f1, macro_and_weighted, ratio};
+use super::{ClassScores, f1, macro_and_weighted, ratio, score_table};
 
 /// The tagging scheme of a dataset's labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +143,27 @@ impl EntityReport {
             types,
             micro,
         }
+    }
+
+    /// The report as seqeval's `classification_report` prints it.
+    pub fn to_text(&self) -> String {
+        score_table(
+            &self.types,
+            None,
+            &[&self.micro, &self.macro_avg, &self.weighted],
+        )
+    }
+}
+
+/// The scheme of a tag set: IOBES if any tag is `E-` or `S-` prefixed, else IOB2.
+pub fn detect_scheme<S: AsRef<str>>(tags: &[S]) -> TagScheme {
+    if tags
+        .iter()
+        .any(|t| t.as_ref().starts_with("E-") || t.as_ref().starts_with("S-"))
+    {
+        TagScheme::Iobes
+    } else {
+        TagScheme::Iob2
     }
 }
 

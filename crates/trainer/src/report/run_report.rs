@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::TrainerError;
@@ -13,12 +15,15 @@ pub struct ResultRow {
     pub variant: String,
     /// `float`, or the scheme name (`W8A8`, …).
     pub scheme: String,
-    /// The metric's name (`accuracy`).
+    /// The task's headline metric (`accuracy`, `entity_f1`).
     pub metric: String,
     /// The metric on the test set, in `[0, 1]`.
     pub value: f64,
     /// Bytes of the model stored as it would be deployed (quantized weights packed).
     pub size_bytes: usize,
+    /// The task's other metrics on the test set, by name, in `[0, 1]`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
 }
 
 /// Wall time of a training stage.
@@ -37,7 +42,7 @@ pub struct StageTiming {
 /// The run's results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
-    /// What was learned (`image-classification`).
+    /// What was learned (`image-classification`, `sentence-classification`, …).
     pub task: String,
     /// The network (`lenet-bn`, `resnet-20`).
     pub model: String,
@@ -62,6 +67,7 @@ impl RunReport {
     /// The report in `dir` if there is one (results of earlier commands of the run), else a new one.
     pub fn load_or_new(
         dir: &Path,
+        task: &str,
         model: &str,
         backend: &str,
         dataset: &str,
@@ -71,7 +77,7 @@ impl RunReport {
         let mut report = match std::fs::read_to_string(&path) {
             Ok(text) => serde_json::from_str(&text).map_err(|e| TrainerError::io(&path, e))?,
             Err(_) => RunReport {
-                task: "image-classification".into(),
+                task: task.into(),
                 model: String::new(),
                 backend: String::new(),
                 dataset: String::new(),
@@ -81,6 +87,7 @@ impl RunReport {
                 timings: Vec::new(),
             },
         };
+        report.task = task.into();
         report.model = model.into();
         report.backend = backend.into();
         report.dataset = dataset.into();
@@ -118,9 +125,13 @@ impl RunReport {
 
     /// The report as a Markdown document: results with their difference to float, and timings.
     pub fn to_markdown(&self) -> String {
+        let metric = self
+            .results
+            .first()
+            .map_or("accuracy", |r| r.metric.as_str());
         let mut md = format!(
-            "# {} on {} ({} backend)\n\n| variant | scheme | accuracy | Δ vs float (points) | size | × smaller |\n|---|---|---:|---:|---:|---:|\n",
-            self.model, self.dataset, self.backend
+            "# {} on {} ({}, {} backend)\n\n| variant | scheme | {metric} | Δ vs float (points) | size | × smaller |\n|---|---|---:|---:|---:|---:|\n",
+            self.model, self.dataset, self.task, self.backend
         );
         let float = self.float();
         for row in &self.results {
@@ -189,14 +200,22 @@ mod tests {
             metric: "accuracy".into(),
             value,
             size_bytes: size,
+            metrics: BTreeMap::new(),
         }
     }
 
     #[test]
     fn rows_upsert_in_order_and_markdown_shows_the_difference_to_float() {
         let dir = std::env::temp_dir().join(format!("trainer-report-{}", std::process::id()));
-        let mut report =
-            RunReport::load_or_new(&dir, "lenet-bn", "flex", "fashion-mnist", (42, true)).unwrap();
+        let mut report = RunReport::load_or_new(
+            &dir,
+            "image-classification",
+            "lenet-bn",
+            "flex",
+            "fashion-mnist",
+            (42, true),
+        )
+        .unwrap();
         report.upsert(row("qat", "W8A8", 0.905, 1000));
         report.upsert(row("float", "float", 0.91, 4000));
         report.upsert(row("qat", "W8A8", 0.908, 1000));
@@ -208,8 +227,15 @@ mod tests {
             "{md}"
         );
         report.save(&dir).unwrap();
-        let again =
-            RunReport::load_or_new(&dir, "lenet-bn", "flex", "fashion-mnist", (42, true)).unwrap();
+        let again = RunReport::load_or_new(
+            &dir,
+            "image-classification",
+            "lenet-bn",
+            "flex",
+            "fashion-mnist",
+            (42, true),
+        )
+        .unwrap();
         assert_eq!(again, report);
         std::fs::remove_dir_all(dir).ok();
     }

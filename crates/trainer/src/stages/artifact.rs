@@ -12,7 +12,8 @@ use quant::QuantMapping;
 use serde::{Deserialize, Serialize};
 
 use crate::report::write_file;
-use crate::{ModelConfig, Net, TrainerError};
+use crate::task::Task;
+use crate::{ModelConfig, Trainee, TrainerError};
 
 /// What `model.json` says about `model.bpk`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,7 +24,7 @@ pub struct ModelMeta {
     pub scheme: String,
     /// The network.
     pub model: ModelConfig,
-    /// Number of classes it predicts.
+    /// Number of labels it predicts (classes, or tags).
     #[serde(default = "ten")]
     pub num_classes: usize,
     /// The quantizers (empty for float).
@@ -35,7 +36,7 @@ fn ten() -> usize {
 }
 
 /// Saves `net` and its meta into `dir`.
-pub fn save_model(dir: &Path, net: Net, meta: &ModelMeta) -> Result<(), TrainerError> {
+pub fn save_model<N: Module>(dir: &Path, net: N, meta: &ModelMeta) -> Result<(), TrainerError> {
     std::fs::create_dir_all(dir).map_err(|e| TrainerError::io(dir, e))?;
     let path = dir.join("model.bpk");
     let bytes = net
@@ -86,9 +87,13 @@ fn fallback_hint(bpk: &Path) -> String {
     }
 }
 
-/// Loads a model from a stage folder or a `.bpk` file onto `device`, with its meta, after
-/// checking the file against its checksum.
-pub fn load_model(path: &Path, device: &Device) -> Result<(Net, ModelMeta), TrainerError> {
+/// Loads a model of `task` from a stage folder or a `.bpk` file onto `device`, with its meta,
+/// after checking the file against its checksum.
+pub fn load_model<T: Task>(
+    task: &T,
+    path: &Path,
+    device: &Device,
+) -> Result<(T::Net, ModelMeta), TrainerError> {
     let (bpk, json) = resolve(path);
     let checkpoint_error = |message: String| TrainerError::Checkpoint {
         path: bpk.clone(),
@@ -107,12 +112,12 @@ pub fn load_model(path: &Path, device: &Device) -> Result<(Net, ModelMeta), Trai
     })?;
     let record = ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
         .map_err(|e| checkpoint_error(format!("unreadable: {e:?}")))?;
-    let net = Net::init(&meta.model, meta.num_classes, &meta.mapping, device)?;
+    let net = task.build(&meta.model, meta.num_classes, &meta.mapping, device)?;
     // Epoch checkpoints hold the training wrapper (`net.*` paths); finished models the bare network.
     let net = match net.clone().try_load_record(record.clone()) {
         Ok(net) => net,
         Err(_) => {
-            crate::Classifier::new(net, None)
+            Trainee::new(net, None)
                 .try_load_record(record)
                 .map_err(|e| {
                     checkpoint_error(format!(

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 
 use crate::report::{ResultRow, RunReport, StageTiming, write_file};
-use crate::{RunConfig, Scheme, Splits, TrainerError, load_splits};
+use crate::task::{Evaluation, Part, Task};
+use crate::{RunConfig, Scheme, TrainerError};
 
 /// What to do with a stage folder that already has outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,44 +31,51 @@ pub enum StageStart {
     Finished,
 }
 
-/// Config, device and data of a run, shared by its commands.
-pub struct Context {
+/// Config, device and task (with its data) of a run, shared by its commands.
+pub struct Context<T: Task> {
     /// The resolved config.
     pub config: RunConfig,
     /// Backend name, for reports.
     pub backend: String,
     /// The (non-autodiff) device.
     pub device: Device,
-    /// The dataset's splits.
-    pub splits: Splits,
+    /// The task, with its data loaded.
+    pub task: T,
     /// Policy for existing stage outputs.
     pub existing: Existing,
     /// Show the TUI on a terminal.
     pub tui: bool,
 }
 
-impl Context {
-    /// Loads the data and writes the resolved config to `runs/<name>/config.toml`.
+/// `config` as a run executes it: a deterministic run loads data on one thread (several loader
+/// threads hand over batches in whatever order they finish).
+pub fn effective(config: RunConfig) -> RunConfig {
+    let mut config = config;
+    if config.deterministic && config.data.num_workers > 1 {
+        config.data.num_workers = 1;
+    }
+    config
+}
+
+impl<T: Task> Context<T> {
+    /// Loads the task's data with `load` and writes the resolved config to
+    /// `runs/<name>/config.toml`.
     pub fn new(
         config: RunConfig,
         backend: &str,
         device: Device,
-        existing: Existing,
-        tui: bool,
+        (existing, tui): (Existing, bool),
+        load: impl FnOnce(&RunConfig) -> Result<T, TrainerError>,
     ) -> Result<Self, TrainerError> {
-        let splits = load_splits(&config.data)?;
         device.seed(config.seed);
         write_file(&config.run_dir().join("config.toml"), &config.to_toml())?;
-        let mut config = config;
-        if config.deterministic && config.data.num_workers > 1 {
-            // Several loader threads hand over batches in whatever order they finish.
-            config.data.num_workers = 1;
-        }
+        let config = effective(config);
+        let task = load(&config)?;
         Ok(Context {
             config,
             backend: backend.into(),
             device,
-            splits,
+            task,
             existing,
             tui,
         })
@@ -97,10 +105,8 @@ impl Context {
 
     /// Optimizer steps per training epoch.
     pub fn steps_per_epoch(&self) -> usize {
-        self.splits
-            .train
-            .items
-            .len()
+        self.task
+            .len(Part::Train)
             .div_ceil(self.config.data.batch_size)
     }
 
@@ -108,6 +114,7 @@ impl Context {
     pub fn report(&self) -> Result<RunReport, TrainerError> {
         RunReport::load_or_new(
             &self.run_dir(),
+            self.task.kind().name(),
             &self.config.model_name(),
             &self.backend,
             &self.config.data.name,
@@ -115,21 +122,22 @@ impl Context {
         )
     }
 
-    /// Adds (or replaces) a stage's test accuracy and deployed size in the run's report.
+    /// Adds (or replaces) a stage's test scores and deployed size in the run's report.
     pub fn record_result(
         &self,
         variant: &str,
         scheme: &str,
-        accuracy: f64,
+        scores: &Evaluation,
         size_bytes: usize,
     ) -> Result<(), TrainerError> {
         let mut report = self.report()?;
         report.upsert(ResultRow {
             variant: variant.into(),
             scheme: scheme.into(),
-            metric: "accuracy".into(),
-            value: accuracy,
+            metric: scores.metric.into(),
+            value: scores.value,
             size_bytes,
+            metrics: scores.metrics.clone(),
         });
         report.save(&self.run_dir())
     }

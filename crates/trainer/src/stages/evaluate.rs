@@ -1,71 +1,51 @@
-//! Test-set evaluation of a network: predictions, the classification report, `eval.{json,md}`.
+//! Test-set evaluation of a network through its task: the report, `eval.{json,md}`.
 
 use std::path::Path;
 
 use burn::tensor::Device;
-use data::ImageDataset;
 
-use crate::report::{ClassificationReport, write_file};
-use crate::{DataConfig, Net, Splits, TrainerError, eval_loader};
+use crate::TrainerError;
+use crate::report::write_file;
+use crate::task::{Evaluation, Task};
 
-/// Predicts every image of `dataset` with `net` (observers must be off) and builds the report.
-pub fn evaluate(
-    net: &Net,
-    splits: &Splits,
-    dataset: &ImageDataset,
-    config: &DataConfig,
-    device: &Device,
-) -> ClassificationReport {
-    let loader = eval_loader(config, splits, dataset.clone()).to_device(device);
-    let (mut predicted, mut actual) = (Vec::new(), Vec::new());
-    for batch in loader.iter().flatten() {
-        let logits = net.forward(batch.images);
-        let p = logits
-            .argmax(1)
-            .reshape([-1])
-            .into_data()
-            .convert::<i64>()
-            .try_into_vec::<i64>()
-            .expect("argmax is an int tensor");
-        let a = batch
-            .targets
-            .into_data()
-            .convert::<i64>()
-            .try_into_vec::<i64>()
-            .expect("targets are ints");
-        predicted.extend(p.into_iter().map(|v| v as usize));
-        actual.extend(a.into_iter().map(|v| v as usize));
-    }
-    let classes: Vec<&str> = splits.classes.iter().map(String::as_str).collect();
-    ClassificationReport::new(&predicted, &actual, &classes)
-}
-
-/// Evaluates `net` on the test set, prints the report, and writes `eval.json` / `eval.md` in
-/// `stage_dir`. Returns the report and the model's deployed size.
-pub fn evaluate_and_save(
-    net: &Net,
+/// Evaluates `net` (observers off) on the test set, prints the report, and writes `eval.json` /
+/// `eval.md` in `stage_dir`. Returns the scores and the model's deployed size.
+pub fn evaluate_and_save<T: Task>(
+    task: &T,
+    net: &T::Net,
     title: &str,
     stage_dir: &Path,
-    splits: &Splits,
-    config: &DataConfig,
     device: &Device,
-) -> Result<(ClassificationReport, usize), TrainerError> {
-    let report = evaluate(net, splits, &splits.test, config, device);
+) -> Result<(Evaluation, usize), TrainerError> {
+    let scores = task.evaluate(net, device);
     let size = quant::qat::storage_bytes(net);
+    let others: String = scores
+        .metrics
+        .iter()
+        .map(|(name, value)| format!(", {name} {:.2}%", 100.0 * value))
+        .collect();
     println!(
-        "\n{title}: test accuracy {:.2}%, {:.1} KiB\n{}",
-        100.0 * report.accuracy,
+        "\n{title}: test {} {:.2}%{others}, {:.1} KiB\n{}",
+        scores.metric,
+        100.0 * scores.value,
         size as f64 / 1024.0,
-        report.to_text()
+        scores.text
     );
-    let json = serde_json::json!({ "model": title, "size_bytes": size, "report": report });
+    let json = serde_json::json!({
+        "model": title,
+        "size_bytes": size,
+        "metric": scores.metric,
+        "value": scores.value,
+        "metrics": scores.metrics,
+        "report": scores.json,
+    });
     write_file(
         &stage_dir.join("eval.json"),
         &serde_json::to_string_pretty(&json).expect("serializes"),
     )?;
     write_file(
         &stage_dir.join("eval.md"),
-        &format!("# {title}\n\n```text\n{}```\n", report.to_text()),
+        &format!("# {title}\n\n```text\n{}```\n", scores.text),
     )?;
-    Ok((report, size))
+    Ok((scores, size))
 }

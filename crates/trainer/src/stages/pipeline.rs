@@ -6,9 +6,10 @@ use super::{Context, evaluate_and_save, load_model};
 use super::{ptq, qat, train};
 use crate::TrainerError;
 use crate::report::{curves_svg, write_file};
+use crate::task::Task;
 
 /// Runs every stage in order, then writes the curves and prints the report.
-pub fn pipeline(ctx: &Context) -> Result<(), TrainerError> {
+pub fn pipeline<T: Task>(ctx: &Context<T>) -> Result<(), TrainerError> {
     train(ctx)?;
     ptq(ctx)?;
     qat(ctx)?;
@@ -16,7 +17,7 @@ pub fn pipeline(ctx: &Context) -> Result<(), TrainerError> {
 }
 
 /// Writes `curves.svg` and prints `report.md`.
-pub fn finish(ctx: &Context) -> Result<(), TrainerError> {
+pub fn finish<T: Task>(ctx: &Context<T>) -> Result<(), TrainerError> {
     let run_dir = ctx.run_dir();
     let mut stages = vec![("float".to_string(), ctx.stage_dir("float", None))];
     for scheme in ctx.schemes()? {
@@ -42,8 +43,8 @@ pub fn finish(ctx: &Context) -> Result<(), TrainerError> {
 }
 
 /// Evaluates one checkpoint (a stage folder, its `model.bpk`, or an epoch checkpoint), or with
-/// none every finished stage of the run, printing classification reports.
-pub fn eval(ctx: &Context, checkpoint: Option<&Path>) -> Result<(), TrainerError> {
+/// none every finished stage of the run, printing the task's reports.
+pub fn eval<T: Task>(ctx: &Context<T>, checkpoint: Option<&Path>) -> Result<(), TrainerError> {
     let paths: Vec<std::path::PathBuf> = match checkpoint {
         Some(path) => vec![path.to_path_buf()],
         None => {
@@ -65,7 +66,7 @@ pub fn eval(ctx: &Context, checkpoint: Option<&Path>) -> Result<(), TrainerError
         }
     };
     for path in paths {
-        let (net, meta) = load_model(&path, &ctx.device)?;
+        let (net, meta) = load_model(&ctx.task, &path, &ctx.device)?;
         let title = if meta.variant == "float" {
             "float".to_string()
         } else {
@@ -76,14 +77,7 @@ pub fn eval(ctx: &Context, checkpoint: Option<&Path>) -> Result<(), TrainerError
         } else {
             path.parent().unwrap_or(Path::new(".")).to_path_buf()
         };
-        evaluate_and_save(
-            &net,
-            &title,
-            &stage_dir,
-            &ctx.splits,
-            &ctx.config.data,
-            &ctx.device,
-        )?;
+        evaluate_and_save(&ctx.task, &net, &title, &stage_dir, &ctx.device)?;
     }
     Ok(())
 }

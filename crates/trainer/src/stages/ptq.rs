@@ -2,19 +2,20 @@
 
 use burn::tensor::Device;
 
-use super::{Context, ModelMeta, evaluate_and_save, load_model, save_model};
-use crate::{Net, Scheme, TrainerError, eval_loader};
+use super::{Context, evaluate_and_save, load_model, meta, save_model};
+use crate::task::{Part, Task, TaskNet};
+use crate::{Scheme, TrainerError};
 
 /// The float model of the run with `scheme`'s quantizers, calibrated on `ctx.config.ptq`'s
 /// number of training batches (observers see float activations; fake quantization off), then
 /// frozen. This is both the PTQ model and the starting point of QAT.
-pub fn calibrated_model(
-    ctx: &Context,
+pub fn calibrated_model<T: Task>(
+    ctx: &Context<T>,
     scheme: &Scheme,
     device: &Device,
-) -> Result<Net, TrainerError> {
+) -> Result<T::Net, TrainerError> {
     let float_dir = ctx.stage_dir("float", None);
-    let (float, _) = load_model(&float_dir, device).map_err(|e| match e {
+    let (float, _) = load_model(&ctx.task, &float_dir, device).map_err(|e| match e {
         TrainerError::Checkpoint { path, message } => TrainerError::Checkpoint {
             path,
             message: format!(
@@ -24,19 +25,18 @@ pub fn calibrated_model(
         other => other,
     })?;
     let net = float.quantized(&scheme.mapping)?;
-    let loader =
-        eval_loader(&ctx.config.data, &ctx.splits, ctx.splits.train.clone()).to_device(device);
+    let loader = ctx.task.loader(Part::Train, None).to_device(device);
     let batches = loader
         .iter()
         .flatten()
         .take(ctx.config.ptq.calibration_batches);
     Ok(quant::qat::calibrate(net, batches, |net, batch| {
-        net.forward(batch.images);
+        net.step(batch);
     }))
 }
 
 /// Post-training quantizes the float model with every scheme into `runs/<name>/ptq-<scheme>/`.
-pub fn ptq(ctx: &Context) -> Result<(), TrainerError> {
+pub fn ptq<T: Task>(ctx: &Context<T>) -> Result<(), TrainerError> {
     for scheme in ctx.schemes()? {
         let dir = ctx.stage_dir("ptq", Some(&scheme));
         ctx.prepare_stage(&dir, false)?;
@@ -45,24 +45,14 @@ pub fn ptq(ctx: &Context) -> Result<(), TrainerError> {
             scheme.name, ctx.config.ptq.calibration_batches
         );
         let net = calibrated_model(ctx, &scheme, &ctx.device)?;
-        let meta = ModelMeta {
-            variant: "ptq".into(),
-            scheme: scheme.name.clone(),
-            model: ctx.config.model.clone(),
-            num_classes: ctx.splits.classes.len(),
-            mapping: scheme.mapping.clone(),
-        };
-        save_model(&dir, net.clone(), &meta)?;
-        let title = format!("ptq {}", scheme.name);
-        let (scores, size) = evaluate_and_save(
-            &net,
-            &title,
+        save_model(
             &dir,
-            &ctx.splits,
-            &ctx.config.data,
-            &ctx.device,
+            net.clone(),
+            &meta(ctx, "ptq", &scheme.name, &scheme.mapping),
         )?;
-        ctx.record_result("ptq", &scheme.name, scores.accuracy, size)?;
+        let title = format!("ptq {}", scheme.name);
+        let (scores, size) = evaluate_and_save(&ctx.task, &net, &title, &dir, &ctx.device)?;
+        ctx.record_result("ptq", &scheme.name, &scores, size)?;
     }
     Ok(())
 }

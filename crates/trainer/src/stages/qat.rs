@@ -3,16 +3,17 @@
 use burn::module::Module;
 
 use super::{
-    Context, ModelMeta, StageStart, calibrated_model, evaluate_and_save, load_model, save_model,
+    Context, StageStart, calibrated_model, evaluate_and_save, load_model, meta, save_model,
 };
-use crate::{Classifier, FitOptions, Net, TrainerError, eval_loader, fit, train_loader};
+use crate::task::{Part, Task};
+use crate::{FitOptions, Trainee, TrainerError, fit};
 
 /// QAT fine-tunes the float model with every scheme into `runs/<name>/qat-<scheme>/`.
 ///
 /// The model starts as PTQ leaves it (observers calibrated), so the first steps already see the
 /// integer grid; observers and batch norm freeze at the configured epochs; quantizer parameters
 /// train in their own optimizer group without weight decay.
-pub fn qat(ctx: &Context) -> Result<(), TrainerError> {
+pub fn qat<T: Task>(ctx: &Context<T>) -> Result<(), TrainerError> {
     let config = &ctx.config;
     for scheme in ctx.schemes()? {
         let dir = ctx.stage_dir("qat", Some(&scheme));
@@ -23,15 +24,13 @@ pub fn qat(ctx: &Context) -> Result<(), TrainerError> {
                 "[{title}] finished earlier: reusing {}",
                 dir.join("model.bpk").display()
             );
-            load_model(&dir, &ctx.device)?.0
+            load_model(&ctx.task, &dir, &ctx.device)?.0
         } else {
             let autodiff = ctx.device.clone().autodiff();
-            let mut net = Net::init(
-                &config.model,
-                ctx.splits.classes.len(),
-                &scheme.mapping,
-                &autodiff,
-            )?;
+            let labels = ctx.task.labels().len();
+            let mut net = ctx
+                .task
+                .build(&config.model, labels, &scheme.mapping, &autodiff)?;
             let start_epoch = match start {
                 StageStart::FromEpoch(epoch) => epoch,
                 _ => 0,
@@ -66,26 +65,23 @@ pub fn qat(ctx: &Context) -> Result<(), TrainerError> {
                 tui: ctx.tui,
             };
             let outcome = fit(
-                Classifier::new(net, Some(schedule)),
-                train_loader(&config.data, &ctx.splits, config.seed),
-                eval_loader(&config.data, &ctx.splits, ctx.splits.valid.clone()),
+                Trainee::new(net, Some(schedule)),
+                ctx.task.loader(Part::Train, Some(config.seed)),
+                ctx.task.loader(Part::Valid, None),
+                ctx.task.labels(),
                 &options,
             )?;
             let net = quant::control::set_observers(outcome.model.net, false);
-            let meta = ModelMeta {
-                variant: "qat".into(),
-                scheme: scheme.name.clone(),
-                model: config.model.clone(),
-                num_classes: ctx.splits.classes.len(),
-                mapping: scheme.mapping.clone(),
-            };
-            save_model(&dir, net.clone(), &meta)?;
+            save_model(
+                &dir,
+                net.clone(),
+                &meta(ctx, "qat", &scheme.name, &scheme.mapping),
+            )?;
             ctx.record_timing("qat", &scheme.name, outcome.epochs_run, outcome.seconds)?;
             net
         };
-        let (scores, size) =
-            evaluate_and_save(&net, &title, &dir, &ctx.splits, &config.data, &ctx.device)?;
-        ctx.record_result("qat", &scheme.name, scores.accuracy, size)?;
+        let (scores, size) = evaluate_and_save(&ctx.task, &net, &title, &dir, &ctx.device)?;
+        ctx.record_result("qat", &scheme.name, &scores, size)?;
     }
     Ok(())
 }

@@ -1,12 +1,29 @@
-//! `train`: the float model, from scratch.
+//! `train`: the float model, from its starting point (random, or a pretrained checkpoint).
 
 use quant::QuantMapping;
 
 use super::{Context, ModelMeta, StageStart, evaluate_and_save, load_model, save_model};
-use crate::{Classifier, FitOptions, Net, TrainerError, eval_loader, fit, train_loader};
+use crate::task::{Part, Task};
+use crate::{FitOptions, Trainee, TrainerError, fit};
 
-/// Trains the float model into `runs/<name>/float/` and reports its test accuracy.
-pub fn train(ctx: &Context) -> Result<(), TrainerError> {
+/// The meta of a model of this run.
+pub(crate) fn meta<T: Task>(
+    ctx: &Context<T>,
+    variant: &str,
+    scheme: &str,
+    mapping: &QuantMapping,
+) -> ModelMeta {
+    ModelMeta {
+        variant: variant.into(),
+        scheme: scheme.into(),
+        model: ctx.config.model.clone(),
+        num_classes: ctx.task.labels().len(),
+        mapping: mapping.clone(),
+    }
+}
+
+/// Trains the float model into `runs/<name>/float/` and reports its test scores.
+pub fn train<T: Task>(ctx: &Context<T>) -> Result<(), TrainerError> {
     let dir = ctx.stage_dir("float", None);
     let start = ctx.prepare_stage(&dir, true)?;
     let config = &ctx.config;
@@ -15,11 +32,10 @@ pub fn train(ctx: &Context) -> Result<(), TrainerError> {
             "[float] finished earlier: reusing {}",
             dir.join("model.bpk").display()
         );
-        load_model(&dir, &ctx.device)?.0
+        load_model(&ctx.task, &dir, &ctx.device)?.0
     } else {
         let autodiff = ctx.device.clone().autodiff();
-        let classes = ctx.splits.classes.len();
-        let net = Net::init(&config.model, classes, &QuantMapping::new(), &autodiff)?;
+        let net = ctx.task.initial(&autodiff)?;
         let resume_from = match start {
             StageStart::FromEpoch(epoch) => Some(epoch),
             _ => None,
@@ -37,24 +53,21 @@ pub fn train(ctx: &Context) -> Result<(), TrainerError> {
             tui: ctx.tui,
         };
         let outcome = fit(
-            Classifier::new(net, None),
-            train_loader(&config.data, &ctx.splits, config.seed),
-            eval_loader(&config.data, &ctx.splits, ctx.splits.valid.clone()),
+            Trainee::new(net, None),
+            ctx.task.loader(Part::Train, Some(config.seed)),
+            ctx.task.loader(Part::Valid, None),
+            ctx.task.labels(),
             &options,
         )?;
         let net = outcome.model.net;
-        let meta = ModelMeta {
-            variant: "float".into(),
-            scheme: "float".into(),
-            model: config.model.clone(),
-            num_classes: ctx.splits.classes.len(),
-            mapping: QuantMapping::new(),
-        };
-        save_model(&dir, net.clone(), &meta)?;
+        save_model(
+            &dir,
+            net.clone(),
+            &meta(ctx, "float", "float", &QuantMapping::new()),
+        )?;
         ctx.record_timing("float", "float", outcome.epochs_run, outcome.seconds)?;
         net
     };
-    let (scores, size) =
-        evaluate_and_save(&net, "float", &dir, &ctx.splits, &config.data, &ctx.device)?;
-    ctx.record_result("float", "float", scores.accuracy, size)
+    let (scores, size) = evaluate_and_save(&ctx.task, &net, "float", &dir, &ctx.device)?;
+    ctx.record_result("float", "float", &scores, size)
 }

@@ -1,0 +1,188 @@
+//! [`SentenceTask`]: sentences to classes (sentiment) with BERT and a sequence-classification
+//! head; accuracy headline, with precision, recall and F1.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use burn::data::dataloader::DataLoader;
+use burn::tensor::{Device, Tensor};
+use burn::train::metric::AccuracyMetric;
+use burn::train::{ClassificationOutput, SupervisedTraining};
+use data::{Holdout, SentenceItem, TextBatch, read_sentences};
+use models::{BertForSequenceClassification, Target};
+use quant::QuantMapping;
+
+use super::{
+    Evaluation, Part, Task, TaskNet, TextSetup, bert_input, classification_evaluation,
+    classification_output, label_names, predictions,
+};
+use crate::report::ClassificationReport;
+use crate::{ModelConfig, RunConfig, TaskKind, Trainee, TrainerError};
+
+/// Sentence classification on a CSV/TSV file.
+pub struct SentenceTask {
+    setup: TextSetup,
+    parts: Holdout<SentenceItem>,
+    classes: Vec<String>,
+}
+
+impl SentenceTask {
+    /// Reads, tokenizes and splits the labelled sentences of `config.data`.
+    pub fn load(config: &RunConfig) -> Result<Self, TrainerError> {
+        let setup = TextSetup::new(config)?;
+        let format = config
+            .data
+            .format
+            .as_ref()
+            .expect("validated: sentence tasks have data.format");
+        let sentences = read_sentences(setup.file(), format)?;
+        let test = match &config.data.test_file {
+            Some(path) => Some(read_sentences(path, format)?),
+            None => None,
+        };
+        let classes = label_names(sentences.iter().map(|s| s.label.as_str()));
+        let encode = |list: Vec<data::LabeledSentence>, file: &std::path::Path| {
+            list.into_iter()
+                .map(|s| {
+                    let label = classes.iter().position(|c| *c == s.label).ok_or_else(|| {
+                        TrainerError::io(
+                            file,
+                            format!(
+                                "label `{}` never appears in the training file (labels there: {})",
+                                s.label,
+                                classes.join(", ")
+                            ),
+                        )
+                    })?;
+                    Ok(SentenceItem {
+                        ids: setup.tokenizer.encode(&s.text)?.ids,
+                        label,
+                    })
+                })
+                .collect::<Result<Vec<_>, TrainerError>>()
+        };
+        let items = encode(sentences, setup.file())?;
+        let test = match (test, &config.data.test_file) {
+            (Some(list), Some(path)) => Some(encode(list, path)?),
+            _ => None,
+        };
+        let parts = setup.split(items, test, config.seed);
+        Ok(SentenceTask {
+            setup,
+            parts,
+            classes,
+        })
+    }
+
+    fn items(&self, part: Part) -> &[SentenceItem] {
+        match part {
+            Part::Train => &self.parts.train,
+            Part::Valid => &self.parts.valid,
+            Part::Test => &self.parts.test,
+        }
+    }
+}
+
+impl TaskNet for BertForSequenceClassification {
+    type Batch = TextBatch;
+    type Output = ClassificationOutput;
+
+    fn step(&self, batch: TextBatch) -> ClassificationOutput {
+        let logits = self.forward(bert_input(batch.tokens));
+        classification_output(logits, batch.targets)
+    }
+
+    fn loss(output: &ClassificationOutput) -> Tensor<1> {
+        output.loss.clone()
+    }
+
+    fn quantized(self, mapping: &QuantMapping) -> Result<Self, TrainerError> {
+        Ok(BertForSequenceClassification::quantized(self, mapping)?)
+    }
+
+    fn metrics(
+        training: SupervisedTraining<Trainee<Self>>,
+        _labels: &[String],
+    ) -> SupervisedTraining<Trainee<Self>> {
+        training.metrics((AccuracyMetric::new(),))
+    }
+}
+
+impl Task for SentenceTask {
+    type Net = BertForSequenceClassification;
+
+    fn kind(&self) -> TaskKind {
+        TaskKind::SentenceClassification
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} train / {} valid / {} test sentences, classes {}",
+            self.parts.train.len(),
+            self.parts.valid.len(),
+            self.parts.test.len(),
+            self.classes.join(", ")
+        )
+    }
+
+    fn labels(&self) -> &[String] {
+        &self.classes
+    }
+
+    fn len(&self, part: Part) -> usize {
+        self.items(part).len()
+    }
+
+    fn loader(&self, part: Part, shuffle: Option<u64>) -> Arc<dyn DataLoader<TextBatch>> {
+        self.setup.loader(self.items(part), shuffle)
+    }
+
+    fn build(
+        &self,
+        _model: &ModelConfig,
+        num_labels: usize,
+        mapping: &QuantMapping,
+        device: &Device,
+    ) -> Result<Self::Net, TrainerError> {
+        Ok(self
+            .setup
+            .head(num_labels)
+            .init_sequence(&self.setup.bert(mapping), device)?)
+    }
+
+    fn initial(&self, device: &Device) -> Result<Self::Net, TrainerError> {
+        let labels = self.labels().len();
+        let mut net = self.build(&self.setup.model, labels, &QuantMapping::new(), device)?;
+        let report = self.setup.checkpoint.load_into(&mut net, Target::Head)?;
+        if report.new_head {
+            println!(
+                "[float] {}: pretrained encoder loaded ({} tensors); the classifier starts fresh",
+                self.setup.checkpoint.dir.display(),
+                report.loaded
+            );
+        }
+        Ok(net)
+    }
+
+    fn evaluate(&self, net: &Self::Net, device: &Device) -> Evaluation {
+        let loader = self.loader(Part::Test, None).to_device(device);
+        let (predicted, actual) = predictions(loader, |batch| {
+            (net.forward(bert_input(batch.tokens)), batch.targets)
+        });
+        let names: Vec<&str> = self.classes.iter().map(String::as_str).collect();
+        let report = ClassificationReport::new(&predicted, &actual, &names);
+        // Binary sentiment: the positive class's scores; otherwise the macro averages.
+        let scores = report
+            .classes
+            .iter()
+            .find(|c| c.label == "positive" && report.classes.len() == 2)
+            .unwrap_or(&report.macro_avg)
+            .clone();
+        let extra = BTreeMap::from([
+            ("precision".to_string(), scores.precision),
+            ("recall".to_string(), scores.recall),
+            ("f1".to_string(), scores.f1),
+        ]);
+        classification_evaluation(report, extra)
+    }
+}

@@ -1,0 +1,332 @@
+//! [`TokenTask`]: a tag per word (named-entity recognition) with BERT and a token-classification
+//! head. Each word's label sits on its first sub-token; the other sub-tokens, the special tokens
+//! and padding are ignored by the loss and the metrics. Entity-level F1 (seqeval strict) is the
+//! headline, beside the per-type table and the token-level report.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use burn::data::dataloader::DataLoader;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, ExecutionError, Int, Tensor};
+use burn::train::SupervisedTraining;
+use burn::train::metric::{Adaptor, ItemLazy, LossInput};
+use data::{Holdout, IGNORED, TaggedSentence, TokenBatch, TokenItem, read_conll};
+use models::{BertForTokenClassification, Target};
+use quant::QuantMapping;
+
+use super::{
+    EntityF1Metric, Evaluation, Part, TagsInput, Task, TaskNet, TextSetup, bert_input, label_names,
+    scored_tags,
+};
+use crate::report::{ClassificationReport, EntityReport, TagScheme, detect_scheme};
+use crate::{ModelConfig, RunConfig, TaskKind, Trainee, TrainerError};
+
+/// Token classification on CoNLL files.
+pub struct TokenTask {
+    setup: TextSetup,
+    parts: Holdout<TokenItem>,
+    /// The test sentences, word by word, in the order of `parts.test`.
+    test_sentences: Vec<TaggedSentence>,
+    tags: Vec<String>,
+    scheme: TagScheme,
+}
+
+/// One step of a token classifier: the loss and what the metrics read.
+#[derive(Debug, Clone)]
+pub struct TokenOutput {
+    /// Mean cross-entropy over scored tokens.
+    pub loss: Tensor<1>,
+    /// `[batch, seq, tags]`.
+    pub logits: Tensor<3>,
+    /// `[batch, seq]` true tags, [`IGNORED`] where not scored.
+    pub labels: Tensor<2, Int>,
+}
+
+impl ItemLazy for TokenOutput {
+    fn sync(self) -> Result<Self, ExecutionError> {
+        self.loss.device().flush()?;
+        Ok(TokenOutput {
+            loss: self.loss.without_autodiff(),
+            logits: self.logits.without_autodiff(),
+            labels: self.labels.without_autodiff(),
+        })
+    }
+}
+
+impl Adaptor<LossInput> for TokenOutput {
+    fn adapt(&self) -> LossInput {
+        LossInput::new(self.loss.clone())
+    }
+}
+
+impl Adaptor<TagsInput> for TokenOutput {
+    fn adapt(&self) -> TagsInput {
+        TagsInput {
+            predicted: self.logits.clone().argmax(2).squeeze_dim::<2>(2),
+            labels: self.labels.clone(),
+        }
+    }
+}
+
+/// Mean cross-entropy of `logits` `[batch, seq, tags]` over the tokens whose label is not
+/// [`IGNORED`].
+pub fn token_loss(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<1> {
+    let [batch, seq, tags] = logits.dims();
+    let n = batch * seq;
+    let log_p = log_softmax(logits.reshape([n, tags]), 1);
+    let labels = labels.reshape([n]);
+    let scored = labels.clone().greater_equal_elem(0).float();
+    let picked = log_p
+        .gather(1, labels.clamp_min(0).reshape([n, 1]))
+        .reshape([n]);
+    let count = scored.clone().sum().clamp_min(1.0);
+    (picked * scored).sum().neg().div(count)
+}
+
+impl TaskNet for BertForTokenClassification {
+    type Batch = TokenBatch;
+    type Output = TokenOutput;
+
+    fn step(&self, batch: TokenBatch) -> TokenOutput {
+        let logits = self.forward(bert_input(batch.tokens));
+        TokenOutput {
+            loss: token_loss(logits.clone(), batch.labels.clone()),
+            logits,
+            labels: batch.labels,
+        }
+    }
+
+    fn loss(output: &TokenOutput) -> Tensor<1> {
+        output.loss.clone()
+    }
+
+    fn quantized(self, mapping: &QuantMapping) -> Result<Self, TrainerError> {
+        Ok(BertForTokenClassification::quantized(self, mapping)?)
+    }
+
+    fn metrics(
+        training: SupervisedTraining<Trainee<Self>>,
+        labels: &[String],
+    ) -> SupervisedTraining<Trainee<Self>> {
+        let scheme = detect_scheme(labels);
+        training
+            .metric_train_numeric(EntityF1Metric::new(labels, scheme))
+            .metric_valid_numeric(EntityF1Metric::new(labels, scheme))
+    }
+}
+
+impl TokenTask {
+    /// Reads, tokenizes and splits the CoNLL sentences of `config.data`.
+    pub fn load(config: &RunConfig) -> Result<Self, TrainerError> {
+        let setup = TextSetup::new(config)?;
+        let sentences = read_conll(setup.file())?;
+        let tags = label_names(
+            sentences
+                .iter()
+                .flat_map(|s| s.tags.iter().map(String::as_str)),
+        );
+        let test = match &config.data.test_file {
+            Some(path) => {
+                let test = read_conll(path)?;
+                for (i, sentence) in test.iter().enumerate() {
+                    if let Some(tag) = sentence.tags.iter().find(|t| !tags.contains(t)) {
+                        return Err(TrainerError::io(
+                            path,
+                            format!(
+                                "sentence {} has tag `{tag}`, which never appears in the training file {} (tags there: {})",
+                                i + 1,
+                                setup.file().display(),
+                                tags.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                Some(test)
+            }
+            None => None,
+        };
+        let encode =
+            |sentence: TaggedSentence| -> Result<(TokenItem, TaggedSentence), TrainerError> {
+                let encoded = setup.tokenizer.encode_words(&sentence.tokens)?;
+                let labels = encoded
+                    .word_starts
+                    .iter()
+                    .map(|w| match w {
+                        Some(w) => tags
+                            .iter()
+                            .position(|t| *t == sentence.tags[*w])
+                            .unwrap_or(0) as i64,
+                        None => IGNORED,
+                    })
+                    .collect();
+                let item = TokenItem {
+                    ids: encoded.ids,
+                    labels,
+                    words: sentence.tokens.len(),
+                };
+                Ok((item, sentence))
+            };
+        let pairs = sentences
+            .into_iter()
+            .map(encode)
+            .collect::<Result<Vec<_>, _>>()?;
+        let test = test
+            .map(|t| t.into_iter().map(encode).collect::<Result<Vec<_>, _>>())
+            .transpose()?;
+        let parts = setup.split(pairs, test, config.seed);
+        let (test_items, test_sentences) = parts.test.into_iter().unzip();
+        let items =
+            |pairs: Vec<(TokenItem, TaggedSentence)>| pairs.into_iter().map(|p| p.0).collect();
+        Ok(TokenTask {
+            scheme: detect_scheme(&tags),
+            parts: Holdout {
+                train: items(parts.train),
+                valid: items(parts.valid),
+                test: test_items,
+            },
+            test_sentences,
+            tags,
+            setup,
+        })
+    }
+
+    fn items(&self, part: Part) -> &[TokenItem] {
+        match part {
+            Part::Train => &self.parts.train,
+            Part::Valid => &self.parts.valid,
+            Part::Test => &self.parts.test,
+        }
+    }
+
+    /// The predicted tag of every test word: the prediction on its first sub-token, `O` for words
+    /// cut off by truncation.
+    fn predicted_tags(&self, net: &BertForTokenClassification, device: &Device) -> Vec<Vec<usize>> {
+        let outside = self.tags.iter().position(|t| t == "O").unwrap_or(0);
+        let loader = self.loader(Part::Test, None).to_device(device);
+        let mut out = Vec::new();
+        for batch in loader.iter().flatten() {
+            let [_, seq] = batch.labels.dims();
+            let labels = batch
+                .labels
+                .clone()
+                .into_data()
+                .convert::<i64>()
+                .try_into_vec::<i64>();
+            let logits = net.forward(bert_input(batch.tokens));
+            let predicted = logits
+                .argmax(2)
+                .into_data()
+                .convert::<i64>()
+                .try_into_vec::<i64>();
+            let (labels, predicted) = (labels.expect("int labels"), predicted.expect("int argmax"));
+            for (_, words) in scored_tags(&labels, &predicted, seq) {
+                out.push(words);
+            }
+        }
+        out.into_iter()
+            .zip(&self.test_sentences)
+            .map(|(mut words, sentence)| {
+                words.resize(sentence.tokens.len(), outside);
+                words
+            })
+            .collect()
+    }
+}
+
+impl Task for TokenTask {
+    type Net = BertForTokenClassification;
+
+    fn kind(&self) -> TaskKind {
+        TaskKind::TokenClassification
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} train / {} valid / {} test sentences, {} tags ({:?})",
+            self.parts.train.len(),
+            self.parts.valid.len(),
+            self.parts.test.len(),
+            self.tags.len(),
+            self.scheme
+        )
+    }
+
+    fn labels(&self) -> &[String] {
+        &self.tags
+    }
+
+    fn len(&self, part: Part) -> usize {
+        self.items(part).len()
+    }
+
+    fn loader(&self, part: Part, shuffle: Option<u64>) -> Arc<dyn DataLoader<TokenBatch>> {
+        self.setup.loader(self.items(part), shuffle)
+    }
+
+    fn build(
+        &self,
+        _model: &ModelConfig,
+        num_labels: usize,
+        mapping: &QuantMapping,
+        device: &Device,
+    ) -> Result<Self::Net, TrainerError> {
+        Ok(self
+            .setup
+            .head(num_labels)
+            .init_token(&self.setup.bert(mapping), device)?)
+    }
+
+    fn initial(&self, device: &Device) -> Result<Self::Net, TrainerError> {
+        let labels = self.labels().len();
+        let mut net = self.build(&self.setup.model, labels, &QuantMapping::new(), device)?;
+        let report = self.setup.checkpoint.load_into(&mut net, Target::Head)?;
+        if report.new_head {
+            println!(
+                "[float] {}: pretrained encoder loaded ({} tensors); the classifier starts fresh",
+                self.setup.checkpoint.dir.display(),
+                report.loaded
+            );
+        }
+        Ok(net)
+    }
+
+    fn evaluate(&self, net: &Self::Net, device: &Device) -> Evaluation {
+        let predicted = self.predicted_tags(net, device);
+        let truth: Vec<Vec<usize>> = self
+            .test_sentences
+            .iter()
+            .map(|s| {
+                s.tags
+                    .iter()
+                    .map(|t| self.tags.iter().position(|x| x == t).unwrap_or(0))
+                    .collect()
+            })
+            .collect();
+        let names = |seqs: &[Vec<usize>]| -> Vec<Vec<&str>> {
+            seqs.iter()
+                .map(|s| s.iter().map(|&t| self.tags[t].as_str()).collect())
+                .collect()
+        };
+        let entities = EntityReport::new(&names(&truth), &names(&predicted), self.scheme);
+        let tag_names: Vec<&str> = self.tags.iter().map(String::as_str).collect();
+        let tokens = ClassificationReport::new(&predicted.concat(), &truth.concat(), &tag_names);
+        let metrics = BTreeMap::from([
+            ("entity_precision".to_string(), entities.micro.precision),
+            ("entity_recall".to_string(), entities.micro.recall),
+            ("token_accuracy".to_string(), tokens.accuracy),
+        ]);
+        Evaluation {
+            metric: "entity_f1",
+            value: entities.micro.f1,
+            metrics,
+            text: format!(
+                "entities ({:?}, strict):\n{}\ntokens (words):\n{}",
+                self.scheme,
+                entities.to_text(),
+                tokens.to_text()
+            ),
+            json: serde_json::json!({ "entities": entities, "tokens": tokens }),
+        }
+    }
+}
