@@ -193,3 +193,83 @@ fn a_folder_where_a_data_file_should_be_and_a_missing_data_folder() {
     let broken = format!("data.dir=\"{}\"", broken.display());
     fails_cleanly(&runs, &["--set", &broken, "train"], &["dataset.json:1"]);
 }
+
+const SENTIMENT: &str = "configs/bert-sentiment-tiny.toml";
+const NER: &str = "configs/bert-ner-tiny.toml";
+
+#[test]
+fn malformed_conll_line_is_named_with_file_and_line() {
+    let runs = temp_runs("bad-conll");
+    let file = write(&runs, "bad.conll", "Anna B-PER\nworks O\nhere\n\nok O\n");
+    let set = format!("data.file=\"{file}\"");
+    fails_cleanly(
+        &runs,
+        &["--config", NER, "--set", &set, "train"],
+        &["bad.conll:3"],
+    );
+}
+
+#[test]
+fn a_test_tag_never_seen_in_training_is_named() {
+    let runs = temp_runs("bad-tag");
+    let test = write(&runs, "test.conll", "Anna B-PER\nsaw O\nMars B-PLANET\n");
+    let set = format!("data.test_file=\"{test}\"");
+    fails_cleanly(
+        &runs,
+        &["--config", NER, "--set", &set, "train"],
+        &["test.conll", "B-PLANET", "never appears in the training file"],
+    );
+}
+
+#[test]
+fn a_missing_label_column_is_named() {
+    let runs = temp_runs("bad-column");
+    fails_cleanly(
+        &runs,
+        &["--config", SENTIMENT, "--set", "data.format.label=\"stars\"", "train"],
+        &["reviews.tsv", "no label column `stars`", "label", "text"],
+    );
+}
+
+#[test]
+fn empty_text_files_are_errors() {
+    let runs = temp_runs("bad-empty");
+    let tsv = write(&runs, "empty.tsv", "");
+    let set = format!("data.file=\"{tsv}\"");
+    fails_cleanly(
+        &runs,
+        &["--config", SENTIMENT, "--set", &set, "train"],
+        &["empty.tsv"],
+    );
+    let conll = write(&runs, "empty.conll", "\n \n");
+    let set = format!("data.file=\"{conll}\"");
+    fails_cleanly(
+        &runs,
+        &["--config", NER, "--set", &set, "train"],
+        &["empty.conll"],
+    );
+}
+
+#[test]
+fn a_corrupt_tokenizer_json_is_named() {
+    let runs = temp_runs("bad-tokenizer");
+    let checkpoint = runs.join("checkpoint");
+    std::fs::create_dir_all(&checkpoint).unwrap();
+    let fixture = root().join("models/fixtures/minilm-l2");
+    for file in ["config.json", "model.safetensors", "vocab.txt"] {
+        std::fs::copy(fixture.join(file), checkpoint.join(file)).unwrap();
+    }
+    std::fs::write(checkpoint.join("tokenizer.json"), "{\"model\": {\"type\": \"WordPiece\"").unwrap();
+    let set = format!("model.checkpoint=\"{}\"", checkpoint.display());
+    fails_cleanly(
+        &runs,
+        &["--config", SENTIMENT, "--set", &set, "train"],
+        &["tokenizer.json", "not a valid tokenizer.json"],
+    );
+    let set = format!("model.checkpoint=\"{}\"", runs.join("absent").display());
+    fails_cleanly(
+        &runs,
+        &["--config", SENTIMENT, "--set", &set, "train"],
+        &["absent", "not a folder", "cargo xtask fetch minilm"],
+    );
+}

@@ -9,6 +9,7 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ("fake-quant", "quant", "bench_fake_quant"),
     ("qat-step", "trainer", "bench_qat_step"),
     ("integrity", "trainer", "bench_integrity"),
+    ("bert-step", "trainer", "bench_bert_step"),
 ];
 
 pub fn run(args: &[String]) -> Result<()> {

@@ -28,9 +28,17 @@ pub fn apply_overrides(
 ) -> Result<(), TrainerError> {
     let mut known = toml::Table::try_from(base).expect("a RunConfig always serializes");
     // Optional keys a config may leave out (TOML has no null): still settable.
-    if let Some(toml::Value::Table(qat)) = known.get_mut("qat") {
-        for key in ["observer_freeze_epoch", "bn_freeze_epoch"] {
-            qat.entry(key).or_insert(toml::Value::Integer(0));
+    let optional: [(&str, &str, toml::Value); 6] = [
+        ("qat", "observer_freeze_epoch", toml::Value::Integer(0)),
+        ("qat", "bn_freeze_epoch", toml::Value::Integer(0)),
+        ("data", "file", toml::Value::String(String::new())),
+        ("data", "test_file", toml::Value::String(String::new())),
+        ("data", "classes", toml::Value::Array(Vec::new())),
+        ("data", "normalization", toml::Value::Array(Vec::new())),
+    ];
+    for (section, key, placeholder) in optional {
+        if let Some(toml::Value::Table(table)) = known.get_mut(section) {
+            table.entry(key).or_insert(placeholder);
         }
     }
     for assignment in overrides {

@@ -1,0 +1,204 @@
+//! Benchmark: one BERT fine-tuning step (forward, backward, AdamW; the trainer's own `TrainStep`)
+//! of MiniLM-L6 with a sentence head at batch 32 × 64 tokens, float vs QAT W8A8 vs QAT W4A8.
+//!
+//! Run through `cargo xtask bench bert-step [--checkpoint DIR] [--backend B] [--batch N] [--seq L]
+//! [--rounds R] [--steps K]` (default checkpoint `models/minilm`: `cargo xtask fetch minilm`).
+//! Step times come from alternating rounds in one process (machine noise hits all variants
+//! alike), compared by their medians; peak resident memory from one child process per variant
+//! (the kernel's high-water mark is per process). Prints a table and, as its last line, one JSON
+//! object.
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::process::Command;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
+use burn::train::TrainStep;
+use data::{TextBatch, TokenIds};
+use models::{BertForSequenceClassification, BertHeadConfig, HfCheckpoint, Target};
+use quant::QuantMapping;
+use trainer::{Trainee, select_device};
+
+fn arg(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| default.into())
+}
+
+fn number(name: &str, default: usize) -> usize {
+    arg(name, &default.to_string())
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} takes a number"))
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+const VARIANTS: [(&str, Option<&str>); 3] =
+    [("float", None), ("qat_w8a8", Some("w8a8")), ("qat_w4a8", Some("w4a8"))];
+
+/// The float model, pretrained encoder loaded, or its QAT twin calibrated on `batch`.
+fn model(checkpoint: &HfCheckpoint, scheme: Option<&str>, batch: &TextBatch, device: &Device) -> Trainee<BertForSequenceClassification> {
+    let mut net = BertHeadConfig::new(2)
+        .init_sequence(&checkpoint.config, device)
+        .unwrap_or_else(|e| panic!("{e}"));
+    checkpoint
+        .load_into(&mut net, Target::Head)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let net = match scheme {
+        None => net,
+        Some(name) => {
+            let mapping = QuantMapping::preset(name).unwrap();
+            let net = net.quantized(&mapping).unwrap();
+            // Calibrate activations once, as the PTQ / QAT start does.
+            quant::qat::calibrate(net, [batch.clone()], |n, b| {
+                n.forward(trainer::task::bert_input(b.tokens));
+            })
+        }
+    };
+    Trainee::new(net, None)
+}
+
+fn batch(vocab: usize, [batch, seq]: [usize; 2], device: &Device) -> TextBatch {
+    TextBatch {
+        tokens: TokenIds {
+            input_ids: Tensor::<2, Int>::random([batch, seq], Distribution::Uniform(1.0, vocab as f64 - 1.0), device),
+            attention_mask: Tensor::<2, Bool>::ones([batch, seq], device),
+        },
+        targets: Tensor::<1, Int>::random([batch], Distribution::Uniform(0.0, 2.0), device),
+    }
+}
+
+struct Variant {
+    name: &'static str,
+    model: Option<Trainee<BertForSequenceClassification>>,
+    optim: ModuleOptimizer,
+    samples_ms: Vec<f64>,
+}
+
+fn step(v: &mut Variant, batch: &TextBatch) {
+    let model = v.model.take().unwrap();
+    let output = TrainStep::step(&model, batch.clone());
+    v.model = Some(model.optimize(&mut v.optim, 5e-5.into(), output.grads));
+}
+
+/// Peak resident memory of this process, MiB (`VmHWM`).
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let backend = arg("--backend", "flex");
+    let checkpoint_dir = arg("--checkpoint", concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/minilm"));
+    let shape = [number("--batch", 32), number("--seq", 64)];
+    let (rounds, steps) = (number("--rounds", 5), number("--steps", 3));
+    let device = select_device(&backend).unwrap_or_else(|e| panic!("{e}"));
+    let autodiff = device.clone().autodiff();
+    let checkpoint = HfCheckpoint::open(&checkpoint_dir)
+        .unwrap_or_else(|e| panic!("{e} (fetch it with `cargo xtask fetch minilm`)"));
+    autodiff.seed(7);
+    let batch = batch(checkpoint.config.vocab_size, shape, &autodiff);
+
+    // Child mode: one variant, a few steps, then its peak memory.
+    if let Some(name) = std::env::args().skip_while(|a| a != "--memory-of").nth(1) {
+        let (name, scheme) = VARIANTS.iter().find(|v| v.0 == name).expect("a variant name");
+        let mut v = Variant {
+            name,
+            model: Some(model(&checkpoint, *scheme, &batch, &autodiff)),
+            optim: AdamWConfig::new().with_weight_decay(0.01).build().into(),
+            samples_ms: Vec::new(),
+        };
+        for _ in 0..steps.max(2) {
+            step(&mut v, &batch);
+        }
+        device.sync().ok();
+        println!("{} {:.1}", v.name, peak_rss_mb());
+        return;
+    }
+
+    let mut variants: Vec<Variant> = VARIANTS
+        .iter()
+        .map(|(name, scheme)| Variant {
+            name,
+            model: Some(model(&checkpoint, *scheme, &batch, &autodiff)),
+            optim: AdamWConfig::new().with_weight_decay(0.01).build().into(),
+            samples_ms: Vec::new(),
+        })
+        .collect();
+    for v in variants.iter_mut() {
+        step(v, &batch); // warm-up: allocations, autotune
+    }
+    device.sync().ok();
+    for round in 0..rounds {
+        for v in variants.iter_mut() {
+            let start = Instant::now();
+            for _ in 0..steps {
+                step(v, &batch);
+            }
+            device.sync().ok();
+            v.samples_ms.push(start.elapsed().as_secs_f64() * 1e3 / steps as f64);
+        }
+        eprintln!("round {}/{rounds} done", round + 1);
+    }
+    drop(variants.iter_mut().map(|v| v.model.take()).count());
+
+    let exe = std::env::current_exe().expect("own path");
+    let peak: Vec<f64> = VARIANTS
+        .iter()
+        .map(|(name, _)| {
+            let out = Command::new(&exe)
+                .args(["--memory-of", name, "--checkpoint", &checkpoint_dir, "--backend", &backend])
+                .args(["--batch", &shape[0].to_string(), "--seq", &shape[1].to_string()])
+                .output()
+                .expect("the bench can run itself");
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(f64::NAN)
+        })
+        .collect();
+
+    let float_ms = median(&variants[0].samples_ms);
+    println!(
+        "BERT ({} layers, hidden {}) fine-tuning step, batch {} × {} tokens, backend {backend}, {rounds} rounds × {steps} steps (median)",
+        checkpoint.config.num_hidden_layers, checkpoint.config.hidden_size, shape[0], shape[1]
+    );
+    println!("{:<10} {:>10} {:>8} {:>14}", "variant", "ms/step", "× float", "peak RSS MiB");
+    let mut json = format!(
+        "{{\"bench\":\"bert-step\",\"backend\":\"{backend}\",\"batch\":{},\"seq\":{}",
+        shape[0], shape[1]
+    );
+    for (v, peak) in variants.iter().zip(&peak) {
+        let ms = median(&v.samples_ms);
+        println!("{:<10} {:>10.1} {:>8.2} {:>14.0}", v.name, ms, ms / float_ms, peak);
+        json.push_str(&format!(",\"{}_ms\":{ms:.1}", v.name));
+    }
+    for v in &variants[1..] {
+        let ratio = median(&v.samples_ms) / float_ms;
+        json.push_str(&format!(",\"{}_ratio\":{ratio:.3}", v.name.trim_start_matches("qat_")));
+    }
+    let qat_peak = peak[1].max(peak[2]);
+    json.push_str(&format!(
+        ",\"float_peak_rss_mb\":{:.0},\"qat_peak_rss_mb\":{qat_peak:.0},\"qat_w8a8_peak_rss_mb\":{:.0},\"qat_w4a8_peak_rss_mb\":{:.0}}}",
+        peak[0], peak[1], peak[2]
+    ));
+    println!("{json}");
+}

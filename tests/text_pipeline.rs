@@ -1,0 +1,126 @@
+//! The text tasks end to end through the trainer binary, on the committed fixtures (the 2-layer
+//! MiniLM fixture, hand-written reviews and NER sentences): sentiment and NER pipelines on Flex and
+//! on wgpu, reports in the CNN runs' format with each task's metrics, and `--resume` of a BERT run.
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn report(run_dir: &std::path::Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap()).unwrap()
+}
+
+fn row<'a>(report: &'a Value, variant: &str, scheme: &str) -> &'a Value {
+    report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["variant"] == variant && r["scheme"] == scheme)
+        .unwrap_or_else(|| panic!("no {variant} {scheme} row in {report}"))
+}
+
+fn pipeline(config: &str, backend: &str, extra: &[&str]) -> (std::path::PathBuf, Value) {
+    let runs = temp_runs(&format!("text-{backend}-{}", config.replace(['/', '.'], "-")));
+    let mut args = vec!["--no-tui", "--backend", backend, "--config", config];
+    args.extend(extra);
+    let output = run(&runs, &args);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{config} on {backend} failed:\n{stdout}\n{stderr}");
+    let name = std::path::Path::new(config).file_stem().unwrap().to_string_lossy().into_owned();
+    let run_dir = runs.join(name);
+    let report = report(&run_dir);
+    (run_dir, report)
+}
+
+fn check_sentiment(backend: &str, extra: &[&str]) {
+    let (run_dir, report) = pipeline("configs/bert-sentiment-tiny.toml", backend, extra);
+    assert_eq!(report["task"], "sentence-classification");
+    assert_eq!(report["model"], "bert:minilm-l2");
+    for r in report["results"].as_array().unwrap() {
+        assert_eq!(r["metric"], "accuracy");
+        for m in ["precision", "recall", "f1"] {
+            assert!(r["metrics"][m].is_number(), "{m} in {r}");
+        }
+    }
+    let float = row(&report, "float", "float")["value"].as_f64().unwrap();
+    // 24 test sentences, two classes: the fine-tuned fixture is far above chance.
+    assert!(float >= 0.75, "float accuracy {float}");
+    for scheme in ["W8A8", "W4A8"] {
+        let qat = row(&report, "qat", scheme)["value"].as_f64().unwrap();
+        assert!(qat >= float - 0.15, "QAT {scheme} {qat} vs float {float}");
+    }
+    let size = |v, s| row(&report, v, s)["size_bytes"].as_f64().unwrap();
+    let ratio = size("float", "float") / size("qat", "W8A8");
+    assert!((3.5..4.1).contains(&ratio), "W8A8 is about 4× smaller: {ratio}");
+    for stage in ["float", "ptq-w8a8", "qat-w8a8", "qat-w4a8"] {
+        assert!(run_dir.join(stage).join("model.bpk").is_file(), "{stage}");
+    }
+    std::fs::remove_dir_all(run_dir.parent().unwrap()).ok();
+}
+
+fn check_ner(backend: &str, extra: &[&str]) {
+    let (run_dir, report) = pipeline("configs/bert-ner-tiny.toml", backend, extra);
+    assert_eq!(report["task"], "token-classification");
+    for r in report["results"].as_array().unwrap() {
+        assert_eq!(r["metric"], "entity_f1");
+        assert!(r["metrics"]["token_accuracy"].is_number(), "{r}");
+    }
+    let float = row(&report, "float", "float")["value"].as_f64().unwrap();
+    assert!(float >= 0.7, "float entity F1 {float}");
+    let qat = row(&report, "qat", "W8A8")["value"].as_f64().unwrap();
+    assert!(qat >= float - 0.15, "QAT W8A8 {qat} vs float {float}");
+    // The per-type table and the token-level table are in each stage's report.
+    let eval = std::fs::read_to_string(run_dir.join("qat-w8a8/eval.md")).unwrap();
+    for part in ["PER", "LOC", "ORG", "B-PER", "micro avg", "tokens (words)"] {
+        assert!(eval.contains(part), "`{part}` in:\n{eval}");
+    }
+    let logged = std::fs::read_dir(run_dir.join("float/train/epoch-1")).unwrap();
+    let names: Vec<String> = logged.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().any(|n| n.contains("Entity_F1")), "entity F1 is a live metric: {names:?}");
+    std::fs::remove_dir_all(run_dir.parent().unwrap()).ok();
+}
+
+#[test]
+fn sentiment_pipeline_on_flex() {
+    check_sentiment("flex", &[]);
+}
+
+#[test]
+fn ner_pipeline_on_flex() {
+    check_ner("flex", &[]);
+}
+
+#[test]
+fn sentiment_and_ner_pipelines_on_wgpu() {
+    let short = ["--set", "train.epochs=6", "--set", "qat.epochs=1", "--set", "qat.observer_freeze_epoch=0"];
+    check_sentiment("wgpu", &short);
+    let short = ["--set", "train.epochs=5", "--set", "qat.epochs=1", "--set", "qat.observer_freeze_epoch=0"];
+    check_ner("wgpu", &short);
+}
+
+#[test]
+fn an_interrupted_bert_stage_resumes_from_its_checkpoint() {
+    let runs = temp_runs("text-resume");
+    let args = ["--no-tui", "--config", "configs/bert-ner-tiny.toml", "--set", "train.epochs=3", "train"];
+    let output = run(&runs, &args);
+    assert!(output.status.success(), "{:?}", text(&output));
+    // Lose the finished model and the last epoch: as if the run stopped after epoch 2.
+    let stage = runs.join("bert-ner-tiny/float");
+    for file in ["model.bpk", "model.bpk.sha256", "model.json"] {
+        std::fs::remove_file(stage.join(file)).unwrap();
+    }
+    for kind in ["model", "optim", "scheduler"] {
+        for suffix in ["", ".sha256"] {
+            let _ = std::fs::remove_file(stage.join(format!("checkpoint/{kind}-3.bpk{suffix}")));
+        }
+    }
+    assert_eq!(trainer::last_checkpoint(&stage), Some(2));
+    let resumed: Vec<&str> = ["--resume"].into_iter().chain(args).collect();
+    let output = run(&runs, &resumed);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("[float] training epochs 3..=3"), "{stdout}");
+    assert!(!stdout.contains("epoch 1/3 train"), "{stdout}");
+    assert!(stage.join("model.bpk").is_file());
+    std::fs::remove_dir_all(runs).ok();
+}
