@@ -217,7 +217,11 @@ fn a_test_tag_never_seen_in_training_is_named() {
     fails_cleanly(
         &runs,
         &["--config", NER, "--set", &set, "train"],
-        &["test.conll", "B-PLANET", "never appears in the training file"],
+        &[
+            "test.conll",
+            "B-PLANET",
+            "never appears in the training file",
+        ],
     );
 }
 
@@ -226,7 +230,13 @@ fn a_missing_label_column_is_named() {
     let runs = temp_runs("bad-column");
     fails_cleanly(
         &runs,
-        &["--config", SENTIMENT, "--set", "data.format.label=\"stars\"", "train"],
+        &[
+            "--config",
+            SENTIMENT,
+            "--set",
+            "data.format.label=\"stars\"",
+            "train",
+        ],
         &["reviews.tsv", "no label column `stars`", "label", "text"],
     );
 }
@@ -259,7 +269,11 @@ fn a_corrupt_tokenizer_json_is_named() {
     for file in ["config.json", "model.safetensors", "vocab.txt"] {
         std::fs::copy(fixture.join(file), checkpoint.join(file)).unwrap();
     }
-    std::fs::write(checkpoint.join("tokenizer.json"), "{\"model\": {\"type\": \"WordPiece\"").unwrap();
+    std::fs::write(
+        checkpoint.join("tokenizer.json"),
+        "{\"model\": {\"type\": \"WordPiece\"",
+    )
+    .unwrap();
     let set = format!("model.checkpoint=\"{}\"", checkpoint.display());
     fails_cleanly(
         &runs,

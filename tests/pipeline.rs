@@ -169,7 +169,8 @@ fn scheme_rules_set_bit_widths_in_the_checkpoint_and_the_size() {
     let extra_bits = (16 * 25 + 128 * 10) * 4;
     assert_eq!(size("W4A4-FIRST-LAST-8BIT") - size("W4A4"), extra_bits / 8);
     let device = burn::tensor::Device::flex();
-    let config = trainer::RunConfig::load(None, &[]).unwrap();
+    let mut config = trainer::RunConfig::load(None, &[]).unwrap();
+    config.data.dir = root().join(&config.data.dir);
     let task = trainer::task::ImageTask::load(&config.data, &config.model).unwrap();
     let (net, _) =
         trainer::stages::load_model(&task, &run_dir.join("qat-w4a4-first-last-8bit"), &device)

@@ -20,13 +20,23 @@ fn row<'a>(report: &'a Value, variant: &str, scheme: &str) -> &'a Value {
 }
 
 fn pipeline(config: &str, backend: &str, extra: &[&str]) -> (std::path::PathBuf, Value) {
-    let runs = temp_runs(&format!("text-{backend}-{}", config.replace(['/', '.'], "-")));
+    let runs = temp_runs(&format!(
+        "text-{backend}-{}",
+        config.replace(['/', '.'], "-")
+    ));
     let mut args = vec!["--no-tui", "--backend", backend, "--config", config];
     args.extend(extra);
     let output = run(&runs, &args);
     let (stdout, stderr) = text(&output);
-    assert!(output.status.success(), "{config} on {backend} failed:\n{stdout}\n{stderr}");
-    let name = std::path::Path::new(config).file_stem().unwrap().to_string_lossy().into_owned();
+    assert!(
+        output.status.success(),
+        "{config} on {backend} failed:\n{stdout}\n{stderr}"
+    );
+    let name = std::path::Path::new(config)
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     let run_dir = runs.join(name);
     let report = report(&run_dir);
     (run_dir, report)
@@ -51,7 +61,10 @@ fn check_sentiment(backend: &str, extra: &[&str]) {
     }
     let size = |v, s| row(&report, v, s)["size_bytes"].as_f64().unwrap();
     let ratio = size("float", "float") / size("qat", "W8A8");
-    assert!((3.5..4.1).contains(&ratio), "W8A8 is about 4× smaller: {ratio}");
+    assert!(
+        (3.5..4.1).contains(&ratio),
+        "W8A8 is about 4× smaller: {ratio}"
+    );
     for stage in ["float", "ptq-w8a8", "qat-w8a8", "qat-w4a8"] {
         assert!(run_dir.join(stage).join("model.bpk").is_file(), "{stage}");
     }
@@ -75,8 +88,14 @@ fn check_ner(backend: &str, extra: &[&str]) {
         assert!(eval.contains(part), "`{part}` in:\n{eval}");
     }
     let logged = std::fs::read_dir(run_dir.join("float/train/epoch-1")).unwrap();
-    let names: Vec<String> = logged.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-    assert!(names.iter().any(|n| n.contains("Entity_F1")), "entity F1 is a live metric: {names:?}");
+    let names: Vec<String> = logged
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.contains("Entity_F1")),
+        "entity F1 is a live metric: {names:?}"
+    );
     std::fs::remove_dir_all(run_dir.parent().unwrap()).ok();
 }
 
@@ -92,16 +111,32 @@ fn ner_pipeline_on_flex() {
 
 #[test]
 fn sentiment_and_ner_pipelines_on_wgpu() {
-    let short = ["--set", "train.epochs=6", "--set", "qat.epochs=1", "--set", "qat.observer_freeze_epoch=0"];
+    // lavapipe runs Vulkan on the CPU: one QAT epoch (float keeps the config's 14: the fresh
+    // head needs them to leave 50%).
+    let short = ["--set", "qat.epochs=1", "--set", "qat.observer_freeze_epoch=0"];
     check_sentiment("wgpu", &short);
-    let short = ["--set", "train.epochs=5", "--set", "qat.epochs=1", "--set", "qat.observer_freeze_epoch=0"];
+    let short = [
+        "--set",
+        "train.epochs=5",
+        "--set",
+        "qat.epochs=1",
+        "--set",
+        "qat.observer_freeze_epoch=0",
+    ];
     check_ner("wgpu", &short);
 }
 
 #[test]
 fn an_interrupted_bert_stage_resumes_from_its_checkpoint() {
     let runs = temp_runs("text-resume");
-    let args = ["--no-tui", "--config", "configs/bert-ner-tiny.toml", "--set", "train.epochs=3", "train"];
+    let args = [
+        "--no-tui",
+        "--config",
+        "configs/bert-ner-tiny.toml",
+        "--set",
+        "train.epochs=3",
+        "train",
+    ];
     let output = run(&runs, &args);
     assert!(output.status.success(), "{:?}", text(&output));
     // Lose the finished model and the last epoch: as if the run stopped after epoch 2.

@@ -14,6 +14,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::Command;
 use std::time::Instant;
 
+#[path = "common/bench_args.rs"]
+mod bench_args;
+
+use bench_args::{arg, median, number};
 use burn::module::Module;
 use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
@@ -23,32 +27,19 @@ use models::{BertForSequenceClassification, BertHeadConfig, HfCheckpoint, Target
 use quant::QuantMapping;
 use trainer::{Trainee, select_device};
 
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| default.into())
-}
-
-fn number(name: &str, default: usize) -> usize {
-    arg(name, &default.to_string())
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} takes a number"))
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-const VARIANTS: [(&str, Option<&str>); 3] =
-    [("float", None), ("qat_w8a8", Some("w8a8")), ("qat_w4a8", Some("w4a8"))];
+const VARIANTS: [(&str, Option<&str>); 3] = [
+    ("float", None),
+    ("qat_w8a8", Some("w8a8")),
+    ("qat_w4a8", Some("w4a8")),
+];
 
 /// The float model, pretrained encoder loaded, or its QAT twin calibrated on `batch`.
-fn model(checkpoint: &HfCheckpoint, scheme: Option<&str>, batch: &TextBatch, device: &Device) -> Trainee<BertForSequenceClassification> {
+fn model(
+    checkpoint: &HfCheckpoint,
+    scheme: Option<&str>,
+    batch: &TextBatch,
+    device: &Device,
+) -> Trainee<BertForSequenceClassification> {
     let mut net = BertHeadConfig::new(2)
         .init_sequence(&checkpoint.config, device)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -72,7 +63,11 @@ fn model(checkpoint: &HfCheckpoint, scheme: Option<&str>, batch: &TextBatch, dev
 fn batch(vocab: usize, [batch, seq]: [usize; 2], device: &Device) -> TextBatch {
     TextBatch {
         tokens: TokenIds {
-            input_ids: Tensor::<2, Int>::random([batch, seq], Distribution::Uniform(1.0, vocab as f64 - 1.0), device),
+            input_ids: Tensor::<2, Int>::random(
+                [batch, seq],
+                Distribution::Uniform(1.0, vocab as f64 - 1.0),
+                device,
+            ),
             attention_mask: Tensor::<2, Bool>::ones([batch, seq], device),
         },
         targets: Tensor::<1, Int>::random([batch], Distribution::Uniform(0.0, 2.0), device),
@@ -97,16 +92,21 @@ fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
         })
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 fn main() {
     let backend = arg("--backend", "flex");
-    let checkpoint_dir = arg("--checkpoint", concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/minilm"));
+    let checkpoint_dir = arg(
+        "--checkpoint",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/minilm"),
+    );
     let shape = [number("--batch", 32), number("--seq", 64)];
     let (rounds, steps) = (number("--rounds", 5), number("--steps", 3));
     let device = select_device(&backend).unwrap_or_else(|e| panic!("{e}"));
@@ -118,7 +118,10 @@ fn main() {
 
     // Child mode: one variant, a few steps, then its peak memory.
     if let Some(name) = std::env::args().skip_while(|a| a != "--memory-of").nth(1) {
-        let (name, scheme) = VARIANTS.iter().find(|v| v.0 == name).expect("a variant name");
+        let (name, scheme) = VARIANTS
+            .iter()
+            .find(|v| v.0 == name)
+            .expect("a variant name");
         let mut v = Variant {
             name,
             model: Some(model(&checkpoint, *scheme, &batch, &autodiff)),
@@ -153,7 +156,8 @@ fn main() {
                 step(v, &batch);
             }
             device.sync().ok();
-            v.samples_ms.push(start.elapsed().as_secs_f64() * 1e3 / steps as f64);
+            v.samples_ms
+                .push(start.elapsed().as_secs_f64() * 1e3 / steps as f64);
         }
         eprintln!("round {}/{rounds} done", round + 1);
     }
@@ -164,8 +168,20 @@ fn main() {
         .iter()
         .map(|(name, _)| {
             let out = Command::new(&exe)
-                .args(["--memory-of", name, "--checkpoint", &checkpoint_dir, "--backend", &backend])
-                .args(["--batch", &shape[0].to_string(), "--seq", &shape[1].to_string()])
+                .args([
+                    "--memory-of",
+                    name,
+                    "--checkpoint",
+                    &checkpoint_dir,
+                    "--backend",
+                    &backend,
+                ])
+                .args([
+                    "--batch",
+                    &shape[0].to_string(),
+                    "--seq",
+                    &shape[1].to_string(),
+                ])
                 .output()
                 .expect("the bench can run itself");
             String::from_utf8_lossy(&out.stdout)
@@ -181,19 +197,31 @@ fn main() {
         "BERT ({} layers, hidden {}) fine-tuning step, batch {} × {} tokens, backend {backend}, {rounds} rounds × {steps} steps (median)",
         checkpoint.config.num_hidden_layers, checkpoint.config.hidden_size, shape[0], shape[1]
     );
-    println!("{:<10} {:>10} {:>8} {:>14}", "variant", "ms/step", "× float", "peak RSS MiB");
+    println!(
+        "{:<10} {:>10} {:>8} {:>14}",
+        "variant", "ms/step", "× float", "peak RSS MiB"
+    );
     let mut json = format!(
         "{{\"bench\":\"bert-step\",\"backend\":\"{backend}\",\"batch\":{},\"seq\":{}",
         shape[0], shape[1]
     );
     for (v, peak) in variants.iter().zip(&peak) {
         let ms = median(&v.samples_ms);
-        println!("{:<10} {:>10.1} {:>8.2} {:>14.0}", v.name, ms, ms / float_ms, peak);
+        println!(
+            "{:<10} {:>10.1} {:>8.2} {:>14.0}",
+            v.name,
+            ms,
+            ms / float_ms,
+            peak
+        );
         json.push_str(&format!(",\"{}_ms\":{ms:.1}", v.name));
     }
     for v in &variants[1..] {
         let ratio = median(&v.samples_ms) / float_ms;
-        json.push_str(&format!(",\"{}_ratio\":{ratio:.3}", v.name.trim_start_matches("qat_")));
+        json.push_str(&format!(
+            ",\"{}_ratio\":{ratio:.3}",
+            v.name.trim_start_matches("qat_")
+        ));
     }
     let qat_peak = peak[1].max(peak[2]);
     json.push_str(&format!(

@@ -14,6 +14,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::Instant;
 
 use burn::data::dataloader::batcher::Batcher;
+#[path = "common/bench_args.rs"]
+mod bench_args;
+
+use bench_args::{arg, median, number};
 use burn::module::Module;
 use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::train::TrainStep;
@@ -21,32 +25,11 @@ use data::{ImageBatch, ImageBatcher, read_idx_images};
 use quant::QuantMapping;
 use trainer::{ModelConfig, Net, Trainee, select_device};
 
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| default.into())
-}
-
-fn number(name: &str, default: usize) -> usize {
-    arg(name, &default.to_string())
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} takes a number"))
-}
-
 struct Variant {
     name: &'static str,
     model: Option<Trainee<Net>>,
     optim: ModuleOptimizer,
     samples_ms: Vec<f64>,
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -9,12 +9,12 @@ use burn::tensor::{Device, Tensor};
 use burn::train::metric::AccuracyMetric;
 use burn::train::{ClassificationOutput, SupervisedTraining};
 use data::{Holdout, SentenceItem, TextBatch, read_sentences};
-use models::{BertForSequenceClassification, Target};
+use models::BertForSequenceClassification;
 use quant::QuantMapping;
 
 use super::{
     Evaluation, Part, Task, TaskNet, TextSetup, bert_input, classification_evaluation,
-    classification_output, label_names, predictions,
+    classification_output, label_names, part_of, predictions, split_sizes,
 };
 use crate::report::ClassificationReport;
 use crate::{ModelConfig, RunConfig, TaskKind, Trainee, TrainerError};
@@ -75,11 +75,7 @@ impl SentenceTask {
     }
 
     fn items(&self, part: Part) -> &[SentenceItem] {
-        match part {
-            Part::Train => &self.parts.train,
-            Part::Valid => &self.parts.valid,
-            Part::Test => &self.parts.test,
-        }
+        part_of(&self.parts, part)
     }
 }
 
@@ -117,10 +113,8 @@ impl Task for SentenceTask {
 
     fn describe(&self) -> String {
         format!(
-            "{} train / {} valid / {} test sentences, classes {}",
-            self.parts.train.len(),
-            self.parts.valid.len(),
-            self.parts.test.len(),
+            "{}, classes {}",
+            split_sizes(&self.parts, "sentences"),
             self.classes.join(", ")
         )
     }
@@ -153,14 +147,7 @@ impl Task for SentenceTask {
     fn initial(&self, device: &Device) -> Result<Self::Net, TrainerError> {
         let labels = self.labels().len();
         let mut net = self.build(&self.setup.model, labels, &QuantMapping::new(), device)?;
-        let report = self.setup.checkpoint.load_into(&mut net, Target::Head)?;
-        if report.new_head {
-            println!(
-                "[float] {}: pretrained encoder loaded ({} tensors); the classifier starts fresh",
-                self.setup.checkpoint.dir.display(),
-                report.loaded
-            );
-        }
+        self.setup.load_pretrained(&mut net)?;
         Ok(net)
     }
 

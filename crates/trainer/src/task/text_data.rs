@@ -7,10 +7,12 @@ use std::sync::Arc;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::InMemDataset;
+use burn::module::Module;
 use data::{Holdout, TextBatcher, TextTokenizer, TokenIds, holdout_split};
-use models::{BertConfig, BertHeadConfig, BertInput, HfCheckpoint};
+use models::{BertConfig, BertHeadConfig, BertInput, HfCheckpoint, Target};
 use quant::QuantMapping;
 
+use super::Part;
 use crate::{DataConfig, ModelConfig, RunConfig, TrainerError};
 
 /// A text task's checkpoint, tokenizer and batching.
@@ -126,6 +128,19 @@ impl TextSetup {
         self.checkpoint.config.clone().with_mapping(mapping.clone())
     }
 
+    /// Loads the pretrained checkpoint into a freshly built head model (float training's start).
+    pub fn load_pretrained<M: Module>(&self, net: &mut M) -> Result<(), TrainerError> {
+        let report = self.checkpoint.load_into(net, Target::Head)?;
+        if report.new_head {
+            println!(
+                "[float] {}: pretrained encoder loaded ({} tensors); the classifier starts fresh",
+                self.checkpoint.dir.display(),
+                report.loaded
+            );
+        }
+        Ok(())
+    }
+
     /// The head for `num_labels` labels.
     pub fn head(&self, num_labels: usize) -> BertHeadConfig {
         BertHeadConfig::new(num_labels).with_classifier_dropout(self.classifier_dropout)
@@ -145,4 +160,23 @@ pub fn bert_input(tokens: TokenIds) -> BertInput {
 pub fn label_names<'a>(labels: impl Iterator<Item = &'a str>) -> Vec<String> {
     let set: std::collections::BTreeSet<&str> = labels.collect();
     set.into_iter().map(str::to_string).collect()
+}
+
+/// The items of one split.
+pub fn part_of<T>(parts: &Holdout<T>, part: Part) -> &[T] {
+    match part {
+        Part::Train => &parts.train,
+        Part::Valid => &parts.valid,
+        Part::Test => &parts.test,
+    }
+}
+
+/// `"{train} train / {valid} valid / {test} test {what}"`.
+pub fn split_sizes<T>(parts: &Holdout<T>, what: &str) -> String {
+    format!(
+        "{} train / {} valid / {} test {what}",
+        parts.train.len(),
+        parts.valid.len(),
+        parts.test.len()
+    )
 }

@@ -12,12 +12,12 @@ use burn::tensor::{Device, ExecutionError, Int, Tensor};
 use burn::train::SupervisedTraining;
 use burn::train::metric::{Adaptor, ItemLazy, LossInput};
 use data::{Holdout, IGNORED, TaggedSentence, TokenBatch, TokenItem, read_conll};
-use models::{BertForTokenClassification, Target};
+use models::BertForTokenClassification;
 use quant::QuantMapping;
 
 use super::{
     EntityF1Metric, Evaluation, Part, TagsInput, Task, TaskNet, TextSetup, bert_input, label_names,
-    scored_tags,
+    part_of, scored_tags, split_sizes,
 };
 use crate::report::{ClassificationReport, EntityReport, TagScheme, detect_scheme};
 use crate::{ModelConfig, RunConfig, TaskKind, Trainee, TrainerError};
@@ -192,11 +192,7 @@ impl TokenTask {
     }
 
     fn items(&self, part: Part) -> &[TokenItem] {
-        match part {
-            Part::Train => &self.parts.train,
-            Part::Valid => &self.parts.valid,
-            Part::Test => &self.parts.test,
-        }
+        part_of(&self.parts, part)
     }
 
     /// The predicted tag of every test word: the prediction on its first sub-token, `O` for words
@@ -243,10 +239,8 @@ impl Task for TokenTask {
 
     fn describe(&self) -> String {
         format!(
-            "{} train / {} valid / {} test sentences, {} tags ({:?})",
-            self.parts.train.len(),
-            self.parts.valid.len(),
-            self.parts.test.len(),
+            "{}, {} tags ({:?})",
+            split_sizes(&self.parts, "sentences"),
             self.tags.len(),
             self.scheme
         )
@@ -280,14 +274,7 @@ impl Task for TokenTask {
     fn initial(&self, device: &Device) -> Result<Self::Net, TrainerError> {
         let labels = self.labels().len();
         let mut net = self.build(&self.setup.model, labels, &QuantMapping::new(), device)?;
-        let report = self.setup.checkpoint.load_into(&mut net, Target::Head)?;
-        if report.new_head {
-            println!(
-                "[float] {}: pretrained encoder loaded ({} tensors); the classifier starts fresh",
-                self.setup.checkpoint.dir.display(),
-                report.loaded
-            );
-        }
+        self.setup.load_pretrained(&mut net)?;
         Ok(net)
     }
 
