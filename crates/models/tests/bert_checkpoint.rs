@@ -377,3 +377,37 @@ fn config_json_fields_this_model_cannot_run_are_named() {
     );
     assert!(with("model_type", "\"gpt2\"").contains("`model_type`"));
 }
+
+/// A tiny random `BertForSequenceClassification` written by transformers as `pytorch_model.bin`
+/// and as `model.safetensors` (`tests/reference/tiny_bert.py`): both load with their head and
+/// give the logits transformers computed.
+#[test]
+fn pytorch_bin_and_safetensors_heads_give_the_transformers_logits() {
+    let device = Device::flex();
+    let dir = root().join("crates/models/tests/reference");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tiny_bert.json")).unwrap())
+            .unwrap();
+    let ints = |key: &str| -> Vec<Vec<i64>> { serde_json::from_value(json[key].clone()).unwrap() };
+    let reference = Reference {
+        input_ids: ints("input_ids"),
+        mask: ints("attention_mask"),
+        hidden: Vec::new(),
+        pooled: Vec::new(),
+        logits: flat(&json["logits"]),
+        num_labels: json["num_labels"].as_u64().unwrap() as usize,
+    };
+    for format in ["bin", "safetensors"] {
+        let checkpoint = HfCheckpoint::open(dir.join(format!("tiny-bert-{format}"))).unwrap();
+        let mut head = BertHeadConfig::new(reference.num_labels)
+            .init_sequence(&checkpoint.config, &device)
+            .unwrap();
+        let report = checkpoint.load_into(&mut head, Target::Head).unwrap();
+        assert!(
+            !report.new_head,
+            "{format}: the classifier is in the checkpoint"
+        );
+        let logits = head.valid().forward(input(&reference, &device));
+        close(logits, &reference.logits, &format!("{format} logits"));
+    }
+}
