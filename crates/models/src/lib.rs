@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 mod bert;
+pub mod kernels;
 mod lenet;
 mod resnet;
 #[cfg(test)]

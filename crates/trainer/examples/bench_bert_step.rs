@@ -114,6 +114,7 @@ fn peak_rss_mb() -> f64 {
 }
 
 fn main() {
+    trainer::allocator::keep_freed_memory();
     let backend = arg("--backend", "flex");
     let checkpoint_dir = arg(
         "--checkpoint",

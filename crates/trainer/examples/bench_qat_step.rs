@@ -33,6 +33,7 @@ struct Variant {
 }
 
 fn main() {
+    trainer::allocator::keep_freed_memory();
     let backend = arg("--backend", "flex");
     let (batch_size, rounds, steps) = (
         number("--batch", 128),

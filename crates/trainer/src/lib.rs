@@ -6,6 +6,7 @@
 //! command is also a function of [`stages`] for programs that drive the workflow themselves.
 #![deny(missing_docs)]
 
+pub mod allocator;
 mod backend;
 pub mod checkpoint;
 mod cli;

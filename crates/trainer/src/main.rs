@@ -4,12 +4,13 @@ use clap::Parser;
 
 /// mimalloc instead of the system allocator: CPU training frees and reallocates megabyte-sized
 /// tensor buffers every step, and glibc's malloc hands them back to the OS and faults them in
-/// again (≈ 350 page faults per quantized layer step, doubling its time); mimalloc keeps them.
-/// See `cargo xtask bench fake-quant` and the README's "Speed" section.
+/// again (≈ 350 page faults per quantized layer step, doubling its time); mimalloc, told not to
+/// purge ([`trainer::allocator`]), keeps them. See the README's "Speed" section.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    trainer::allocator::keep_freed_memory();
     // A bug must still read as one line, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
         let message = info

@@ -7,6 +7,8 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 use quant::{LayerKind, QuantError, QuantLinear, QuantLinearConfig, QuantMapping, QuantStub};
 
+use crate::kernels::dropout;
+
 use super::{BertConfig, BertOutput, stub};
 
 /// Self-attention of one layer.
@@ -131,7 +133,7 @@ impl BertSelfAttention {
         quant::program::record_integer_input("attention QKᵀ (key)", &k);
         let scale = 1.0 / ((hidden / self.heads) as f64).sqrt();
         let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale) + mask.clone();
-        let probs = self.dropout.forward(softmax(scores, 3));
+        let probs = dropout(&self.dropout, softmax(scores, 3));
         let probs = self.probs_quant.forward(probs);
         quant::program::record_integer_input("attention probs·V (probs)", &probs);
         quant::program::record_integer_input("attention probs·V (value)", &v);

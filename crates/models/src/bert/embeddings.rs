@@ -9,6 +9,8 @@ use quant::{
     QuantStubConfig,
 };
 
+use crate::kernels::dropout;
+
 use super::BertConfig;
 
 /// The embedding block. Its three tables are quantized per row (a lookup copies rows, so the
@@ -85,7 +87,7 @@ impl BertEmbeddings {
         let x = self.word_embeddings.forward(input_ids)
             + self.position_embeddings.forward(positions)
             + self.token_type_embeddings.forward(types);
-        let x = self.dropout.forward(self.layer_norm.forward(x));
+        let x = dropout(&self.dropout, self.layer_norm.forward(x));
         let q = self.output_quant.forward(x.clone());
         (x, q)
     }

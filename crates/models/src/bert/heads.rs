@@ -8,6 +8,8 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Device, Tensor};
 use quant::{QuantError, QuantLinear, QuantMapping};
 
+use crate::kernels;
+
 use super::attention::{linear, quantized_linear};
 use super::{Bert, BertConfig, BertError, BertInput};
 
@@ -144,7 +146,8 @@ impl BertForSequenceClassification {
             .forward(input)
             .pooled
             .expect("a sequence classifier's encoder has a pooler");
-        self.classifier.forward(self.dropout.forward(pooled))
+        self.classifier
+            .forward(kernels::dropout(&self.dropout, pooled))
     }
 }
 
@@ -161,7 +164,8 @@ impl BertForTokenClassification {
     /// Logits `[batch, seq, num_labels]`.
     pub fn forward(&self, input: BertInput) -> Tensor<3> {
         let hidden = self.bert.forward(input).hidden_quantized;
-        self.classifier.forward(self.dropout.forward(hidden))
+        self.classifier
+            .forward(kernels::dropout(&self.dropout, hidden))
     }
 }
 

@@ -1,8 +1,8 @@
 //! [`BertLayer`]: one post-norm encoder layer (attention block, then feed-forward block).
 
+use crate::kernels::{dropout, gelu};
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig};
-use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Tensor};
 use quant::{QuantError, QuantLinear, QuantMapping, QuantStub};
 
@@ -120,7 +120,7 @@ impl BertOutput {
 
     /// `LayerNorm(dense(x) + residual)`, float and quantized.
     pub fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> (Tensor<3>, Tensor<3>) {
-        let y = self.dropout.forward(self.dense.forward(x));
+        let y = dropout(&self.dropout, self.dense.forward(x));
         let y = self.layer_norm.forward(y + residual);
         let q = self.output_quant.forward(y.clone());
         (y, q)

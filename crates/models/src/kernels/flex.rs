@@ -1,0 +1,133 @@
+//! The Flex (CPU) implementations of [`TransformerKernels`]: one memory pass each, split across
+//! rayon's threads, compiled through pulp for the widest vector instructions the CPU has.
+
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
+use burn::tensor::TensorData;
+use rayon::prelude::*;
+
+use super::TransformerKernels;
+use super::approx::{erf, exp_nonpositive, hash};
+
+/// Elements per rayon task: large enough to amortise scheduling, small enough to balance.
+const CHUNK: usize = 1 << 15;
+
+/// `1 / √2` and `1 / √(2π)`.
+const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+
+/// One elementwise kernel over a chunk, as a pulp op so it is compiled for AVX-512 / AVX2.
+enum Chunk<'a> {
+    /// `out = gelu(x)`.
+    Gelu { x: &'a [f32], out: &'a mut [f32] },
+    /// `grad *= gelu'(x)`, in place.
+    GeluBackward { x: &'a [f32], grad: &'a mut [f32] },
+    /// `out[i] = scale` with probability `keep`, else 0; element `first + i` of the mask.
+    Mask {
+        out: &'a mut [f32],
+        first: u32,
+        threshold: u32,
+        scale: f32,
+        key: u64,
+    },
+}
+
+impl pulp::WithSimd for Chunk<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        match self {
+            Chunk::Gelu { x, out } => {
+                for (o, &x) in out.iter_mut().zip(x) {
+                    *o = 0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2));
+                }
+            }
+            Chunk::GeluBackward { x, grad } => {
+                for (g, &x) in grad.iter_mut().zip(x) {
+                    let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
+                    let pdf = FRAC_1_SQRT_2PI * exp_nonpositive(-0.5 * x * x);
+                    *g *= cdf + x * pdf;
+                }
+            }
+            Chunk::Mask {
+                out,
+                first,
+                threshold,
+                scale,
+                key,
+            } => {
+                for (i, o) in out.iter_mut().enumerate() {
+                    let keep = (hash(first.wrapping_add(i as u32), key) >> 8) < threshold;
+                    *o = if keep { scale } else { 0.0 };
+                }
+            }
+        }
+    }
+}
+
+/// `x`'s values, contiguous.
+fn values(x: &FlexTensor) -> FlexTensor {
+    if x.is_contiguous() {
+        x.clone()
+    } else {
+        x.to_contiguous()
+    }
+}
+
+/// A fresh `f32` tensor shaped like `like`, filled chunk by chunk by `fill(chunk index, chunk)`.
+fn filled(like: &FlexTensor, fill: impl Fn(usize, &mut [f32]) + Sync) -> FlexTensor {
+    let shape = like.layout().shape().clone();
+    let mut out = vec![0f32; shape.num_elements()];
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(k, chunk)| fill(k, chunk));
+    FlexTensor::from_data(TensorData::new(out, shape))
+}
+
+impl TransformerKernels for Flex {
+    fn fast_gelu(x: FlexTensor) -> FlexTensor {
+        let x = values(&x);
+        let xs = x.as_slice::<f32>().expect("gelu takes f32 tensors");
+        let arch = pulp::Arch::new();
+        filled(&x, |k, out| {
+            let x = &xs[k * CHUNK..k * CHUNK + out.len()];
+            arch.dispatch(Chunk::Gelu { x, out });
+        })
+    }
+
+    fn fast_gelu_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let x = values(&x);
+        let xs = x.as_slice::<f32>().expect("gelu takes f32 tensors");
+        let n = xs.len();
+        // Written over the incoming gradient: no allocation when autodiff hands it over.
+        let whole = grad.is_contiguous() && grad.layout().contiguous_offsets() == Some((0, n));
+        let mut dx = if whole { grad } else { grad.to_contiguous() };
+        let arch = pulp::Arch::new();
+        dx.storage_mut::<f32>()
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(k, grad)| {
+                let x = &xs[k * CHUNK..k * CHUNK + grad.len()];
+                arch.dispatch(Chunk::GeluBackward { x, grad });
+            });
+        dx
+    }
+
+    fn dropout_mask(like: FlexTensor, keep: f32, key: u64) -> FlexTensor {
+        // `hash >> 8` is uniform on [0, 2^24): keep when below keep · 2^24.
+        let threshold = (keep as f64 * (1u64 << 24) as f64).round() as u32;
+        let scale = 1.0 / keep;
+        let arch = pulp::Arch::new();
+        filled(&like, |k, out| {
+            let first = (k * CHUNK) as u32;
+            arch.dispatch(Chunk::Mask {
+                out,
+                first,
+                threshold,
+                scale,
+                key,
+            });
+        })
+    }
+}
