@@ -11,15 +11,62 @@
 //! object.
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: CountingAlloc = CountingAlloc;
 
+/// mimalloc, counting live heap bytes and their high-water mark: the resident high-water mark
+/// also holds whatever setup (loading, calibration) once used, so the children report both.
+struct CountingAlloc;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts `grown` bytes allocated and `shrunk` freed.
+fn count(grown: usize, shrunk: usize) {
+    let now = LIVE.fetch_add(grown, Relaxed).wrapping_add(grown);
+    PEAK.fetch_max(now, Relaxed);
+    LIVE.fetch_sub(shrunk, Relaxed);
+}
+
+// SAFETY: every call is forwarded to mimalloc unchanged; only counters are updated.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(layout.size(), 0);
+        unsafe { mimalloc::MiMalloc.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count(layout.size(), 0);
+        unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count(0, layout.size());
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count(new_size, layout.size());
+        unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// The live-heap high-water mark since the last reset, MiB.
+fn peak_heap_mb() -> f64 {
+    PEAK.load(Relaxed) as f64 / (1024.0 * 1024.0)
+}
+
+/// Starts a new live-heap high-water mark from what is live now.
+fn reset_peak_heap() {
+    PEAK.store(LIVE.load(Relaxed), Relaxed);
+}
+
+use std::alloc::{GlobalAlloc, Layout};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Instant;
 
 #[path = "common/bench_args.rs"]
 mod bench_args;
 
 use bench_args::{arg, median, number};
+use burn::module::Module;
 use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
 use burn::train::TrainStep;
@@ -34,19 +81,26 @@ const VARIANTS: [(&str, Option<&str>); 3] = [
     ("qat_w4a8", Some("w4a8")),
 ];
 
-/// The float model, pretrained encoder loaded, or its QAT twin calibrated on `batch`.
-fn model(
-    checkpoint: &HfCheckpoint,
-    scheme: Option<&str>,
-    batch: &TextBatch,
-    device: &Device,
-) -> Trainee<BertForSequenceClassification> {
+/// The float model on `device`, pretrained encoder loaded.
+fn float_model(checkpoint: &HfCheckpoint, device: &Device) -> BertForSequenceClassification {
     let mut net = BertHeadConfig::new(2)
         .init_sequence(&checkpoint.config, device)
         .unwrap_or_else(|e| panic!("{e}"));
     checkpoint
         .load_into(&mut net, Target::Head)
         .unwrap_or_else(|e| panic!("{e}"));
+    net
+}
+
+/// The float model on the autodiff `device`, or its QAT twin calibrated on `batch` as the
+/// trainer's PTQ / QAT start does: on the inner device (no graph), loaded into the training model.
+fn model(
+    checkpoint: &HfCheckpoint,
+    scheme: Option<&str>,
+    batch: &TextBatch,
+    device: &Device,
+) -> Trainee<BertForSequenceClassification> {
+    let net = float_model(checkpoint, device);
     let net = match scheme {
         None => net,
         Some(name) => {
@@ -62,11 +116,19 @@ fn model(
                     float: true,
                 });
             }
-            let net = net.quantized(&mapping).unwrap();
-            // Calibrate activations once, as the PTQ / QAT start does.
-            quant::qat::calibrate(net, [batch.clone()], |n, b| {
-                n.forward(trainer::task::bert_input(b.tokens));
-            })
+            let inner = device.clone().without_autodiff();
+            let twin = float_model(checkpoint, &inner).quantized(&mapping).unwrap();
+            let ids = batch.tokens.input_ids.clone().to_device(&inner);
+            let mask = batch.tokens.attention_mask.clone().to_device(&inner);
+            let calibrated = quant::qat::calibrate(twin, [(ids, mask)], |n, (ids, mask)| {
+                n.forward(trainer::task::bert_input(TokenIds {
+                    input_ids: ids,
+                    attention_mask: mask,
+                }));
+            });
+            net.quantized(&mapping)
+                .unwrap()
+                .load_record(calibrated.into_record())
         }
     };
     Trainee::new(net, None)
@@ -131,13 +193,23 @@ fn main() {
 
     // Child mode: one variant, a few steps, then its peak memory.
     if let Some(name) = std::env::args().skip_while(|a| a != "--memory-of").nth(1) {
-        let (name, scheme) = VARIANTS
-            .iter()
-            .find(|v| v.0 == name)
-            .expect("a variant name");
+        // A variant's name, or any preset (`w8`, `w4a4`, …) to see where memory goes.
+        let scheme = match VARIANTS.iter().find(|v| v.0 == name) {
+            Some((_, scheme)) => scheme.map(String::from),
+            None => Some(name.clone()),
+        };
+        let name: &'static str = name.leak();
+        let model = model(&checkpoint, scheme.as_deref(), &batch, &autodiff);
+        eprintln!(
+            "{name}: before the first step {:.0} MiB resident, heap peak {:.0} MiB, live {:.0} MiB",
+            peak_rss_mb(),
+            peak_heap_mb(),
+            LIVE.load(Relaxed) as f64 / (1024.0 * 1024.0)
+        );
+        reset_peak_heap();
         let mut v = Variant {
             name,
-            model: Some(model(&checkpoint, *scheme, &batch, &autodiff)),
+            model: Some(model),
             optim: AdamWConfig::new().with_weight_decay(0.01).build().into(),
             samples_ms: Vec::new(),
         };
@@ -145,6 +217,11 @@ fn main() {
             step(&mut v, &batch);
         }
         device.sync().ok();
+        eprintln!(
+            "{}: heap peak in the steps {:.0} MiB",
+            v.name,
+            peak_heap_mb()
+        );
         println!("{} {:.1}", v.name, peak_rss_mb());
         return;
     }

@@ -5,13 +5,14 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::tensor::FloatTensor;
+use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Autodiff, AutodiffBackend};
 
 use super::FakeQuantKernels;
 
-/// The backward pass of [`FakeQuantKernels::lsq_fake_quant`]: one kernel recomputes the mask and
-/// `∂x̂/∂s` from the saved input, giving `dx = grad · mask` and `ds = Σ grad · ∂x̂/∂s` per parameter.
+/// The backward pass of [`FakeQuantKernels::lsq_fake_quant`]: with a learned scale one kernel
+/// recomputes the mask and `∂x̂/∂s` from the saved input, giving `dx = grad · mask` and
+/// `ds = Σ grad · ∂x̂/∂s` per parameter; with a fixed scale, `dx = grad · mask` from the kept mask.
 #[derive(Debug)]
 struct FakeQuantBackward;
 
@@ -24,14 +25,22 @@ struct FakeQuantState<P> {
     range: (f32, f32),
     view: [usize; 4],
     per_group: bool,
-    /// No element can fall outside the grid, so `dx = grad` (no kernel).
-    clip_free: bool,
     /// Multiplies the scale gradient (LSQ's `1 / sqrt(N · Qp)`).
     grad_factor: f32,
 }
 
+/// What the backward pass keeps, by the quantizer's kind: a learned scale needs the input (its
+/// gradient reads `x`); a fixed scale only the clip mask, one byte per element; a fixed scale
+/// that cannot clip nothing at all (`dx = grad`).
+#[derive(Debug, Clone)]
+enum Saved<P, M> {
+    Input(FakeQuantState<P>),
+    Mask(M),
+    Nothing,
+}
+
 impl<B: FakeQuantKernels> Backward<B, 2> for FakeQuantBackward {
-    type State = FakeQuantState<FloatTensor<B>>;
+    type State = Saved<FloatTensor<B>, IntTensor<B>>;
 
     fn backward(
         self,
@@ -39,6 +48,23 @@ impl<B: FakeQuantKernels> Backward<B, 2> for FakeQuantBackward {
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
+        let grad = grads.consume::<B>(&ops.node);
+        let [x_parent, scale_parent] = ops.parents;
+        let state = match ops.state {
+            Saved::Nothing => {
+                if let Some(node) = x_parent {
+                    grads.register::<B>(node.id, grad);
+                }
+                return;
+            }
+            Saved::Mask(mask) => {
+                if let Some(node) = x_parent {
+                    grads.register::<B>(node.id, B::apply_mask(grad, mask));
+                }
+                return;
+            }
+            Saved::Input(state) => state,
+        };
         let FakeQuantState {
             x,
             scale,
@@ -46,17 +72,9 @@ impl<B: FakeQuantKernels> Backward<B, 2> for FakeQuantBackward {
             range: (qmin, qmax),
             view,
             per_group,
-            clip_free,
             grad_factor,
-        } = ops.state;
-        let with_scale_grad = ops.parents[1].is_some();
-        let grad = grads.consume::<B>(&ops.node);
-        if clip_free && !with_scale_grad {
-            if let Some(node) = &ops.parents[0] {
-                grads.register::<B>(node.id, grad);
-            }
-            return;
-        }
+        } = state;
+        let with_scale_grad = scale_parent.is_some();
         let (dx, ds) = B::fake_quant_backward(
             grad,
             x,
@@ -68,7 +86,6 @@ impl<B: FakeQuantKernels> Backward<B, 2> for FakeQuantBackward {
             per_group,
             with_scale_grad,
         );
-        let [x_parent, scale_parent] = ops.parents;
         if let Some(node) = x_parent {
             grads.register::<B>(node.id, dx);
         }
@@ -162,6 +179,31 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
         (Self::from_inner(dx), Self::from_inner(ds))
     }
 
+    fn fake_quant_with_mask(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        zero_point: FloatTensor<Self>,
+        qmin: f32,
+        qmax: f32,
+        view: [usize; 4],
+        per_group: bool,
+    ) -> (FloatTensor<Self>, IntTensor<Self>) {
+        let (dq, mask) = B::fake_quant_with_mask(
+            Self::inner(x),
+            Self::inner(scale),
+            Self::inner(zero_point),
+            qmin,
+            qmax,
+            view,
+            per_group,
+        );
+        (Self::from_inner(dq), mask)
+    }
+
+    fn apply_mask(grad: FloatTensor<Self>, mask: IntTensor<Self>) -> FloatTensor<Self> {
+        Self::from_inner(B::apply_mask(Self::inner(grad), mask))
+    }
+
     fn lsq_fake_quant(
         x: FloatTensor<Self>,
         scale: FloatTensor<Self>,
@@ -173,26 +215,30 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
         clip_free: bool,
         grad_factor: f32,
     ) -> FloatTensor<Self> {
+        let learned_scale = scale.is_tracked();
         let (x, x_node) = x.into_parts();
         let (scale, scale_node) = scale.into_parts();
         let zero_point = Self::inner(zero_point);
-        let dequantized = B::lsq_fake_quant(
-            x.clone(),
-            scale.clone(),
-            zero_point.clone(),
-            qmin,
-            qmax,
-            view,
-            per_group,
-            clip_free,
-            grad_factor,
-        );
+        let forward = |x: &_, scale: &_, zero_point: &_| {
+            B::lsq_fake_quant(
+                Clone::clone(x),
+                Clone::clone(scale),
+                Clone::clone(zero_point),
+                qmin,
+                qmax,
+                view,
+                per_group,
+                clip_free,
+                grad_factor,
+            )
+        };
         match FakeQuantBackward
             .prepare::<C>([x_node, scale_node])
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => {
+            OpsKind::Tracked(prep) if learned_scale => {
+                let dequantized = forward(&x, &scale, &zero_point);
                 let state = FakeQuantState {
                     x,
                     scale,
@@ -200,12 +246,19 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
                     range: (qmin, qmax),
                     view,
                     per_group,
-                    clip_free,
                     grad_factor,
                 };
-                prep.finish(state, dequantized)
+                prep.finish(Saved::Input(state), dequantized)
             }
-            OpsKind::UnTracked(prep) => prep.finish(dequantized),
+            OpsKind::Tracked(prep) if clip_free => {
+                prep.finish(Saved::Nothing, forward(&x, &scale, &zero_point))
+            }
+            OpsKind::Tracked(prep) => {
+                let (dequantized, mask) =
+                    B::fake_quant_with_mask(x, scale, zero_point, qmin, qmax, view, per_group);
+                prep.finish(Saved::Mask(mask), dequantized)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(forward(&x, &scale, &zero_point)),
         }
     }
 }

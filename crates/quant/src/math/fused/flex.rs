@@ -590,6 +590,56 @@ impl FakeQuantKernels for Flex {
         (dx.reshape(Shape::new(view)), flat(ds))
     }
 
+    fn fake_quant_with_mask(
+        x: FlexTensor,
+        scale: FlexTensor,
+        zero_point: FlexTensor,
+        qmin: f32,
+        qmax: f32,
+        view: [usize; 4],
+        per_group: bool,
+    ) -> (FlexTensor, FlexTensor) {
+        let x = contiguous(x);
+        let xs = x
+            .as_slice::<f32>()
+            .expect("fused fake-quant takes f32 tensors");
+        let grid = Grid::new(&scale, &zero_point, qmin, qmax);
+        let runs = Runs {
+            view,
+            per_group,
+            num_params: grid.scale.len(),
+        };
+        let dq = grid.map(&runs, xs, |x, s, inv, lo, hi| code(x, inv, lo, hi) * s);
+        // The mask pass reads `x` again and writes a float per element that becomes a byte: two
+        // cheap passes instead of a second output type through every kernel.
+        let mask = grid.map(&runs, xs, |x, _, inv, lo, hi| {
+            code_and_mask(x, inv, lo, hi).1
+        });
+        let bytes: Vec<u8> = mask.par_iter().map(|&m| m as u8).collect();
+        let n = bytes.len();
+        (
+            FlexTensor::from_data(TensorData::new(dq, Shape::new(view))),
+            FlexTensor::from_data(TensorData::new(bytes, [n])),
+        )
+    }
+
+    fn apply_mask(grad: FlexTensor, mask: FlexTensor) -> FlexTensor {
+        let shape = grad.layout().shape().clone();
+        let mask = mask.as_slice::<u8>().expect("a byte mask");
+        let n = mask.len();
+        let whole = grad.is_contiguous() && grad.layout().contiguous_offsets() == Some((0, n));
+        let mut dx = if whole { grad } else { grad.to_contiguous() };
+        dx.storage_mut::<f32>()
+            .par_chunks_mut(1 << 15)
+            .zip(mask.par_chunks(1 << 15))
+            .for_each(|(g, m)| {
+                for (g, &m) in g.iter_mut().zip(m) {
+                    *g *= m as f32;
+                }
+            });
+        dx.reshape(shape)
+    }
+
     fn lsq_fake_quant(
         x: FlexTensor,
         scale: FlexTensor,

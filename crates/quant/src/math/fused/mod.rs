@@ -18,7 +18,7 @@ mod autodiff;
 mod flex;
 mod runs;
 
-use burn::backend::tensor::FloatTensor;
+use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, Dispatch, backend_extension};
 use burn::tensor::{Device, Tensor};
 
@@ -69,6 +69,24 @@ pub trait FakeQuantKernels: Backend {
         per_group: bool,
         with_scale_grad: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// Fixed-scale fake quantization of a `[o, g, l, i]` view that also returns its clip mask,
+    /// one byte per element (1 where `round(x / s)` lies on the grid): a fixed scale's backward
+    /// pass needs only the mask, so the tracked op keeps it instead of `x`, a quarter of the
+    /// memory (PyTorch's `fake_quantize_per_tensor_affine_cachemask` keeps the same).
+    #[allow(clippy::too_many_arguments)]
+    fn fake_quant_with_mask(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        zero_point: FloatTensor<Self>,
+        qmin: f32,
+        qmax: f32,
+        view: [usize; 4],
+        per_group: bool,
+    ) -> (FloatTensor<Self>, IntTensor<Self>);
+
+    /// `grad · mask` for a byte mask from [`Self::fake_quant_with_mask`]; may reuse `grad`'s memory.
+    fn apply_mask(grad: FloatTensor<Self>, mask: IntTensor<Self>) -> FloatTensor<Self>;
 
     /// LSQ fake quantization of a `[o, g, l, i]` view with a learned `scale` and a constant
     /// `zero_point`, differentiable in `x` (clipped STE) and `scale` (LSQ gradient times
