@@ -493,6 +493,30 @@ fn range_per_param(
     (min, max)
 }
 
+/// What an elementwise kernel over a view starts from: `x` contiguous, the grid constants and
+/// the view's runs.
+fn prepare(
+    x: FlexTensor,
+    scale: &FlexTensor,
+    zero_point: &FlexTensor,
+    (qmin, qmax): (f32, f32),
+    view: [usize; 4],
+    per_group: bool,
+) -> (FlexTensor, Grid, Runs) {
+    let x = contiguous(x);
+    assert!(
+        x.as_slice::<f32>().is_some(),
+        "fused fake-quant takes f32 tensors"
+    );
+    let grid = Grid::new(scale, zero_point, qmin, qmax);
+    let runs = Runs {
+        view,
+        per_group,
+        num_params: grid.scale.len(),
+    };
+    (x, grid, runs)
+}
+
 impl FakeQuantKernels for Flex {
     fn fake_quant_parts(
         x: FlexTensor,
@@ -504,16 +528,8 @@ impl FakeQuantKernels for Flex {
         per_group: bool,
         parts: usize,
     ) -> FlexTensor {
-        let x = contiguous(x);
-        let xs = x
-            .as_slice::<f32>()
-            .expect("fused fake-quant takes f32 tensors");
-        let grid = Grid::new(&scale, &zero_point, qmin, qmax);
-        let runs = Runs {
-            view,
-            per_group,
-            num_params: grid.scale.len(),
-        };
+        let (x, grid, runs) = prepare(x, &scale, &zero_point, (qmin, qmax), view, per_group);
+        let xs = x.as_slice::<f32>().expect("contiguous f32");
         // dq = (q - zp) · s
         let mut out = grid.map(&runs, xs, |x, s, inv, lo, hi| code(x, inv, lo, hi) * s);
         if parts > 1 {
@@ -599,16 +615,8 @@ impl FakeQuantKernels for Flex {
         view: [usize; 4],
         per_group: bool,
     ) -> (FlexTensor, FlexTensor) {
-        let x = contiguous(x);
-        let xs = x
-            .as_slice::<f32>()
-            .expect("fused fake-quant takes f32 tensors");
-        let grid = Grid::new(&scale, &zero_point, qmin, qmax);
-        let runs = Runs {
-            view,
-            per_group,
-            num_params: grid.scale.len(),
-        };
+        let (x, grid, runs) = prepare(x, &scale, &zero_point, (qmin, qmax), view, per_group);
+        let xs = x.as_slice::<f32>().expect("contiguous f32");
         let dq = grid.map(&runs, xs, |x, s, inv, lo, hi| code(x, inv, lo, hi) * s);
         // The mask pass reads `x` again and writes a float per element that becomes a byte: two
         // cheap passes instead of a second output type through every kernel.
