@@ -7,8 +7,9 @@
 //! see what quantizing the 30,522-row word table costs).
 //! Step times come from alternating rounds in one process (machine noise hits all variants
 //! alike), compared by their medians; peak resident memory from one child process per variant
-//! (the kernel's high-water mark is per process). Prints a table and, as its last line, one JSON
-//! object.
+//! (the kernel's high-water mark is per process), which also prints its live-heap peaks before
+//! and during the steps (a counting allocator around mimalloc). Prints a table and, as its last
+//! line, one JSON object.
 
 #[global_allocator]
 static ALLOCATOR: CountingAlloc = CountingAlloc;
@@ -277,6 +278,12 @@ fn main() {
                 ])
                 .output()
                 .expect("the bench can run itself");
+            // The child's live-heap peaks (resident memory also keeps what setup once used).
+            for line in String::from_utf8_lossy(&out.stderr).lines() {
+                if line.contains("heap peak") {
+                    eprintln!("{line}");
+                }
+            }
             String::from_utf8_lossy(&out.stdout)
                 .split_whitespace()
                 .nth(1)

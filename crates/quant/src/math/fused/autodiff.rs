@@ -30,7 +30,7 @@ struct FakeQuantState<P> {
 }
 
 /// What the backward pass keeps, by the quantizer's kind: a learned scale needs the input (its
-/// gradient reads `x`); a fixed scale only the clip mask, one byte per element; a fixed scale
+/// gradient reads `x`); a fixed scale only the clip mask, one bit per element; a fixed scale
 /// that cannot clip nothing at all (`dx = grad`).
 #[derive(Debug, Clone)]
 enum Saved<P, M> {

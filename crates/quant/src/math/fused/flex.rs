@@ -493,6 +493,26 @@ fn range_per_param(
     (min, max)
 }
 
+/// Mask bytes per rayon task when packing or applying a bit mask (8 elements per byte).
+const MASK_CHUNK: usize = 1 << 12;
+
+/// A 0/1 mask packed 8 elements to a byte, element `8i + k` in bit `k` of byte `i`: the clip
+/// mask a fixed-scale fake quant keeps for its backward pass, 1/32 of its float input.
+fn pack_bits(mask: &[f32]) -> Vec<u8> {
+    let mut bits = vec![0u8; mask.len().div_ceil(8)];
+    bits.par_chunks_mut(MASK_CHUNK)
+        .zip(mask.par_chunks(8 * MASK_CHUNK))
+        .for_each(|(bits, mask)| {
+            for (byte, m) in bits.iter_mut().zip(mask.chunks(8)) {
+                *byte = m
+                    .iter()
+                    .enumerate()
+                    .fold(0u8, |acc, (k, &v)| acc | (((v != 0.0) as u8) << k));
+            }
+        });
+    bits
+}
+
 /// What an elementwise kernel over a view starts from: `x` contiguous, the grid constants and
 /// the view's runs.
 fn prepare(
@@ -618,31 +638,33 @@ impl FakeQuantKernels for Flex {
         let (x, grid, runs) = prepare(x, &scale, &zero_point, (qmin, qmax), view, per_group);
         let xs = x.as_slice::<f32>().expect("contiguous f32");
         let dq = grid.map(&runs, xs, |x, s, inv, lo, hi| code(x, inv, lo, hi) * s);
-        // The mask pass reads `x` again and writes a float per element that becomes a byte: two
+        // The mask pass reads `x` again and writes a float per element, then packs 8 to a byte:
         // cheap passes instead of a second output type through every kernel.
         let mask = grid.map(&runs, xs, |x, _, inv, lo, hi| {
             code_and_mask(x, inv, lo, hi).1
         });
-        let bytes: Vec<u8> = mask.par_iter().map(|&m| m as u8).collect();
-        let n = bytes.len();
+        let bits = pack_bits(&mask);
+        let n = bits.len();
         (
             FlexTensor::from_data(TensorData::new(dq, Shape::new(view))),
-            FlexTensor::from_data(TensorData::new(bytes, [n])),
+            FlexTensor::from_data(TensorData::new(bits, [n])),
         )
     }
 
     fn apply_mask(grad: FlexTensor, mask: FlexTensor) -> FlexTensor {
         let shape = grad.layout().shape().clone();
-        let mask = mask.as_slice::<u8>().expect("a byte mask");
-        let n = mask.len();
+        let n = shape.num_elements();
+        let bits = mask.as_slice::<u8>().expect("a bit mask");
         let whole = grad.is_contiguous() && grad.layout().contiguous_offsets() == Some((0, n));
         let mut dx = if whole { grad } else { grad.to_contiguous() };
         dx.storage_mut::<f32>()
-            .par_chunks_mut(1 << 15)
-            .zip(mask.par_chunks(1 << 15))
-            .for_each(|(g, m)| {
-                for (g, &m) in g.iter_mut().zip(m) {
-                    *g *= m as f32;
+            .par_chunks_mut(8 * MASK_CHUNK)
+            .zip(bits.par_chunks(MASK_CHUNK))
+            .for_each(|(g, bits)| {
+                for (g, &byte) in g.chunks_mut(8).zip(bits) {
+                    for (k, g) in g.iter_mut().enumerate() {
+                        *g *= ((byte >> k) & 1) as f32;
+                    }
                 }
             });
         dx.reshape(shape)
@@ -661,5 +683,28 @@ impl FakeQuantKernels for Flex {
     ) -> FlexTensor {
         Self::fake_quant_parts(x, scale, zero_point, qmin, qmax, view, per_group, 1)
             .reshape(Shape::new(view))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Packing and applying the bit mask over several rayon chunks and a ragged tail: every
+    /// gradient element is kept or zeroed exactly as its mask element says.
+    #[test]
+    fn bit_mask_round_trips_over_chunks_and_a_ragged_tail() {
+        let n = 8 * MASK_CHUNK * 3 + 13;
+        let mask: Vec<f32> = (0..n).map(|i| ((i * 7919) % 5 != 0) as u8 as f32).collect();
+        let grad: Vec<f32> = (0..n).map(|i| i as f32 + 0.5).collect();
+        let bits = pack_bits(&mask);
+        assert_eq!(bits.len(), n.div_ceil(8));
+        let dx = Flex::apply_mask(
+            FlexTensor::from_data(TensorData::new(grad.clone(), [n])),
+            FlexTensor::from_data(TensorData::new(bits.clone(), [bits.len()])),
+        );
+        let dx = dx.into_data().try_into_vec::<f32>().unwrap();
+        let expected: Vec<f32> = grad.iter().zip(&mask).map(|(g, m)| g * m).collect();
+        assert_eq!(dx, expected);
     }
 }

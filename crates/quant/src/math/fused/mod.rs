@@ -71,9 +71,9 @@ pub trait FakeQuantKernels: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
     /// Fixed-scale fake quantization of a `[o, g, l, i]` view that also returns its clip mask,
-    /// one byte per element (1 where `round(x / s)` lies on the grid): a fixed scale's backward
-    /// pass needs only the mask, so the tracked op keeps it instead of `x`, a quarter of the
-    /// memory (PyTorch's `fake_quantize_per_tensor_affine_cachemask` keeps the same).
+    /// one bit per element packed in bytes (1 where `round(x / s)` lies on the grid): a fixed
+    /// scale's backward pass needs only the mask, so the tracked op keeps it instead of `x`,
+    /// 1/32 of the memory (PyTorch's `fake_quantize_per_tensor_affine_cachemask` keeps a byte).
     #[allow(clippy::too_many_arguments)]
     fn fake_quant_with_mask(
         x: FloatTensor<Self>,
@@ -85,7 +85,7 @@ pub trait FakeQuantKernels: Backend {
         per_group: bool,
     ) -> (FloatTensor<Self>, IntTensor<Self>);
 
-    /// `grad · mask` for a byte mask from [`Self::fake_quant_with_mask`]; may reuse `grad`'s memory.
+    /// `grad · mask` for a bit mask from [`Self::fake_quant_with_mask`]; may reuse `grad`'s memory.
     fn apply_mask(grad: FloatTensor<Self>, mask: IntTensor<Self>) -> FloatTensor<Self>;
 
     /// LSQ fake quantization of a `[o, g, l, i]` view with a learned `scale` and a constant
