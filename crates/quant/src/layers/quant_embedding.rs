@@ -9,7 +9,7 @@ use burn::nn::{Embedding, EmbeddingConfig};
 use burn::tensor::{Device, Int, Tensor, module::embedding};
 
 use super::{attach_weight_quantizer, without_weight_quantizer};
-use crate::{QuantError, QuantizerConfig};
+use crate::{QuantError, Quantizer, QuantizerConfig};
 
 /// Configuration of a [`QuantEmbedding`].
 #[derive(Config, Debug)]
@@ -70,8 +70,65 @@ impl QuantEmbedding {
         attach_weight_quantizer(layer, weight)
     }
 
-    /// Looks up the (fake-quantized) rows for `indices`.
+    /// Looks up the (fake-quantized) rows for `indices`: only the looked-up rows are
+    /// fake-quantized ([`Quantizer::forward_rows`]), with the values and gradients of quantizing
+    /// the whole table first.
     pub fn forward(&self, indices: Tensor<2, Int>) -> Tensor<3> {
-        embedding(self.weight.val(), indices)
+        match self.weight.reparameterization::<Quantizer>() {
+            Some(quantizer) => {
+                let [batch, seq] = indices.dims();
+                let rows =
+                    quantizer.forward_rows(self.weight.base(), indices.reshape([batch * seq]));
+                let d_model = rows.dims()[1];
+                rows.reshape([batch, seq, d_model])
+            }
+            None => embedding(self.weight.val(), indices),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Distribution, Tolerance};
+
+    use super::*;
+    use crate::{Granularity, QuantMapping};
+
+    /// Looking up fake-quantized rows ([`Quantizer::forward_rows`]) equals fake-quantizing the
+    /// whole table and then looking up, in values and in the table's gradient (repeated ids
+    /// included): W8 (fixed scale, current observer, per row), W4 (LSQ per row), and a
+    /// per-tensor W8.
+    #[test]
+    fn row_lookup_equals_quantizing_the_whole_table() {
+        let device = Device::flex().autodiff();
+        let mut per_tensor = QuantMapping::w8().weight.unwrap();
+        per_tensor.spec.granularity = Granularity::PerTensor;
+        let configs = [
+            ("w8", QuantMapping::w8().weight),
+            ("w4 lsq", QuantMapping::w4().weight),
+            ("w8 per tensor", Some(per_tensor)),
+        ];
+        for (name, weight) in configs {
+            device.seed(5);
+            let layer = QuantEmbeddingConfig::new(50, 12)
+                .with_weight(weight)
+                .init(&device);
+            let ids = Tensor::<2, Int>::from_ints([[3, 7, 3, 49], [0, 7, 11, 3]], &device);
+            let dy = Tensor::<3>::random([2, 4, 12], Distribution::Default, &device);
+            let ours = layer.forward(ids.clone());
+            let reference = embedding(layer.weight.val(), ids);
+            ours.to_data()
+                .assert_approx_eq::<f32>(&reference.to_data(), Tolerance::absolute(1e-6));
+            let grad_ours = (ours * dy.clone()).sum().backward();
+            let grad_reference = (reference * dy).sum().backward();
+            let table = layer.weight.base();
+            let [ours, reference] = [&grad_ours, &grad_reference].map(|g| table.grad(g).unwrap());
+            assert!(
+                ours.clone().abs().sum().into_scalar::<f32>() > 0.0,
+                "{name}: no gradient"
+            );
+            ours.to_data()
+                .assert_approx_eq::<f32>(&reference.to_data(), Tolerance::absolute(1e-6));
+        }
     }
 }

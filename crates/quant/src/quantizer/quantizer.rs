@@ -17,7 +17,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::module::{Flag, Module, Param, Reparameterization, RunningState};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 
 use super::{LearnedValue, Learning, QuantizerConfig};
 use crate::kernels::{fake_quantize_layout, fake_quantize_learnable_layout};
@@ -142,15 +142,8 @@ impl Quantizer {
         if self.config.spec.granularity == Granularity::PerToken {
             return self.fake_quantize_dynamic(x);
         }
-        let bypass = self.bypass.is_enabled();
-        let training = x.device().is_autodiff() && self.training.is_enabled();
-        let delaying = training && !bypass && self.in_quant_delay();
-        let observe = self.observer_enabled.is_enabled()
-            && (self.config.learning == Learning::Fixed
-                || delaying
-                || bypass
-                || !self.learned_initialized());
-        if !observe && (bypass || delaying) {
+        let (observe, quantize) = self.plan(x.device().is_autodiff());
+        if !observe && !quantize {
             return x;
         }
         let shape = x.shape();
@@ -159,10 +152,56 @@ impl Quantizer {
         if observe {
             self.observe_view(view.clone(), &layout);
         }
-        if bypass || delaying {
+        if !quantize {
             return layout.from_view(view, shape);
         }
-        layout.from_view(self.fake_quantize_view(view, &layout, observe), shape)
+        layout.from_view(self.fake_quantize_view(view, &layout, observe, None), shape)
+    }
+
+    /// What one call does under the switches: `(observe first, fake-quantize)`. Fixed
+    /// quantizers observe every batch; learned ones only to initialise (see [`Self::forward`]).
+    fn plan(&self, on_autodiff: bool) -> (bool, bool) {
+        let bypass = self.bypass.is_enabled();
+        let training = on_autodiff && self.training.is_enabled();
+        let delaying = training && !bypass && self.in_quant_delay();
+        let observe = self.observer_enabled.is_enabled()
+            && (self.config.learning == Learning::Fixed
+                || delaying
+                || bypass
+                || !self.learned_initialized());
+        (observe, !bypass && !delaying)
+    }
+
+    /// Rows `rows` of this quantizer's fake-quantized `table`: the values and gradients of
+    /// `self.forward_weight(table).select(0, rows)`, but only the looked-up rows are
+    /// fake-quantized (an embedding lookup touches `batch × seq` of its 30,522 rows). The observer
+    /// still sees the whole table. Per-row and per-tensor quantizers take this path; others
+    /// quantize the table first.
+    pub fn forward_rows(&self, table: Tensor<2>, rows: Tensor<1, Int>) -> Tensor<2> {
+        let per_row = match self.config.spec.granularity {
+            Granularity::PerChannel {
+                axis: None | Some(0),
+            } => true,
+            Granularity::PerTensor => false,
+            _ => return self.fake_quantize(table).select(0, rows),
+        };
+        if self.activation || self.config.learning == Learning::Pact {
+            return self.fake_quantize(table).select(0, rows);
+        }
+        let (observe, quantize) = self.plan(table.device().is_autodiff());
+        if observe {
+            let layout = self.layout(&table.dims());
+            self.observe_view(layout.to_view(table.clone()), &layout);
+        }
+        let picked = table.select(0, rows.clone());
+        if !quantize {
+            return picked;
+        }
+        let shape = picked.shape();
+        let layout = self.layout(&shape.dims::<2>());
+        let view = layout.to_view(picked);
+        let rows = per_row.then_some(&rows);
+        layout.from_view(self.fake_quantize_view(view, &layout, observe, rows), shape)
     }
 
     /// Fake-quantizes a weight (or any tensor outside the traced integer program), observing it
@@ -301,23 +340,30 @@ impl Quantizer {
     }
 
     /// `just_observed`: the observer has folded this very tensor in (see [`Self::clip_free`]).
+    /// `rows`: `view` holds these rows of the observed tensor, one parameter each (see
+    /// [`Self::forward_rows`]), so the parameters are picked by them.
     fn fake_quantize_view(
         &self,
         view: Tensor<4>,
         layout: &ParamLayout,
         just_observed: bool,
+        rows: Option<&Tensor<1, Int>>,
     ) -> Tensor<4> {
         let spec = &self.config.spec;
         let (qmin, qmax) = (spec.qmin(), spec.qmax());
+        let pick = |params: Tensor<1>| match rows {
+            Some(rows) => params.select(0, rows.clone()),
+            None => params,
+        };
         match self.config.learning {
             Learning::Fixed => {
                 let qp = self.observer.qparams(spec);
-                let zero_point = (!spec.symmetric || !spec.signed).then_some(qp.zero_point);
+                let zero_point = (!spec.symmetric || !spec.signed).then(|| pick(qp.zero_point));
                 let clip_possible = !(just_observed && self.clip_free());
                 fake_quantize_layout(
                     view,
                     layout,
-                    qp.scale,
+                    pick(qp.scale),
                     zero_point,
                     (qmin, qmax),
                     clip_possible,
@@ -326,16 +372,16 @@ impl Quantizer {
             Learning::Lsq | Learning::LsqPlus => {
                 let factor = lsq_grad_factor(layout.elems_per_param(), qmax);
                 let zero_point = match &self.learned_zero_point {
-                    Some(zp) => zp.value(),
+                    Some(zp) => pick(zp.value()),
                     // A symmetric grid's zero point is a constant: no need to read the observer.
                     None if spec.symmetric => Tensor::full(
                         [layout.num_params()],
                         spec.symmetric_zero_point() as f32,
                         &view.device(),
                     ),
-                    None => self.observer.qparams(spec).zero_point,
+                    None => pick(self.observer.qparams(spec).zero_point),
                 };
-                let scale = self.scale_value();
+                let scale = pick(self.scale_value());
                 fake_quantize_learnable_layout(
                     view,
                     layout,
