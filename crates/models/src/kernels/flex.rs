@@ -1,6 +1,8 @@
 //! The Flex (CPU) implementations of [`TransformerKernels`]: one memory pass each, split across
 //! rayon's threads, compiled through pulp for the widest vector instructions the CPU has.
 
+use std::mem::MaybeUninit;
+
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::TensorData;
@@ -19,12 +21,15 @@ const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 /// One elementwise kernel over a chunk, as a pulp op so it is compiled for AVX-512 / AVX2.
 enum Chunk<'a> {
     /// `out = gelu(x)`.
-    Gelu { x: &'a [f32], out: &'a mut [f32] },
+    Gelu {
+        x: &'a [f32],
+        out: &'a mut [MaybeUninit<f32>],
+    },
     /// `grad *= gelu'(x)`, in place.
     GeluBackward { x: &'a [f32], grad: &'a mut [f32] },
     /// `out[i] = scale` with probability `keep`, else 0; element `first + i` of the mask.
     Mask {
-        out: &'a mut [f32],
+        out: &'a mut [MaybeUninit<f32>],
         first: u32,
         threshold: u32,
         scale: f32,
@@ -40,7 +45,7 @@ impl pulp::WithSimd for Chunk<'_> {
         match self {
             Chunk::Gelu { x, out } => {
                 for (o, &x) in out.iter_mut().zip(x) {
-                    *o = 0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2));
+                    o.write(0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2)));
                 }
             }
             Chunk::GeluBackward { x, grad } => {
@@ -59,7 +64,7 @@ impl pulp::WithSimd for Chunk<'_> {
             } => {
                 for (i, o) in out.iter_mut().enumerate() {
                     let keep = (hash(first.wrapping_add(i as u32), key) >> 8) < threshold;
-                    *o = if keep { scale } else { 0.0 };
+                    o.write(if keep { scale } else { 0.0 });
                 }
             }
         }
@@ -75,13 +80,19 @@ fn values(x: &FlexTensor) -> FlexTensor {
     }
 }
 
-/// A fresh `f32` tensor shaped like `like`, filled chunk by chunk by `fill(chunk index, chunk)`.
-fn filled(like: &FlexTensor, fill: impl Fn(usize, &mut [f32]) + Sync) -> FlexTensor {
+/// A fresh `f32` tensor shaped like `like`, every element written chunk by chunk by
+/// `fill(chunk index, chunk)` (into uninitialised memory: no zeroing pass first).
+fn filled(like: &FlexTensor, fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync) -> FlexTensor {
     let shape = like.layout().shape().clone();
-    let mut out = vec![0f32; shape.num_elements()];
-    out.par_chunks_mut(CHUNK)
+    let n = shape.num_elements();
+    let mut out = Vec::with_capacity(n);
+    out.spare_capacity_mut()[..n]
+        .par_chunks_mut(CHUNK)
         .enumerate()
         .for_each(|(k, chunk)| fill(k, chunk));
+    // SAFETY: the chunks cover all `n` elements and every `fill` (the `Gelu` and `Mask` kernels)
+    // writes each element of its chunk.
+    unsafe { out.set_len(n) };
     FlexTensor::from_data(TensorData::new(out, shape))
 }
 

@@ -513,6 +513,13 @@ fn pack_bits(mask: &[f32]) -> Vec<u8> {
     bits
 }
 
+/// The incoming gradient as the buffer `dx` is written over (`n` elements from offset 0): no
+/// allocation when autodiff hands over a whole contiguous tensor, a contiguous copy otherwise.
+fn writable(grad: FlexTensor, n: usize) -> FlexTensor {
+    let whole = grad.is_contiguous() && grad.layout().contiguous_offsets() == Some((0, n));
+    if whole { grad } else { grad.to_contiguous() }
+}
+
 /// What an elementwise kernel over a view starts from: `x` contiguous, the grid constants and
 /// the view's runs.
 fn prepare(
@@ -605,9 +612,7 @@ impl FakeQuantKernels for Flex {
         let x = contiguous(x);
         let xs = x.as_slice::<f32>().expect("f32 input");
         let n = xs.len();
-        // dx is written over the incoming gradient: no allocation when autodiff hands it over.
-        let whole = grad.is_contiguous() && grad.layout().contiguous_offsets() == Some((0, n));
-        let mut dx = if whole { grad } else { grad.to_contiguous() };
+        let mut dx = writable(grad, n);
         let grid = Grid::new(&scale, &zero_point, qmin, qmax);
         let num_params = grid.scale.len();
         let runs = Runs {
@@ -655,8 +660,7 @@ impl FakeQuantKernels for Flex {
         let shape = grad.layout().shape().clone();
         let n = shape.num_elements();
         let bits = mask.as_slice::<u8>().expect("a bit mask");
-        let whole = grad.is_contiguous() && grad.layout().contiguous_offsets() == Some((0, n));
-        let mut dx = if whole { grad } else { grad.to_contiguous() };
+        let mut dx = writable(grad, n);
         dx.storage_mut::<f32>()
             .par_chunks_mut(8 * MASK_CHUNK)
             .zip(bits.par_chunks(MASK_CHUNK))
