@@ -1,0 +1,560 @@
+//! [`Engine`]: the fast executor of an [`Artifact`]. Weights are packed once; convolutions are
+//! im2col + the int8 GEMM ([`crate::gemm`]) with requantization fused into the GEMM's epilogue;
+//! integer `[c, h, w]` values live channels-last (NHWC) so a convolution's GEMM output is
+//! already the next layer's input. Same arithmetic as the [`crate::Interpreter`], bit for bit.
+
+use rayon::prelude::*;
+
+use crate::artifact::Artifact;
+use crate::error::EngineError;
+use crate::gemm::{Isa, PackedWeights, SharedMut, gemm};
+use crate::interpreter::{Value, check_inputs};
+use crate::program::{ActQuant, Op, Program, ValueInfo};
+use crate::requant::{
+    accumulator_scales, add_real, dynamic_grid, inverse, mean_real, multipliers, quantize,
+};
+
+/// A Linear or Conv2d prepared for the GEMM.
+struct GemmLayer {
+    packed: PackedWeights,
+    /// Static input: `bias_q[c] − z_x · Σw[c]`, added to the raw dot products.
+    offset: Vec<i32>,
+    /// Requantization multipliers (integer output) or accumulator scales (float output).
+    scale: Vec<f32>,
+    /// Dynamic input: weight scales and float bias.
+    weight_scale: Vec<f32>,
+    float_bias: Vec<f32>,
+    out: Option<ActQuant>,
+    relu: bool,
+    /// Convolution window `[kh, kw]` (`[1, 1]` for Linear).
+    kernel: [usize; 2],
+}
+
+/// A runtime value: codes (`u8`) or floats; `[c, h, w]` values of the engine's own making are NHWC.
+#[derive(Clone)]
+enum Buf {
+    Codes(Vec<u8>),
+    Float(Vec<f32>),
+}
+
+#[derive(Clone)]
+struct Act {
+    buf: Buf,
+    nhwc: bool,
+}
+
+/// Runs an artifact fast; construct once, run many batches.
+pub struct Engine {
+    program: Program,
+    layers: Vec<Option<GemmLayer>>,
+    isa: Isa,
+}
+
+impl Engine {
+    /// Prepares `artifact` (validating it) for the fastest kernels this CPU has.
+    pub fn new(artifact: &Artifact) -> Result<Self, EngineError> {
+        Self::with_isa(artifact, Isa::best())
+    }
+
+    /// Prepares `artifact` for the kernel family `isa` (for comparisons and tests).
+    pub fn with_isa(artifact: &Artifact, isa: Isa) -> Result<Self, EngineError> {
+        artifact.validate()?;
+        if !isa.supported() {
+            return Err(EngineError::graph(
+                "engine",
+                format!("{} is not supported on this CPU", isa.name()),
+            ));
+        }
+        let program = artifact.program.clone();
+        let layers = program
+            .ops
+            .iter()
+            .map(|op| prepare(&program, artifact, op))
+            .collect();
+        Ok(Engine {
+            program,
+            layers,
+            isa,
+        })
+    }
+
+    /// The kernel family in use.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// The program's outputs for `batch` samples; `inputs` in the program's order, NCHW; outputs
+    /// as the [`crate::Interpreter`] returns them (NCHW).
+    pub fn run(&self, batch: usize, inputs: &[&[f32]]) -> Result<Vec<Value>, EngineError> {
+        check_inputs(&self.program, batch, inputs)?;
+        let mut values: Vec<Option<Act>> = vec![None; self.program.values.len()];
+        for (&i, x) in self.program.inputs.iter().zip(inputs) {
+            values[i] = Some(Act {
+                buf: Buf::Float(x.to_vec()),
+                nhwc: false,
+            });
+        }
+        let mut uses = vec![0usize; values.len()];
+        for op in &self.program.ops {
+            for i in op.inputs() {
+                uses[i] += 1;
+            }
+        }
+        for &o in &self.program.outputs {
+            uses[o] += 1;
+        }
+        for (op, layer) in self.program.ops.iter().zip(&self.layers) {
+            let out = self.op(op, layer.as_ref(), batch, &values);
+            values[op.output()] = Some(out);
+            // Free what no later op reads.
+            for i in op.inputs() {
+                uses[i] -= 1;
+                if uses[i] == 0 {
+                    values[i] = None;
+                }
+            }
+        }
+        Ok(self
+            .program
+            .outputs
+            .iter()
+            .map(|&o| {
+                let act = values[o].clone().expect("checked: outputs are computed");
+                to_value(act, &self.program.values[o], batch)
+            })
+            .collect())
+    }
+
+    fn op(&self, op: &Op, layer: Option<&GemmLayer>, batch: usize, values: &[Option<Act>]) -> Act {
+        let info = |i: usize| &self.program.values[i];
+        let act = |i: usize| values[i].as_ref().expect("defined before use");
+        let codes = |i: usize| match &act(i).buf {
+            Buf::Codes(c) => c.as_slice(),
+            Buf::Float(_) => unreachable!("checked: integer value"),
+        };
+        let grid = |i: usize| info(i).quant.expect("checked: integer value");
+        match op {
+            Op::Quantize { input, output } => {
+                let Buf::Float(x) = &act(*input).buf else {
+                    unreachable!()
+                };
+                let q = grid(*output);
+                let inv = inverse(q.scale);
+                let shape = &info(*input).shape;
+                let mut y: Vec<u8> = x
+                    .par_iter()
+                    .map(|&v| quantize(v, inv, &q, false) as u8)
+                    .collect();
+                let nhwc = shape.len() == 3;
+                if nhwc && !act(*input).nhwc {
+                    y = to_nhwc(&y, batch, shape);
+                }
+                Act {
+                    buf: Buf::Codes(y),
+                    nhwc,
+                }
+            }
+            Op::Conv2d {
+                input,
+                output,
+                stride,
+                padding,
+                ..
+            } => {
+                let layer = layer.expect("prepared");
+                let [c, h, w] = info(*input).shape[..] else {
+                    unreachable!()
+                };
+                let [oc, oh, ow] = info(*output).shape[..] else {
+                    unreachable!()
+                };
+                let [kh, kw] = layer.kernel;
+                let zx = grid(*input).zero_point as u8;
+                let m = batch * oh * ow;
+                let x = codes(*input);
+                let direct =
+                    kh == 1 && kw == 1 && *stride == [1, 1] && *padding == [0; 4] && c % 4 == 0;
+                let patches;
+                let a = if direct {
+                    x
+                } else {
+                    patches = im2col(
+                        x,
+                        batch,
+                        [c, h, w],
+                        [kh, kw],
+                        [oh, ow],
+                        *stride,
+                        *padding,
+                        zx,
+                        layer.packed.kp,
+                    );
+                    &patches
+                };
+                let out = run_gemm(self.isa, layer, a, m, oc, None);
+                Act {
+                    buf: out,
+                    nhwc: true,
+                }
+            }
+            Op::Linear { input, .. } => {
+                let layer = layer.expect("prepared");
+                let (d_in, d_out) = (layer.packed.k, layer.packed.n);
+                let rows = batch * info(*input).shape.iter().product::<usize>() / d_in;
+                let x = row_major(act(*input), info(*input), batch);
+                match x {
+                    Buf::Codes(x) => {
+                        let a = pad_rows(&x, rows, d_in, layer.packed.kp);
+                        Act {
+                            buf: run_gemm(self.isa, layer, &a, rows, d_out, None),
+                            nhwc: false,
+                        }
+                    }
+                    Buf::Float(x) => {
+                        let kp = layer.packed.kp;
+                        let mut a = vec![0u8; rows * kp];
+                        let grids: Vec<ActQuant> = a
+                            .par_chunks_mut(kp)
+                            .zip(x.par_chunks(d_in))
+                            .map(|(dst, row)| {
+                                let q = dynamic_grid(row);
+                                let inv = inverse(q.scale);
+                                for (d, &v) in dst.iter_mut().zip(row) {
+                                    *d = quantize(v, inv, &q, false) as u8;
+                                }
+                                q
+                            })
+                            .collect();
+                        Act {
+                            buf: run_gemm(self.isa, layer, &a, rows, d_out, Some(&grids)),
+                            nhwc: false,
+                        }
+                    }
+                }
+            }
+            Op::MaxPool2d {
+                input,
+                output,
+                kernel,
+                stride,
+            } => {
+                let [c, h, w] = info(*input).shape[..] else {
+                    unreachable!()
+                };
+                let [_, oh, ow] = info(*output).shape[..] else {
+                    unreachable!()
+                };
+                let x = codes(*input);
+                let mut y = vec![0u8; batch * oh * ow * c];
+                y.par_chunks_mut(ow * c).enumerate().for_each(|(row, out)| {
+                    let (n, oy) = (row / oh, row % oh);
+                    for ox in 0..ow {
+                        let o = &mut out[ox * c..(ox + 1) * c];
+                        o.fill(0);
+                        for ky in 0..kernel[0] {
+                            for kx in 0..kernel[1] {
+                                let (iy, ix) = (oy * stride[0] + ky, ox * stride[1] + kx);
+                                let p = &x[((n * h + iy) * w + ix) * c..][..c];
+                                for (o, &v) in o.iter_mut().zip(p) {
+                                    *o = (*o).max(v);
+                                }
+                            }
+                        }
+                    }
+                });
+                Act {
+                    buf: Buf::Codes(y),
+                    nhwc: true,
+                }
+            }
+            Op::Flatten { input, .. } => Act {
+                buf: row_major(act(*input), info(*input), batch),
+                nhwc: false,
+            },
+            Op::Add {
+                a, b, output, relu, ..
+            } => {
+                let (qa, qb, qy) = (grid(*a), grid(*b), grid(*output));
+                let inv = inverse(qy.scale);
+                let (xa, xb) = (codes(*a), codes(*b));
+                let y: Vec<u8> = xa
+                    .par_iter()
+                    .zip(xb)
+                    .map(|(&x, &y)| {
+                        quantize(add_real(x as i32, &qa, y as i32, &qb), inv, &qy, *relu) as u8
+                    })
+                    .collect();
+                Act {
+                    buf: Buf::Codes(y),
+                    nhwc: act(*a).nhwc,
+                }
+            }
+            Op::GlobalAvgPool { input, output, .. } => {
+                let [c, h, w] = info(*input).shape[..] else {
+                    unreachable!()
+                };
+                let (qx, qy) = (grid(*input), grid(*output));
+                let inv = inverse(qy.scale);
+                let x = codes(*input);
+                let n = h * w;
+                let mut y = vec![0u8; batch * c];
+                for b in 0..batch {
+                    let mut sums = vec![0i32; c];
+                    for p in x[b * n * c..(b + 1) * n * c].chunks_exact(c) {
+                        for (s, &v) in sums.iter_mut().zip(p) {
+                            *s += v as i32 - qx.zero_point;
+                        }
+                    }
+                    for (o, &s) in y[b * c..(b + 1) * c].iter_mut().zip(&sums) {
+                        *o = quantize(mean_real(s, n, &qx), inv, &qy, false) as u8;
+                    }
+                }
+                Act {
+                    buf: Buf::Codes(y),
+                    nhwc: true,
+                }
+            }
+        }
+    }
+}
+
+/// Packs a layer's weights (convolutions reordered to `(kh, kw, c)` to match NHWC patches) and
+/// folds the input's zero point and the bias into one integer offset.
+fn prepare(program: &Program, artifact: &Artifact, op: &Op) -> Option<GemmLayer> {
+    let (name, input, output, relu, rank) = match op {
+        Op::Conv2d {
+            name,
+            input,
+            output,
+            relu,
+            ..
+        } => (name, *input, *output, *relu, 4),
+        Op::Linear {
+            name,
+            input,
+            output,
+            relu,
+        } => (name, *input, *output, *relu, 2),
+        _ => return None,
+    };
+    let qx = program.values[input].quant;
+    let layer = Program::layer(&artifact.tensors, name, rank, qx.is_none()).expect("checked");
+    let codes = layer.weight.as_codes().expect("checked");
+    let shape = &layer.weight.shape;
+    let n = shape[0];
+    let k = codes.len() / n;
+    let w: Vec<i8> = if rank == 4 {
+        let (c, kh, kw) = (shape[1], shape[2], shape[3]);
+        let mut w = vec![0i8; codes.len()];
+        for o in 0..n {
+            for ci in 0..c {
+                for y in 0..kh {
+                    for x in 0..kw {
+                        w[o * k + (y * kw + x) * c + ci] = codes[((o * c + ci) * kh + y) * kw + x];
+                    }
+                }
+            }
+        }
+        w
+    } else {
+        codes.to_vec()
+    };
+    let kernel = if rank == 4 {
+        [shape[2], shape[3]]
+    } else {
+        [1, 1]
+    };
+    let packed = PackedWeights::pack(&w, n, k);
+    let out = program.values[output].quant;
+    let (offset, scale, float_bias) = match qx {
+        Some(qx) => {
+            let bias = layer
+                .bias
+                .map(|b| b.as_i32().expect("checked").to_vec())
+                .unwrap_or(vec![0; n]);
+            let offset = bias
+                .iter()
+                .zip(&packed.col_sums)
+                .map(|(b, s)| b - qx.zero_point * s)
+                .collect();
+            let scale = match out {
+                Some(q) => multipliers(qx.scale, layer.weight_scale, q.scale),
+                None => accumulator_scales(qx.scale, layer.weight_scale),
+            };
+            (offset, scale, Vec::new())
+        }
+        None => {
+            let bias = layer
+                .bias
+                .map(|b| b.as_f32().expect("checked").to_vec())
+                .unwrap_or(vec![0.0; n]);
+            (Vec::new(), Vec::new(), bias)
+        }
+    };
+    Some(GemmLayer {
+        packed,
+        offset,
+        scale,
+        weight_scale: layer.weight_scale.to_vec(),
+        float_bias,
+        out,
+        relu,
+        kernel,
+    })
+}
+
+/// Runs the layer's GEMM with its epilogue: codes (static, integer output), floats (static,
+/// dequantized) or floats from dynamically quantized rows (`grids`, one per row).
+fn run_gemm(
+    isa: Isa,
+    layer: &GemmLayer,
+    a: &[u8],
+    m: usize,
+    n: usize,
+    grids: Option<&[ActQuant]>,
+) -> Buf {
+    match (grids, layer.out) {
+        (None, Some(q)) => {
+            let mut y = vec![0u8; m * n];
+            let ptr = SharedMut(y.as_mut_ptr());
+            gemm(isa, a, m, &layer.packed, |row, col0, dots| {
+                // SAFETY: each (row, col0..col0+len) is written by exactly one tile.
+                let out = unsafe {
+                    std::slice::from_raw_parts_mut(ptr.get().add(row * n + col0), dots.len())
+                };
+                for (j, (o, &d)) in out.iter_mut().zip(dots).enumerate() {
+                    let acc = d + layer.offset[col0 + j];
+                    *o = quantize(acc as f32, layer.scale[col0 + j], &q, layer.relu) as u8;
+                }
+            });
+            Buf::Codes(y)
+        }
+        (None, None) => {
+            let mut y = vec![0f32; m * n];
+            let ptr = SharedMut(y.as_mut_ptr());
+            gemm(isa, a, m, &layer.packed, |row, col0, dots| {
+                // SAFETY: as above.
+                let out = unsafe {
+                    std::slice::from_raw_parts_mut(ptr.get().add(row * n + col0), dots.len())
+                };
+                for (j, (o, &d)) in out.iter_mut().zip(dots).enumerate() {
+                    let v = (d + layer.offset[col0 + j]) as f32 * layer.scale[col0 + j];
+                    *o = if layer.relu { v.max(0.0) } else { v };
+                }
+            });
+            Buf::Float(y)
+        }
+        (Some(grids), _) => {
+            let mut y = vec![0f32; m * n];
+            let ptr = SharedMut(y.as_mut_ptr());
+            gemm(isa, a, m, &layer.packed, |row, col0, dots| {
+                let q = &grids[row];
+                // SAFETY: as above.
+                let out = unsafe {
+                    std::slice::from_raw_parts_mut(ptr.get().add(row * n + col0), dots.len())
+                };
+                for (j, (o, &d)) in out.iter_mut().zip(dots).enumerate() {
+                    let c = col0 + j;
+                    let acc = d - q.zero_point * layer.packed.col_sums[c];
+                    *o = acc as f32 * (q.scale * layer.weight_scale[c]) + layer.float_bias[c];
+                }
+            });
+            Buf::Float(y)
+        }
+    }
+}
+
+/// NHWC patches `[batch·oh·ow][kp]` in `(ky, kx, c)` order; outside the image, the zero point.
+#[allow(clippy::too_many_arguments)]
+fn im2col(
+    x: &[u8],
+    batch: usize,
+    [c, h, w]: [usize; 3],
+    [kh, kw]: [usize; 2],
+    [oh, ow]: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 4],
+    zero_point: u8,
+    kp: usize,
+) -> Vec<u8> {
+    let mut a = vec![zero_point; batch * oh * ow * kp];
+    a.par_chunks_mut(ow * kp)
+        .enumerate()
+        .for_each(|(row, out)| {
+            let (n, oy) = (row / oh, row % oh);
+            for ox in 0..ow {
+                let patch = &mut out[ox * kp..(ox + 1) * kp];
+                for ky in 0..kh {
+                    let iy = (oy * stride[0] + ky) as isize - padding[0] as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    for kx in 0..kw {
+                        let ix = (ox * stride[1] + kx) as isize - padding[1] as isize;
+                        if ix < 0 || ix >= w as isize {
+                            continue;
+                        }
+                        let src = &x[((n * h + iy as usize) * w + ix as usize) * c..][..c];
+                        patch[(ky * kw + kx) * c..][..c].copy_from_slice(src);
+                    }
+                }
+            }
+        });
+    a
+}
+
+/// `rows × k` codes with each row padded to `kp` (borrowed through a copy only when needed).
+fn pad_rows(x: &[u8], rows: usize, k: usize, kp: usize) -> Vec<u8> {
+    if k == kp {
+        return x.to_vec();
+    }
+    let mut a = vec![0u8; rows * kp];
+    for (dst, src) in a.chunks_exact_mut(kp).zip(x.chunks_exact(k)) {
+        dst[..k].copy_from_slice(src);
+    }
+    a
+}
+
+/// The value's data in the program's row-major (NCHW) order.
+fn row_major(act: &Act, info: &ValueInfo, batch: usize) -> Buf {
+    if !act.nhwc || info.shape.len() != 3 {
+        return act.buf.clone();
+    }
+    match &act.buf {
+        Buf::Codes(c) => Buf::Codes(from_nhwc(c, batch, &info.shape)),
+        Buf::Float(f) => Buf::Float(from_nhwc(f, batch, &info.shape)),
+    }
+}
+
+fn to_nhwc<T: Copy + Default>(x: &[T], batch: usize, shape: &[usize]) -> Vec<T> {
+    let [c, h, w] = shape[..] else { unreachable!() };
+    let mut y = vec![T::default(); x.len()];
+    for n in 0..batch {
+        for ci in 0..c {
+            for p in 0..h * w {
+                y[(n * h * w + p) * c + ci] = x[(n * c + ci) * h * w + p];
+            }
+        }
+    }
+    y
+}
+
+fn from_nhwc<T: Copy + Default>(x: &[T], batch: usize, shape: &[usize]) -> Vec<T> {
+    let [c, h, w] = shape[..] else { unreachable!() };
+    let mut y = vec![T::default(); x.len()];
+    for n in 0..batch {
+        for ci in 0..c {
+            for p in 0..h * w {
+                y[(n * c + ci) * h * w + p] = x[(n * h * w + p) * c + ci];
+            }
+        }
+    }
+    y
+}
+
+fn to_value(act: Act, info: &ValueInfo, batch: usize) -> Value {
+    match row_major(&act, info, batch) {
+        Buf::Codes(c) => Value::Codes(c.into_iter().map(i32::from).collect()),
+        Buf::Float(f) => Value::Float(f),
+    }
+}

@@ -1,0 +1,360 @@
+//! `u8 × i8 → i32` matrix multiply, `C[m][n] = Σ_k A[m][k] · B[n][k]`, with the kernel chosen at
+//! run time: AVX-512 VNNI (`vpdpbusd` on 512 bits), AVX-VNNI (256 bits), AVX2 (`vpmaddubsw` with
+//! the sign trick, exact for weights within ±127) and a portable fallback; threads over tiles.
+//!
+//! Activations are unsigned codes, weights signed symmetric codes — the pairing VNNI multiplies
+//! natively. `A` rows are padded to `kp` (a multiple of 4); `B` is packed once per layer
+//! ([`PackedWeights`]) in panels of 16 columns × 4 depths, 64 bytes each, zero-padded.
+//! The caller's epilogue receives each computed tile row (raw dot products) and turns it into
+//! codes or floats where it lies in cache.
+
+mod portable;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+/// Columns per packed panel.
+pub const PANEL: usize = 16;
+/// Rows computed together by a kernel.
+pub const MR: usize = 4;
+
+/// A kernel family; [`Isa::best`] is what this CPU runs fastest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX-512 VNNI: 16 columns × 4 depths per instruction, 32-column tiles.
+    Avx512Vnni,
+    /// AVX-VNNI (the VEX form on 256 bits): Zen 4/5 and Alder Lake and later.
+    AvxVnni,
+    /// AVX2 without VNNI (Zen 2/3, Haswell…): `vpmaddubsw` + `vpmaddwd`.
+    Avx2,
+    /// Plain Rust on any CPU.
+    Portable,
+}
+
+impl Isa {
+    /// Every family, fastest first.
+    pub const ALL: [Isa; 4] = [Isa::Avx512Vnni, Isa::AvxVnni, Isa::Avx2, Isa::Portable];
+
+    /// Whether this CPU can run the family.
+    pub fn supported(self) -> bool {
+        match self {
+            Isa::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => {
+                is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512vnni")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("avxvnni"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => is_x86_feature_detected!("avx2"),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The fastest supported family; `QAT_ENGINE_ISA` (`avx512vnni`, `avxvnni`, `avx2`,
+    /// `portable`) forces one for comparisons (ignored when unsupported).
+    pub fn best() -> Isa {
+        if let Ok(name) = std::env::var("QAT_ENGINE_ISA")
+            && let Some(isa) = Isa::ALL.into_iter().find(|i| i.name() == name)
+            && isa.supported()
+        {
+            return isa;
+        }
+        Isa::ALL
+            .into_iter()
+            .find(|i| i.supported())
+            .unwrap_or(Isa::Portable)
+    }
+
+    /// Every family this CPU supports.
+    pub fn available() -> Vec<Isa> {
+        Isa::ALL.into_iter().filter(|i| i.supported()).collect()
+    }
+
+    /// Short name (`avx512vnni`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512Vnni => "avx512vnni",
+            Isa::AvxVnni => "avxvnni",
+            Isa::Avx2 => "avx2",
+            Isa::Portable => "portable",
+        }
+    }
+
+    /// Columns one kernel call computes.
+    fn tile_width(self) -> usize {
+        match self {
+            Isa::Avx512Vnni => 2 * PANEL,
+            _ => PANEL,
+        }
+    }
+}
+
+/// `k` rounded up to the packing depth (4).
+pub fn padded_depth(k: usize) -> usize {
+    k.div_ceil(4) * 4
+}
+
+/// A weight matrix `[n][k]` (one row per output channel) packed for the kernels.
+#[derive(Debug, Clone)]
+pub struct PackedWeights {
+    /// Output channels.
+    pub n: usize,
+    /// Reduction length.
+    pub k: usize,
+    /// `k` padded to a multiple of 4: the row length of `A`.
+    pub kp: usize,
+    /// `Σ_k B[n][k]` per column: subtracting `z_x · col_sums` removes the input's zero point.
+    pub col_sums: Vec<i32>,
+    panels: usize,
+    data: Vec<i8>,
+}
+
+impl PackedWeights {
+    /// Packs row-major `w` (`n × k`, codes within ±127).
+    pub fn pack(w: &[i8], n: usize, k: usize) -> Self {
+        assert_eq!(w.len(), n * k, "weights are n × k");
+        let kp = padded_depth(k);
+        // An even number of panels, so that 32-column tiles never read past the end.
+        let panels = n.div_ceil(2 * PANEL) * 2;
+        let mut data = vec![0i8; panels * PANEL * kp];
+        for col in 0..n {
+            let (p, j) = (col / PANEL, col % PANEL);
+            for d in 0..k {
+                let (q, t) = (d / 4, d % 4);
+                data[p * PANEL * kp + q * 4 * PANEL + j * 4 + t] = w[col * k + d];
+            }
+        }
+        let col_sums = (0..n)
+            .map(|c| w[c * k..(c + 1) * k].iter().map(|&x| x as i32).sum())
+            .collect();
+        PackedWeights {
+            n,
+            k,
+            kp,
+            col_sums,
+            panels,
+            data,
+        }
+    }
+
+    fn panel(&self, p: usize) -> *const i8 {
+        debug_assert!(p < self.panels);
+        self.data[p * PANEL * self.kp..].as_ptr()
+    }
+}
+
+/// A raw pointer that threads may share because they write disjoint parts.
+#[derive(Clone, Copy)]
+pub struct SharedMut<T>(pub *mut T);
+unsafe impl<T> Send for SharedMut<T> {}
+unsafe impl<T> Sync for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    /// The pointer (a method, so closures capture the `Sync` wrapper, not the raw field).
+    pub fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// Computes `A · Bᵀ` for `A` (`m × kp` codes, row-major) and calls `epilogue(row, col0, dots)`
+/// for every row of every tile, `dots` the raw sums `Σ_k A[row][k] · B[col0 + j][k]` for
+/// `j < dots.len()`. Tiles run in parallel on rayon's pool when the product is large; the
+/// epilogue must only write the places its `(row, col0..)` own.
+pub fn gemm<E>(isa: Isa, a: &[u8], m: usize, b: &PackedWeights, epilogue: E)
+where
+    E: Fn(usize, usize, &[i32]) + Sync,
+{
+    assert!(a.len() >= m * b.kp, "A holds m × kp codes");
+    assert!(
+        isa.supported(),
+        "{} is not supported on this CPU",
+        isa.name()
+    );
+    let tw = isa.tile_width();
+    let col_tiles = b.n.div_ceil(tw);
+    let row_blocks = m.div_ceil(MR);
+    // Tasks: up to 16 row blocks (64 rows) × up to 8 column tiles; enough of them to feed the
+    // threads, big enough that a B tile serves many rows from cache.
+    let rows_per_task = 16.min(row_blocks.max(1));
+    let cols_per_task = if row_blocks <= 2 { 2 } else { 8 };
+    let row_tasks = row_blocks.div_ceil(rows_per_task);
+    let col_tasks = col_tiles.div_ceil(cols_per_task);
+    let task = |t: usize| {
+        let (rt, ct) = (t / col_tasks, t % col_tasks);
+        let mut acc = [0i32; MR * 2 * PANEL];
+        for tile in ct * cols_per_task..((ct + 1) * cols_per_task).min(col_tiles) {
+            let col0 = tile * tw;
+            let width = tw.min(b.n - col0);
+            let panel = b.panel(col0 / PANEL);
+            for block in rt * rows_per_task..((rt + 1) * rows_per_task).min(row_blocks) {
+                let row0 = block * MR;
+                let rows = MR.min(m - row0);
+                let ptrs: [*const u8; MR] =
+                    std::array::from_fn(|r| a[(row0 + r.min(rows - 1)) * b.kp..].as_ptr());
+                // SAFETY: the panel holds kp/4 depth groups of `tw` columns (panels are padded
+                // to an even count) and every row pointer holds kp codes.
+                unsafe { kernel(isa, ptrs, panel, b.kp / 4, &mut acc) };
+                for r in 0..rows {
+                    let dots = &mut acc[r * tw..r * tw + width];
+                    if isa == Isa::Avx2 {
+                        // The AVX2 kernel multiplies (a − 128); add 128 · Σw back.
+                        for (d, s) in dots.iter_mut().zip(&b.col_sums[col0..col0 + width]) {
+                            *d += 128 * s;
+                        }
+                    }
+                    epilogue(row0 + r, col0, dots);
+                }
+            }
+        }
+    };
+    let tasks = row_tasks * col_tasks;
+    if tasks > 1 && m * b.n * b.kp >= 1 << 17 {
+        use rayon::prelude::*;
+        (0..tasks).into_par_iter().for_each(task);
+    } else {
+        (0..tasks).for_each(task);
+    }
+}
+
+/// One tile: `MR` rows × the family's tile width, written row-major into `acc`.
+///
+/// # Safety
+/// `rows[r]` must hold `4·kq` codes, `panel` `kq · 64 · (tile width / 16)` bytes, and `isa`
+/// must be supported.
+unsafe fn kernel(
+    isa: Isa,
+    rows: [*const u8; MR],
+    panel: *const i8,
+    kq: usize,
+    acc: &mut [i32; MR * 2 * PANEL],
+) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => unsafe { x86::tile_avx512vnni(rows, panel, kq, acc) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::AvxVnni => unsafe { x86::tile_avxvnni(rows, panel, kq, acc) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { x86::tile_avx2(rows, panel, kq, acc) },
+        _ => unsafe { portable::tile(rows, panel, kq, acc) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SplitMix64: reproducible test data without a dependency.
+    pub(crate) fn codes(seed: u64, n: usize, lo: i32, hi: i32) -> Vec<i32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_add(0x9E3779B97F4A7C15);
+                let mut z = s;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+                z ^= z >> 31;
+                lo + (z % (hi - lo + 1) as u64) as i32
+            })
+            .collect()
+    }
+
+    fn naive(a: &[u8], w: &[i8], m: usize, n: usize, k: usize) -> Vec<i32> {
+        let mut c = vec![0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k)
+                    .map(|d| a[i * k + d] as i32 * w[j * k + d] as i32)
+                    .sum();
+            }
+        }
+        c
+    }
+
+    fn run(isa: Isa, a: &[u8], w: &[i8], m: usize, n: usize, k: usize) -> Vec<i32> {
+        let packed = PackedWeights::pack(w, n, k);
+        let kp = packed.kp;
+        let mut padded = vec![0u8; m * kp];
+        for i in 0..m {
+            padded[i * kp..i * kp + k].copy_from_slice(&a[i * k..(i + 1) * k]);
+        }
+        let c = std::sync::Mutex::new(vec![i32::MIN; m * n]);
+        gemm(isa, &padded, m, &packed, |row, col0, dots| {
+            let mut c = c.lock().unwrap();
+            c[row * n + col0..row * n + col0 + dots.len()].copy_from_slice(dots);
+        });
+        c.into_inner().unwrap()
+    }
+
+    #[test]
+    fn every_supported_kernel_equals_the_naive_product_on_odd_shapes() {
+        let sizes = [1usize, 3, 17, 63, 65, 129];
+        for isa in Isa::available() {
+            for (t, &m) in sizes.iter().enumerate() {
+                for &n in &sizes {
+                    let k = sizes[(t + n) % sizes.len()];
+                    let seed = (m * 1000 + n * 10 + k) as u64;
+                    // Extreme codes included: 0/255 activations, ±127 weights.
+                    let a: Vec<u8> = codes(seed, m * k, 0, 255)
+                        .into_iter()
+                        .map(|x| x as u8)
+                        .collect();
+                    let w: Vec<i8> = codes(seed + 1, n * k, -127, 127)
+                        .into_iter()
+                        .map(|x| x as i8)
+                        .collect();
+                    assert_eq!(
+                        run(isa, &a, &w, m, n, k),
+                        naive(&a, &w, m, n, k),
+                        "{} m={m} n={n} k={k}",
+                        isa.name()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn extreme_codes_do_not_saturate() {
+        // 255 × −127 everywhere: the AVX2 path's pairwise i16 sums are at their limit.
+        let (m, n, k) = (5, 33, 260);
+        let a = vec![255u8; m * k];
+        let w = vec![-127i8; n * k];
+        let w2: Vec<i8> = (0..n * k)
+            .map(|i| if i % 2 == 0 { 127 } else { -127 })
+            .collect();
+        for isa in Isa::available() {
+            assert_eq!(
+                run(isa, &a, &w, m, n, k),
+                naive(&a, &w, m, n, k),
+                "{}",
+                isa.name()
+            );
+            assert_eq!(
+                run(isa, &a, &w2, m, n, k),
+                naive(&a, &w2, m, n, k),
+                "{}",
+                isa.name()
+            );
+            let zeros = vec![0u8; m * k];
+            assert_eq!(
+                run(isa, &zeros, &w, m, n, k),
+                vec![0; m * n],
+                "{}",
+                isa.name()
+            );
+        }
+    }
+
+    #[test]
+    fn this_machine_runs_more_than_the_portable_kernel_when_it_can() {
+        let names: Vec<_> = Isa::available().iter().map(|i| i.name()).collect();
+        eprintln!(
+            "kernels on this CPU: {names:?}; best: {}",
+            Isa::best().name()
+        );
+        assert!(names.contains(&"portable"));
+    }
+}

@@ -1,0 +1,104 @@
+//! x86-64 kernels, each compiled for its instruction set and called only after run-time
+//! detection ([`super::Isa::supported`]).
+
+use std::arch::x86_64::*;
+
+use super::{MR, PANEL};
+
+/// Broadcasts 4 activation codes (one depth group) to every 32-bit lane.
+#[inline(always)]
+unsafe fn group(row: *const u8, q: usize) -> i32 {
+    unsafe { (row.add(4 * q) as *const i32).read_unaligned() }
+}
+
+/// `MR × 32` with `vpdpbusd` on 512 bits: two panels, 8 accumulators.
+///
+/// # Safety
+/// AVX-512 F/BW/VNNI present; `rows[r]` hold `4·kq` codes; two panels of `64·kq` bytes follow `panel`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub unsafe fn tile_avx512vnni(
+    rows: [*const u8; MR],
+    panel: *const i8,
+    kq: usize,
+    acc: &mut [i32; MR * 2 * PANEL],
+) {
+    unsafe {
+        let next = panel.add(kq * 4 * PANEL);
+        let mut c = [_mm512_setzero_si512(); 2 * MR];
+        for q in 0..kq {
+            let w0 = _mm512_loadu_si512(panel.add(q * 64) as *const _);
+            let w1 = _mm512_loadu_si512(next.add(q * 64) as *const _);
+            for r in 0..MR {
+                let x = _mm512_set1_epi32(group(rows[r], q));
+                c[2 * r] = _mm512_dpbusd_epi32(c[2 * r], x, w0);
+                c[2 * r + 1] = _mm512_dpbusd_epi32(c[2 * r + 1], x, w1);
+            }
+        }
+        for (i, v) in c.iter().enumerate() {
+            _mm512_storeu_si512(acc.as_mut_ptr().add(i * 16) as *mut _, *v);
+        }
+    }
+}
+
+/// `MR × 16` with the VEX-encoded `vpdpbusd` on 256 bits.
+///
+/// # Safety
+/// AVX2 and AVX-VNNI present; `rows[r]` hold `4·kq` codes; `panel` holds `64·kq` bytes.
+#[target_feature(enable = "avx2,avxvnni")]
+pub unsafe fn tile_avxvnni(
+    rows: [*const u8; MR],
+    panel: *const i8,
+    kq: usize,
+    acc: &mut [i32; MR * 2 * PANEL],
+) {
+    unsafe {
+        let mut c = [_mm256_setzero_si256(); 2 * MR];
+        for q in 0..kq {
+            let w0 = _mm256_loadu_si256(panel.add(q * 64) as *const _);
+            let w1 = _mm256_loadu_si256(panel.add(q * 64 + 32) as *const _);
+            for r in 0..MR {
+                let x = _mm256_set1_epi32(group(rows[r], q));
+                c[2 * r] = _mm256_dpbusd_avx_epi32(c[2 * r], x, w0);
+                c[2 * r + 1] = _mm256_dpbusd_avx_epi32(c[2 * r + 1], x, w1);
+            }
+        }
+        for (i, v) in c.iter().enumerate() {
+            _mm256_storeu_si256(acc.as_mut_ptr().add(i * 8) as *mut _, *v);
+        }
+    }
+}
+
+/// `MR × 16` with AVX2: `x' = x − 128` (signed), `|x'| · (w · sign x')` by `vpmaddubsw` — pairs
+/// reach at most 2 · 128 · 127 < 2¹⁵, so nothing saturates for weights within ±127 — then
+/// `vpmaddwd` by ones to 32 bits. The result is `Σ x'·w`; the caller adds `128 · Σ w`.
+///
+/// # Safety
+/// AVX2 present; `rows[r]` hold `4·kq` codes; `panel` holds `64·kq` bytes.
+#[target_feature(enable = "avx2")]
+pub unsafe fn tile_avx2(
+    rows: [*const u8; MR],
+    panel: *const i8,
+    kq: usize,
+    acc: &mut [i32; MR * 2 * PANEL],
+) {
+    unsafe {
+        let flip = _mm256_set1_epi8(-128);
+        let ones = _mm256_set1_epi16(1);
+        let mut c = [_mm256_setzero_si256(); 2 * MR];
+        for q in 0..kq {
+            let w0 = _mm256_loadu_si256(panel.add(q * 64) as *const _);
+            let w1 = _mm256_loadu_si256(panel.add(q * 64 + 32) as *const _);
+            for r in 0..MR {
+                let x = _mm256_xor_si256(_mm256_set1_epi32(group(rows[r], q)), flip);
+                let ux = _mm256_abs_epi8(x);
+                let p0 = _mm256_maddubs_epi16(ux, _mm256_sign_epi8(w0, x));
+                let p1 = _mm256_maddubs_epi16(ux, _mm256_sign_epi8(w1, x));
+                c[2 * r] = _mm256_add_epi32(c[2 * r], _mm256_madd_epi16(p0, ones));
+                c[2 * r + 1] = _mm256_add_epi32(c[2 * r + 1], _mm256_madd_epi16(p1, ones));
+            }
+        }
+        for (i, v) in c.iter().enumerate() {
+            _mm256_storeu_si256(acc.as_mut_ptr().add(i * 8) as *mut _, *v);
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Random integer programs for the engine's tests: every op, odd sizes, reproducible data.
+#![allow(dead_code)]
+
+use engine::{ActQuant, Artifact, LayerWeights, ProgramBuilder};
+
+/// SplitMix64 numbers in `[0, 1)`.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+        z ^ (z >> 31)
+    }
+    pub fn uniform(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    pub fn range(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * self.uniform()
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+pub fn grid(rng: &mut Rng, bits: u32) -> ActQuant {
+    let qmax = (1 << bits) - 1;
+    ActQuant {
+        scale: rng.range(0.01, 0.1),
+        zero_point: rng.below(qmax as usize / 2 + 1) as i32,
+        qmin: 0,
+        qmax,
+    }
+}
+
+pub fn weights(rng: &mut Rng, shape: &[usize], bits: u32, bias: bool) -> LayerWeights {
+    let n: usize = shape.iter().product();
+    let limit: usize = (1 << (bits - 1)) - 1;
+    let out = shape[0];
+    LayerWeights {
+        codes: (0..n)
+            .map(|_| (rng.below(2 * limit + 1) as i32 - limit as i32) as i8)
+            .collect(),
+        shape: shape.to_vec(),
+        bits,
+        scales: (0..out).map(|_| rng.range(0.001, 0.02)).collect(),
+        bias: bias.then(|| (0..out).map(|_| rng.range(-0.5, 0.5)).collect()),
+    }
+}
+
+/// A CNN-shaped program: quantize → conv (relu) → conv (stride 2, uneven padding) → max-pool,
+/// a 1×1 shortcut and an add, global average pool, flatten, linear (relu) → linear (float
+/// logits). Every integer value is also an output, so tests compare all of them.
+pub fn cnn(seed: u64, bits: u32, act_bits: u32) -> Artifact {
+    let mut rng = Rng::new(seed);
+    let mut b = ProgramBuilder::new();
+    let x = b.input("image", &[3, 13, 11]);
+    let g = grid(&mut rng, act_bits);
+    let x = b.quantize("input_quant", x, g);
+    let g = grid(&mut rng, act_bits);
+    let c1 = b
+        .conv2d(
+            "conv1",
+            x,
+            weights(&mut rng, &[5, 3, 3, 3], bits, true),
+            [1, 1],
+            [1, 1, 1, 1],
+            true,
+            Some(g),
+        )
+        .unwrap();
+    let g = grid(&mut rng, act_bits);
+    let c2 = b
+        .conv2d(
+            "conv2",
+            c1,
+            weights(&mut rng, &[8, 5, 3, 2], bits, false),
+            [2, 2],
+            [1, 0, 1, 1],
+            false,
+            Some(g),
+        )
+        .unwrap();
+    let g = grid(&mut rng, act_bits);
+    let sc = b
+        .conv2d(
+            "shortcut",
+            c1,
+            weights(&mut rng, &[8, 5, 1, 1], bits, true),
+            [2, 2],
+            [0, 0, 0, 1],
+            false,
+            Some(g),
+        )
+        .unwrap();
+    assert_eq!(b.shape(sc), b.shape(c2), "test program shapes line up");
+    let g = grid(&mut rng, act_bits);
+    let s = b.add("add", c2, sc, true, g);
+    let p = b.max_pool2d(s, [2, 2], [2, 2]);
+    let g = grid(&mut rng, act_bits);
+    let a = b.global_avg_pool("pool", s, g);
+    let f = b.flatten(p);
+    let g = grid(&mut rng, act_bits);
+    let n = b.shape(f)[0];
+    let h = b
+        .linear(
+            "fc1",
+            f,
+            weights(&mut rng, &[17, n], bits, true),
+            true,
+            Some(g),
+        )
+        .unwrap();
+    let logits = b
+        .linear(
+            "fc2",
+            h,
+            weights(&mut rng, &[3, 17], bits, true),
+            false,
+            None,
+        )
+        .unwrap();
+    let fa = b.flatten(a);
+    let logits2 = b
+        .linear(
+            "fc_pool",
+            fa,
+            weights(&mut rng, &[4, 8], bits, true),
+            false,
+            None,
+        )
+        .unwrap();
+    for v in [x, c1, c2, sc, s, p, a, h, logits, logits2] {
+        b.output(v);
+    }
+    b.finish(serde_json::json!({"test": "cnn"})).unwrap()
+}
+
+/// A program with a dynamically quantized (float input) linear layer on `[rows, 19]`.
+pub fn dynamic(seed: u64) -> Artifact {
+    let mut rng = Rng::new(seed);
+    let mut b = ProgramBuilder::new();
+    let x = b.input("tokens", &[5, 19]);
+    let y = b
+        .linear(
+            "dense",
+            x,
+            weights(&mut rng, &[33, 19], 8, true),
+            false,
+            None,
+        )
+        .unwrap();
+    b.output(y);
+    b.finish(serde_json::json!({})).unwrap()
+}
+
+pub fn inputs(seed: u64, n: usize) -> Vec<f32> {
+    let mut rng = Rng::new(seed);
+    (0..n).map(|_| rng.range(-2.0, 3.0)).collect()
+}
