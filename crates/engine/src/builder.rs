@@ -238,8 +238,9 @@ impl ProgramBuilder {
                         .iter()
                         .zip(&steps)
                         .map(|(&b, &s)| {
-                            let v = (b as f64 / s as f64).round_ties_even();
-                            (v.abs() < i32::MAX as f64 / 2.0).then_some(v as i32)
+                            // In f32, as the fake-quant model rounds `b / (s_x · s_w)`.
+                            let v = (b / s).round_ties_even();
+                            (v.abs() < (1u32 << 30) as f32).then_some(v as i32)
                         })
                         .collect();
                     let q = q.ok_or_else(|| {

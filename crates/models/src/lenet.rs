@@ -125,14 +125,40 @@ impl LeNet {
         })
     }
 
+    /// The integer program of this model (calibrated or QAT-trained, quantizers in eval mode)
+    /// as an engine artifact carrying `meta`: the input quantizer, the two convolutions with BN
+    /// folded and their fused ReLUs, max-pools on codes, flatten, `fc1`, and `fc2`'s logits as
+    /// dequantized accumulators — the ops of [`Self::forward`], one for one.
+    pub fn to_artifact(&self, meta: serde_json::Value) -> Result<engine::Artifact, QuantError> {
+        let mut b = engine::ProgramBuilder::new();
+        let image = b.input("image", &[1, 28, 28]);
+        let x = self.input_quant.export(&mut b, "input_quant", image)?;
+        let x = self.conv1.export(&mut b, "conv1", x)?;
+        let x = crate::export::max_pool(&mut b, &self.pool, x, "pool")?;
+        let x = self.conv2.export(&mut b, "conv2", x)?;
+        let x = crate::export::max_pool(&mut b, &self.pool, x, "pool")?;
+        let x = b.flatten(x);
+        let x = self.fc1.export(&mut b, "fc1", x)?;
+        let logits = self.fc2.export(&mut b, "fc2", x)?;
+        b.output(logits);
+        crate::export::finish(b, meta)
+    }
+
     /// Logits for a batch of images `[batch, 1, 28, 28]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        // Each layer is told which quantizer produced its input (max-pool and reshape keep the
+        // grid), so it adds its bias as the engine's int32.
         let x = self.input_quant.forward(images);
-        let x = self.pool.forward(self.conv1.forward(x));
-        let x = self.pool.forward(self.conv2.forward(x));
+        let x = self.conv1.forward_from(x, self.input_quant.quant.as_ref());
+        let x = self.pool.forward(x);
+        let x = self.conv2.forward_from(x, self.conv1.output_quant.as_ref());
+        let x = self.pool.forward(x);
         let [batch, c, h, w] = x.dims();
-        let x = self.fc1.forward(x.reshape([batch, c * h * w]));
-        self.fc2.forward(x)
+        let x = self.fc1.forward_from(
+            x.reshape([batch, c * h * w]),
+            self.conv2.output_quant.as_ref(),
+        );
+        self.fc2.forward_from(x, self.fc1.output_quant.as_ref())
     }
 }
 

@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 mod bert;
+mod export;
 pub mod kernels;
 mod lenet;
 mod resnet;

@@ -19,7 +19,7 @@ use burn::tensor::{Device, Tensor};
 use quant::{
     ConvBn2d, ConvBn2dConfig, LayerKind, QuantAdd, QuantAddConfig, QuantAvgPool2d,
     QuantAvgPool2dConfig, QuantConv2dConfig, QuantError, QuantLinear, QuantLinearConfig,
-    QuantMapping, QuantStub, QuantStubConfig,
+    QuantMapping, QuantStub, QuantStubConfig, Quantizer,
 };
 
 /// Configuration of a [`ResNet`].
@@ -174,10 +174,12 @@ impl BasicBlock {
         })
     }
 
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = self.conv2.forward(self.conv1.forward(x.clone()));
+    /// `x` was produced by `producer` (the previous block's add, or the stem).
+    fn forward(&self, x: Tensor<4>, producer: Option<&Quantizer>) -> Tensor<4> {
+        let y = self.conv1.forward_from(x.clone(), producer);
+        let y = self.conv2.forward_from(y, self.conv1.output_quant.as_ref());
         let shortcut = match &self.shortcut {
-            Some(conv) => conv.forward(x),
+            Some(conv) => conv.forward_from(x, producer),
             None => x,
         };
         self.add.forward(y, shortcut)
@@ -227,15 +229,50 @@ impl ResNet {
         })
     }
 
+    /// The integer program of this model as an engine artifact carrying `meta`: input
+    /// quantizer, stem, each block (`conv1` → `conv2`, the shortcut reading the block input's
+    /// codes or its projection, the requantizing add with ReLU), the requantized global mean,
+    /// and `fc`'s logits as dequantized accumulators. `image` is `[1, size, size]`.
+    pub fn to_artifact(
+        &self,
+        size: usize,
+        meta: serde_json::Value,
+    ) -> Result<engine::Artifact, QuantError> {
+        let mut b = engine::ProgramBuilder::new();
+        let image = b.input("image", &[1, size, size]);
+        let x = self.input_quant.export(&mut b, "input_quant", image)?;
+        let mut x = self.stem.export(&mut b, "stem", x)?;
+        for (i, block) in self.blocks.iter().enumerate() {
+            let path = format!("blocks.{i}");
+            let y = block.conv1.export(&mut b, &format!("{path}.conv1"), x)?;
+            let y = block.conv2.export(&mut b, &format!("{path}.conv2"), y)?;
+            let shortcut = match &block.shortcut {
+                Some(conv) => conv.export(&mut b, &format!("{path}.shortcut"), x)?,
+                None => x,
+            };
+            x = block
+                .add
+                .export(&mut b, &format!("{path}.add"), y, shortcut)?;
+        }
+        let x = self.pool.export(&mut b, "pool", x)?;
+        let x = b.flatten(x);
+        let logits = self.fc.export(&mut b, "fc", x)?;
+        b.output(logits);
+        crate::export::finish(b, meta)
+    }
+
     /// Logits for a batch of images `[batch, 1, h, w]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = self.stem.forward(self.input_quant.forward(images));
+        let x = self.input_quant.forward(images);
+        let mut x = self.stem.forward_from(x, self.input_quant.quant.as_ref());
+        let mut producer = self.stem.output_quant.as_ref();
         for block in &self.blocks {
-            x = block.forward(x);
+            x = block.forward(x, producer);
+            producer = block.add.output_quant.as_ref();
         }
         let [batch, channels, _, _] = x.dims();
         let x = self.pool.forward(x).reshape([batch, channels]);
-        self.fc.forward(x)
+        self.fc.forward_from(x, self.pool.output_quant.as_ref())
     }
 }
 

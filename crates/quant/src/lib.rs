@@ -39,6 +39,7 @@
 
 pub mod control;
 mod error;
+pub mod export;
 mod layers;
 mod mapping;
 mod math;

@@ -19,7 +19,7 @@ use burn::tensor::{Device, Tensor, module::conv2d};
 
 use super::conv_options::conv2d_options;
 use super::quant_conv2d::QuantConv2dConfig;
-use super::{LayerQuant, finish_output, io_quantizers, quantize_opt};
+use super::{LayerQuant, finish_output, integer_bias, io_quantizers, quantize_opt};
 use crate::{FakeQuant, LayerKind, QuantError, Quantizer};
 
 /// Configuration of a [`ConvBn2d`]: the convolution (its `weight` quantizer applies to the folded
@@ -164,6 +164,13 @@ impl ConvBn2d {
 
     /// Applies the layer (see the module docs for the two regimes).
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        self.forward_from(input, None)
+    }
+
+    /// Applies the layer to an input produced by the quantizer `producer` (or through this
+    /// layer's own `input_quant`): once BN is folded (frozen, or evaluating), the folded bias is
+    /// added as the int32 an integer engine adds at `s_x · s_w` (see `QuantLinear::forward_from`).
+    pub fn forward_from(&self, input: Tensor<4>, producer: Option<&Quantizer>) -> Tensor<4> {
         let input = quantize_opt(&self.input_quant, input);
         if self.weight_quant.is_some() {
             crate::program::record_integer_input("ConvBn2d", &input);
@@ -182,12 +189,10 @@ impl ConvBn2d {
             && self.bn.training.is_enabled()
             && !self.bn_frozen.is_enabled();
         if !bn_live {
-            let y = conv2d(
-                input,
-                self.quantized_folded_weight(),
-                Some(self.folded_bias()),
-                options,
-            );
+            let weight = self.quantized_folded_weight();
+            let producer = self.input_quant.as_ref().or(producer);
+            let bias = integer_bias(self.folded_bias(), producer, self.weight_quant.as_ref());
+            let y = conv2d(input, weight, Some(bias), options);
             return finish_output(y, self.relu, &self.output_quant);
         }
         let c_out = self.bn.gamma.lazy_shape().dims::<1>()[0];

@@ -8,6 +8,7 @@
 //! (the first layer after a float island). See `ARCHITECTURE.md`, "One quantizer per integer tensor".
 mod conv_bn2d;
 mod conv_options;
+pub(crate) use conv_options::padding_pairs;
 mod layer_quant;
 mod quant_conv2d;
 mod quant_embedding;
@@ -112,6 +113,28 @@ pub(crate) fn quantize_opt<const D: usize>(quant: &Option<FakeQuant>, x: Tensor<
         Some(quant) => quant.forward(x),
         None => x,
     }
+}
+
+/// The bias as an integer engine adds it: an int32 at the accumulator step `s_x · s_w[c]`
+/// (TFLite, PyTorch's convert), rounded with a straight-through gradient — when the input's
+/// producer (`input`, per-tensor) and the weight quantizer both have their grids in force;
+/// otherwise the float bias. Without it, a 4-bit model's bias rounding alone flips output codes
+/// the engine computes differently from the trained model.
+pub(crate) fn integer_bias(
+    bias: Tensor<1>,
+    input: Option<&Quantizer>,
+    weight: Option<&Quantizer>,
+) -> Tensor<1> {
+    let (Some(input), Some(weight)) = (input, weight) else {
+        return bias;
+    };
+    let on_autodiff = bias.device().is_autodiff();
+    let per_tensor = input.config.spec.granularity == crate::Granularity::PerTensor;
+    if !per_tensor || !input.grid_ready(on_autodiff) || !weight.grid_ready(on_autodiff) {
+        return bias;
+    }
+    let step = crate::no_grad(weight.qparams().scale * input.qparams().scale);
+    crate::round_ste(bias / step.clone()) * step
 }
 
 /// The end of a layer: the optional fused ReLU, then the output quantizer.

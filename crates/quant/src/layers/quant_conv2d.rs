@@ -8,10 +8,10 @@ use burn::tensor::{Device, Tensor, module::conv2d};
 
 use super::conv_options::conv2d_options;
 use super::{
-    LayerQuant, attach_weight_quantizer, finish_output, io_quantizers, quantize_opt,
+    LayerQuant, attach_weight_quantizer, finish_output, integer_bias, io_quantizers, quantize_opt,
     without_weight_quantizer,
 };
-use crate::{FakeQuant, LayerKind, QuantError, QuantizerConfig};
+use crate::{FakeQuant, LayerKind, QuantError, Quantizer, QuantizerConfig};
 
 /// Configuration of a [`QuantConv2d`]; the convolution fields mirror `Conv2dConfig`.
 #[derive(Config, Debug)]
@@ -150,14 +150,18 @@ impl QuantConv2d {
         attach_weight_quantizer(layer, &quant.weight)
     }
 
-    /// Applies the layer.
+    /// Applies the layer to an input whose producer is unknown: the bias stays float (see
+    /// [`Self::forward_from`]).
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        self.forward_from(input, None)
+    }
+
+    /// Applies the layer to an input produced by the quantizer `producer` (or through this
+    /// layer's own `input_quant`), adding the bias as the int32 an integer engine adds.
+    pub fn forward_from(&self, input: Tensor<4>, producer: Option<&Quantizer>) -> Tensor<4> {
         let input = quantize_opt(&self.input_quant, input);
-        if self
-            .weight
-            .reparameterization::<crate::Quantizer>()
-            .is_some()
-        {
+        let weight_quant = self.weight.reparameterization::<Quantizer>();
+        if weight_quant.is_some() {
             crate::program::record_integer_input("QuantConv2d", &input);
         }
         let [_, _, h, w] = input.dims();
@@ -169,12 +173,13 @@ impl QuantConv2d {
             self.dilation,
             self.groups,
         );
-        let y = conv2d(
-            input,
-            self.weight.val(),
-            self.bias.as_ref().map(|b| b.val()),
-            options,
-        );
+        let producer = self.input_quant.as_ref().or(producer);
+        let weight = self.weight.val();
+        let bias = self
+            .bias
+            .as_ref()
+            .map(|b| integer_bias(b.val(), producer, weight_quant));
+        let y = conv2d(input, weight, bias, options);
         finish_output(y, self.relu, &self.output_quant)
     }
 }

@@ -6,10 +6,10 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, module::linear};
 
 use super::{
-    LayerQuant, attach_weight_quantizer, finish_output, io_quantizers, quantize_opt,
+    LayerQuant, attach_weight_quantizer, finish_output, integer_bias, io_quantizers, quantize_opt,
     without_weight_quantizer,
 };
-use crate::{FakeQuant, LayerKind, QuantError, QuantizerConfig};
+use crate::{FakeQuant, LayerKind, QuantError, Quantizer, QuantizerConfig};
 
 /// Configuration of a [`QuantLinear`]; with no quantizer configs it is a float layer.
 #[derive(Config, Debug)]
@@ -120,21 +120,32 @@ impl QuantLinear {
         }
     }
 
-    /// Applies the layer.
+    /// Applies the layer to an input whose producer is unknown: the bias stays float (see
+    /// [`Self::forward_from`]).
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
+        self.forward_from(input, None)
+    }
+
+    /// Applies the layer to an input produced by the quantizer `producer` (or through this
+    /// layer's own `input_quant`), adding the bias as the int32 an integer engine adds at
+    /// `s_x · s_w` — so the model computes what its export will.
+    pub fn forward_from<const D: usize>(
+        &self,
+        input: Tensor<D>,
+        producer: Option<&Quantizer>,
+    ) -> Tensor<D> {
         let input = quantize_opt(&self.input_quant, input);
-        if self
-            .weight
-            .reparameterization::<crate::Quantizer>()
-            .is_some()
-        {
+        let weight_quant = self.weight.reparameterization::<Quantizer>();
+        if weight_quant.is_some() {
             crate::program::record_integer_input("QuantLinear", &input);
         }
-        let y = linear(
-            input,
-            self.weight.val(),
-            self.bias.as_ref().map(|b| b.val()),
-        );
+        let producer = self.input_quant.as_ref().or(producer);
+        let weight = self.weight.val();
+        let bias = self
+            .bias
+            .as_ref()
+            .map(|b| integer_bias(b.val(), producer, weight_quant));
+        let y = linear(input, weight, bias);
         finish_output(y, self.relu, &self.output_quant)
     }
 }

@@ -239,6 +239,17 @@ impl Quantizer {
         layout.from_view(y, shape)
     }
 
+    /// Whether this quantizer's grid is in force: not bypassed, past its quant delay (when
+    /// training on an autodiff device), and its observer has seen data. Layers quantize their
+    /// bias at `s_x · s_w` only then (see `QuantLinear::forward_from`).
+    pub fn grid_ready(&self, on_autodiff: bool) -> bool {
+        let delaying = on_autodiff
+            && self.training.is_enabled()
+            && self.config.quant_delay > 0
+            && !self.delay_over.get();
+        !self.bypass.is_enabled() && !delaying && !self.is_dynamic() && self.learned_initialized()
+    }
+
     /// Whether this quantizer computes its scales from each tensor (per-token) instead of keeping them.
     pub fn is_dynamic(&self) -> bool {
         self.config.spec.granularity == Granularity::PerToken

@@ -1,0 +1,258 @@
+//! `export` for each layer and op: its part of the integer program.
+
+use burn::tensor::Tensor;
+use engine::ProgramBuilder;
+
+use super::{activation_grid, engine_error, host, unexportable, weight_codes};
+use crate::layers::padding_pairs;
+use crate::{
+    ConvBn2d, FakeQuant, QuantAdd, QuantAvgPool2d, QuantConv2d, QuantError, QuantLinear, QuantStub,
+    Quantizer,
+};
+
+/// The input value as this layer reads it: through its own input quantizer when it has one.
+fn layer_input(
+    b: &mut ProgramBuilder,
+    input_quant: &Option<FakeQuant>,
+    path: &str,
+    x: usize,
+) -> Result<usize, QuantError> {
+    match input_quant {
+        Some(q) => {
+            let name = format!("{path}.input_quant");
+            let grid = activation_grid(q, &name)?;
+            if b.quant(x).is_some() {
+                return Err(unexportable(
+                    &name,
+                    "an input quantizer on an integer tensor quantizes it twice",
+                ));
+            }
+            Ok(b.quantize(&name, x, grid))
+        }
+        None => Ok(x),
+    }
+}
+
+fn output_grid(q: &Option<FakeQuant>, path: &str) -> Result<Option<engine::ActQuant>, QuantError> {
+    q.as_ref()
+        .map(|q| activation_grid(q, &format!("{path}.output_quant")))
+        .transpose()
+}
+
+fn conv_weights(
+    quant: Option<&Quantizer>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    path: &str,
+) -> Result<engine::LayerWeights, QuantError> {
+    let q = quant.ok_or_else(|| {
+        unexportable(
+            &format!("{path}.weight"),
+            "the layer has no weight quantizer (float layers do not run on the engine)",
+        )
+    })?;
+    let shape = weight.dims().to_vec();
+    weight_codes(
+        q,
+        host(weight),
+        shape,
+        bias.map(host),
+        &format!("{path}.weight"),
+    )
+}
+
+impl QuantStub {
+    /// Quantizes the float value `x` (the network input): one `Quantize` op.
+    pub fn export(
+        &self,
+        b: &mut ProgramBuilder,
+        path: &str,
+        x: usize,
+    ) -> Result<usize, QuantError> {
+        let name = format!("{path}.quant");
+        let q = self
+            .quant
+            .as_ref()
+            .ok_or_else(|| unexportable(&name, "no quantizer: the input stays float"))?;
+        Ok(b.quantize(&name, x, activation_grid(q, &name)?))
+    }
+}
+
+impl ConvBn2d {
+    /// The convolution with batch norm folded in (the weights and bias the model computes with
+    /// once BN is frozen), fused ReLU and output grid.
+    pub fn export(
+        &self,
+        b: &mut ProgramBuilder,
+        path: &str,
+        x: usize,
+    ) -> Result<usize, QuantError> {
+        let x = layer_input(b, &self.input_quant, path, x)?;
+        let conv = &self.conv;
+        let padding = conv_padding(
+            path,
+            b.shape(x),
+            conv.kernel_size,
+            conv.stride,
+            conv.dilation,
+            conv.groups,
+            &conv.padding,
+        )?;
+        let weights = conv_weights(
+            self.weight_quant.as_ref(),
+            self.quantized_folded_weight(),
+            Some(self.folded_bias()),
+            path,
+        )?;
+        let out = output_grid(&self.output_quant, path)?;
+        b.conv2d(path, x, weights, conv.stride, padding, self.relu, out)
+            .map_err(|e| engine_error(path, e))
+    }
+}
+
+impl QuantConv2d {
+    /// The convolution, fused ReLU and output grid.
+    pub fn export(
+        &self,
+        b: &mut ProgramBuilder,
+        path: &str,
+        x: usize,
+    ) -> Result<usize, QuantError> {
+        let x = layer_input(b, &self.input_quant, path, x)?;
+        let padding = conv_padding(
+            path,
+            b.shape(x),
+            self.kernel_size,
+            self.stride,
+            self.dilation,
+            self.groups,
+            &self.padding,
+        )?;
+        let weights = conv_weights(
+            self.weight.reparameterization::<Quantizer>(),
+            self.weight.val(),
+            self.bias.as_ref().map(|b| b.val()),
+            path,
+        )?;
+        let out = output_grid(&self.output_quant, path)?;
+        b.conv2d(path, x, weights, self.stride, padding, self.relu, out)
+            .map_err(|e| engine_error(path, e))
+    }
+}
+
+impl QuantLinear {
+    /// The fully connected layer (weights transposed to `[out, in]`), fused ReLU and output
+    /// grid; a float input is quantized per row at run time.
+    pub fn export(
+        &self,
+        b: &mut ProgramBuilder,
+        path: &str,
+        x: usize,
+    ) -> Result<usize, QuantError> {
+        let x = layer_input(b, &self.input_quant, path, x)?;
+        let q = self
+            .weight
+            .reparameterization::<Quantizer>()
+            .ok_or_else(|| {
+                unexportable(
+                    &format!("{path}.weight"),
+                    "the layer has no weight quantizer (float layers do not run on the engine)",
+                )
+            })?;
+        let w = self.weight.val().transpose();
+        let shape = w.dims().to_vec();
+        let weights = weight_codes(
+            q,
+            host(w),
+            shape,
+            self.bias.as_ref().map(|b| host(b.val())),
+            &format!("{path}.weight"),
+        )?;
+        let out = output_grid(&self.output_quant, path)?;
+        if b.quant(x).is_none() && (out.is_some() || self.relu) {
+            return Err(unexportable(
+                path,
+                "a float input is quantized per row at run time, which gives float outputs: drop the output quantizer or quantize the input",
+            ));
+        }
+        b.linear(path, x, weights, self.relu, out)
+            .map_err(|e| engine_error(path, e))
+    }
+}
+
+impl QuantAdd {
+    /// `relu?(a + b)` requantized.
+    pub fn export(
+        &self,
+        b: &mut ProgramBuilder,
+        path: &str,
+        lhs: usize,
+        rhs: usize,
+    ) -> Result<usize, QuantError> {
+        let out = output_grid(&self.output_quant, path)?.ok_or_else(|| {
+            unexportable(
+                path,
+                "the add has no output quantizer (a float add between integer tensors)",
+            )
+        })?;
+        if b.quant(lhs).is_none() || b.quant(rhs).is_none() {
+            return Err(unexportable(
+                path,
+                "both operands of an integer add must be integer tensors",
+            ));
+        }
+        Ok(b.add(path, lhs, rhs, self.relu, out))
+    }
+}
+
+impl QuantAvgPool2d {
+    /// Global average pooling requantized (`output_size = [1, 1]` only).
+    pub fn export(
+        &self,
+        b: &mut ProgramBuilder,
+        path: &str,
+        x: usize,
+    ) -> Result<usize, QuantError> {
+        if self.pool.output_size != [1, 1] {
+            return Err(unexportable(
+                path,
+                format!(
+                    "adaptive pooling to {:?}; the engine pools globally",
+                    self.pool.output_size
+                ),
+            ));
+        }
+        let out = output_grid(&self.output_quant, path)?
+            .ok_or_else(|| unexportable(path, "the pool has no output quantizer"))?;
+        if b.quant(x).is_none() {
+            return Err(unexportable(path, "the pooled tensor must be integer"));
+        }
+        Ok(b.global_avg_pool(path, x, out))
+    }
+}
+
+fn conv_padding(
+    path: &str,
+    input: &[usize],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+    padding: &burn::nn::PaddingConfig2d,
+) -> Result<[usize; 4], QuantError> {
+    if dilation != [1, 1] || groups != 1 {
+        return Err(unexportable(
+            path,
+            format!(
+                "dilation {dilation:?} / groups {groups}: the engine runs dense, undilated convolutions"
+            ),
+        ));
+    }
+    let [_, h, w] = input[..] else {
+        return Err(unexportable(
+            path,
+            format!("input shape {input:?} is not [c, h, w]"),
+        ));
+    };
+    Ok(padding_pairs(padding, [h, w], kernel, stride))
+}
