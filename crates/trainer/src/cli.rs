@@ -47,6 +47,22 @@ pub enum Command {
         #[arg(long)]
         checkpoint: Option<PathBuf>,
     },
-    /// train → ptq → qat → report (the default).
+    /// Export each scheme's QAT (else PTQ) model as an integer artifact `int-<scheme>/model.qat`,
+    /// run it with the integer engine on the test set and check it against the fake-quant model.
+    Export,
+    /// Predictions of an exported integer model for a file of inputs (an IDX images file for the
+    /// image models); no config or dataset needed.
+    Infer {
+        /// The artifact (`runs/<name>/int-<scheme>/model.qat`).
+        #[arg(long)]
+        artifact: PathBuf,
+        /// The inputs.
+        #[arg(long)]
+        input: PathBuf,
+        /// Also write the predictions as JSON here.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// train → ptq → qat → export → report (the default).
     Pipeline,
 }

@@ -34,6 +34,12 @@ pub enum TrainerError {
     /// The requested backend is not compiled in or not usable here.
     #[error("{0}")]
     Backend(String),
+    /// An integer artifact could not be read, checked or run.
+    #[error("{0}")]
+    Engine(#[from] engine::EngineError),
+    /// What the command asks is not built for this task or model yet.
+    #[error("{0}")]
+    Unsupported(String),
     /// A checkpoint is missing or does not match the model.
     #[error("checkpoint {}: {message}", path.display())]
     Checkpoint {

@@ -63,6 +63,23 @@ impl Net {
         })
     }
 
+    /// The integer artifact of this (calibrated or QAT-trained) network for `size × size`
+    /// images, carrying `meta`.
+    pub fn to_artifact(
+        &self,
+        size: usize,
+        meta: serde_json::Value,
+    ) -> Result<engine::Artifact, QuantError> {
+        match self {
+            Net::LeNet(net) if size == 28 => net.to_artifact(meta),
+            Net::LeNet(_) => Err(QuantError::field(
+                "image size",
+                format!("LeNet-BN takes 28×28 images, not {size}×{size}"),
+            )),
+            Net::ResNet(net) => net.to_artifact(size, meta),
+        }
+    }
+
     /// Logits `[batch, classes]` for images `[batch, 1, 28, 28]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         match self {

@@ -2,12 +2,22 @@
 
 use burn::tensor::Device;
 
-use crate::stages::{Context, Existing, eval, finish, pipeline, ptq, qat, train};
+use crate::stages::{
+    Context, Existing, Unexportable, eval, export, finish, infer, pipeline, ptq, qat, train,
+};
 use crate::task::{ImageTask, SentenceTask, Task, TokenTask};
 use crate::{Cli, Command, RunConfig, TaskKind, TrainerError, select_device};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), TrainerError> {
+    if let Some(Command::Infer {
+        artifact,
+        input,
+        output,
+    }) = &cli.command
+    {
+        return infer(artifact, input, output.as_deref());
+    }
     let config = RunConfig::load(cli.config.as_deref(), &cli.set)?;
     let device = select_device(&cli.backend)?;
     let existing = match (cli.resume, cli.fresh) {
@@ -54,6 +64,8 @@ fn run_task<T: Task>(ctx: Context<T>, command: Option<Command>) -> Result<(), Tr
         Command::Ptq => ptq(&ctx).and_then(|_| finish(&ctx)),
         Command::Qat => qat(&ctx).and_then(|_| finish(&ctx)),
         Command::Eval { checkpoint } => eval(&ctx, checkpoint.as_deref()),
+        Command::Export => export(&ctx, Unexportable::Fail).and_then(|_| finish(&ctx)),
+        Command::Infer { .. } => unreachable!("handled before a run context is built"),
         Command::Pipeline => pipeline(&ctx),
     }?;
     let device: &Device = &ctx.device;

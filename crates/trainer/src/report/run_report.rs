@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainerError;
+use crate::task::Parity;
 
 /// One measured model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +25,27 @@ pub struct ResultRow {
     /// The task's other metrics on the test set, by name, in `[0, 1]`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metrics: BTreeMap<String, f64>,
+    /// For `int` rows (the exported artifact run by the engine): size and parity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<Deployment>,
+}
+
+/// What an `int` row adds: the artifact measured against its float checkpoint and against the
+/// fake-quant model it was exported from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// The stage exported (`qat`, or `ptq` when QAT did not run).
+    pub source: String,
+    /// Bytes of `model.qat`: header, packed codes, scales, biases and checksum.
+    pub artifact_bytes: usize,
+    /// Bytes of the float stage's `model.bpk` (0 when absent).
+    pub float_checkpoint_bytes: usize,
+    /// The engine's kernel family (`avx512vnni`, `avxvnni`, `avx2`, `portable`).
+    pub isa: String,
+    /// Engine metric minus the fake-quant model's, in `[−1, 1]`.
+    pub metric_delta: f64,
+    /// Predictions and logits of the engine vs the fake-quant model.
+    pub parity: Parity,
 }
 
 /// Wall time of a training stage.
@@ -168,6 +190,28 @@ impl RunReport {
                 ));
             }
         }
+        let deployed: Vec<_> = self
+            .results
+            .iter()
+            .filter_map(|r| r.deployment.as_ref().map(|d| (r, d)))
+            .collect();
+        if !deployed.is_empty() {
+            md.push_str("\n| integer model | from | artifact | × smaller than float checkpoint | predictions agree | max \\|Δlogit\\| | Δ vs fake-quant (points) | kernels |\n|---|---|---:|---:|---:|---:|---:|---|\n");
+            for (row, d) in deployed {
+                md.push_str(&format!(
+                    "| {} | {} | {:.1} KiB | {:.2}× | {:.2}% of {} | {:.1e} | {:+.2} | {} |\n",
+                    row.scheme,
+                    d.source,
+                    d.artifact_bytes as f64 / 1024.0,
+                    d.float_checkpoint_bytes as f64 / d.artifact_bytes.max(1) as f64,
+                    100.0 * d.parity.agreement,
+                    d.parity.compared,
+                    d.parity.max_abs_logit_diff,
+                    100.0 * d.metric_delta,
+                    d.isa
+                ));
+            }
+        }
         md.push_str("\nTraining curves: [curves.svg](curves.svg). Per-model classification reports: `*/eval.md`.\n");
         md
     }
@@ -200,6 +244,7 @@ mod tests {
             metric: "accuracy".into(),
             value,
             size_bytes: size,
+            deployment: None,
             metrics: BTreeMap::new(),
         }
     }

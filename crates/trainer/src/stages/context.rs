@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 
-use crate::report::{ResultRow, RunReport, StageTiming, write_file};
+use crate::report::{Deployment, ResultRow, RunReport, StageTiming, write_file};
 use crate::task::{Evaluation, Part, Task};
 use crate::{RunConfig, Scheme, TrainerError};
 
@@ -138,6 +138,28 @@ impl<T: Task> Context<T> {
             value: scores.value,
             size_bytes,
             metrics: scores.metrics.clone(),
+            deployment: None,
+        });
+        report.save(&self.run_dir())
+    }
+
+    /// Adds (or replaces) an exported model's row: the engine's test scores, the artifact's
+    /// size, parity with the fake-quant model.
+    pub fn record_deployment(
+        &self,
+        scheme: &str,
+        scores: &Evaluation,
+        deployment: Deployment,
+    ) -> Result<(), TrainerError> {
+        let mut report = self.report()?;
+        report.upsert(ResultRow {
+            variant: "int".into(),
+            scheme: scheme.into(),
+            metric: scores.metric.into(),
+            value: scores.value,
+            size_bytes: deployment.artifact_bytes,
+            metrics: scores.metrics.clone(),
+            deployment: Some(deployment),
         });
         report.save(&self.run_dir())
     }

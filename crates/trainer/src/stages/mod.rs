@@ -1,7 +1,9 @@
-//! The trainer's commands: `train`, `ptq`, `qat`, `eval` and `pipeline`, over a shared [`Context`].
+//! The trainer's commands: `train`, `ptq`, `qat`, `export`, `infer`, `eval` and `pipeline`, over a shared [`Context`].
 mod artifact;
 mod context;
 mod evaluate;
+mod export;
+mod infer;
 mod pipeline;
 mod ptq;
 mod qat;
@@ -10,6 +12,8 @@ mod train;
 pub use artifact::*;
 pub use context::*;
 pub use evaluate::*;
+pub use export::*;
+pub use infer::*;
 pub use pipeline::*;
 pub use ptq::*;
 pub use qat::*;

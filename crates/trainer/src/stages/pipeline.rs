@@ -1,9 +1,9 @@
-//! `pipeline` (the default command): train → ptq → qat → report with curves; and `eval`.
+//! `pipeline` (the default command): train → ptq → qat → export → report with curves; and `eval`.
 
 use std::path::Path;
 
 use super::{Context, evaluate_and_save, load_model};
-use super::{ptq, qat, train};
+use super::{Unexportable, export, ptq, qat, train};
 use crate::TrainerError;
 use crate::report::{curves_svg, write_file};
 use crate::task::Task;
@@ -13,6 +13,7 @@ pub fn pipeline<T: Task>(ctx: &Context<T>) -> Result<(), TrainerError> {
     train(ctx)?;
     ptq(ctx)?;
     qat(ctx)?;
+    export(ctx, Unexportable::Skip)?;
     finish(ctx)
 }
 

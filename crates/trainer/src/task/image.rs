@@ -1,6 +1,7 @@
 //! [`ImageTask`]: images to classes with LeNet-BN or the ResNet (the trainer's first task).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use burn::data::dataloader::DataLoader;
@@ -11,7 +12,7 @@ use burn::train::{ClassificationOutput, SupervisedTraining};
 use data::ImageBatch;
 use quant::QuantMapping;
 
-use super::{Evaluation, Part, Task, TaskNet};
+use super::{Evaluation, Parity, Part, Prediction, Task, TaskNet, top_label};
 use crate::report::ClassificationReport;
 use crate::{
     DataConfig, ModelConfig, Net, Splits, TaskKind, Trainee, TrainerError, eval_loader,
@@ -181,4 +182,168 @@ impl Task for ImageTask {
             BTreeMap::new(),
         )
     }
+
+    fn export(
+        &self,
+        net: &Net,
+        mut meta: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<engine::Artifact, TrainerError> {
+        let test = &self.splits.test;
+        if test.height != test.width {
+            return Err(TrainerError::Unsupported(format!(
+                "exporting for {}×{} images: the models take square images",
+                test.height, test.width
+            )));
+        }
+        let (mean, std) = self.splits.normalization;
+        let input = ImageInput {
+            height: test.height,
+            width: test.width,
+            mean,
+            std,
+        };
+        meta.insert(
+            "input".into(),
+            serde_json::to_value(input).expect("serializes"),
+        );
+        Ok(net.to_artifact(test.height, serde_json::Value::Object(meta))?)
+    }
+
+    fn evaluate_engine(
+        &self,
+        engine: &engine::Engine,
+        net: &Net,
+        device: &Device,
+    ) -> Result<(Evaluation, Parity), TrainerError> {
+        let loader = self.loader(Part::Test, None).to_device(device);
+        let (mut int_logits, mut fake_logits, mut actual) = (Vec::new(), Vec::new(), Vec::new());
+        for batch in loader.iter().flatten() {
+            let n = batch.images.dims()[0];
+            let pixels = host(batch.images.clone());
+            int_logits.extend(engine_logits(engine, n, &pixels)?);
+            fake_logits.extend(host(net.forward(batch.images)));
+            actual.extend(
+                batch
+                    .targets
+                    .into_data()
+                    .convert::<i64>()
+                    .try_into_vec::<i64>()
+                    .expect("int targets")
+                    .into_iter()
+                    .map(|t| t as usize),
+            );
+        }
+        let classes: Vec<&str> = self.splits.classes.iter().map(String::as_str).collect();
+        let predicted = argmax_rows(&int_logits, classes.len());
+        let parity = Parity::of_logits(&int_logits, &fake_logits, classes.len());
+        let scores = classification_evaluation(
+            ClassificationReport::new(&predicted, &actual, &classes),
+            BTreeMap::new(),
+        );
+        Ok((scores, parity))
+    }
+
+    fn infer(
+        artifact: &engine::Artifact,
+        engine: &engine::Engine,
+        input: &Path,
+    ) -> Result<Vec<Prediction>, TrainerError> {
+        let meta = |field: &str| TrainerError::Config {
+            origin: "artifact metadata".into(),
+            message: format!("`{field}` is missing or malformed"),
+        };
+        let spec: ImageInput =
+            serde_json::from_value(artifact.meta["input"].clone()).map_err(|_| meta("input"))?;
+        let labels: Vec<String> =
+            serde_json::from_value(artifact.meta["labels"].clone()).map_err(|_| meta("labels"))?;
+        let images = data::read_idx(input)?;
+        let [n, h, w] = images.dims[..] else {
+            return Err(TrainerError::io(
+                input,
+                format!(
+                    "holds dims {:?}; images are [n, height, width]",
+                    images.dims
+                ),
+            ));
+        };
+        if [h, w] != [spec.height, spec.width] {
+            return Err(TrainerError::io(
+                input,
+                format!(
+                    "holds {h}×{w} images; the model takes {}×{}",
+                    spec.height, spec.width
+                ),
+            ));
+        }
+        let pixels: Vec<f32> = images
+            .data
+            .iter()
+            .map(|&p| (p as f32 / 255.0 - spec.mean) / spec.std)
+            .collect();
+        let mut predictions = Vec::with_capacity(n);
+        for (chunk, start) in pixels.chunks(64 * h * w).zip((0..n).step_by(64)) {
+            let count = chunk.len() / (h * w);
+            let logits = engine_logits(engine, count, chunk)?;
+            for (i, row) in logits.chunks_exact(labels.len().max(1)).enumerate() {
+                let (best, confidence) = top_label(row);
+                predictions.push(Prediction {
+                    input: format!("image {}", start + i),
+                    label: labels
+                        .get(best)
+                        .cloned()
+                        .unwrap_or_else(|| best.to_string()),
+                    confidence,
+                });
+            }
+        }
+        Ok(predictions)
+    }
+}
+
+/// How `infer` turns raw images into the network's input: `(pixel/255 − mean) / std`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImageInput {
+    /// Image height.
+    pub height: usize,
+    /// Image width.
+    pub width: usize,
+    /// Pixel mean (pixels in `[0, 1]`).
+    pub mean: f32,
+    /// Pixel standard deviation.
+    pub std: f32,
+}
+
+/// A host copy of a float tensor.
+pub(crate) fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 after conversion")
+}
+
+/// The engine's logits for `n` items (its first output, float).
+pub(crate) fn engine_logits(
+    engine: &engine::Engine,
+    n: usize,
+    input: &[f32],
+) -> Result<Vec<f32>, TrainerError> {
+    match engine.run(n, &[input])?.into_iter().next() {
+        Some(engine::Value::Float(logits)) => Ok(logits),
+        _ => Err(TrainerError::Unsupported(
+            "the artifact's first output is not float logits".into(),
+        )),
+    }
+}
+
+/// The index of each row's largest value.
+pub(crate) fn argmax_rows(values: &[f32], width: usize) -> Vec<usize> {
+    values
+        .chunks_exact(width)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(i, _)| i)
+        })
+        .collect()
 }

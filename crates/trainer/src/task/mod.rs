@@ -122,4 +122,107 @@ pub trait Task: Sized {
 
     /// Scores `net` (observers off) on the test split.
     fn evaluate(&self, net: &Self::Net, device: &Device) -> Evaluation;
+
+    /// The integer artifact of `net` (calibrated or QAT-trained), carrying `meta` — to which the
+    /// task adds what [`Task::infer`] needs to prepare raw inputs (normalisation, tokenizer).
+    fn export(
+        &self,
+        net: &Self::Net,
+        meta: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<engine::Artifact, TrainerError> {
+        let _ = (net, meta);
+        Err(TrainerError::Unsupported(format!(
+            "exporting a {} network to the integer engine is not built yet",
+            self.kind().name()
+        )))
+    }
+
+    /// The engine's scores on the test split, and how its predictions and logits compare with
+    /// `net`'s (the fake-quant model it was exported from) on the same items.
+    fn evaluate_engine(
+        &self,
+        engine: &engine::Engine,
+        net: &Self::Net,
+        device: &Device,
+    ) -> Result<(Evaluation, Parity), TrainerError> {
+        let _ = (engine, net, device);
+        Err(TrainerError::Unsupported(format!(
+            "running a {} network on the integer engine is not built yet",
+            self.kind().name()
+        )))
+    }
+
+    /// Predictions of an exported model (`artifact`, run by `engine`) for the raw inputs in
+    /// `input` (images, sentences, CoNLL tokens), prepared as the artifact's metadata says.
+    fn infer(
+        artifact: &engine::Artifact,
+        engine: &engine::Engine,
+        input: &std::path::Path,
+    ) -> Result<Vec<Prediction>, TrainerError> {
+        let _ = (artifact, engine, input);
+        Err(TrainerError::Unsupported(
+            "inference from an artifact is not built for this task yet".into(),
+        ))
+    }
+}
+
+/// One prediction of `trainer infer`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Prediction {
+    /// Which input (`image 3`, the sentence, the token).
+    pub input: String,
+    /// The predicted label.
+    pub label: String,
+    /// Its softmax probability.
+    pub confidence: f64,
+}
+
+/// Softmax probability of the largest logit of `row`, and its index.
+pub fn top_label(row: &[f32]) -> (usize, f64) {
+    let (best, max) =
+        row.iter().enumerate().fold(
+            (0, f32::NEG_INFINITY),
+            |(b, m), (i, &v)| if v > m { (i, v) } else { (b, m) },
+        );
+    let total: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum();
+    (best, 1.0 / total)
+}
+
+/// How an exported model's predictions compare with the fake-quant model's on the test set.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Parity {
+    /// Items compared (images, sentences, scored tokens).
+    pub compared: usize,
+    /// Share of items on which both predict the same label.
+    pub agreement: f64,
+    /// Largest `|engine logit − fake-quant logit|` over every item and label.
+    pub max_abs_logit_diff: f64,
+}
+
+impl Parity {
+    /// Compares row-major logits `[items, labels]` of the engine and the fake-quant model.
+    pub fn of_logits(engine: &[f32], fake: &[f32], labels: usize) -> Parity {
+        assert_eq!(engine.len(), fake.len(), "logits of the same items");
+        let argmax = |row: &[f32]| {
+            row.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(i, _)| i)
+        };
+        let items = engine.len() / labels.max(1);
+        let same = engine
+            .chunks_exact(labels)
+            .zip(fake.chunks_exact(labels))
+            .filter(|(e, f)| argmax(e) == argmax(f))
+            .count();
+        let gap = engine
+            .iter()
+            .zip(fake)
+            .fold(0f64, |m, (e, f)| m.max((e - f).abs() as f64));
+        Parity {
+            compared: items,
+            agreement: same as f64 / items.max(1) as f64,
+            max_abs_logit_diff: gap,
+        }
+    }
 }
