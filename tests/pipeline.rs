@@ -1,10 +1,17 @@
 //! The whole workflow end to end on the embedded Fashion-MNIST subset, on Flex and on wgpu
 //! (Vulkan through Mesa lavapipe on CPU-only machines): exit code, `report.json`, checkpoints,
-//! and `eval` reproducing the reported accuracy from the saved model.
+//! the exported integer model (parity, size, `infer`), and `eval` reproducing the reported
+//! accuracy from the saved model.
 mod common;
 
 use common::*;
 use serde_json::Value;
+
+/// Class names in label order, from the export's metadata (`int-w8a8/eval.json` has the report).
+fn report_classes(run_dir: &std::path::Path) -> Value {
+    let artifact = engine::Artifact::read(&run_dir.join("int-w8a8/model.qat")).unwrap();
+    artifact.meta["labels"].clone()
+}
 
 fn pipeline_on(backend: &str, extra: &[&str]) {
     let runs = temp_runs(&format!("pipeline-{backend}"));
@@ -77,6 +84,100 @@ fn pipeline_on(backend: &str, extra: &[&str]) {
         std::fs::read_to_string(run_dir.join("curves.svg"))
             .unwrap()
             .contains("<polyline")
+    );
+
+    // The exported integer model, run by the engine on the test set: the QAT model's
+    // predictions, at a quarter of the float checkpoint's size.
+    let int = find("int", "W8A8");
+    let deployment = &int["deployment"];
+    assert_eq!(deployment["source"], "qat");
+    let agreement = deployment["parity"]["agreement"].as_f64().unwrap();
+    assert!(
+        agreement >= 0.999,
+        "engine vs fake-quant agreement {agreement}"
+    );
+    assert_eq!(deployment["parity"]["compared"], 500);
+    let delta = int["value"].as_f64().unwrap() - qat_acc;
+    assert!(delta.abs() <= 0.001, "engine accuracy differs by {delta}");
+    let artifact = run_dir.join("int-w8a8/model.qat");
+    let artifact_bytes = std::fs::metadata(&artifact).unwrap().len();
+    assert_eq!(
+        int["size_bytes"].as_u64(),
+        Some(artifact_bytes),
+        "size is the file's"
+    );
+    let checkpoint_bytes = std::fs::metadata(run_dir.join("float/model.bpk"))
+        .unwrap()
+        .len();
+    let smaller = checkpoint_bytes as f64 / artifact_bytes as f64;
+    assert!(
+        smaller >= 3.9,
+        "W8A8 artifact only {smaller:.2}× smaller than the float checkpoint"
+    );
+    assert!(
+        std::fs::read_to_string(run_dir.join("report.md"))
+            .unwrap()
+            .contains("| integer model |")
+    );
+
+    // `infer` from the artifact alone reproduces the engine's test accuracy.
+    let images = root().join("datasets/embedded/fashion-mnist-small/t10k-images-idx3-ubyte.gz");
+    let labels = data::read_idx(
+        root().join("datasets/embedded/fashion-mnist-small/t10k-labels-idx1-ubyte.gz"),
+    )
+    .unwrap();
+    let predictions_file = runs.join("predictions.json");
+    let infer_args = [
+        "infer",
+        "--artifact",
+        artifact.to_str().unwrap(),
+        "--input",
+        images.to_str().unwrap(),
+        "--output",
+        predictions_file.to_str().unwrap(),
+    ];
+    let output = run(&runs, &infer_args);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "infer failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("| image 499 |"), "{stdout}");
+    let predictions: Value =
+        serde_json::from_str(&std::fs::read_to_string(&predictions_file).unwrap()).unwrap();
+    let classes: Vec<String> = serde_json::from_value(report_classes(&run_dir)).unwrap();
+    let correct = predictions
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&labels.data)
+        .filter(|(p, l)| p["label"] == classes[**l as usize].as_str())
+        .count();
+    assert_eq!(
+        correct as f64 / 500.0,
+        int["value"].as_f64().unwrap(),
+        "infer = the export stage's engine"
+    );
+
+    // A damaged artifact is refused in one line naming the file.
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    bytes[1000] ^= 4;
+    let damaged = runs.join("damaged.qat");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let output = run(
+        &runs,
+        &[
+            "infer",
+            "--artifact",
+            damaged.to_str().unwrap(),
+            "--input",
+            images.to_str().unwrap(),
+        ],
+    );
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr.contains("damaged.qat")
+            && stderr.contains("checksum mismatch")
+            && stderr.trim().lines().count() == 1,
+        "{stderr}"
     );
 
     // `eval` on the saved QAT model reproduces the reported accuracy exactly.
