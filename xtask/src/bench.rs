@@ -10,6 +10,7 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ("qat-step", "trainer", "bench_qat_step"),
     ("integrity", "trainer", "bench_integrity"),
     ("bert-step", "trainer", "bench_bert_step"),
+    ("deploy", "trainer", "bench_deploy"),
 ];
 
 pub fn run(args: &[String]) -> Result<()> {

@@ -41,6 +41,8 @@ const USAGE: &str = "usage: cargo xtask <command>
                                              fake-quant vs float training step (flex)
   bench qat-step [--model lenet|resnet] [--backend B] [--rounds N] [--steps K]
                                              the trainer's step, float vs QAT W8A8 / W4A4
+  bench deploy [--model lenet|resnet|all] [--rounds R] [--threads T]
+                                             integer engine vs float Flex (batch 1 / 64), int8 GEMM vs peak
   bench integrity [--mb N] [--rounds R]       checksummed atomic writes vs plain file I/O
   bench bert-step [--checkpoint DIR] [--batch N] [--seq L] [--rounds R] [--steps K] [--float-embeddings]
                                              MiniLM fine-tuning step, float vs QAT W8A8 / W4A8, peak RSS

@@ -8,9 +8,12 @@
 //! The caller's epilogue receives each computed tile row (raw dot products) and turns it into
 //! codes or floats where it lies in cache.
 
+mod peak;
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+
+pub use peak::peak_ops_per_second;
 
 /// Columns per packed panel.
 pub const PANEL: usize = 16;

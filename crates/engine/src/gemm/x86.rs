@@ -102,3 +102,61 @@ pub unsafe fn tile_avx2(
         }
     }
 }
+
+/// `iters` rounds of 12 independent `vpdpbusd` (512-bit) chains: the instruction's throughput
+/// bound, for measuring the machine's int8 peak. Returns a value that depends on every chain.
+///
+/// # Safety
+/// AVX-512 F/BW/VNNI present.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub unsafe fn spin_avx512vnni(iters: usize) -> i32 {
+    let a = _mm512_set1_epi8(1);
+    let b = _mm512_set1_epi8(2);
+    let mut c = [_mm512_setzero_si512(); 12];
+    for _ in 0..iters {
+        for v in c.iter_mut() {
+            *v = _mm512_dpbusd_epi32(*v, a, b);
+        }
+    }
+    let sum = c.iter().fold(_mm512_setzero_si512(), |s, v| _mm512_add_epi32(s, *v));
+    _mm512_reduce_add_epi32(sum)
+}
+
+/// As [`spin_avx512vnni`] with the 256-bit AVX-VNNI form.
+///
+/// # Safety
+/// AVX2 and AVX-VNNI present.
+#[target_feature(enable = "avx2,avxvnni")]
+pub unsafe fn spin_avxvnni(iters: usize) -> i32 {
+    let a = _mm256_set1_epi8(1);
+    let b = _mm256_set1_epi8(2);
+    let mut c = [_mm256_setzero_si256(); 12];
+    for _ in 0..iters {
+        for v in c.iter_mut() {
+            *v = _mm256_dpbusd_avx_epi32(*v, a, b);
+        }
+    }
+    let sum = c.iter().fold(_mm256_setzero_si256(), |s, v| _mm256_add_epi32(s, *v));
+    _mm256_extract_epi32::<0>(sum)
+}
+
+/// As [`spin_avx512vnni`] with AVX2's `vpmaddubsw` + `vpmaddwd` + `vpaddd` (32 multiply-adds
+/// per three instructions, as the AVX2 kernel issues them).
+///
+/// # Safety
+/// AVX2 present.
+#[target_feature(enable = "avx2")]
+pub unsafe fn spin_avx2(iters: usize) -> i32 {
+    let a = _mm256_set1_epi8(1);
+    let b = _mm256_set1_epi8(2);
+    let ones = _mm256_set1_epi16(1);
+    let mut c = [_mm256_setzero_si256(); 12];
+    for _ in 0..iters {
+        for v in c.iter_mut() {
+            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones);
+            *v = _mm256_add_epi32(*v, p);
+        }
+    }
+    let sum = c.iter().fold(_mm256_setzero_si256(), |s, v| _mm256_add_epi32(s, *v));
+    _mm256_extract_epi32::<0>(sum)
+}

@@ -1,0 +1,192 @@
+//! Benchmark: deployment — the integer engine running an exported model vs the float model on
+//! Flex, side by side in one process: latency at batch 1 and throughput at batch 64 for LeNet-BN
+//! and ResNet-20 (W8A8, calibrated on real Fashion-MNIST images), and the engine's int8 GEMM at
+//! 1024³ against this machine's measured int8 peak.
+//!
+//! Run through `cargo xtask bench deploy [--model lenet|resnet|all] [--rounds R] [--threads T]`.
+//! Variants alternate within each round (machine noise hits all alike); medians are compared.
+//! Prints tables and, as its last line, one JSON object with the medians and the ratios.
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::time::Instant;
+
+#[path = "common/bench_args.rs"]
+mod bench_args;
+
+use bench_args::{arg, median, number};
+use burn::data::dataloader::batcher::Batcher;
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use data::{ImageBatcher, read_idx_images};
+use engine::gemm::{Isa, PackedWeights, gemm, peak_ops_per_second};
+use quant::QuantMapping;
+use serde_json::json;
+use trainer::{ModelConfig, Net};
+
+/// Seconds per call of `f`, the median over `rounds` rounds of `reps` calls.
+fn time_per_call(rounds: usize, reps: usize, mut f: impl FnMut()) -> Vec<f64> {
+    f(); // warm up
+    (0..rounds)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..reps {
+                f();
+            }
+            start.elapsed().as_secs_f64() / reps as f64
+        })
+        .collect()
+}
+
+fn main() {
+    trainer::allocator::keep_freed_memory();
+    let threads = number("--threads", 2);
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .expect("the first rayon pool");
+    let rounds = number("--rounds", 7);
+    let which = arg("--model", "all");
+    let device = Device::flex();
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../datasets/embedded/fashion-mnist-small"
+    );
+    let data = read_idx_images(
+        format!("{dir}/t10k-images-idx3-ubyte.gz"),
+        format!("{dir}/t10k-labels-idx1-ubyte.gz"),
+        10,
+    )
+    .expect("embedded subset");
+    let batcher = ImageBatcher::new(28, 28, (0.286, 0.353));
+    let images =
+        |n: usize| -> Tensor<4> { batcher.batch(data.items[..n].to_vec(), &device).images };
+
+    let isa = Isa::best();
+    println!(
+        "deploy benchmark: {threads} threads, engine kernels {} (available: {:?})",
+        isa.name(),
+        Isa::available()
+            .iter()
+            .map(|i| i.name())
+            .collect::<Vec<_>>()
+    );
+    let mut models_json = serde_json::Map::new();
+    let models: Vec<(&str, ModelConfig)> = [
+        (
+            "lenet",
+            ModelConfig::LenetBn {
+                channels: [16, 32],
+                hidden: 128,
+            },
+        ),
+        (
+            "resnet20",
+            ModelConfig::Resnet {
+                blocks_per_stage: 3,
+                channels: [16, 32, 64],
+            },
+        ),
+    ]
+    .into_iter()
+    .filter(|(name, _)| which == "all" || name.starts_with(which.as_str()))
+    .collect();
+    println!(
+        "\n| model | batch | float (Flex) | engine | engine × faster |\n|---|---:|---:|---:|---:|"
+    );
+    for (name, config) in models {
+        let float = Net::init(&config, 10, &QuantMapping::new(), &device).unwrap();
+        let net = Net::init(&config, 10, &QuantMapping::new(), &device)
+            .unwrap()
+            .load_record(float.clone().into_record())
+            .quantized(&QuantMapping::w8a8())
+            .unwrap();
+        let calibration = images(256);
+        let net = quant::qat::calibrate(net, [calibration], |n, x| {
+            n.forward(x);
+        });
+        let artifact = net.to_artifact(28, json!({})).unwrap();
+        let artifact = engine::Artifact::from_bytes(&artifact.to_bytes(), name).unwrap();
+        let engine = engine::Engine::with_isa(&artifact, isa).unwrap();
+        let mut row = serde_json::Map::new();
+        for batch in [1usize, 64] {
+            let x = images(batch);
+            let pixels: Vec<f32> = x.clone().into_data().try_into_vec().unwrap();
+            let reps = if batch == 1 { 50 } else { 4 };
+            let (mut f_s, mut e_s) = (Vec::new(), Vec::new());
+            for _ in 0..rounds {
+                f_s.extend(time_per_call(1, reps, || {
+                    let y = float.forward(x.clone());
+                    std::hint::black_box(y.into_data());
+                }));
+                e_s.extend(time_per_call(1, reps, || {
+                    std::hint::black_box(engine.run(batch, &[&pixels]).unwrap());
+                }));
+            }
+            let (f, e) = (median(&f_s), median(&e_s));
+            let label = if batch == 1 { "latency" } else { "throughput" };
+            let show = |s: f64| {
+                if batch == 1 {
+                    format!("{:.3} ms", 1e3 * s)
+                } else {
+                    format!("{:.0} img/s", batch as f64 / s)
+                }
+            };
+            println!(
+                "| {name} | {batch} | {} | {} | {:.2}× |",
+                show(f),
+                show(e),
+                f / e
+            );
+            row.insert(
+                format!("batch{batch}"),
+                json!({ "metric": label, "float_s": f, "engine_s": e, "speedup": f / e }),
+            );
+        }
+        models_json.insert(name.into(), serde_json::Value::Object(row));
+    }
+
+    // int8 GEMM at 1024³ against the measured peak of the same instructions on all threads.
+    let n = 1024;
+    let a: Vec<u8> = (0..n * n).map(|i| (i * 31 % 251) as u8).collect();
+    let w: Vec<i8> = (0..n * n)
+        .map(|i| ((i * 17 % 255) as i32 - 127) as i8)
+        .collect();
+    let packed = PackedWeights::pack(&w, n, n);
+    let ops = 2.0 * (n * n * n) as f64;
+    println!(
+        "\n| kernels | GEMM 1024³ | peak ({threads} threads) | share of peak |\n|---|---:|---:|---:|"
+    );
+    let mut gemm_json = serde_json::Map::new();
+    for kernels in Isa::available() {
+        let samples = time_per_call(rounds, 3, || {
+            gemm(kernels, &a, n, &packed, |_, _, dots| {
+                std::hint::black_box(dots);
+            });
+        });
+        let gops = ops / median(&samples) / 1e9;
+        let peak = peak_ops_per_second(kernels, 200).map(|p| p * threads as f64 / 1e9);
+        let share = peak.map(|p| gops / p);
+        println!(
+            "| {} | {gops:.0} GOP/s | {} | {} |",
+            kernels.name(),
+            peak.map_or("—".into(), |p| format!("{p:.0} GOP/s")),
+            share.map_or("—".into(), |s| format!("{:.0}%", 100.0 * s))
+        );
+        gemm_json.insert(
+            kernels.name().into(),
+            json!({ "gops": gops, "peak_gops": peak, "share_of_peak": share }),
+        );
+    }
+    println!(
+        "{}",
+        json!({
+            "bench": "deploy",
+            "threads": threads,
+            "kernels": isa.name(),
+            "models": models_json,
+            "gemm_1024": gemm_json,
+        })
+    );
+}
