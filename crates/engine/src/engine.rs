@@ -11,7 +11,8 @@ use crate::gemm::{Isa, PackedWeights, SharedMut, gemm};
 use crate::interpreter::{Value, check_inputs};
 use crate::program::{ActQuant, Op, Program, ValueInfo};
 use crate::requant::{
-    accumulator_scales, add_real, dynamic_grid, inverse, mean_real, multipliers, quantize,
+    accumulator_scales, add_real, bounds, dynamic_grid, inverse, mean_real, multipliers, quantize,
+    requant_row,
 };
 
 /// A Linear or Conv2d prepared for the GEMM.
@@ -415,6 +416,7 @@ fn run_gemm(
 ) -> Buf {
     match (grids, layer.out) {
         (None, Some(q)) => {
+            let bounds = bounds(&q, layer.relu);
             let mut y = vec![0u8; m * n];
             let ptr = SharedMut(y.as_mut_ptr());
             gemm(isa, a, m, &layer.packed, |row, col0, dots| {
@@ -422,10 +424,15 @@ fn run_gemm(
                 let out = unsafe {
                     std::slice::from_raw_parts_mut(ptr.get().add(row * n + col0), dots.len())
                 };
-                for (j, (o, &d)) in out.iter_mut().zip(dots).enumerate() {
-                    let acc = d + layer.offset[col0 + j];
-                    *o = quantize(acc as f32, layer.scale[col0 + j], &q, layer.relu) as u8;
-                }
+                let cols = col0..col0 + dots.len();
+                requant_row(
+                    dots,
+                    &layer.offset[cols.clone()],
+                    &layer.scale[cols],
+                    bounds,
+                    q.zero_point,
+                    out,
+                );
             });
             Buf::Codes(y)
         }

@@ -3,7 +3,7 @@
 //! and ResNet-20 (W8A8, calibrated on real Fashion-MNIST images), and the engine's int8 GEMM at
 //! 1024³ against this machine's measured int8 peak.
 //!
-//! Run through `cargo xtask bench deploy [--model lenet|resnet|all] [--rounds R] [--threads T]`.
+//! Run through `cargo xtask bench deploy [--model lenet|resnet|all] [--rounds R] [--threads T] [--gemm no]`.
 //! Variants alternate within each round (machine noise hits all alike); medians are compared.
 //! Prints tables and, as its last line, one JSON object with the medians and the ratios.
 
@@ -159,7 +159,8 @@ fn main() {
         "\n| kernels | GEMM 1024³ | peak ({threads} threads) | share of peak |\n|---|---:|---:|---:|"
     );
     let mut gemm_json = serde_json::Map::new();
-    for kernels in Isa::available() {
+    let kernels_to_time = if arg("--gemm", "yes") == "no" { Vec::new() } else { Isa::available() };
+    for kernels in kernels_to_time {
         let samples = time_per_call(rounds, 3, || {
             gemm(kernels, &a, n, &packed, |_, _, dots| {
                 std::hint::black_box(dots);

@@ -176,6 +176,13 @@ where
         "{} is not supported on this CPU",
         isa.name()
     );
+    // A 32-column AVX-512 tile would waste half its work on ≤ 16 columns: the 256-bit VNNI
+    // tile fits them exactly.
+    let isa = if isa == Isa::Avx512Vnni && b.n <= PANEL && Isa::AvxVnni.supported() {
+        Isa::AvxVnni
+    } else {
+        isa
+    };
     let tw = isa.tile_width();
     let col_tiles = b.n.div_ceil(tw);
     let row_blocks = m.div_ceil(MR);

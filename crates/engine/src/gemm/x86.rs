@@ -118,7 +118,9 @@ pub unsafe fn spin_avx512vnni(iters: usize) -> i32 {
             *v = _mm512_dpbusd_epi32(*v, a, b);
         }
     }
-    let sum = c.iter().fold(_mm512_setzero_si512(), |s, v| _mm512_add_epi32(s, *v));
+    let sum = c
+        .iter()
+        .fold(_mm512_setzero_si512(), |s, v| _mm512_add_epi32(s, *v));
     _mm512_reduce_add_epi32(sum)
 }
 
@@ -136,7 +138,9 @@ pub unsafe fn spin_avxvnni(iters: usize) -> i32 {
             *v = _mm256_dpbusd_avx_epi32(*v, a, b);
         }
     }
-    let sum = c.iter().fold(_mm256_setzero_si256(), |s, v| _mm256_add_epi32(s, *v));
+    let sum = c
+        .iter()
+        .fold(_mm256_setzero_si256(), |s, v| _mm256_add_epi32(s, *v));
     _mm256_extract_epi32::<0>(sum)
 }
 
@@ -157,6 +161,8 @@ pub unsafe fn spin_avx2(iters: usize) -> i32 {
             *v = _mm256_add_epi32(*v, p);
         }
     }
-    let sum = c.iter().fold(_mm256_setzero_si256(), |s, v| _mm256_add_epi32(s, *v));
+    let sum = c
+        .iter()
+        .fold(_mm256_setzero_si256(), |s, v| _mm256_add_epi32(s, *v));
     _mm256_extract_epi32::<0>(sum)
 }
