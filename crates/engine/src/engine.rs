@@ -11,8 +11,8 @@ use crate::gemm::{Isa, PackedWeights, SharedMut, gemm};
 use crate::interpreter::{Value, check_inputs};
 use crate::program::{ActQuant, Op, Program, ValueInfo};
 use crate::requant::{
-    accumulator_scales, add_real, bounds, dynamic_grid, inverse, mean_real, multipliers, quantize,
-    requant_row,
+    accumulator_scales, add_real, bounds, code, dynamic_grid, inverse, mean_real, multipliers,
+    quantize, requant_row,
 };
 
 /// A Linear or Conv2d prepared for the GEMM.
@@ -44,11 +44,49 @@ struct Act {
     nhwc: bool,
 }
 
+/// Buffers of finished runs, handed out again: a serving loop allocates (and page-faults in)
+/// its activations once, not per batch.
+#[derive(Default)]
+struct Pool(std::sync::Mutex<(Vec<Vec<u8>>, Vec<Vec<f32>>)>);
+
+impl Pool {
+    /// The smallest pooled buffer that holds `len` (or a new one), `len` long, filled with `fill`.
+    fn take<T: Copy>(list: &mut Vec<Vec<T>>, len: usize, fill: T) -> Vec<T> {
+        let best = (0..list.len())
+            .filter(|&i| list[i].capacity() >= len)
+            .min_by_key(|&i| list[i].capacity());
+        let mut v = match best {
+            Some(i) => list.swap_remove(i),
+            None => list.pop().unwrap_or_default(),
+        };
+        v.clear();
+        v.resize(len, fill);
+        v
+    }
+
+    fn bytes(&self, len: usize, fill: u8) -> Vec<u8> {
+        Self::take(&mut self.0.lock().expect("pool lock").0, len, fill)
+    }
+
+    fn floats(&self, len: usize) -> Vec<f32> {
+        Self::take(&mut self.0.lock().expect("pool lock").1, len, 0.0)
+    }
+
+    fn recycle(&self, buf: Buf) {
+        let mut pools = self.0.lock().expect("pool lock");
+        match buf {
+            Buf::Codes(v) => pools.0.push(v),
+            Buf::Float(v) => pools.1.push(v),
+        }
+    }
+}
+
 /// Runs an artifact fast; construct once, run many batches.
 pub struct Engine {
     program: Program,
     layers: Vec<Option<GemmLayer>>,
     isa: Isa,
+    pool: Pool,
 }
 
 impl Engine {
@@ -76,6 +114,7 @@ impl Engine {
             program,
             layers,
             isa,
+            pool: Pool::default(),
         })
     }
 
@@ -110,20 +149,26 @@ impl Engine {
             // Free what no later op reads.
             for i in op.inputs() {
                 uses[i] -= 1;
-                if uses[i] == 0 {
-                    values[i] = None;
+                if uses[i] == 0
+                    && let Some(act) = values[i].take()
+                {
+                    self.pool.recycle(act.buf);
                 }
             }
         }
-        Ok(self
+        let outputs = self
             .program
             .outputs
             .iter()
             .map(|&o| {
-                let act = values[o].clone().expect("checked: outputs are computed");
+                let act = values[o].as_ref().expect("checked: outputs are computed");
                 to_value(act, &self.program.values[o], batch)
             })
-            .collect())
+            .collect();
+        for act in values.into_iter().flatten() {
+            self.pool.recycle(act.buf);
+        }
+        Ok(outputs)
     }
 
     fn op(&self, op: &Op, layer: Option<&GemmLayer>, batch: usize, values: &[Option<Act>]) -> Act {
@@ -142,10 +187,15 @@ impl Engine {
                 let q = grid(*output);
                 let inv = inverse(q.scale);
                 let shape = &info(*input).shape;
-                let mut y: Vec<u8> = x
-                    .par_iter()
-                    .map(|&v| quantize(v, inv, &q, false) as u8)
-                    .collect();
+                let mut y = self.pool.bytes(x.len(), 0);
+                let (lo, hi) = bounds(&q, false);
+                y.par_chunks_mut(1 << 14)
+                    .zip(x.par_chunks(1 << 14))
+                    .for_each(|(y, x)| {
+                        for (o, &v) in y.iter_mut().zip(x) {
+                            *o = code(v, inv, lo, hi, q.zero_point) as u8;
+                        }
+                    });
                 let nhwc = shape.len() == 3;
                 if nhwc && !act(*input).nhwc {
                     y = to_nhwc(&y, batch, shape);
@@ -175,11 +225,9 @@ impl Engine {
                 let x = codes(*input);
                 let direct =
                     kh == 1 && kw == 1 && *stride == [1, 1] && *padding == [0; 4] && c % 4 == 0;
-                let patches;
-                let a = if direct {
-                    x
-                } else {
-                    patches = im2col(
+                let patches = (!direct).then(|| {
+                    im2col(
+                        &self.pool,
                         x,
                         batch,
                         [c, h, w],
@@ -189,10 +237,13 @@ impl Engine {
                         *padding,
                         zx,
                         layer.packed.kp,
-                    );
-                    &patches
-                };
-                let out = run_gemm(self.isa, layer, a, m, oc, None);
+                    )
+                });
+                let a = patches.as_deref().unwrap_or(x);
+                let out = run_gemm(&self.pool, self.isa, layer, a, m, oc, None);
+                if let Some(patches) = patches {
+                    self.pool.recycle(Buf::Codes(patches));
+                }
                 Act {
                     buf: out,
                     nhwc: true,
@@ -207,7 +258,7 @@ impl Engine {
                     Buf::Codes(x) => {
                         let a = pad_rows(&x, rows, d_in, layer.packed.kp);
                         Act {
-                            buf: run_gemm(self.isa, layer, &a, rows, d_out, None),
+                            buf: run_gemm(&self.pool, self.isa, layer, &a, rows, d_out, None),
                             nhwc: false,
                         }
                     }
@@ -227,7 +278,15 @@ impl Engine {
                             })
                             .collect();
                         Act {
-                            buf: run_gemm(self.isa, layer, &a, rows, d_out, Some(&grids)),
+                            buf: run_gemm(
+                                &self.pool,
+                                self.isa,
+                                layer,
+                                &a,
+                                rows,
+                                d_out,
+                                Some(&grids),
+                            ),
                             nhwc: false,
                         }
                     }
@@ -246,7 +305,7 @@ impl Engine {
                     unreachable!()
                 };
                 let x = codes(*input);
-                let mut y = vec![0u8; batch * oh * ow * c];
+                let mut y = self.pool.bytes(batch * oh * ow * c, 0);
                 y.par_chunks_mut(ow * c).enumerate().for_each(|(row, out)| {
                     let (n, oy) = (row / oh, row % oh);
                     for ox in 0..ow {
@@ -407,6 +466,7 @@ fn prepare(program: &Program, artifact: &Artifact, op: &Op) -> Option<GemmLayer>
 /// Runs the layer's GEMM with its epilogue: codes (static, integer output), floats (static,
 /// dequantized) or floats from dynamically quantized rows (`grids`, one per row).
 fn run_gemm(
+    pool: &Pool,
     isa: Isa,
     layer: &GemmLayer,
     a: &[u8],
@@ -417,7 +477,7 @@ fn run_gemm(
     match (grids, layer.out) {
         (None, Some(q)) => {
             let bounds = bounds(&q, layer.relu);
-            let mut y = vec![0u8; m * n];
+            let mut y = pool.bytes(m * n, 0);
             let ptr = SharedMut(y.as_mut_ptr());
             gemm(isa, a, m, &layer.packed, |row, col0, dots| {
                 // SAFETY: each (row, col0..col0+len) is written by exactly one tile.
@@ -437,7 +497,7 @@ fn run_gemm(
             Buf::Codes(y)
         }
         (None, None) => {
-            let mut y = vec![0f32; m * n];
+            let mut y = pool.floats(m * n);
             let ptr = SharedMut(y.as_mut_ptr());
             gemm(isa, a, m, &layer.packed, |row, col0, dots| {
                 // SAFETY: as above.
@@ -452,7 +512,7 @@ fn run_gemm(
             Buf::Float(y)
         }
         (Some(grids), _) => {
-            let mut y = vec![0f32; m * n];
+            let mut y = pool.floats(m * n);
             let ptr = SharedMut(y.as_mut_ptr());
             gemm(isa, a, m, &layer.packed, |row, col0, dots| {
                 let q = &grids[row];
@@ -474,6 +534,7 @@ fn run_gemm(
 /// NHWC patches `[batch·oh·ow][kp]` in `(ky, kx, c)` order; outside the image, the zero point.
 #[allow(clippy::too_many_arguments)]
 fn im2col(
+    pool: &Pool,
     x: &[u8],
     batch: usize,
     [c, h, w]: [usize; 3],
@@ -484,7 +545,7 @@ fn im2col(
     zero_point: u8,
     kp: usize,
 ) -> Vec<u8> {
-    let mut a = vec![zero_point; batch * oh * ow * kp];
+    let mut a = pool.bytes(batch * oh * ow * kp, zero_point);
     a.par_chunks_mut(ow * kp)
         .enumerate()
         .for_each(|(row, out)| {
@@ -559,8 +620,8 @@ fn from_nhwc<T: Copy + Default>(x: &[T], batch: usize, shape: &[usize]) -> Vec<T
     y
 }
 
-fn to_value(act: Act, info: &ValueInfo, batch: usize) -> Value {
-    match row_major(&act, info, batch) {
+fn to_value(act: &Act, info: &ValueInfo, batch: usize) -> Value {
+    match row_major(act, info, batch) {
         Buf::Codes(c) => Value::Codes(c.into_iter().map(i32::from).collect()),
         Buf::Float(f) => Value::Float(f),
     }
