@@ -40,18 +40,39 @@ fn round_trip_keeps_every_tensor_and_op() {
 }
 
 #[test]
-fn int4_weights_take_half_a_byte() {
-    let w8 = common::cnn(11, 8, 8).to_bytes().len();
-    let w4 = common::cnn(11, 4, 8).to_bytes().len();
-    let w2 = common::cnn(11, 2, 8).to_bytes().len();
-    // conv1 27·5 + conv2 5·3·2·8 + shortcut 5·8 + fc1 17·n + fc2 3·17 + fc_pool 8·4 codes.
-    assert!(w8 > w4 && w4 > w2, "{w8} {w4} {w2}");
-    let codes = (w8 - w4) * 2; // what halving the width saved, doubled: the code count
-    let n = 8 * 3 * 3; // max-pooled [8, 3, 3]
-    let expected = 27 * 5 + 5 * 3 * 2 * 8 + 5 * 8 + 17 * n + 3 * 17 + 8 * 4;
+fn sub_byte_weights_take_their_width_in_the_file() {
+    let weight_bytes = |bits| {
+        let a = common::cnn(11, bits, 8);
+        let stored: usize = a
+            .tensors
+            .iter()
+            .filter(|(name, _)| name.ends_with(".weight"))
+            .map(|(_, t)| t.to_bytes().len())
+            .sum();
+        let codes: usize = a
+            .tensors
+            .iter()
+            .filter(|(name, _)| name.ends_with(".weight"))
+            .map(|(_, t)| t.elems())
+            .sum();
+        (stored, codes, a.to_bytes().len())
+    };
+    let (w8, codes, file8) = weight_bytes(8);
+    let (w4, _, file4) = weight_bytes(4);
+    let (w2, _, file2) = weight_bytes(2);
+    assert_eq!(w8, codes);
+    // Each tensor rounds up to whole bytes on its own.
     assert!(
-        codes.abs_diff(expected) <= 12,
-        "int4 saves {codes} codes' halves, expected {expected}"
+        w4 >= codes / 2 && w4 <= codes / 2 + 6,
+        "{w4} for {codes} codes"
+    );
+    assert!(
+        w2 >= codes / 4 && w2 <= codes / 4 + 6,
+        "{w2} for {codes} codes"
+    );
+    assert!(
+        file8 - file4 >= w8 - w4 - 64 && file4 > file2,
+        "{file8} {file4} {file2}"
     );
 }
 
@@ -118,6 +139,7 @@ fn thousands_of_random_mutations_never_panic_or_hang() {
     let input_len = 3 * 13 * 11;
     let x = common::inputs(3, input_len);
     let header_end = 16 + u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    let mut loaded_after_json_edits = 0;
     let mut rng = common::Rng::new(99);
     let start = std::time::Instant::now();
     let (mut refused, mut loaded) = (0, 0);
@@ -141,8 +163,27 @@ fn thousands_of_random_mutations_never_panic_or_hang() {
                 _ => m.truncate(at.max(1)),
             }
         }
-        if round % 2 == 1 && m.len() > 48 {
+        if round % 3 == 1 && m.len() > 48 {
             resign(&mut m);
+        }
+        if round % 3 == 2 {
+            // The same edits inside the decompressed header JSON, recompressed and re-signed:
+            // what reaches the parser and the program checks.
+            m = engine::artifact::with_header_json(&bytes, |mut json| {
+                for _ in 0..edits {
+                    let at = rng.below(json.len());
+                    match rng.below(4) {
+                        0 => json[at] ^= 1 << rng.below(7),
+                        1 => json[at] = b"0123456789{}[],:\"-e.x"[rng.below(21)],
+                        2 => json.insert(at, b"0123456789-"[rng.below(11)]),
+                        _ => {
+                            json.remove(at);
+                        }
+                    }
+                }
+                json
+            })
+            .expect("a valid artifact");
         }
         let outcome = std::panic::catch_unwind(|| match Artifact::from_bytes(&m, "mutant") {
             Ok(a) => {
@@ -165,6 +206,10 @@ fn thousands_of_random_mutations_never_panic_or_hang() {
             }
         });
         match outcome {
+            Ok(true) if round % 3 == 2 => {
+                loaded += 1;
+                loaded_after_json_edits += 1;
+            }
             Ok(true) => loaded += 1,
             Ok(false) => refused += 1,
             Err(_) => panic!("mutation {round} panicked"),
@@ -175,6 +220,7 @@ fn thousands_of_random_mutations_never_panic_or_hang() {
         "loading mutants is slow: {:?}",
         start.elapsed()
     );
-    assert!(refused > 2500, "refused {refused}, loaded {loaded}");
+    assert!(refused > 2000, "refused {refused}, loaded {loaded}");
+    eprintln!("refused {refused}, loaded {loaded} ({loaded_after_json_edits} after header edits)");
     let _ = artifact;
 }

@@ -3,11 +3,13 @@
 //!
 //! Layout (little-endian):
 //! ```text
-//! magic "BQATINT\0" (8) | format version u32 | header length u32 | header (JSON) | tensor bytes | SHA-256 of all before (32)
+//! magic "BQATINT\0" (8) | format version u32 | header length u32 | header (zlib-compressed JSON) | tensor bytes | SHA-256 of all before (32)
 //! ```
 //! The header holds the [`Program`], a directory of tensors (name, type, shape, offset and
 //! length in the tensor bytes) and free-form metadata (what the model is, its scheme, labels and
-//! input normalisation — the trainer's business). Codes narrower than a byte are packed.
+//! input normalisation — the trainer's business). Codes narrower than a byte are packed. The
+//! header is compressed because every byte counts in a 2-bit model: ResNet-20's JSON header is
+//! 13 KB, 19% of its W2 weights; compressed, about 2 KB.
 
 mod tensor;
 
@@ -56,6 +58,47 @@ struct Entry {
     len: usize,
 }
 
+/// Largest decompressed header accepted: a hostile file cannot make the reader allocate more.
+const MAX_HEADER: u64 = 64 << 20;
+
+fn compress(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(bytes).expect("writing to memory");
+    z.finish().expect("writing to memory")
+}
+
+fn decompress(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::ZlibDecoder::new(bytes)
+        .take(MAX_HEADER + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("cannot decompress: {e}"))?;
+    if out.len() as u64 > MAX_HEADER {
+        return Err(format!("decompresses to more than {MAX_HEADER} bytes"));
+    }
+    Ok(out)
+}
+
+/// Test support: the artifact with its header JSON replaced by `edit(json)` — compressed,
+/// re-laid-out and re-signed — so tests can reach the checks behind the parser.
+#[doc(hidden)]
+pub fn with_header_json(bytes: &[u8], edit: impl FnOnce(Vec<u8>) -> Vec<u8>) -> Option<Vec<u8>> {
+    let header_len = u32::from_le_bytes(bytes.get(12..16)?.try_into().ok()?) as usize;
+    let header = bytes.get(PREFIX..PREFIX + header_len)?;
+    let blob = bytes.get(PREFIX + header_len..bytes.len().checked_sub(DIGEST)?)?;
+    let json = edit(decompress(header).ok()?);
+    let header = compress(&json);
+    let mut out = bytes[..12].to_vec();
+    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(blob);
+    let digest = Sha256::digest(&out);
+    out.extend_from_slice(&digest);
+    Some(out)
+}
+
 impl Artifact {
     /// Checks the program against the tensors (see [`Program::check`]).
     pub fn validate(&self) -> Result<(), EngineError> {
@@ -86,7 +129,7 @@ impl Artifact {
             tensors: entries,
             meta: self.meta.clone(),
         };
-        let header = serde_json::to_vec(&header).expect("the header serializes");
+        let header = compress(&serde_json::to_vec(&header).expect("the header serializes"));
         let mut out = Vec::with_capacity(PREFIX + header.len() + blob.len() + DIGEST);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -144,8 +187,9 @@ impl Artifact {
             )));
         }
         let (header, blob) = rest.split_at(header_len);
+        let header = decompress(header).map_err(|e| format(format!("header: {e}")))?;
         let header: Header =
-            serde_json::from_slice(header).map_err(|e| format(format!("header (JSON): {e}")))?;
+            serde_json::from_slice(&header).map_err(|e| format(format!("header (JSON): {e}")))?;
         let mut tensors = BTreeMap::new();
         for entry in header.tensors {
             let at = |what: String| format(format!("tensor `{}`: {what}", entry.name));
