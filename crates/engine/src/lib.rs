@@ -10,6 +10,7 @@
 //!
 //! No Burn here: a deployed model needs only this crate.
 
+pub mod approx;
 pub mod artifact;
 pub mod builder;
 pub mod engine;
