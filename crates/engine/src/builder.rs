@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::artifact::{Artifact, DType, StoredTensor};
 use crate::error::EngineError;
-use crate::program::{ActQuant, Op, Program, ValueInfo};
+use crate::program::{ActQuant, EmbedIndex, Op, Program, ValueInfo};
 use crate::requant::accumulator_scales;
 
 /// A layer's quantized weights as an exporter hands them over.
@@ -205,17 +205,125 @@ impl ProgramBuilder {
         Ok(y)
     }
 
-    fn layer_tensors(&mut self, name: &str, x: usize, w: LayerWeights) -> Result<(), EngineError> {
+    /// Rows of embedding table `name` (symmetric codes `[rows, d]` with a scale per row, at
+    /// `bits`) as floats `[s, d]`; `s` is the ids' length, or given for positions / row 0.
+    pub fn embed(
+        &mut self,
+        name: &str,
+        table: LayerWeights,
+        index: EmbedIndex,
+        s: usize,
+    ) -> Result<usize, EngineError> {
+        let d = table.shape[1];
+        if !self.tensors.contains_key(&format!("{name}.weight")) {
+            self.code_tensors(name, table)?;
+        }
+        let y = self.value(name, vec![s, d], None);
+        self.program.ops.push(Op::Embed {
+            name: name.to_string(),
+            index,
+            output: y,
+        });
+        Ok(y)
+    }
+
+    /// `a + b` of floats.
+    pub fn add_float(&mut self, name: &str, a: usize, b: usize) -> usize {
+        let y = self.value(name, self.shape(a).to_vec(), None);
+        self.program.ops.push(Op::AddFloat { a, b, output: y });
+        y
+    }
+
+    /// LayerNorm over the last axis with `gamma`, `beta`.
+    pub fn layer_norm(
+        &mut self,
+        name: &str,
+        x: usize,
+        gamma: Vec<f32>,
+        beta: Vec<f32>,
+        eps: f32,
+    ) -> Result<usize, EngineError> {
+        let d = gamma.len();
+        self.insert(format!("{name}.gamma"), StoredTensor::f32(vec![d], gamma))?;
+        self.insert(format!("{name}.beta"), StoredTensor::f32(vec![d], beta))?;
+        let y = self.value(name, self.shape(x).to_vec(), None);
+        self.program.ops.push(Op::LayerNorm {
+            name: name.to_string(),
+            input: x,
+            output: y,
+            eps,
+        });
+        Ok(y)
+    }
+
+    /// GELU (erf form) of floats.
+    pub fn gelu(&mut self, name: &str, x: usize) -> usize {
+        let y = self.value(name, self.shape(x).to_vec(), None);
+        self.program.ops.push(Op::Gelu {
+            input: x,
+            output: y,
+        });
+        y
+    }
+
+    /// `tanh` of floats.
+    pub fn tanh(&mut self, name: &str, x: usize) -> usize {
+        let y = self.value(name, self.shape(x).to_vec(), None);
+        self.program.ops.push(Op::Tanh {
+            input: x,
+            output: y,
+        });
+        y
+    }
+
+    /// Row `index` of a `[s, d]` value.
+    pub fn select_row(&mut self, name: &str, x: usize, index: usize) -> usize {
+        let d = self.shape(x)[1];
+        let y = self.value(name, vec![d], self.quant(x));
+        self.program.ops.push(Op::SelectRow {
+            input: x,
+            output: y,
+            index,
+        });
+        y
+    }
+
+    /// Multi-head self-attention of integer `q`, `k`, `v` under `mask` (a float input `[s]`),
+    /// probabilities on `probs`, context codes on `out`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention(
+        &mut self,
+        name: &str,
+        [q, k, v]: [usize; 3],
+        mask: usize,
+        heads: usize,
+        probs: ActQuant,
+        out: ActQuant,
+    ) -> usize {
+        let y = self.value(name, self.shape(q).to_vec(), Some(out));
+        self.program.ops.push(Op::Attention {
+            name: name.to_string(),
+            q,
+            k,
+            v,
+            mask,
+            output: y,
+            heads,
+            probs,
+        });
+        y
+    }
+
+    fn code_tensors(&mut self, name: &str, w: LayerWeights) -> Result<(), EngineError> {
         let err = |what: String| EngineError::graph(format!("layer {name}"), what);
         let limit = (1i32 << (w.bits.clamp(2, 8) - 1)) - 1;
-        let dtype = DType::for_code_bits(w.bits);
         if w.codes.iter().any(|&c| (c as i32).abs() > limit) {
             return Err(err(format!(
                 "weight codes exceed ±{limit} for {} bits",
                 w.bits
             )));
         }
-        let weight = StoredTensor::codes(dtype, w.shape.clone(), w.codes)
+        let weight = StoredTensor::codes(DType::for_code_bits(w.bits), w.shape.clone(), w.codes)
             .ok_or_else(|| err("weight codes do not fit their storage type".into()))?;
         let n = w.shape[0];
         if w.scales.len() != n {
@@ -227,13 +335,26 @@ impl ProgramBuilder {
         self.insert(format!("{name}.weight"), weight)?;
         self.insert(
             format!("{name}.weight_scale"),
-            StoredTensor::f32(vec![n], w.scales.clone()),
-        )?;
-        if let Some(bias) = w.bias {
+            StoredTensor::f32(vec![n], w.scales),
+        )
+    }
+
+    fn layer_tensors(
+        &mut self,
+        name: &str,
+        x: usize,
+        mut w: LayerWeights,
+    ) -> Result<(), EngineError> {
+        let err = |what: String| EngineError::graph(format!("layer {name}"), what);
+        let bias = w.bias.take();
+        let scales = w.scales.clone();
+        let n = w.shape[0];
+        self.code_tensors(name, w)?;
+        if let Some(bias) = bias {
             let stored = match self.quant(x) {
                 // Integer input: int32 at the accumulator scale s_x · s_w[c] (TFLite, PyTorch convert).
                 Some(q) => {
-                    let steps = accumulator_scales(q.scale, &w.scales);
+                    let steps = accumulator_scales(q.scale, &scales);
                     let q: Option<Vec<i32>> = bias
                         .iter()
                         .zip(&steps)

@@ -3,13 +3,17 @@
 //! integer `[c, h, w]` values live channels-last (NHWC) so a convolution's GEMM output is
 //! already the next layer's input. Same arithmetic as the [`crate::Interpreter`], bit for bit.
 
+use std::collections::BTreeMap;
+
 use rayon::prelude::*;
 
 use crate::artifact::Artifact;
+use crate::attention::{AttentionGrids, attention};
 use crate::error::EngineError;
+use crate::float_ops::layer_norm_row;
 use crate::gemm::{Isa, PackedWeights, SharedMut, gemm};
-use crate::interpreter::{Value, check_inputs};
-use crate::program::{ActQuant, Op, Program, ValueInfo};
+use crate::interpreter::{Value, check_ids, check_inputs};
+use crate::program::{ActQuant, EmbedIndex, Op, Program, ValueInfo};
 use crate::requant::{
     accumulator_scales, add_real, bounds, code, dynamic_grid, inverse, mean_real, multipliers,
     quantize, requant_row,
@@ -85,6 +89,9 @@ impl Pool {
 pub struct Engine {
     program: Program,
     layers: Vec<Option<GemmLayer>>,
+    /// Embedding tables (codes, a scale per row, width) and LayerNorm parameters, by name.
+    tables: BTreeMap<String, (Vec<i8>, Vec<f32>, usize)>,
+    norms: BTreeMap<String, (Vec<f32>, Vec<f32>)>,
     isa: Isa,
     pool: Pool,
 }
@@ -110,9 +117,33 @@ impl Engine {
             .iter()
             .map(|op| prepare(&program, artifact, op))
             .collect();
+        let (mut tables, mut norms) = (BTreeMap::new(), BTreeMap::new());
+        for op in &program.ops {
+            let f32s = |name: String| artifact.tensors[&name].as_f32().expect("checked").to_vec();
+            match op {
+                Op::Embed { name, .. } => {
+                    let table = &artifact.tensors[&format!("{name}.weight")];
+                    let codes = table.as_codes().expect("checked").to_vec();
+                    let width = table.shape[1];
+                    tables.insert(
+                        name.clone(),
+                        (codes, f32s(format!("{name}.weight_scale")), width),
+                    );
+                }
+                Op::LayerNorm { name, .. } => {
+                    norms.insert(
+                        name.clone(),
+                        (f32s(format!("{name}.gamma")), f32s(format!("{name}.beta"))),
+                    );
+                }
+                _ => {}
+            }
+        }
         Ok(Engine {
             program,
             layers,
+            tables,
+            norms,
             isa,
             pool: Pool::default(),
         })
@@ -127,6 +158,10 @@ impl Engine {
     /// as the [`crate::Interpreter`] returns them (NCHW).
     pub fn run(&self, batch: usize, inputs: &[&[f32]]) -> Result<Vec<Value>, EngineError> {
         check_inputs(&self.program, batch, inputs)?;
+        check_ids(&self.program, inputs, |name| {
+            let (codes, _, width) = &self.tables[name];
+            codes.len() / width
+        })?;
         let mut values: Vec<Option<Act>> = vec![None; self.program.values.len()];
         for (&i, x) in self.program.inputs.iter().zip(inputs) {
             values[i] = Some(Act {
@@ -179,6 +214,14 @@ impl Engine {
             Buf::Float(_) => unreachable!("checked: integer value"),
         };
         let grid = |i: usize| info(i).quant.expect("checked: integer value");
+        let floats = |i: usize| match &act(i).buf {
+            Buf::Float(f) => f.as_slice(),
+            Buf::Codes(_) => unreachable!("checked: float value"),
+        };
+        let float_act = |y: Vec<f32>| Act {
+            buf: Buf::Float(y),
+            nhwc: false,
+        };
         match op {
             Op::Quantize { input, output } => {
                 let Buf::Float(x) = &act(*input).buf else {
@@ -347,6 +390,113 @@ impl Engine {
                 Act {
                     buf: Buf::Codes(y),
                     nhwc: act(*a).nhwc,
+                }
+            }
+            Op::Embed {
+                name,
+                index,
+                output,
+            } => {
+                let (table, scales, width) = &self.tables[name];
+                let s = info(*output).shape[0];
+                let mut y = self.pool.floats(batch * s * width);
+                y.par_chunks_mut(*width).enumerate().for_each(|(r, out)| {
+                    let (b, t) = (r / s, r % s);
+                    let row = match index {
+                        EmbedIndex::Ids { input } => floats(*input)[b * s + t] as usize,
+                        EmbedIndex::Positions => t,
+                        EmbedIndex::First => 0,
+                    };
+                    for (o, &c) in out.iter_mut().zip(&table[row * width..(row + 1) * width]) {
+                        *o = c as f32 * scales[row];
+                    }
+                });
+                float_act(y)
+            }
+            Op::AddFloat { a, b, .. } => {
+                let (x, z) = (floats(*a), floats(*b));
+                let mut y = self.pool.floats(x.len());
+                y.par_chunks_mut(1 << 14).enumerate().for_each(|(c, out)| {
+                    let at = c << 14;
+                    for ((o, &p), &q) in out.iter_mut().zip(&x[at..]).zip(&z[at..]) {
+                        *o = p + q;
+                    }
+                });
+                float_act(y)
+            }
+            Op::LayerNorm {
+                name, input, eps, ..
+            } => {
+                let (gamma, beta) = &self.norms[name];
+                let x = floats(*input);
+                let mut y = self.pool.floats(x.len());
+                y.par_chunks_mut(gamma.len())
+                    .zip(x.par_chunks(gamma.len()))
+                    .for_each(|(o, row)| layer_norm_row(row, gamma, beta, *eps, o));
+                float_act(y)
+            }
+            Op::Gelu { input, .. } | Op::Tanh { input, .. } => {
+                let f = if matches!(op, Op::Gelu { .. }) {
+                    crate::approx::gelu
+                } else {
+                    f32::tanh
+                };
+                let x = floats(*input);
+                let mut y = self.pool.floats(x.len());
+                y.par_chunks_mut(1 << 14).enumerate().for_each(|(c, out)| {
+                    for (o, &v) in out.iter_mut().zip(&x[c << 14..]) {
+                        *o = f(v);
+                    }
+                });
+                float_act(y)
+            }
+            Op::SelectRow { input, index, .. } => {
+                let [s, d] = info(*input).shape[..] else {
+                    unreachable!()
+                };
+                let rows = |b: usize| b * s * d + index * d..b * s * d + (index + 1) * d;
+                let buf = match &act(*input).buf {
+                    Buf::Codes(c) => {
+                        Buf::Codes((0..batch).flat_map(|b| c[rows(b)].to_vec()).collect())
+                    }
+                    Buf::Float(f) => {
+                        Buf::Float((0..batch).flat_map(|b| f[rows(b)].to_vec()).collect())
+                    }
+                };
+                Act { buf, nhwc: false }
+            }
+            Op::Attention {
+                q,
+                k,
+                v,
+                mask,
+                output,
+                heads,
+                probs,
+                ..
+            } => {
+                let [s, hd] = info(*q).shape[..] else {
+                    unreachable!()
+                };
+                let grids = AttentionGrids {
+                    q: grid(*q),
+                    k: grid(*k),
+                    v: grid(*v),
+                    probs: *probs,
+                    out: grid(*output),
+                };
+                let mut y = self.pool.bytes(batch * s * hd, 0);
+                attention(
+                    self.isa,
+                    [batch, s, *heads, hd / heads],
+                    (codes(*q), codes(*k), codes(*v)),
+                    floats(*mask),
+                    &grids,
+                    &mut y,
+                );
+                Act {
+                    buf: Buf::Codes(y),
+                    nhwc: false,
                 }
             }
             Op::GlobalAvgPool { input, output, .. } => {

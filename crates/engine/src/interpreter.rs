@@ -4,7 +4,8 @@
 
 use crate::artifact::Artifact;
 use crate::error::EngineError;
-use crate::program::{ActQuant, Op, Program};
+use crate::float_ops::{AttentionScales, layer_norm_row, softmax_row};
+use crate::program::{ActQuant, EmbedIndex, Op, Program};
 use crate::requant::{
     accumulator_scales, add_real, dynamic_grid, inverse, mean_real, multipliers, quantize,
 };
@@ -65,6 +66,41 @@ pub(crate) fn check_inputs(
     Ok(())
 }
 
+/// Checks the ids fed to every `Embed` op: whole numbers below the table's row count
+/// (`rows(name)`), so a lookup cannot go out of bounds.
+pub(crate) fn check_ids(
+    program: &Program,
+    inputs: &[&[f32]],
+    rows: impl Fn(&str) -> usize,
+) -> Result<(), EngineError> {
+    for op in &program.ops {
+        let Op::Embed {
+            name,
+            index: EmbedIndex::Ids { input },
+            ..
+        } = op
+        else {
+            continue;
+        };
+        let position = program
+            .inputs
+            .iter()
+            .position(|i| i == input)
+            .expect("checked: a program input");
+        let n = rows(name);
+        if let Some(bad) = inputs[position]
+            .iter()
+            .find(|&&id| !(id >= 0.0 && id < n as f32 && id.fract() == 0.0))
+        {
+            return Err(EngineError::Input {
+                name: program.values[*input].name.clone(),
+                what: format!("id {bad} is not a row of the {n}-row table `{name}`"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Runs an [`Artifact`]'s program the obvious way.
 pub struct Interpreter<'a> {
     artifact: &'a Artifact,
@@ -98,6 +134,9 @@ impl<'a> Interpreter<'a> {
     ) -> Result<Vec<Option<Value>>, EngineError> {
         let program = &self.artifact.program;
         check_inputs(program, batch, inputs)?;
+        check_ids(program, inputs, |name| {
+            self.artifact.tensors[&format!("{name}.weight")].shape[0]
+        })?;
         let mut values: Vec<Option<Value>> = vec![None; program.values.len()];
         for (&i, x) in program.inputs.iter().zip(inputs) {
             values[i] = Some(Value::Float(x.to_vec()));
@@ -117,6 +156,10 @@ impl<'a> Interpreter<'a> {
             Value::Float(_) => unreachable!("checked: integer value"),
         };
         let grid = |i: usize| info(i).quant.expect("checked: integer value");
+        let floats = |i: usize| match values[i].as_ref().expect("defined") {
+            Value::Float(f) => f.as_slice(),
+            Value::Codes(_) => unreachable!("checked: float value"),
+        };
         match op {
             Op::Quantize { input, output } => {
                 let Some(Value::Float(x)) = &values[*input] else {
@@ -324,6 +367,136 @@ impl<'a> Interpreter<'a> {
                         })
                         .collect(),
                 )
+            }
+            Op::Embed {
+                name,
+                index,
+                output,
+            } => {
+                let tensors = &self.artifact.tensors;
+                let table = tensors[&format!("{name}.weight")]
+                    .as_codes()
+                    .expect("checked");
+                let scales = tensors[&format!("{name}.weight_scale")]
+                    .as_f32()
+                    .expect("checked");
+                let [s, d] = info(*output).shape[..] else {
+                    unreachable!()
+                };
+                let mut y = Vec::with_capacity(batch * s * d);
+                for b in 0..batch {
+                    for t in 0..s {
+                        let row = match index {
+                            EmbedIndex::Ids { input } => floats(*input)[b * s + t] as usize,
+                            EmbedIndex::Positions => t,
+                            EmbedIndex::First => 0,
+                        };
+                        y.extend(
+                            table[row * d..(row + 1) * d]
+                                .iter()
+                                .map(|&c| c as f32 * scales[row]),
+                        );
+                    }
+                }
+                Value::Float(y)
+            }
+            Op::AddFloat { a, b, .. } => Value::Float(
+                floats(*a)
+                    .iter()
+                    .zip(floats(*b))
+                    .map(|(x, y)| x + y)
+                    .collect(),
+            ),
+            Op::LayerNorm {
+                name, input, eps, ..
+            } => {
+                let tensors = &self.artifact.tensors;
+                let gamma = tensors[&format!("{name}.gamma")].as_f32().expect("checked");
+                let beta = tensors[&format!("{name}.beta")].as_f32().expect("checked");
+                let x = floats(*input);
+                let mut y = vec![0f32; x.len()];
+                for (o, row) in y
+                    .chunks_exact_mut(gamma.len())
+                    .zip(x.chunks_exact(gamma.len()))
+                {
+                    layer_norm_row(row, gamma, beta, *eps, o);
+                }
+                Value::Float(y)
+            }
+            Op::Gelu { input, .. } => Value::Float(
+                floats(*input)
+                    .iter()
+                    .map(|&x| crate::approx::gelu(x))
+                    .collect(),
+            ),
+            Op::Tanh { input, .. } => {
+                Value::Float(floats(*input).iter().map(|&x| x.tanh()).collect())
+            }
+            Op::SelectRow { input, index, .. } => {
+                let [s, d] = info(*input).shape[..] else {
+                    unreachable!()
+                };
+                let pick = |b: usize| b * s * d + index * d..b * s * d + (index + 1) * d;
+                match values[*input].as_ref().expect("defined") {
+                    Value::Codes(c) => {
+                        Value::Codes((0..batch).flat_map(|b| c[pick(b)].to_vec()).collect())
+                    }
+                    Value::Float(f) => {
+                        Value::Float((0..batch).flat_map(|b| f[pick(b)].to_vec()).collect())
+                    }
+                }
+            }
+            Op::Attention {
+                q,
+                k,
+                v,
+                mask,
+                output,
+                heads,
+                probs,
+                ..
+            } => {
+                let [s, hd] = info(*q).shape[..] else {
+                    unreachable!()
+                };
+                let d = hd / heads;
+                let (gq, gk, gv, go) = (grid(*q), grid(*k), grid(*v), grid(*output));
+                let scales = AttentionScales::new(&gq, &gk, &gv, probs, &go, d);
+                let (xq, xk, xv) = (codes(*q), codes(*k), codes(*v));
+                let mask = floats(*mask);
+                let mut y = vec![0i32; batch * s * hd];
+                let mut scores = vec![0f32; s];
+                let mut p = vec![0i32; s];
+                for b in 0..batch {
+                    let at = |t: usize, h: usize, e: usize| (b * s + t) * hd + h * d + e;
+                    for h in 0..*heads {
+                        for i in 0..s {
+                            for (j, score) in scores.iter_mut().enumerate() {
+                                let acc: i32 = (0..d)
+                                    .map(|e| {
+                                        (xq[at(i, h, e)] - gq.zero_point)
+                                            * (xk[at(j, h, e)] - gk.zero_point)
+                                    })
+                                    .sum();
+                                *score = scales.score(acc, mask[b * s + j]);
+                            }
+                            softmax_row(&mut scores);
+                            for (pc, &x) in p.iter_mut().zip(&scores) {
+                                *pc = quantize(x, scales.inv_probs, probs, false);
+                            }
+                            for e in 0..d {
+                                let acc: i32 = (0..s)
+                                    .map(|j| {
+                                        (p[j] - probs.zero_point)
+                                            * (xv[at(j, h, e)] - gv.zero_point)
+                                    })
+                                    .sum();
+                                y[at(i, h, e)] = quantize(acc as f32, scales.context, &go, false);
+                            }
+                        }
+                    }
+                }
+                Value::Codes(y)
             }
         }
     }

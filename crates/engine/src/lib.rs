@@ -12,9 +12,11 @@
 
 pub mod approx;
 pub mod artifact;
+mod attention;
 pub mod builder;
 pub mod engine;
 pub mod error;
+pub mod float_ops;
 pub mod gemm;
 pub mod interpreter;
 pub mod program;
@@ -26,4 +28,4 @@ pub use engine::Engine;
 pub use error::EngineError;
 pub use gemm::Isa;
 pub use interpreter::{Interpreter, Value};
-pub use program::{ActQuant, Op, Program, ValueInfo};
+pub use program::{ActQuant, EmbedIndex, Op, Program, ValueInfo};

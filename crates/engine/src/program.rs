@@ -120,19 +120,118 @@ pub enum Op {
         /// Output.
         output: usize,
     },
+    /// Rows of an embedding table (`name.weight` codes `[rows, d]`, a scale per row) as floats
+    /// `[s, d]`, picked by `index`.
+    Embed {
+        /// Table name.
+        name: String,
+        /// Which rows.
+        index: EmbedIndex,
+        /// Float output `[s, d]`.
+        output: usize,
+    },
+    /// `a + b` of two float values (a residual before a LayerNorm).
+    AddFloat {
+        /// Left operand.
+        a: usize,
+        /// Right operand (same shape).
+        b: usize,
+        /// Output.
+        output: usize,
+    },
+    /// LayerNorm over the last axis (`name.gamma`, `name.beta`), in f32.
+    LayerNorm {
+        /// Layer name.
+        name: String,
+        /// Float input.
+        input: usize,
+        /// Float output.
+        output: usize,
+        /// Added to the variance.
+        eps: f32,
+    },
+    /// GELU (erf form) of floats.
+    Gelu {
+        /// Float input.
+        input: usize,
+        /// Float output.
+        output: usize,
+    },
+    /// `tanh` of floats.
+    Tanh {
+        /// Float input.
+        input: usize,
+        /// Float output.
+        output: usize,
+    },
+    /// Multi-head self-attention of integer `q`, `k`, `v` (`[s, heads·d]`): scores from the
+    /// int8 product `Q·Kᵀ` (× `s_q·s_k/√d`, −10000 where `mask` is 0), softmax in f32, the
+    /// probabilities quantized onto `probs`, then the int8 product `P·V` requantized onto the
+    /// output's grid.
+    Attention {
+        /// Layer name.
+        name: String,
+        /// Queries.
+        q: usize,
+        /// Keys.
+        k: usize,
+        /// Values.
+        v: usize,
+        /// Float `[s]`: 1 for tokens, 0 for padding (a program input).
+        mask: usize,
+        /// Integer context `[s, heads·d]`.
+        output: usize,
+        /// Number of heads.
+        heads: usize,
+        /// Grid of the attention probabilities.
+        probs: ActQuant,
+    },
+    /// Row `index` of a `[s, d]` value: `[d]` (BERT's pooler reads the first token).
+    SelectRow {
+        /// Input `[s, d]`.
+        input: usize,
+        /// Output `[d]`, same grid.
+        output: usize,
+        /// The row.
+        index: usize,
+    },
+}
+
+/// Which rows an [`Op::Embed`] picks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum EmbedIndex {
+    /// The ids in a float program input `[s]` (integers; checked against the table at run time).
+    Ids {
+        /// The input.
+        input: usize,
+    },
+    /// Rows `0..s` (position embeddings).
+    Positions,
+    /// Row 0 for every token (token types when none are given).
+    First,
 }
 
 impl Op {
     /// Values this op reads.
     pub fn inputs(&self) -> Vec<usize> {
         match self {
-            Op::Add { a, b, .. } => vec![*a, *b],
+            Op::Add { a, b, .. } | Op::AddFloat { a, b, .. } => vec![*a, *b],
+            Op::Attention { q, k, v, mask, .. } => vec![*q, *k, *v, *mask],
+            Op::Embed { index, .. } => match index {
+                EmbedIndex::Ids { input } => vec![*input],
+                _ => vec![],
+            },
             Op::Quantize { input, .. }
             | Op::Conv2d { input, .. }
             | Op::Linear { input, .. }
             | Op::MaxPool2d { input, .. }
             | Op::Flatten { input, .. }
-            | Op::GlobalAvgPool { input, .. } => vec![*input],
+            | Op::GlobalAvgPool { input, .. }
+            | Op::LayerNorm { input, .. }
+            | Op::Gelu { input, .. }
+            | Op::Tanh { input, .. }
+            | Op::SelectRow { input, .. } => vec![*input],
         }
     }
 
@@ -145,7 +244,14 @@ impl Op {
             | Op::MaxPool2d { output, .. }
             | Op::Flatten { output, .. }
             | Op::Add { output, .. }
-            | Op::GlobalAvgPool { output, .. } => *output,
+            | Op::GlobalAvgPool { output, .. }
+            | Op::Embed { output, .. }
+            | Op::AddFloat { output, .. }
+            | Op::LayerNorm { output, .. }
+            | Op::Gelu { output, .. }
+            | Op::Tanh { output, .. }
+            | Op::Attention { output, .. }
+            | Op::SelectRow { output, .. } => *output,
         }
     }
 
@@ -156,6 +262,13 @@ impl Op {
             Op::Linear { name, .. } => format!("Linear {name}"),
             Op::Add { name, .. } => format!("Add {name}"),
             Op::GlobalAvgPool { name, .. } => format!("GlobalAvgPool {name}"),
+            Op::Embed { name, .. } => format!("Embed {name}"),
+            Op::LayerNorm { name, .. } => format!("LayerNorm {name}"),
+            Op::Attention { name, .. } => format!("Attention {name}"),
+            Op::AddFloat { .. } => "AddFloat".into(),
+            Op::Gelu { .. } => "Gelu".into(),
+            Op::Tanh { .. } => "Tanh".into(),
+            Op::SelectRow { .. } => "SelectRow".into(),
             Op::Quantize { .. } => "Quantize".into(),
             Op::MaxPool2d { .. } => "MaxPool2d".into(),
             Op::Flatten { .. } => "Flatten".into(),
@@ -457,6 +570,7 @@ impl Program {
                 kernel,
                 stride,
             } => {
+                int(*input, "input")?;
                 let [c, h, w] = chw(*input)?;
                 if kernel.contains(&0) || stride.contains(&0) || kernel[0] > h || kernel[1] > w {
                     return Err(format!(
@@ -499,6 +613,142 @@ impl Program {
                 let [c, ..] = chw(*input)?;
                 if v(*output).shape != [c, 1, 1] {
                     return Err(format!("output must be [{c}, 1, 1]"));
+                }
+                Ok(())
+            }
+            Op::Embed {
+                name,
+                index,
+                output,
+            } => {
+                let table = tensors
+                    .get(&format!("{name}.weight"))
+                    .ok_or("missing its table")?;
+                let rows = match (table.as_codes(), &table.shape[..]) {
+                    (Some(_), &[rows, _]) if rows > 0 => rows,
+                    _ => return Err(format!("table {name}.weight must be codes [rows, d]")),
+                };
+                let scales = tensors
+                    .get(&format!("{name}.weight_scale"))
+                    .and_then(|t| t.as_f32());
+                if !scales
+                    .is_some_and(|s| s.len() == rows && s.iter().all(|s| s.is_finite() && *s > 0.0))
+                {
+                    return Err(format!(
+                        "{name}.weight_scale must hold {rows} positive scales"
+                    ));
+                }
+                let float = |i: usize| v(i).quant.is_none();
+                let [s, d] = v(*output).shape[..] else {
+                    return Err("output must be [s, d]".into());
+                };
+                if !float(*output) || d != table.shape[1] {
+                    return Err(format!("output must be float [s, {}]", table.shape[1]));
+                }
+                match index {
+                    EmbedIndex::Ids { input }
+                        if !self.inputs.contains(input)
+                            || !float(*input)
+                            || v(*input).shape != [s] =>
+                    {
+                        Err(format!("ids must be a float program input [{s}]"))
+                    }
+                    EmbedIndex::Positions if s > rows => {
+                        Err(format!("{s} positions, table has {rows}"))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Op::AddFloat { a, b, output } => {
+                if [a, b, output].iter().any(|&&i| v(i).quant.is_some()) {
+                    return Err("operands and output must be float".into());
+                }
+                same_shape(*a, *b)?;
+                same_shape(*a, *output)
+            }
+            Op::LayerNorm {
+                name,
+                input,
+                output,
+                eps,
+            } => {
+                if v(*input).quant.is_some() || v(*output).quant.is_some() {
+                    return Err("input and output must be float".into());
+                }
+                same_shape(*input, *output)?;
+                let d = *v(*input).shape.last().expect("non-empty");
+                for part in ["gamma", "beta"] {
+                    let ok = tensors
+                        .get(&format!("{name}.{part}"))
+                        .and_then(|t| t.as_f32())
+                        .is_some_and(|t| t.len() == d);
+                    if !ok {
+                        return Err(format!("{name}.{part} must be F32 [{d}]"));
+                    }
+                }
+                if !(eps.is_finite() && *eps >= 0.0) {
+                    return Err(format!("eps {eps} must be finite and non-negative"));
+                }
+                Ok(())
+            }
+            Op::Gelu { input, output } | Op::Tanh { input, output } => {
+                if v(*input).quant.is_some() || v(*output).quant.is_some() {
+                    return Err("input and output must be float".into());
+                }
+                same_shape(*input, *output)
+            }
+            Op::Attention {
+                q,
+                k,
+                v: value,
+                mask,
+                output,
+                heads,
+                probs,
+                ..
+            } => {
+                for (i, role) in [(q, "q"), (k, "k"), (value, "v"), (output, "output")] {
+                    int(*i, role)?;
+                }
+                same_shape(*q, *k)?;
+                same_shape(*q, *value)?;
+                same_shape(*q, *output)?;
+                let [s, hd] = v(*q).shape[..] else {
+                    return Err("q must be [s, heads·d]".into());
+                };
+                // u8 × u8 products (≤ 255²) summed over s or d must stay within i32.
+                if *heads == 0 || hd % heads != 0 || hd / heads > 1 << 15 || s > 1 << 15 {
+                    return Err(format!(
+                        "{hd} features do not split into {heads} heads of at most 32768, or s > 32768"
+                    ));
+                }
+                if !self.inputs.contains(mask) || v(*mask).quant.is_some() || v(*mask).shape != [s]
+                {
+                    return Err(format!("mask must be a float program input [{s}]"));
+                }
+                let ok = probs.scale.is_finite()
+                    && probs.scale > 0.0
+                    && 0 <= probs.qmin
+                    && probs.qmin <= probs.zero_point
+                    && probs.zero_point <= probs.qmax
+                    && probs.qmax <= 255;
+                if !ok {
+                    return Err(format!("probability grid {probs:?} is invalid"));
+                }
+                Ok(())
+            }
+            Op::SelectRow {
+                input,
+                output,
+                index,
+            } => {
+                let [s, d] = v(*input).shape[..] else {
+                    return Err("input must be [s, d]".into());
+                };
+                if *index >= s || v(*output).shape != [d] || v(*input).quant != v(*output).quant {
+                    return Err(format!(
+                        "row {index} of [{s}, {d}] is a [{d}] on the same grid"
+                    ));
                 }
                 Ok(())
             }

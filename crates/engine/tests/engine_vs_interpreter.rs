@@ -6,14 +6,21 @@ mod common;
 use engine::{Engine, Interpreter, Isa, Value};
 
 fn compare(artifact: &engine::Artifact, input_len: usize) {
+    compare_with(artifact, |batch| {
+        vec![common::inputs(batch as u64, batch * input_len)]
+    });
+}
+
+fn compare_with(artifact: &engine::Artifact, make: impl Fn(usize) -> Vec<Vec<f32>>) {
     let interpreter = Interpreter::new(artifact).unwrap();
     for batch in [1usize, 5] {
-        let x = common::inputs(batch as u64, batch * input_len);
-        let want = interpreter.run(batch, &[&x]).unwrap();
+        let inputs = make(batch);
+        let x: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
+        let want = interpreter.run(batch, &x).unwrap();
         for isa in Isa::available() {
             let got = Engine::with_isa(artifact, isa)
                 .unwrap()
-                .run(batch, &[&x])
+                .run(batch, &x)
                 .unwrap();
             for (k, (g, w)) in got.iter().zip(&want).enumerate() {
                 match (g, w) {
@@ -45,6 +52,46 @@ fn engine_equals_interpreter_on_every_op_and_width() {
 #[test]
 fn engine_equals_interpreter_on_dynamic_rows() {
     compare(&common::dynamic(7), 5 * 19);
+}
+
+#[test]
+fn engine_equals_interpreter_on_a_transformer_layer() {
+    // Odd sizes: 13 tokens (not a multiple of 4), 3 heads of 8; padding in every sequence.
+    for (seed, s, hidden, heads) in [(1, 13, 24, 3), (2, 32, 64, 4), (3, 5, 8, 1)] {
+        let vocab = 40;
+        let artifact = common::transformer(seed, s, hidden, heads, vocab);
+        compare_with(&artifact, |batch| {
+            let (ids, mask) = common::token_inputs(seed + batch as u64, batch, s, vocab, 3);
+            vec![ids, mask]
+        });
+    }
+}
+
+#[test]
+fn ids_outside_the_table_are_an_error_naming_the_input() {
+    let artifact = common::transformer(1, 6, 8, 2, 40);
+    let (mut ids, mask) = common::token_inputs(1, 2, 6, 40, 1);
+    ids[7] = 40.0;
+    for err in [
+        Engine::new(&artifact)
+            .unwrap()
+            .run(2, &[&ids, &mask])
+            .unwrap_err(),
+        Interpreter::new(&artifact)
+            .unwrap()
+            .run(2, &[&ids, &mask])
+            .unwrap_err(),
+    ] {
+        let m = err.to_string();
+        assert!(m.contains("input_ids") && m.contains("id 40"), "{m}");
+    }
+    ids[7] = 1.5;
+    assert!(
+        Engine::new(&artifact)
+            .unwrap()
+            .run(2, &[&ids, &mask])
+            .is_err()
+    );
 }
 
 #[test]

@@ -170,6 +170,28 @@ pub fn gemm<E>(isa: Isa, a: &[u8], m: usize, b: &PackedWeights, epilogue: E)
 where
     E: Fn(usize, usize, &[i32]) + Sync,
 {
+    gemm_with(isa, a, m, b, true, epilogue)
+}
+
+/// The raw dot products of [`gemm`] into `out` (`m × n`, row-major); `parallel: false` keeps
+/// the work on the calling thread (when the caller already runs one task per thread).
+pub fn gemm_into(isa: Isa, a: &[u8], m: usize, b: &PackedWeights, parallel: bool, out: &mut [i32]) {
+    assert!(out.len() >= m * b.n, "out holds m × n");
+    let n = b.n;
+    let ptr = SharedMut(out.as_mut_ptr());
+    gemm_with(isa, a, m, b, parallel, |row, col0, dots| {
+        // SAFETY: each (row, col0..) is written by exactly one tile; `out` holds m × n.
+        let dst =
+            unsafe { std::slice::from_raw_parts_mut(ptr.get().add(row * n + col0), dots.len()) };
+        dst.copy_from_slice(dots);
+    });
+}
+
+/// [`gemm`], on rayon's threads only when `parallel`.
+pub fn gemm_with<E>(isa: Isa, a: &[u8], m: usize, b: &PackedWeights, parallel: bool, epilogue: E)
+where
+    E: Fn(usize, usize, &[i32]) + Sync,
+{
     assert!(a.len() >= m * b.kp, "A holds m × kp codes");
     assert!(
         isa.supported(),
@@ -221,7 +243,7 @@ where
         }
     };
     let tasks = row_tasks * col_tasks;
-    if tasks > 1 && m * b.n * b.kp >= 1 << 17 {
+    if parallel && tasks > 1 && m * b.n * b.kp >= 1 << 17 {
         use rayon::prelude::*;
         (0..tasks).into_par_iter().for_each(task);
     } else {

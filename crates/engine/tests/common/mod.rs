@@ -163,3 +163,162 @@ pub fn inputs(seed: u64, n: usize) -> Vec<f32> {
     let mut rng = Rng::new(seed);
     (0..n).map(|_| rng.range(-2.0, 3.0)).collect()
 }
+
+/// A BERT-shaped program over `s` tokens: word + position + type embeddings, LayerNorm,
+/// quantize; one encoder layer (Q/K/V, attention with `heads` heads, output dense + residual +
+/// LayerNorm, GELU intermediate, output dense + residual + LayerNorm); the pooler (first row,
+/// dense, tanh) and a classifier; also the token logits. Inputs: ids `[s]`, mask `[s]`.
+pub fn transformer(seed: u64, s: usize, hidden: usize, heads: usize, vocab: usize) -> Artifact {
+    use engine::EmbedIndex;
+    let mut rng = Rng::new(seed);
+    let mut b = ProgramBuilder::new();
+    let ids = b.input("input_ids", &[s]);
+    let mask = b.input("attention_mask", &[s]);
+    let w = b
+        .embed(
+            "word",
+            weights(&mut rng, &[vocab, hidden], 8, false),
+            EmbedIndex::Ids { input: ids },
+            s,
+        )
+        .unwrap();
+    let p = b
+        .embed(
+            "position",
+            weights(&mut rng, &[s + 3, hidden], 8, false),
+            EmbedIndex::Positions,
+            s,
+        )
+        .unwrap();
+    let t = b
+        .embed(
+            "type",
+            weights(&mut rng, &[2, hidden], 8, false),
+            EmbedIndex::First,
+            s,
+        )
+        .unwrap();
+    let wp = b.add_float("wp", w, p);
+    let x = b.add_float("embeddings", wp, t);
+    let norm = |rng: &mut Rng| -> (Vec<f32>, Vec<f32>) {
+        (
+            (0..hidden).map(|_| rng.range(0.5, 1.5)).collect(),
+            (0..hidden).map(|_| rng.range(-0.2, 0.2)).collect(),
+        )
+    };
+    let (g0, b0) = norm(&mut rng);
+    let x = b
+        .layer_norm("embeddings.layer_norm", x, g0, b0, 1e-12)
+        .unwrap();
+    let xq = b.quantize("embeddings.output_quant", x, grid(&mut rng, 8));
+    let mut qkv = [0; 3];
+    for (slot, name) in qkv.iter_mut().zip(["query", "key", "value"]) {
+        let g = grid(&mut rng, 8);
+        *slot = b
+            .linear(
+                name,
+                xq,
+                weights(&mut rng, &[hidden, hidden], 8, true),
+                false,
+                Some(g),
+            )
+            .unwrap();
+    }
+    let probs = engine::ActQuant {
+        scale: 1.0 / 255.0,
+        zero_point: 0,
+        qmin: 0,
+        qmax: 255,
+    };
+    let ctx = b.attention("attention", qkv, mask, heads, probs, grid(&mut rng, 8));
+    let dense = b
+        .linear(
+            "attention.output.dense",
+            ctx,
+            weights(&mut rng, &[hidden, hidden], 8, true),
+            false,
+            None,
+        )
+        .unwrap();
+    let h = b.add_float("attention.residual", dense, x);
+    let (g1, b1) = norm(&mut rng);
+    let h = b
+        .layer_norm("attention.output.layer_norm", h, g1, b1, 1e-12)
+        .unwrap();
+    let hq = b.quantize("attention.output.output_quant", h, grid(&mut rng, 8));
+    let inner = b
+        .linear(
+            "intermediate.dense",
+            hq,
+            weights(&mut rng, &[2 * hidden, hidden], 4, true),
+            false,
+            None,
+        )
+        .unwrap();
+    let inner = b.gelu("intermediate.gelu", inner);
+    let inner = b.quantize("intermediate.output_quant", inner, grid(&mut rng, 8));
+    let out = b
+        .linear(
+            "output.dense",
+            inner,
+            weights(&mut rng, &[hidden, 2 * hidden], 4, true),
+            false,
+            None,
+        )
+        .unwrap();
+    let y = b.add_float("output.residual", out, h);
+    let (g2, b2) = norm(&mut rng);
+    let y = b.layer_norm("output.layer_norm", y, g2, b2, 1e-12).unwrap();
+    let yq = b.quantize("output.output_quant", y, grid(&mut rng, 8));
+    let first = b.select_row("pooler.first", yq, 0);
+    let pooled = b
+        .linear(
+            "pooler.dense",
+            first,
+            weights(&mut rng, &[hidden, hidden], 8, true),
+            false,
+            None,
+        )
+        .unwrap();
+    let pooled = b.tanh("pooler.tanh", pooled);
+    let pooled = b.quantize("pooler.output_quant", pooled, grid(&mut rng, 8));
+    let logits = b
+        .linear(
+            "classifier",
+            pooled,
+            weights(&mut rng, &[3, hidden], 8, true),
+            false,
+            None,
+        )
+        .unwrap();
+    let tokens = b
+        .linear(
+            "token_classifier",
+            yq,
+            weights(&mut rng, &[5, hidden], 8, true),
+            false,
+            None,
+        )
+        .unwrap();
+    for v in [logits, tokens, qkv[0], ctx, hq, inner, yq] {
+        b.output(v);
+    }
+    b.finish(serde_json::json!({"test": "transformer"}))
+        .unwrap()
+}
+
+/// Ids below `vocab` and a mask with the last `pad` tokens of each sequence padded.
+pub fn token_inputs(
+    seed: u64,
+    batch: usize,
+    s: usize,
+    vocab: usize,
+    pad: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut rng = Rng::new(seed);
+    let ids = (0..batch * s).map(|_| rng.below(vocab) as f32).collect();
+    let mask = (0..batch * s)
+        .map(|i| if i % s < s - pad.min(s - 1) { 1.0 } else { 0.0 })
+        .collect();
+    (ids, mask)
+}

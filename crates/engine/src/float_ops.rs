@@ -1,0 +1,72 @@
+//! The float islands of a transformer (LayerNorm, softmax, attention scores) as row functions
+//! shared by the interpreter and the engine, so both compute the same floats; `exp` and `erf`
+//! are the vectorisable approximations the fake-quant model's kernels use ([`crate::approx`]).
+
+use crate::approx::exp_nonpositive;
+use crate::program::ActQuant;
+
+/// The additive mask of a padded key (BERT's `-10000`, which `exp` takes to exactly 0).
+pub const MASKED: f32 = -10000.0;
+
+/// `(x − mean) / sqrt(var + eps) · γ + β` over one row (biased variance, as PyTorch and Burn).
+pub fn layer_norm_row(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let inv = 1.0 / (var + eps).sqrt();
+    for (((o, &v), &g), &b) in out.iter_mut().zip(x).zip(gamma).zip(beta) {
+        *o = (v - mean) * inv * g + b;
+    }
+}
+
+/// Softmax of one row in place: `exp(x − max) / Σ`.
+pub fn softmax_row(row: &mut [f32]) {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = exp_nonpositive(*v - max);
+        sum += *v;
+    }
+    for v in row.iter_mut() {
+        *v /= sum;
+    }
+}
+
+/// The constants of one attention op: how integer dot products become scores and how the
+/// probability·value products become context codes.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionScales {
+    /// `s_q · s_k`: a `Q·Kᵀ` accumulator's real step.
+    pub qk: f32,
+    /// `1/√d`.
+    pub temperature: f32,
+    /// `1 / s_p`: probabilities onto their grid.
+    pub inv_probs: f32,
+    /// `s_p · s_v / s_out`: requantization of a `P·V` accumulator.
+    pub context: f32,
+}
+
+impl AttentionScales {
+    /// The constants for grids `q`, `k`, `v`, `probs`, `out` and head width `d`.
+    pub fn new(
+        q: &ActQuant,
+        k: &ActQuant,
+        v: &ActQuant,
+        probs: &ActQuant,
+        out: &ActQuant,
+        d: usize,
+    ) -> Self {
+        AttentionScales {
+            qk: q.scale * k.scale,
+            temperature: (1.0 / (d as f64).sqrt()) as f32,
+            inv_probs: 1.0 / probs.scale,
+            context: probs.scale * v.scale * (1.0 / out.scale),
+        }
+    }
+
+    /// A score from a centred `Q·Kᵀ` accumulator and the key's mask (1 keep, 0 padding).
+    #[inline(always)]
+    pub fn score(&self, acc: i32, mask: f32) -> f32 {
+        acc as f32 * self.qk * self.temperature + if mask == 0.0 { MASKED } else { 0.0 }
+    }
+}
