@@ -5,7 +5,9 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
-use quant::{LayerKind, QuantError, QuantLinear, QuantLinearConfig, QuantMapping, QuantStub};
+use quant::{
+    LayerKind, QuantError, QuantLinear, QuantLinearConfig, QuantMapping, QuantStub, Quantizer,
+};
 
 use crate::kernels::dropout;
 
@@ -109,13 +111,26 @@ impl BertAttention {
     /// The block on hidden states `x` (float, for the residual) and `xq` (their quantized
     /// codes, for the projections), with the additive padding mask `[batch, 1, 1, seq]`.
     /// Returns the normalised output, float and quantized.
-    pub fn forward(&self, x: Tensor<3>, xq: Tensor<3>, mask: &Tensor<4>) -> (Tensor<3>, Tensor<3>) {
-        let context = self.self_attention.forward(xq, mask);
-        self.output.forward(context, x)
+    /// `producer` quantized `xq` (so the projections add their biases as the engine's int32).
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        xq: Tensor<3>,
+        mask: &Tensor<4>,
+        producer: Option<&Quantizer>,
+    ) -> (Tensor<3>, Tensor<3>) {
+        let context = self.self_attention.forward(xq, mask, producer);
+        let context_quant = self.self_attention.context_quant.quant.as_ref();
+        self.output.forward(context, x, context_quant)
     }
 }
 
 impl BertSelfAttention {
+    /// Number of attention heads.
+    pub fn heads(&self) -> usize {
+        self.heads
+    }
+
     /// `[batch, seq, hidden]` → `[batch, heads, seq, head_dim]`.
     fn split_heads(&self, x: Tensor<3>) -> Tensor<4> {
         let [batch, seq, hidden] = x.dims();
@@ -124,11 +139,16 @@ impl BertSelfAttention {
     }
 
     /// The quantized attention context `[batch, seq, hidden]` of quantized hidden states `xq`.
-    pub fn forward(&self, xq: Tensor<3>, mask: &Tensor<4>) -> Tensor<3> {
+    pub fn forward(
+        &self,
+        xq: Tensor<3>,
+        mask: &Tensor<4>,
+        producer: Option<&Quantizer>,
+    ) -> Tensor<3> {
         let [batch, seq, hidden] = xq.dims();
-        let q = self.split_heads(self.query.forward(xq.clone()));
-        let k = self.split_heads(self.key.forward(xq.clone()));
-        let v = self.split_heads(self.value.forward(xq));
+        let q = self.split_heads(self.query.forward_from(xq.clone(), producer));
+        let k = self.split_heads(self.key.forward_from(xq.clone(), producer));
+        let v = self.split_heads(self.value.forward_from(xq, producer));
         quant::program::record_integer_input("attention QKᵀ (query)", &q);
         quant::program::record_integer_input("attention QKᵀ (key)", &k);
         let scale = 1.0 / ((hidden / self.heads) as f64).sqrt();

@@ -146,8 +146,13 @@ impl BertForSequenceClassification {
             .forward(input)
             .pooled
             .expect("a sequence classifier's encoder has a pooler");
+        let producer = self
+            .bert
+            .pooler
+            .as_ref()
+            .and_then(|p| p.output_quant.quant.as_ref());
         self.classifier
-            .forward(kernels::dropout(&self.dropout, pooled))
+            .forward_from(kernels::dropout(&self.dropout, pooled), producer)
     }
 }
 
@@ -164,8 +169,10 @@ impl BertForTokenClassification {
     /// Logits `[batch, seq, num_labels]`.
     pub fn forward(&self, input: BertInput) -> Tensor<3> {
         let hidden = self.bert.forward(input).hidden_quantized;
-        self.classifier
-            .forward(kernels::dropout(&self.dropout, hidden))
+        self.classifier.forward_from(
+            kernels::dropout(&self.dropout, hidden),
+            self.bert.last_quantizer(),
+        )
     }
 }
 

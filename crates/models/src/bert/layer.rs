@@ -4,7 +4,7 @@ use crate::kernels::{dropout, gelu};
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Tensor};
-use quant::{QuantError, QuantLinear, QuantMapping, QuantStub};
+use quant::{QuantError, QuantLinear, QuantMapping, QuantStub, Quantizer};
 
 use super::attention::{linear, quantized_linear};
 use super::{BertAttention, BertConfig, stub};
@@ -85,11 +85,20 @@ impl BertLayer {
 
     /// The layer on hidden states `x` (float) and `xq` (quantized); returns its output, float
     /// and quantized.
-    pub fn forward(&self, x: Tensor<3>, xq: Tensor<3>, mask: &Tensor<4>) -> (Tensor<3>, Tensor<3>) {
-        let (h, hq) = self.attention.forward(x, xq, mask);
-        let inner = gelu(self.intermediate.dense.forward(hq));
+    /// `producer` quantized `xq` (the previous layer's output quantizer, or the embeddings').
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        xq: Tensor<3>,
+        mask: &Tensor<4>,
+        producer: Option<&Quantizer>,
+    ) -> (Tensor<3>, Tensor<3>) {
+        let (h, hq) = self.attention.forward(x, xq, mask, producer);
+        let hq_producer = self.attention.output.output_quant.quant.as_ref();
+        let inner = gelu(self.intermediate.dense.forward_from(hq, hq_producer));
         let inner = self.intermediate.output_quant.forward(inner);
-        self.output.forward(inner, h)
+        let inner_producer = self.intermediate.output_quant.quant.as_ref();
+        self.output.forward(inner, h, inner_producer)
     }
 }
 
@@ -119,8 +128,14 @@ impl BertOutput {
     }
 
     /// `LayerNorm(dense(x) + residual)`, float and quantized.
-    pub fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> (Tensor<3>, Tensor<3>) {
-        let y = dropout(&self.dropout, self.dense.forward(x));
+    /// `producer` quantized `x`.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        residual: Tensor<3>,
+        producer: Option<&Quantizer>,
+    ) -> (Tensor<3>, Tensor<3>) {
+        let y = dropout(&self.dropout, self.dense.forward_from(x, producer));
         let y = self.layer_norm.forward(y + residual);
         let q = self.output_quant.forward(y.clone());
         (y, q)

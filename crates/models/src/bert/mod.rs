@@ -13,6 +13,7 @@ mod checkpoint;
 mod config;
 mod embeddings;
 mod error;
+mod export;
 mod heads;
 mod layer;
 mod model;

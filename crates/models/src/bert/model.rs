@@ -3,7 +3,7 @@
 use burn::module::Module;
 use burn::tensor::activation::tanh;
 use burn::tensor::{Bool, Device, Int, Tensor};
-use quant::{QuantError, QuantLinear, QuantMapping, QuantStub};
+use quant::{QuantError, QuantLinear, QuantMapping, QuantStub, Quantizer};
 
 use super::attention::{linear, quantized_linear};
 use super::{BertConfig, BertEmbeddings, BertError, BertLayer, stub};
@@ -94,6 +94,14 @@ impl BertConfig {
 }
 
 impl Bert {
+    /// The quantizer of the encoder's last output (what the pooler and a token head read).
+    pub fn last_quantizer(&self) -> Option<&Quantizer> {
+        match self.encoder.layer.last() {
+            Some(layer) => layer.output.output_quant.quant.as_ref(),
+            None => self.embeddings.output_quant.quant.as_ref(),
+        }
+    }
+
     /// Gives the model `mapping`'s quantizers (replacing any it had), e.g. after loading float
     /// weights; `prefix` is the model's own path inside a head (`bert`), or empty.
     pub fn quantized(self, mapping: &QuantMapping, prefix: &str) -> Result<Self, QuantError> {
@@ -136,15 +144,17 @@ impl Bert {
         let (mut x, mut xq) = self
             .embeddings
             .forward(input.input_ids, input.token_type_ids);
+        let mut producer = self.embeddings.output_quant.quant.as_ref();
         for layer in &self.encoder.layer {
-            (x, xq) = layer.forward(x, xq, &mask);
+            (x, xq) = layer.forward(x, xq, &mask, producer);
+            producer = layer.output.output_quant.quant.as_ref();
         }
         let pooled = self.pooler.as_ref().map(|pooler| {
             let [batch, _, hidden] = xq.dims();
             let first = xq.clone().narrow(1, 0, 1).reshape([batch, hidden]);
             pooler
                 .output_quant
-                .forward(tanh(pooler.dense.forward(first)))
+                .forward(tanh(pooler.dense.forward_from(first, producer)))
         });
         BertOutputs {
             hidden: x,

@@ -6,8 +6,8 @@ use engine::ProgramBuilder;
 use super::{activation_grid, engine_error, host, unexportable, weight_codes};
 use crate::layers::padding_pairs;
 use crate::{
-    ConvBn2d, FakeQuant, QuantAdd, QuantAvgPool2d, QuantConv2d, QuantError, QuantLinear, QuantStub,
-    Quantizer,
+    ConvBn2d, FakeQuant, QuantAdd, QuantAvgPool2d, QuantConv2d, QuantEmbedding, QuantError,
+    QuantLinear, QuantStub, Quantizer,
 };
 
 /// The input value as this layer reads it: through its own input quantizer when it has one.
@@ -255,4 +255,24 @@ fn conv_padding(
         ));
     };
     Ok(padding_pairs(padding, [h, w], kernel, stride))
+}
+
+impl QuantEmbedding {
+    /// The table as the engine's `Embed` reads it: codes `[rows, d]` with one scale per row (a
+    /// per-tensor scale is repeated).
+    pub fn export_table(&self, path: &str) -> Result<engine::LayerWeights, QuantError> {
+        let name = format!("{path}.weight");
+        let q = self
+            .weight
+            .reparameterization::<Quantizer>()
+            .ok_or_else(|| {
+                unexportable(
+                    &name,
+                    "the table has no weight quantizer (float tables do not run on the engine)",
+                )
+            })?;
+        let table = self.weight.val();
+        let shape = table.dims().to_vec();
+        weight_codes(q, host(table), shape, None, &name)
+    }
 }
