@@ -159,7 +159,11 @@ fn main() {
         "\n| kernels | GEMM 1024³ | peak ({threads} threads) | share of peak |\n|---|---:|---:|---:|"
     );
     let mut gemm_json = serde_json::Map::new();
-    let kernels_to_time = if arg("--gemm", "yes") == "no" { Vec::new() } else { Isa::available() };
+    let kernels_to_time = if arg("--gemm", "yes") == "no" {
+        Vec::new()
+    } else {
+        Isa::available()
+    };
     for kernels in kernels_to_time {
         let samples = time_per_call(rounds, 3, || {
             gemm(kernels, &a, n, &packed, |_, _, dots| {

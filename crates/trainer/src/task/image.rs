@@ -12,7 +12,10 @@ use burn::train::{ClassificationOutput, SupervisedTraining};
 use data::ImageBatch;
 use quant::QuantMapping;
 
-use super::{Evaluation, Parity, Part, Prediction, Task, TaskNet, top_label};
+use super::{
+    Evaluation, Parity, Part, Prediction, Task, TaskNet, argmax_rows, artifact_labels,
+    engine_logits, host, top_label,
+};
 use crate::report::ClassificationReport;
 use crate::{
     DataConfig, ModelConfig, Net, Splits, TaskKind, Trainee, TrainerError, eval_loader,
@@ -220,7 +223,7 @@ impl Task for ImageTask {
         for batch in loader.iter().flatten() {
             let n = batch.images.dims()[0];
             let pixels = host(batch.images.clone());
-            int_logits.extend(engine_logits(engine, n, &pixels)?);
+            int_logits.extend(engine_logits(engine, n, &[&pixels])?);
             fake_logits.extend(host(net.forward(batch.images)));
             actual.extend(
                 batch
@@ -254,8 +257,7 @@ impl Task for ImageTask {
         };
         let spec: ImageInput =
             serde_json::from_value(artifact.meta["input"].clone()).map_err(|_| meta("input"))?;
-        let labels: Vec<String> =
-            serde_json::from_value(artifact.meta["labels"].clone()).map_err(|_| meta("labels"))?;
+        let labels = artifact_labels(artifact)?;
         let images = data::read_idx(input)?;
         let [n, h, w] = images.dims[..] else {
             return Err(TrainerError::io(
@@ -283,7 +285,7 @@ impl Task for ImageTask {
         let mut predictions = Vec::with_capacity(n);
         for (chunk, start) in pixels.chunks(64 * h * w).zip((0..n).step_by(64)) {
             let count = chunk.len() / (h * w);
-            let logits = engine_logits(engine, count, chunk)?;
+            let logits = engine_logits(engine, count, &[chunk])?;
             for (i, row) in logits.chunks_exact(labels.len().max(1)).enumerate() {
                 let (best, confidence) = top_label(row);
                 predictions.push(Prediction {
@@ -311,39 +313,4 @@ pub struct ImageInput {
     pub mean: f32,
     /// Pixel standard deviation.
     pub std: f32,
-}
-
-/// A host copy of a float tensor.
-pub(crate) fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 after conversion")
-}
-
-/// The engine's logits for `n` items (its first output, float).
-pub(crate) fn engine_logits(
-    engine: &engine::Engine,
-    n: usize,
-    input: &[f32],
-) -> Result<Vec<f32>, TrainerError> {
-    match engine.run(n, &[input])?.into_iter().next() {
-        Some(engine::Value::Float(logits)) => Ok(logits),
-        _ => Err(TrainerError::Unsupported(
-            "the artifact's first output is not float logits".into(),
-        )),
-    }
-}
-
-/// The index of each row's largest value.
-pub(crate) fn argmax_rows(values: &[f32], width: usize) -> Vec<usize> {
-    values
-        .chunks_exact(width)
-        .map(|row| {
-            row.iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(i, _)| i)
-        })
-        .collect()
 }

@@ -7,16 +7,20 @@
 //! - [`ImageTask`]: images → classes (LeNet-BN, ResNet), accuracy.
 //! - [`SentenceTask`]: sentences → classes (BERT + sequence head), accuracy and P/R/F1.
 //! - [`TokenTask`]: a tag per word (BERT + token head), entity-level F1 (seqeval strict).
+mod engine_io;
 mod entity_metric;
 mod image;
 mod sentence;
 mod text_data;
+mod text_engine;
 mod token;
 
+pub use engine_io::*;
 pub use entity_metric::*;
 pub use image::*;
 pub use sentence::*;
 pub use text_data::*;
+pub use text_engine::*;
 pub use token::*;
 
 use std::collections::BTreeMap;

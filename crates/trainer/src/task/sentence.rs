@@ -13,8 +13,10 @@ use models::BertForSequenceClassification;
 use quant::QuantMapping;
 
 use super::{
-    Evaluation, Part, Task, TaskNet, TextSetup, bert_input, classification_evaluation,
-    classification_output, label_names, part_of, predictions, split_sizes,
+    Evaluation, Parity, Part, Prediction, Task, TaskNet, TextSetup, argmax_rows, artifact_labels,
+    artifact_tokenizer, bert_input, classification_evaluation, classification_output,
+    engine_logits, engine_sequences, engine_tokens, host, ints, label_names, part_of, predictions,
+    split_sizes, text_lines, top_label,
 };
 use crate::report::ClassificationReport;
 use crate::{ModelConfig, RunConfig, TaskKind, Trainee, TrainerError};
@@ -156,8 +158,73 @@ impl Task for SentenceTask {
         let (predicted, actual) = predictions(loader, |batch| {
             (net.forward(bert_input(batch.tokens)), batch.targets)
         });
+        self.scores(&predicted, &actual)
+    }
+
+    fn export(
+        &self,
+        net: &Self::Net,
+        meta: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<engine::Artifact, TrainerError> {
+        let (seq, eps) = self.setup.export_shape();
+        Ok(net.to_artifact(seq, eps, self.setup.engine_meta(meta))?)
+    }
+
+    fn evaluate_engine(
+        &self,
+        engine: &engine::Engine,
+        net: &Self::Net,
+        device: &Device,
+    ) -> Result<(Evaluation, Parity), TrainerError> {
+        let loader = self.loader(Part::Test, None).to_device(device);
+        let (seq, _) = self.setup.export_shape();
+        let (mut int_logits, mut fake_logits, mut actual) = (Vec::new(), Vec::new(), Vec::new());
+        for batch in loader.iter().flatten() {
+            let (ids, mask, n, _) = engine_tokens(&batch.tokens, seq);
+            int_logits.extend(engine_logits(engine, n, &[&ids, &mask])?);
+            fake_logits.extend(host(net.forward(bert_input(batch.tokens))));
+            actual.extend(ints(batch.targets));
+        }
+        let width = self.classes.len();
+        let predicted = argmax_rows(&int_logits, width);
+        let parity = Parity::of_logits(&int_logits, &fake_logits, width);
+        Ok((self.scores(&predicted, &actual), parity))
+    }
+
+    fn infer(
+        artifact: &engine::Artifact,
+        engine: &engine::Engine,
+        input: &std::path::Path,
+    ) -> Result<Vec<Prediction>, TrainerError> {
+        let (spec, tokenizer) = artifact_tokenizer(artifact)?;
+        let labels = artifact_labels(artifact)?;
+        let lines = text_lines(input)?;
+        let mut predictions = Vec::with_capacity(lines.len());
+        for chunk in lines.chunks(32) {
+            let sequences = chunk
+                .iter()
+                .map(|l| tokenizer.encode(l).map(|e| e.ids))
+                .collect::<Result<Vec<_>, _>>()?;
+            let (ids, mask) = engine_sequences(&sequences, spec.seq, spec.pad_id);
+            let logits = engine_logits(engine, chunk.len(), &[&ids, &mask])?;
+            for (line, row) in chunk.iter().zip(logits.chunks_exact(labels.len().max(1))) {
+                let (best, confidence) = top_label(row);
+                predictions.push(Prediction {
+                    input: line.clone(),
+                    label: labels[best].clone(),
+                    confidence,
+                });
+            }
+        }
+        Ok(predictions)
+    }
+}
+
+impl SentenceTask {
+    /// The report of `predicted` against `actual` classes (the headline: accuracy).
+    fn scores(&self, predicted: &[usize], actual: &[usize]) -> Evaluation {
         let names: Vec<&str> = self.classes.iter().map(String::as_str).collect();
-        let report = ClassificationReport::new(&predicted, &actual, &names);
+        let report = ClassificationReport::new(predicted, actual, &names);
         // Binary sentiment: the positive class's scores; otherwise the macro averages.
         let scores = report
             .classes

@@ -16,8 +16,9 @@ use models::BertForTokenClassification;
 use quant::QuantMapping;
 
 use super::{
-    EntityF1Metric, Evaluation, Part, TagsInput, Task, TaskNet, TextSetup, bert_input, label_names,
-    part_of, scored_tags, split_sizes,
+    EntityF1Metric, Evaluation, Parity, Part, Prediction, TagsInput, Task, TaskNet, TextSetup,
+    argmax_rows, artifact_labels, artifact_tokenizer, bert_input, engine_logits, engine_sequences,
+    engine_tokens, host, label_names, part_of, scored_tags, split_sizes, top_label,
 };
 use crate::report::{ClassificationReport, EntityReport, TagScheme, detect_scheme};
 use crate::{ModelConfig, RunConfig, TaskKind, Trainee, TrainerError};
@@ -198,9 +199,25 @@ impl TokenTask {
     /// The predicted tag of every test word: the prediction on its first sub-token, `O` for words
     /// cut off by truncation.
     fn predicted_tags(&self, net: &BertForTokenClassification, device: &Device) -> Vec<Vec<usize>> {
+        let (tags, _) = self
+            .tags_by(device, |batch| {
+                Ok(host(net.forward(bert_input(batch.tokens.clone()))))
+            })
+            .expect("the fake-quant model always predicts");
+        tags
+    }
+
+    /// Predicted tags of every test sentence (one per word), with `logits` giving a batch's
+    /// `[batch, len, tags]` logits; also the logits of every scored token, in order.
+    fn tags_by(
+        &self,
+        device: &Device,
+        mut logits: impl FnMut(&TokenBatch) -> Result<Vec<f32>, TrainerError>,
+    ) -> Result<(Vec<Vec<usize>>, Vec<f32>), TrainerError> {
         let outside = self.tags.iter().position(|t| t == "O").unwrap_or(0);
         let loader = self.loader(Part::Test, None).to_device(device);
-        let mut out = Vec::new();
+        let width = self.tags.len();
+        let (mut out, mut scored) = (Vec::new(), Vec::new());
         for batch in loader.iter().flatten() {
             let [_, seq] = batch.labels.dims();
             let labels = batch
@@ -208,25 +225,70 @@ impl TokenTask {
                 .clone()
                 .into_data()
                 .convert::<i64>()
-                .try_into_vec::<i64>();
-            let logits = net.forward(bert_input(batch.tokens));
-            let predicted = logits
-                .argmax(2)
-                .into_data()
-                .convert::<i64>()
-                .try_into_vec::<i64>();
-            let (labels, predicted) = (labels.expect("int labels"), predicted.expect("int argmax"));
+                .try_into_vec::<i64>()
+                .expect("int labels");
+            let values = logits(&batch)?;
+            let predicted: Vec<i64> = argmax_rows(&values, width)
+                .into_iter()
+                .map(|t| t as i64)
+                .collect();
+            for (token, &label) in labels.iter().enumerate() {
+                if label != IGNORED {
+                    scored.extend_from_slice(&values[token * width..(token + 1) * width]);
+                }
+            }
             for (_, words) in scored_tags(&labels, &predicted, seq) {
                 out.push(words);
             }
         }
-        out.into_iter()
+        let tags = out
+            .into_iter()
             .zip(&self.test_sentences)
             .map(|(mut words, sentence)| {
                 words.resize(sentence.tokens.len(), outside);
                 words
             })
-            .collect()
+            .collect();
+        Ok((tags, scored))
+    }
+
+    /// The entity-level evaluation of `predicted` tags against the test sentences'.
+    fn scores(&self, predicted: &[Vec<usize>]) -> Evaluation {
+        let truth: Vec<Vec<usize>> = self
+            .test_sentences
+            .iter()
+            .map(|s| {
+                s.tags
+                    .iter()
+                    .map(|t| self.tags.iter().position(|x| x == t).unwrap_or(0))
+                    .collect()
+            })
+            .collect();
+        let names = |seqs: &[Vec<usize>]| -> Vec<Vec<&str>> {
+            seqs.iter()
+                .map(|s| s.iter().map(|&t| self.tags[t].as_str()).collect())
+                .collect()
+        };
+        let entities = EntityReport::new(&names(&truth), &names(predicted), self.scheme);
+        let tag_names: Vec<&str> = self.tags.iter().map(String::as_str).collect();
+        let tokens = ClassificationReport::new(&predicted.concat(), &truth.concat(), &tag_names);
+        let metrics = BTreeMap::from([
+            ("entity_precision".to_string(), entities.micro.precision),
+            ("entity_recall".to_string(), entities.micro.recall),
+            ("token_accuracy".to_string(), tokens.accuracy),
+        ]);
+        Evaluation {
+            metric: "entity_f1",
+            value: entities.micro.f1,
+            metrics,
+            text: format!(
+                "entities ({:?}, strict):\n{}\ntokens (words):\n{}",
+                self.scheme,
+                entities.to_text(),
+                tokens.to_text()
+            ),
+            json: serde_json::json!({ "entities": entities, "tokens": tokens }),
+        }
     }
 }
 
@@ -279,41 +341,103 @@ impl Task for TokenTask {
     }
 
     fn evaluate(&self, net: &Self::Net, device: &Device) -> Evaluation {
-        let predicted = self.predicted_tags(net, device);
-        let truth: Vec<Vec<usize>> = self
-            .test_sentences
-            .iter()
-            .map(|s| {
-                s.tags
-                    .iter()
-                    .map(|t| self.tags.iter().position(|x| x == t).unwrap_or(0))
-                    .collect()
-            })
-            .collect();
-        let names = |seqs: &[Vec<usize>]| -> Vec<Vec<&str>> {
-            seqs.iter()
-                .map(|s| s.iter().map(|&t| self.tags[t].as_str()).collect())
-                .collect()
-        };
-        let entities = EntityReport::new(&names(&truth), &names(&predicted), self.scheme);
-        let tag_names: Vec<&str> = self.tags.iter().map(String::as_str).collect();
-        let tokens = ClassificationReport::new(&predicted.concat(), &truth.concat(), &tag_names);
-        let metrics = BTreeMap::from([
-            ("entity_precision".to_string(), entities.micro.precision),
-            ("entity_recall".to_string(), entities.micro.recall),
-            ("token_accuracy".to_string(), tokens.accuracy),
-        ]);
-        Evaluation {
-            metric: "entity_f1",
-            value: entities.micro.f1,
-            metrics,
-            text: format!(
-                "entities ({:?}, strict):\n{}\ntokens (words):\n{}",
-                self.scheme,
-                entities.to_text(),
-                tokens.to_text()
-            ),
-            json: serde_json::json!({ "entities": entities, "tokens": tokens }),
+        self.scores(&self.predicted_tags(net, device))
+    }
+
+    fn export(
+        &self,
+        net: &Self::Net,
+        meta: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<engine::Artifact, TrainerError> {
+        let (seq, eps) = self.setup.export_shape();
+        Ok(net.to_artifact(seq, eps, self.setup.engine_meta(meta))?)
+    }
+
+    fn evaluate_engine(
+        &self,
+        engine: &engine::Engine,
+        net: &Self::Net,
+        device: &Device,
+    ) -> Result<(Evaluation, Parity), TrainerError> {
+        let (seq, _) = self.setup.export_shape();
+        let width = self.tags.len();
+        let (int_tags, int_scored) = self.tags_by(device, |batch| {
+            let (ids, mask, n, len) = engine_tokens(&batch.tokens, seq);
+            let logits = engine_logits(engine, n, &[&ids, &mask])?;
+            // [batch, seq, tags] → the batch's own [batch, len, tags].
+            Ok(logits
+                .chunks(seq * width)
+                .flat_map(|row| row[..len * width].to_vec())
+                .collect())
+        })?;
+        let (_, fake_scored) = self.tags_by(device, |batch| {
+            Ok(host(net.forward(bert_input(batch.tokens.clone()))))
+        })?;
+        let parity = Parity::of_logits(&int_scored, &fake_scored, width);
+        Ok((self.scores(&int_tags), parity))
+    }
+
+    fn infer(
+        artifact: &engine::Artifact,
+        engine: &engine::Engine,
+        input: &std::path::Path,
+    ) -> Result<Vec<Prediction>, TrainerError> {
+        let (spec, tokenizer) = artifact_tokenizer(artifact)?;
+        let labels = artifact_labels(artifact)?;
+        let sentences = conll_words(input)?;
+        let mut predictions = Vec::new();
+        for chunk in sentences.chunks(32) {
+            let encoded = chunk
+                .iter()
+                .map(|words| tokenizer.encode_words(words))
+                .collect::<Result<Vec<_>, _>>()?;
+            let ids: Vec<Vec<u32>> = encoded.iter().map(|e| e.ids.clone()).collect();
+            let (x, mask) = engine_sequences(&ids, spec.seq, spec.pad_id);
+            let logits = engine_logits(engine, chunk.len(), &[&x, &mask])?;
+            let width = labels.len();
+            for (b, (words, e)) in chunk.iter().zip(&encoded).enumerate() {
+                let mut tags = vec![None; words.len()];
+                for (t, start) in e.word_starts.iter().enumerate() {
+                    if let Some(w) = start {
+                        tags[*w] = Some(top_label(&logits[(b * spec.seq + t) * width..][..width]));
+                    }
+                }
+                for (word, tag) in words.iter().zip(tags) {
+                    // Words cut off by truncation get no prediction: say so.
+                    let (label, confidence) = match tag {
+                        Some((best, confidence)) => (labels[best].clone(), confidence),
+                        None => ("(truncated)".to_string(), 0.0),
+                    };
+                    predictions.push(Prediction {
+                        input: word.clone(),
+                        label,
+                        confidence,
+                    });
+                }
+            }
+        }
+        Ok(predictions)
+    }
+}
+
+/// The words of a CoNLL-style file (first column; blank lines end sentences; `-DOCSTART-`
+/// lines skipped), tags or not.
+fn conll_words(path: &std::path::Path) -> Result<Vec<Vec<String>>, TrainerError> {
+    let text = std::fs::read_to_string(path).map_err(|e| TrainerError::io(path, e))?;
+    let mut sentences = vec![Vec::new()];
+    for line in text.lines() {
+        match line.split_whitespace().next() {
+            None => sentences.push(Vec::new()),
+            Some(word) if word.starts_with("-DOCSTART-") => {}
+            Some(word) => sentences
+                .last_mut()
+                .expect("non-empty")
+                .push(word.to_string()),
         }
     }
+    sentences.retain(|s| !s.is_empty());
+    if sentences.is_empty() {
+        return Err(TrainerError::io(path, "holds no words"));
+    }
+    Ok(sentences)
 }
