@@ -58,17 +58,20 @@ pub fn engine_tokens(tokens: &TokenIds, seq: usize) -> (Vec<f32>, Vec<f32>, usiz
         .convert::<i64>()
         .try_into_vec()
         .expect("int ids");
-    let mask: Vec<bool> = tokens
+    // Booleans are stored differently per backend (u32 on wgpu): read them as integers.
+    let mask: Vec<i64> = tokens
         .attention_mask
         .clone()
+        .int()
         .into_data()
+        .convert::<i64>()
         .try_into_vec()
-        .expect("bool mask");
+        .expect("int mask");
     let (mut eids, mut emask) = (vec![0f32; batch * seq], vec![0f32; batch * seq]);
     for b in 0..batch {
         for t in 0..len.min(seq) {
             eids[b * seq + t] = ids[b * len + t] as f32;
-            emask[b * seq + t] = mask[b * len + t] as u8 as f32;
+            emask[b * seq + t] = mask[b * len + t] as f32;
         }
     }
     (eids, emask, batch, len)
