@@ -4,7 +4,9 @@
 //! (`models::kernels`) and the engine's float islands (softmax, GELU), so both compute the same
 //! floats.
 
-use crate::requant::round_half_even;
+/// 1.5·2²³ and its bits: `(v + MAGIC) − MAGIC` rounds half to even for |v| ≤ 2²².
+const MAGIC: f32 = 12_582_912.0;
+const MAGIC_BITS: i32 = 0x4B40_0000;
 
 /// `erf(x)` as the rational function `x · P(x²) / Q(x²)` on `[-4, 4]` (clamped outside, where
 /// `|erf| > 1 - 2e-8`), the approximation Eigen and XLA use for `f32`. Tested against libm's
@@ -53,7 +55,11 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     let x = clamp(x, -87.0, 0.0);
-    let n = round_half_even(x * LOG2_E);
+    // `n = round(x / ln 2)`, and its integer read from the rounded float's bits (as
+    // `requant::code` does): no float-to-int conversion, so the loop vectorises.
+    let shifted = x * LOG2_E + MAGIC;
+    let n_int = shifted.to_bits() as i32 - MAGIC_BITS;
+    let n = shifted - MAGIC;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.0 / 5040.0;
     for c in [
@@ -67,7 +73,7 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     ] {
         p = p * r + c;
     }
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let scale = f32::from_bits(((n_int + 127) as u32) << 23);
     p * scale
 }
 

@@ -3,12 +3,14 @@
 //! row and column sums. Keys and values enter the GEMM as the "weights", shifted to signed
 //! (`code − 128`); the same floats as the interpreter's loops ([`crate::float_ops`]).
 
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 
 use crate::float_ops::{AttentionScales, softmax_row};
 use crate::gemm::{Isa, PackedWeights, SharedMut, gemm_into, padded_depth};
 use crate::program::ActQuant;
-use crate::requant::quantize;
+use crate::requant::{code, quantize};
 
 /// The grids of one attention op.
 pub(crate) struct AttentionGrids {
@@ -19,8 +21,28 @@ pub(crate) struct AttentionGrids {
     pub out: ActQuant,
 }
 
+/// One thread's working buffers, kept between heads and runs.
+#[derive(Default)]
+struct Scratch {
+    queries: Vec<u8>,
+    keys: Vec<i8>,
+    values: Vec<i8>,
+    probs: Vec<u8>,
+    dots: Vec<i32>,
+    scores: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+/// `v` resized to `len` (contents unspecified: every caller overwrites what it reads).
+fn sized<T: Copy + Default>(v: &mut Vec<T>, len: usize) -> &mut [T] {
+    v.resize(len, T::default());
+    &mut v[..len]
+}
+
 /// Context codes `[batch, s, heads·d]` of `q`, `k`, `v` (same layout) under `mask` (`[batch, s]`).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn attention(
     isa: Isa,
     [batch, s, heads, d]: [usize; 4],
@@ -36,62 +58,87 @@ pub(crate) fn attention(
     let (dp, sp) = (padded_depth(d), padded_depth(s));
     let ptr = SharedMut(out.as_mut_ptr());
     (0..batch * heads).into_par_iter().for_each(|task| {
-        let (b, h) = (task / heads, task % heads);
-        let at = |t: usize, e: usize| (b * s + t) * hd + h * d + e;
-        // Queries as GEMM rows; keys and values as signed "weights".
-        let mut qa = vec![0u8; s * dp];
-        let mut q_sums = vec![0i32; s];
-        for i in 0..s {
-            for e in 0..d {
-                let c = xq[at(i, e)];
-                qa[i * dp + e] = c;
-                q_sums[i] += c as i32;
+        SCRATCH.with_borrow_mut(|scratch| {
+            let (b, h) = (task / heads, task % heads);
+            let at = |t: usize, e: usize| (b * s + t) * hd + h * d + e;
+            let shifted = |x: u8| (x as i32 - 128) as i8;
+            // Queries as GEMM rows (padded to a multiple of 4), keys as signed "weights".
+            let qa = sized(&mut scratch.queries, s * dp);
+            qa.fill(0);
+            let mut q_sums = vec![0i32; s];
+            for (i, (row, sum)) in qa.chunks_exact_mut(dp).zip(&mut q_sums).enumerate() {
+                row[..d].copy_from_slice(&xq[at(i, 0)..at(i, 0) + d]);
+                *sum = row[..d].iter().map(|&c| c as i32).sum();
             }
-        }
-        let shifted = |x: u8| (x as i32 - 128) as i8;
-        let kb: Vec<i8> = (0..s)
-            .flat_map(|j| (0..d).map(move |e| shifted(xk[at(j, e)])))
-            .collect();
-        let keys = PackedWeights::pack(&kb, s, d);
-        let mut dots = vec![0i32; s * s];
-        gemm_into(isa, &qa, s, &keys, false, &mut dots);
-        // Σ(q − z_q)(k − z_k) from Σ q·(k − 128), the row sums of q and the column sums of k.
-        let (zq, zk) = (g.q.zero_point, g.k.zero_point);
-        let k_sums: Vec<i32> = keys.col_sums.iter().map(|c| c + 128 * d as i32).collect();
-        let constant = d as i32 * zq * zk;
-        let mut pa = vec![0u8; s * sp];
-        let mut p_sums = vec![0i32; s];
-        let mut scores = vec![0f32; s];
-        for i in 0..s {
-            let row_term = (128 - zk) * q_sums[i];
-            for (j, score) in scores.iter_mut().enumerate() {
-                let acc = dots[i * s + j] + row_term - zq * k_sums[j] + constant;
-                *score = scales.score(acc, mask[b * s + j]);
+            let kb = sized(&mut scratch.keys, s * d);
+            for (j, row) in kb.chunks_exact_mut(d).enumerate() {
+                for (o, &c) in row.iter_mut().zip(&xk[at(j, 0)..at(j, 0) + d]) {
+                    *o = shifted(c);
+                }
             }
-            softmax_row(&mut scores);
-            for (j, &x) in scores.iter().enumerate() {
-                let c = quantize(x, scales.inv_probs, &g.probs, false);
-                pa[i * sp + j] = c as u8;
-                p_sums[i] += c;
+            let keys = PackedWeights::pack(kb, s, d);
+            let dots = sized(&mut scratch.dots, s * s.max(d));
+            gemm_into(isa, qa, s, &keys, false, dots);
+            // Σ(q − z_q)(k − z_k) from Σ q·(k − 128), the row sums of q and the column sums of k.
+            let (zq, zk) = (g.q.zero_point, g.k.zero_point);
+            let k_sums: Vec<i32> = keys.col_sums.iter().map(|c| c + 128 * d as i32).collect();
+            let constant = d as i32 * zq * zk;
+            let pa = sized(&mut scratch.probs, s * sp);
+            // Padding columns meet the values' zero-padded depth: any code there adds 0.
+            pa.fill(0);
+            let mut p_sums = vec![0i32; s];
+            let scores = sized(&mut scratch.scores, s);
+            let keep = &mask[b * s..(b + 1) * s];
+            for i in 0..s {
+                let row_term = (128 - zk) * q_sums[i] + constant;
+                crate::simd::simd(|| {
+                    for (((score, &dot), &ks), &m) in scores
+                        .iter_mut()
+                        .zip(&dots[i * s..(i + 1) * s])
+                        .zip(&k_sums)
+                        .zip(keep)
+                    {
+                        *score = scales.score(dot + row_term - zq * ks, m);
+                    }
+                });
+                softmax_row(scores);
+                let row = &mut pa[i * sp..i * sp + s];
+                p_sums[i] = crate::simd::simd(|| {
+                    let mut sum = 0;
+                    for (o, &x) in row.iter_mut().zip(scores.iter()) {
+                        let c = quantize(x, scales.inv_probs, &g.probs, false);
+                        *o = c as u8;
+                        sum += c;
+                    }
+                    sum
+                });
             }
-        }
-        let vb: Vec<i8> = (0..d)
-            .flat_map(|e| (0..s).map(move |j| shifted(xv[at(j, e)])))
-            .collect();
-        let values = PackedWeights::pack(&vb, d, s);
-        let mut dots = vec![0i32; s * d];
-        gemm_into(isa, &pa, s, &values, false, &mut dots);
-        let (zp, zv) = (g.probs.zero_point, g.v.zero_point);
-        let v_sums: Vec<i32> = values.col_sums.iter().map(|c| c + 128 * s as i32).collect();
-        let constant = s as i32 * zp * zv;
-        for i in 0..s {
-            let row_term = (128 - zv) * p_sums[i];
-            for e in 0..d {
-                let acc = dots[i * d + e] + row_term - zp * v_sums[e] + constant;
-                let code = quantize(acc as f32, scales.context, &g.out, false) as u8;
-                // SAFETY: each (b, i, h, e) belongs to exactly one task.
-                unsafe { *ptr.get().add(at(i, e)) = code };
+            let vb = sized(&mut scratch.values, d * s);
+            for j in 0..s {
+                for (e, &c) in xv[at(j, 0)..at(j, 0) + d].iter().enumerate() {
+                    vb[e * s + j] = shifted(c);
+                }
             }
-        }
+            let values = PackedWeights::pack(vb, d, s);
+            let dots = sized(&mut scratch.dots, s * d.max(s));
+            gemm_into(isa, pa, s, &values, false, dots);
+            let (zp, zv) = (g.probs.zero_point, g.v.zero_point);
+            let v_sums: Vec<i32> = values.col_sums.iter().map(|c| c + 128 * s as i32).collect();
+            let constant = s as i32 * zp * zv;
+            let (lo, hi) = crate::requant::bounds(&g.out, false);
+            crate::simd::simd(|| {
+                for i in 0..s {
+                    let row_term = (128 - zv) * p_sums[i] + constant;
+                    // SAFETY: each (b, i, h, 0..d) belongs to exactly one task.
+                    let dst = unsafe { std::slice::from_raw_parts_mut(ptr.get().add(at(i, 0)), d) };
+                    for ((o, &dot), &vs) in
+                        dst.iter_mut().zip(&dots[i * d..(i + 1) * d]).zip(&v_sums)
+                    {
+                        let acc = dot + row_term - zp * vs;
+                        *o = code(acc as f32, scales.context, lo, hi, g.out.zero_point) as u8;
+                    }
+                }
+            });
+        })
     });
 }

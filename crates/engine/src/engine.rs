@@ -10,13 +10,13 @@ use rayon::prelude::*;
 use crate::artifact::Artifact;
 use crate::attention::{AttentionGrids, attention};
 use crate::error::EngineError;
-use crate::float_ops::layer_norm_row;
+use crate::float_ops::{gelu_slice, layer_norm_row};
 use crate::gemm::{Isa, PackedWeights, SharedMut, gemm};
 use crate::interpreter::{Value, check_ids, check_inputs};
 use crate::program::{ActQuant, EmbedIndex, Op, Program, ValueInfo};
 use crate::requant::{
     accumulator_scales, add_real, bounds, code, dynamic_grid, inverse, mean_real, multipliers,
-    quantize, requant_row,
+    quantize,
 };
 
 /// A Linear or Conv2d prepared for the GEMM.
@@ -54,8 +54,10 @@ struct Act {
 struct Pool(std::sync::Mutex<(Vec<Vec<u8>>, Vec<Vec<f32>>)>);
 
 impl Pool {
-    /// The smallest pooled buffer that holds `len` (or a new one), `len` long, filled with `fill`.
-    fn take<T: Copy>(list: &mut Vec<Vec<T>>, len: usize, fill: T) -> Vec<T> {
+    /// The smallest pooled buffer that holds `len` (or a new one), `len` long: filled with
+    /// `fill`, or, when `fill` is `None`, holding whatever it held (for callers that overwrite
+    /// every element: filling 25 MB of GELU input each run cost more than the GELU).
+    fn take<T: Copy>(list: &mut Vec<Vec<T>>, len: usize, fill: Option<T>, zero: T) -> Vec<T> {
         let best = (0..list.len())
             .filter(|&i| list[i].capacity() >= len)
             .min_by_key(|&i| list[i].capacity());
@@ -63,17 +65,29 @@ impl Pool {
             Some(i) => list.swap_remove(i),
             None => list.pop().unwrap_or_default(),
         };
-        v.clear();
-        v.resize(len, fill);
+        match fill {
+            Some(fill) => {
+                v.clear();
+                v.resize(len, fill);
+            }
+            None => v.resize(len, zero),
+        }
         v
     }
 
+    /// `len` bytes, all `fill`.
     fn bytes(&self, len: usize, fill: u8) -> Vec<u8> {
-        Self::take(&mut self.0.lock().expect("pool lock").0, len, fill)
+        Self::take(&mut self.0.lock().expect("pool lock").0, len, Some(fill), 0)
     }
 
+    /// `len` bytes the caller overwrites entirely.
+    fn bytes_any(&self, len: usize) -> Vec<u8> {
+        Self::take(&mut self.0.lock().expect("pool lock").0, len, None, 0)
+    }
+
+    /// `len` floats the caller overwrites entirely.
     fn floats(&self, len: usize) -> Vec<f32> {
-        Self::take(&mut self.0.lock().expect("pool lock").1, len, 0.0)
+        Self::take(&mut self.0.lock().expect("pool lock").1, len, None, 0.0)
     }
 
     fn recycle(&self, buf: Buf) {
@@ -157,6 +171,29 @@ impl Engine {
     /// The program's outputs for `batch` samples; `inputs` in the program's order, NCHW; outputs
     /// as the [`crate::Interpreter`] returns them (NCHW).
     pub fn run(&self, batch: usize, inputs: &[&[f32]]) -> Result<Vec<Value>, EngineError> {
+        self.run_timed(batch, inputs, None)
+    }
+
+    /// [`Self::run`], also returning the seconds each kind of op took (`Linear`, `Attention`,
+    /// …), largest first: where an engine's time goes.
+    pub fn profile(
+        &self,
+        batch: usize,
+        inputs: &[&[f32]],
+    ) -> Result<(Vec<Value>, Vec<(String, f64)>), EngineError> {
+        let mut times = BTreeMap::new();
+        let outputs = self.run_timed(batch, inputs, Some(&mut times))?;
+        let mut times: Vec<(String, f64)> = times.into_iter().collect();
+        times.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok((outputs, times))
+    }
+
+    fn run_timed(
+        &self,
+        batch: usize,
+        inputs: &[&[f32]],
+        mut times: Option<&mut BTreeMap<String, f64>>,
+    ) -> Result<Vec<Value>, EngineError> {
         check_inputs(&self.program, batch, inputs)?;
         check_ids(&self.program, inputs, |name| {
             let (codes, _, width) = &self.tables[name];
@@ -179,7 +216,12 @@ impl Engine {
             uses[o] += 1;
         }
         for (op, layer) in self.program.ops.iter().zip(&self.layers) {
+            let start = times.is_some().then(std::time::Instant::now);
             let out = self.op(op, layer.as_ref(), batch, &values);
+            if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
+                let kind = op.label().split(' ').next().unwrap_or_default().to_string();
+                *times.entry(kind).or_default() += start.elapsed().as_secs_f64();
+            }
             values[op.output()] = Some(out);
             // Free what no later op reads.
             for i in op.inputs() {
@@ -230,7 +272,7 @@ impl Engine {
                 let q = grid(*output);
                 let inv = inverse(q.scale);
                 let shape = &info(*input).shape;
-                let mut y = self.pool.bytes(x.len(), 0);
+                let mut y = self.pool.bytes_any(x.len());
                 let (lo, hi) = bounds(&q, false);
                 y.par_chunks_mut(1 << 14)
                     .zip(x.par_chunks(1 << 14))
@@ -296,12 +338,27 @@ impl Engine {
                 let layer = layer.expect("prepared");
                 let (d_in, d_out) = (layer.packed.k, layer.packed.n);
                 let rows = batch * info(*input).shape.iter().product::<usize>() / d_in;
-                let x = row_major(act(*input), info(*input), batch);
+                // Channels-last values are reordered first; others are read in place.
+                let reordered;
+                let x = match (act(*input).nhwc, info(*input).shape.len()) {
+                    (true, 3) => {
+                        reordered = row_major(act(*input), info(*input), batch);
+                        &reordered
+                    }
+                    _ => &act(*input).buf,
+                };
                 match x {
                     Buf::Codes(x) => {
-                        let a = pad_rows(&x, rows, d_in, layer.packed.kp);
+                        let kp = layer.packed.kp;
+                        let padded;
+                        let a = if d_in == kp {
+                            x.as_slice()
+                        } else {
+                            padded = pad_rows(x, rows, d_in, kp);
+                            &padded
+                        };
                         Act {
-                            buf: run_gemm(&self.pool, self.isa, layer, &a, rows, d_out, None),
+                            buf: run_gemm(&self.pool, self.isa, layer, a, rows, d_out, None),
                             nhwc: false,
                         }
                     }
@@ -435,19 +492,16 @@ impl Engine {
                     .for_each(|(o, row)| layer_norm_row(row, gamma, beta, *eps, o));
                 float_act(y)
             }
-            Op::Gelu { input, .. } | Op::Tanh { input, .. } => {
-                let f = if matches!(op, Op::Gelu { .. }) {
-                    crate::approx::gelu
-                } else {
-                    f32::tanh
-                };
+            Op::Gelu { input, .. } => {
                 let x = floats(*input);
                 let mut y = self.pool.floats(x.len());
-                y.par_chunks_mut(1 << 14).enumerate().for_each(|(c, out)| {
-                    for (o, &v) in out.iter_mut().zip(&x[c << 14..]) {
-                        *o = f(v);
-                    }
-                });
+                y.par_chunks_mut(1 << 14)
+                    .zip(x.par_chunks(1 << 14))
+                    .for_each(|(out, x)| gelu_slice(x, out));
+                float_act(y)
+            }
+            Op::Tanh { input, .. } => {
+                let y = floats(*input).iter().map(|v| v.tanh()).collect();
                 float_act(y)
             }
             Op::SelectRow { input, index, .. } => {
@@ -485,7 +539,7 @@ impl Engine {
                     probs: *probs,
                     out: grid(*output),
                 };
-                let mut y = self.pool.bytes(batch * s * hd, 0);
+                let mut y = self.pool.bytes_any(batch * s * hd);
                 attention(
                     self.isa,
                     [batch, s, *heads, hd / heads],
@@ -627,7 +681,7 @@ fn run_gemm(
     match (grids, layer.out) {
         (None, Some(q)) => {
             let bounds = bounds(&q, layer.relu);
-            let mut y = pool.bytes(m * n, 0);
+            let mut y = pool.bytes_any(m * n);
             let ptr = SharedMut(y.as_mut_ptr());
             gemm(isa, a, m, &layer.packed, |row, col0, dots| {
                 // SAFETY: each (row, col0..col0+len) is written by exactly one tile.
@@ -635,14 +689,11 @@ fn run_gemm(
                     std::slice::from_raw_parts_mut(ptr.get().add(row * n + col0), dots.len())
                 };
                 let cols = col0..col0 + dots.len();
-                requant_row(
-                    dots,
-                    &layer.offset[cols.clone()],
-                    &layer.scale[cols],
-                    bounds,
-                    q.zero_point,
-                    out,
-                );
+                let (offset, scale) = (&layer.offset[cols.clone()], &layer.scale[cols]);
+                let (lo, hi) = bounds;
+                for (((o, &d), &b), &s) in out.iter_mut().zip(dots).zip(offset).zip(scale) {
+                    *o = code((d + b) as f32, s, lo, hi, q.zero_point) as u8;
+                }
             });
             Buf::Codes(y)
         }

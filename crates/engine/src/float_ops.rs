@@ -8,28 +8,71 @@ use crate::program::ActQuant;
 /// The additive mask of a padded key (BERT's `-10000`, which `exp` takes to exactly 0).
 pub const MASKED: f32 = -10000.0;
 
+/// Lanes of the partial sums below: sums are taken in 16 interleaved lanes, then the lanes in
+/// order — a fixed order, so the interpreter and the engine agree, and one that vectorises.
+const LANES: usize = 16;
+
+/// `Σ f(x)` in [`LANES`] interleaved partial sums.
+#[inline(always)]
+fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += f(v);
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(tail) {
+        *a += f(v);
+    }
+    acc.iter().sum()
+}
+
 /// `(x − mean) / sqrt(var + eps) · γ + β` over one row (biased variance, as PyTorch and Burn).
 pub fn layer_norm_row(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
-    let n = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / n;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-    let inv = 1.0 / (var + eps).sqrt();
-    for (((o, &v), &g), &b) in out.iter_mut().zip(x).zip(gamma).zip(beta) {
-        *o = (v - mean) * inv * g + b;
-    }
+    crate::simd::simd(|| {
+        let n = x.len() as f32;
+        let mean = lane_sum(x, |v| v) / n;
+        let var = lane_sum(x, |v| (v - mean) * (v - mean)) / n;
+        let inv = 1.0 / (var + eps).sqrt();
+        for (((o, &v), &g), &b) in out.iter_mut().zip(x).zip(gamma).zip(beta) {
+            *o = (v - mean) * inv * g + b;
+        }
+    })
 }
 
 /// Softmax of one row in place: `exp(x − max) / Σ`.
 pub fn softmax_row(row: &mut [f32]) {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0.0;
-    for v in row.iter_mut() {
-        *v = exp_nonpositive(*v - max);
-        sum += *v;
-    }
-    for v in row.iter_mut() {
-        *v /= sum;
-    }
+    crate::simd::simd(|| {
+        // Max in lanes, like the sums: exact in any order, and it vectorises.
+        let mut lanes = [f32::NEG_INFINITY; LANES];
+        for c in row.chunks(LANES) {
+            for (m, &v) in lanes.iter_mut().zip(c) {
+                *m = if v > *m { v } else { *m };
+            }
+        }
+        let max = lanes
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+        for v in row.iter_mut() {
+            *v = exp_nonpositive(*v - max);
+        }
+        let sum = lane_sum(row, |v| v);
+        let inv = 1.0 / sum;
+        for v in row.iter_mut() {
+            *v *= inv;
+        }
+    })
+}
+
+/// GELU (erf form) of every element.
+pub fn gelu_slice(x: &[f32], out: &mut [f32]) {
+    crate::simd::simd(|| {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = crate::approx::gelu(v);
+        }
+    })
 }
 
 /// The constants of one attention op: how integer dot products become scores and how the

@@ -21,6 +21,7 @@ pub mod gemm;
 pub mod interpreter;
 pub mod program;
 pub mod requant;
+mod simd;
 
 pub use artifact::{Artifact, DType, FORMAT_VERSION, StoredTensor, TensorData};
 pub use builder::{LayerWeights, ProgramBuilder};

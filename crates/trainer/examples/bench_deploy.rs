@@ -39,6 +39,94 @@ fn time_per_call(rounds: usize, reps: usize, mut f: impl FnMut()) -> Vec<f64> {
         .collect()
 }
 
+/// MiniLM (BERT) with a token head, W8A8: the float model on Flex vs the engine at 32 × 128 and
+/// 1 × 128 tokens (ONNX Runtime's `../shared/peers/ort_minilm.py` times the same shapes).
+fn minilm(dir: &str, rounds: usize, isa: Isa) -> Option<serde_json::Value> {
+    use burn::tensor::{Bool, Int, TensorData};
+    use models::{BertHeadConfig, BertInput, HfCheckpoint, Target};
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let path = std::path::Path::new(root).join(dir);
+    let checkpoint = HfCheckpoint::open(&path).ok()?;
+    let device = Device::flex();
+    let seq = 128;
+    let config = checkpoint.config.clone();
+    let vocab = config.vocab_size;
+    let tokens = |batch: usize, seed: usize| -> (Vec<i64>, Vec<bool>) {
+        let ids = (0..batch * seq)
+            .map(|i| (1000 + (i * 7919 + seed * 104_729) % (vocab - 1000)) as i64)
+            .collect();
+        (ids, vec![true; batch * seq])
+    };
+    let input = |(ids, mask): &(Vec<i64>, Vec<bool>), batch: usize| BertInput {
+        input_ids: Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [batch, seq]), &device),
+        attention_mask: Tensor::<2, Bool>::from_data(
+            TensorData::new(mask.clone(), [batch, seq]),
+            &device,
+        ),
+        token_type_ids: None,
+    };
+    let mut float = BertHeadConfig::new(2).init_token(&config, &device).ok()?;
+    checkpoint
+        .load_into(&mut float.bert, Target::Encoder)
+        .ok()?;
+    let mapping = QuantMapping::w8a8();
+    let net = float.clone().quantized(&mapping).unwrap();
+    let calibration: Vec<BertInput> = (0..2).map(|s| input(&tokens(8, s), 8)).collect();
+    let net = quant::qat::calibrate(net, calibration, |n, x| {
+        n.forward(x);
+    });
+    let artifact = net
+        .to_artifact(seq, config.layer_norm_eps, json!({}))
+        .unwrap();
+    let bytes = artifact.to_bytes();
+    let artifact = engine::Artifact::from_bytes(&bytes, "minilm").unwrap();
+    let engine = engine::Engine::with_isa(&artifact, isa).unwrap();
+    let mut row = serde_json::Map::new();
+    for batch in [32usize, 1] {
+        let t = tokens(batch, 3);
+        let x = input(&t, batch);
+        let ids: Vec<f32> = t.0.iter().map(|&i| i as f32).collect();
+        let mask = vec![1f32; batch * seq];
+        let reps = if batch == 1 { 20 } else { 1 };
+        let (mut f_s, mut e_s) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            if arg("--float", "yes") != "no" {
+                f_s.extend(time_per_call(1, reps, || {
+                    std::hint::black_box(float.forward(x.clone()).into_data());
+                }));
+            } else {
+                f_s.push(f64::NAN);
+            }
+            e_s.extend(time_per_call(1, reps, || {
+                std::hint::black_box(engine.run(batch, &[&ids, &mask]).unwrap());
+            }));
+        }
+        let (f, e) = (median(&f_s), median(&e_s));
+        println!(
+            "| minilm | {batch} × {seq} tokens | {:.1} ms | {:.1} ms | {:.2}× |",
+            1e3 * f,
+            1e3 * e,
+            f / e
+        );
+        row.insert(
+            format!("batch{batch}x{seq}"),
+            json!({ "float_ms": 1e3 * f, "engine_ms": 1e3 * e, "speedup": f / e }),
+        );
+    }
+    if arg("--profile", "no") == "yes" {
+        let t = tokens(32, 3);
+        let ids: Vec<f32> = t.0.iter().map(|&i| i as f32).collect();
+        let (_, times) = engine.profile(32, &[&ids, &vec![1f32; 32 * seq]]).unwrap();
+        let times: Vec<String> = times
+            .iter()
+            .map(|(k, s)| format!("{k} {:.1} ms", 1e3 * s))
+            .collect();
+        println!("engine time by op at 32 × {seq}: {}", times.join(", "));
+    }
+    row.insert("artifact_bytes".into(), json!(bytes.len()));
+    Some(serde_json::Value::Object(row))
+}
+
 fn main() {
     trainer::allocator::keep_freed_memory();
     let threads = number("--threads", 2);
@@ -90,7 +178,7 @@ fn main() {
         ),
     ]
     .into_iter()
-    .filter(|(name, _)| which == "all" || name.starts_with(which.as_str()))
+    .filter(|(name, _)| which == "all" || (which != "minilm" && name.starts_with(which.as_str())))
     .collect();
     println!(
         "\n| model | batch | float (Flex) | engine | engine × faster |\n|---|---:|---:|---:|---:|"
@@ -145,6 +233,17 @@ fn main() {
             );
         }
         models_json.insert(name.into(), serde_json::Value::Object(row));
+    }
+    if which == "all" || which == "minilm" {
+        let checkpoint = arg("--checkpoint", "models/minilm");
+        match minilm(&checkpoint, rounds, isa) {
+            Some(row) => {
+                models_json.insert("minilm".into(), row);
+            }
+            None => println!(
+                "| minilm | — | (no checkpoint at {checkpoint}: `cargo xtask fetch minilm`) | | |"
+            ),
+        }
     }
 
     // int8 GEMM at 1024³ against the measured peak of the same instructions on all threads.

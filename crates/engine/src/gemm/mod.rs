@@ -123,16 +123,16 @@ impl PackedWeights {
         // An even number of panels, so that 32-column tiles never read past the end.
         let panels = n.div_ceil(2 * PANEL) * 2;
         let mut data = vec![0i8; panels * PANEL * kp];
-        for col in 0..n {
-            let (p, j) = (col / PANEL, col % PANEL);
-            for d in 0..k {
-                let (q, t) = (d / 4, d % 4);
-                data[p * PANEL * kp + q * 4 * PANEL + j * 4 + t] = w[col * k + d];
+        let mut col_sums = vec![0i32; n];
+        for (col, (row, sum)) in w.chunks_exact(k.max(1)).zip(&mut col_sums).enumerate() {
+            // Column `col` of panel `col / 16`: 4 depths at a time, 64 bytes apart.
+            let base = (col / PANEL) * PANEL * kp + (col % PANEL) * 4;
+            for (q, group) in row.chunks(4).enumerate() {
+                let at = base + q * 4 * PANEL;
+                data[at..at + group.len()].copy_from_slice(group);
             }
+            *sum = row.iter().map(|&x| x as i32).sum();
         }
-        let col_sums = (0..n)
-            .map(|c| w[c * k..(c + 1) * k].iter().map(|&x| x as i32).sum())
-            .collect();
         PackedWeights {
             n,
             k,
@@ -214,33 +214,37 @@ where
     let cols_per_task = if row_blocks <= 2 { 2 } else { 8 };
     let row_tasks = row_blocks.div_ceil(rows_per_task);
     let col_tasks = col_tiles.div_ceil(cols_per_task);
+    // The task body (and the epilogue inlined into it) is compiled for the CPU's widest
+    // vectors, so requantization loops vectorise at that width.
     let task = |t: usize| {
-        let (rt, ct) = (t / col_tasks, t % col_tasks);
-        let mut acc = [0i32; MR * 2 * PANEL];
-        for tile in ct * cols_per_task..((ct + 1) * cols_per_task).min(col_tiles) {
-            let col0 = tile * tw;
-            let width = tw.min(b.n - col0);
-            let panel = b.panel(col0 / PANEL);
-            for block in rt * rows_per_task..((rt + 1) * rows_per_task).min(row_blocks) {
-                let row0 = block * MR;
-                let rows = MR.min(m - row0);
-                let ptrs: [*const u8; MR] =
-                    std::array::from_fn(|r| a[(row0 + r.min(rows - 1)) * b.kp..].as_ptr());
-                // SAFETY: the panel holds kp/4 depth groups of `tw` columns (panels are padded
-                // to an even count) and every row pointer holds kp codes.
-                unsafe { kernel(isa, ptrs, panel, b.kp / 4, &mut acc) };
-                for r in 0..rows {
-                    let dots = &mut acc[r * tw..r * tw + width];
-                    if isa == Isa::Avx2 {
-                        // The AVX2 kernel multiplies (a − 128); add 128 · Σw back.
-                        for (d, s) in dots.iter_mut().zip(&b.col_sums[col0..col0 + width]) {
-                            *d += 128 * s;
+        crate::simd::simd(|| {
+            let (rt, ct) = (t / col_tasks, t % col_tasks);
+            let mut acc = [0i32; MR * 2 * PANEL];
+            for tile in ct * cols_per_task..((ct + 1) * cols_per_task).min(col_tiles) {
+                let col0 = tile * tw;
+                let width = tw.min(b.n - col0);
+                let panel = b.panel(col0 / PANEL);
+                for block in rt * rows_per_task..((rt + 1) * rows_per_task).min(row_blocks) {
+                    let row0 = block * MR;
+                    let rows = MR.min(m - row0);
+                    let ptrs: [*const u8; MR] =
+                        std::array::from_fn(|r| a[(row0 + r.min(rows - 1)) * b.kp..].as_ptr());
+                    // SAFETY: the panel holds kp/4 depth groups of `tw` columns (panels are padded
+                    // to an even count) and every row pointer holds kp codes.
+                    unsafe { kernel(isa, ptrs, panel, b.kp / 4, &mut acc) };
+                    for r in 0..rows {
+                        let dots = &mut acc[r * tw..r * tw + width];
+                        if isa == Isa::Avx2 {
+                            // The AVX2 kernel multiplies (a − 128); add 128 · Σw back.
+                            for (d, s) in dots.iter_mut().zip(&b.col_sums[col0..col0 + width]) {
+                                *d += 128 * s;
+                            }
                         }
+                        epilogue(row0 + r, col0, dots);
                     }
-                    epilogue(row0 + r, col0, dots);
                 }
             }
-        }
+        })
     };
     let tasks = row_tasks * col_tasks;
     if parallel && tasks > 1 && m * b.n * b.kp >= 1 << 17 {
