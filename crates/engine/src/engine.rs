@@ -33,6 +33,9 @@ struct GemmLayer {
     relu: bool,
     /// Convolution window `[kh, kw]` (`[1, 1]` for Linear).
     kernel: [usize; 2],
+    /// A float output that only a GELU and a quantizer read: fused into the epilogue, the
+    /// layer writes the quantizer's codes directly (no float tensor in between).
+    gelu_quant: Option<ActQuant>,
 }
 
 /// A runtime value: codes (`u8`) or floats; `[c, h, w]` values of the engine's own making are NHWC.
@@ -103,6 +106,9 @@ impl Pool {
 pub struct Engine {
     program: Program,
     layers: Vec<Option<GemmLayer>>,
+    /// Per op: `Some(v)` when the op's result is value `v` (a Linear fused with the GELU and
+    /// quantizer after it), `Some(usize::MAX)` for the ops fused away.
+    fused: Vec<Option<usize>>,
     /// Embedding tables (codes, a scale per row, width) and LayerNorm parameters, by name.
     tables: BTreeMap<String, (Vec<i8>, Vec<f32>, usize)>,
     norms: BTreeMap<String, (Vec<f32>, Vec<f32>)>,
@@ -131,6 +137,8 @@ impl Engine {
             .iter()
             .map(|op| prepare(&program, artifact, op))
             .collect();
+        let mut layers: Vec<Option<GemmLayer>> = layers;
+        let fused = fuse_gelu_quantize(&program, &mut layers);
         let (mut tables, mut norms) = (BTreeMap::new(), BTreeMap::new());
         for op in &program.ops {
             let f32s = |name: String| artifact.tensors[&name].as_f32().expect("checked").to_vec();
@@ -156,6 +164,7 @@ impl Engine {
         Ok(Engine {
             program,
             layers,
+            fused,
             tables,
             norms,
             isa,
@@ -215,14 +224,17 @@ impl Engine {
         for &o in &self.program.outputs {
             uses[o] += 1;
         }
-        for (op, layer) in self.program.ops.iter().zip(&self.layers) {
+        for ((op, layer), fused) in self.program.ops.iter().zip(&self.layers).zip(&self.fused) {
+            if *fused == Some(usize::MAX) {
+                continue;
+            }
             let start = times.is_some().then(std::time::Instant::now);
             let out = self.op(op, layer.as_ref(), batch, &values);
             if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
                 let kind = op.label().split(' ').next().unwrap_or_default().to_string();
                 *times.entry(kind).or_default() += start.elapsed().as_secs_f64();
             }
-            values[op.output()] = Some(out);
+            values[fused.unwrap_or(op.output())] = Some(out);
             // Free what no later op reads.
             for i in op.inputs() {
                 uses[i] -= 1;
@@ -274,13 +286,11 @@ impl Engine {
                 let shape = &info(*input).shape;
                 let mut y = self.pool.bytes_any(x.len());
                 let (lo, hi) = bounds(&q, false);
-                y.par_chunks_mut(1 << 14)
-                    .zip(x.par_chunks(1 << 14))
-                    .for_each(|(y, x)| {
-                        for (o, &v) in y.iter_mut().zip(x) {
-                            *o = code(v, inv, lo, hi, q.zero_point) as u8;
-                        }
-                    });
+                fill_chunks(&mut y, 1, |at, y| {
+                    for (o, &v) in y.iter_mut().zip(&x[at..]) {
+                        *o = code(v, inv, lo, hi, q.zero_point) as u8;
+                    }
+                });
                 let nhwc = shape.len() == 3;
                 if nhwc && !act(*input).nhwc {
                     y = to_nhwc(&y, batch, shape);
@@ -473,8 +483,7 @@ impl Engine {
             Op::AddFloat { a, b, .. } => {
                 let (x, z) = (floats(*a), floats(*b));
                 let mut y = self.pool.floats(x.len());
-                y.par_chunks_mut(1 << 14).enumerate().for_each(|(c, out)| {
-                    let at = c << 14;
+                fill_chunks(&mut y, 1, |at, out| {
                     for ((o, &p), &q) in out.iter_mut().zip(&x[at..]).zip(&z[at..]) {
                         *o = p + q;
                     }
@@ -487,17 +496,18 @@ impl Engine {
                 let (gamma, beta) = &self.norms[name];
                 let x = floats(*input);
                 let mut y = self.pool.floats(x.len());
-                y.par_chunks_mut(gamma.len())
-                    .zip(x.par_chunks(gamma.len()))
-                    .for_each(|(o, row)| layer_norm_row(row, gamma, beta, *eps, o));
+                let d = gamma.len();
+                fill_chunks(&mut y, d, |at, out| {
+                    for (o, row) in out.chunks_exact_mut(d).zip(x[at..].chunks_exact(d)) {
+                        layer_norm_row(row, gamma, beta, *eps, o);
+                    }
+                });
                 float_act(y)
             }
             Op::Gelu { input, .. } => {
                 let x = floats(*input);
                 let mut y = self.pool.floats(x.len());
-                y.par_chunks_mut(1 << 14)
-                    .zip(x.par_chunks(1 << 14))
-                    .for_each(|(out, x)| gelu_slice(x, out));
+                fill_chunks(&mut y, 1, |at, out| gelu_slice(&x[at..at + out.len()], out));
                 float_act(y)
             }
             Op::Tanh { input, .. } => {
@@ -664,6 +674,7 @@ fn prepare(program: &Program, artifact: &Artifact, op: &Op) -> Option<GemmLayer>
         out,
         relu,
         kernel,
+        gelu_quant: None,
     })
 }
 
@@ -693,6 +704,27 @@ fn run_gemm(
                 let (lo, hi) = bounds;
                 for (((o, &d), &b), &s) in out.iter_mut().zip(dots).zip(offset).zip(scale) {
                     *o = code((d + b) as f32, s, lo, hi, q.zero_point) as u8;
+                }
+            });
+            Buf::Codes(y)
+        }
+        (None, None) if layer.gelu_quant.is_some() => {
+            let q = layer.gelu_quant.expect("checked");
+            let (lo, hi) = bounds(&q, false);
+            let inv = inverse(q.scale);
+            let mut y = pool.bytes_any(m * n);
+            let ptr = SharedMut(y.as_mut_ptr());
+            gemm(isa, a, m, &layer.packed, |row, col0, dots| {
+                // SAFETY: as above.
+                let out = unsafe {
+                    std::slice::from_raw_parts_mut(ptr.get().add(row * n + col0), dots.len())
+                };
+                let cols = col0..col0 + dots.len();
+                let (offset, scale) = (&layer.offset[cols.clone()], &layer.scale[cols]);
+                for (((o, &d), &b), &s) in out.iter_mut().zip(dots).zip(offset).zip(scale) {
+                    // What the unfused ops compute: the dequantized float, GELU, quantize.
+                    let v = crate::approx::gelu((d + b) as f32 * s);
+                    *o = code(v, inv, lo, hi, q.zero_point) as u8;
                 }
             });
             Buf::Codes(y)
@@ -825,5 +857,69 @@ fn to_value(act: &Act, info: &ValueInfo, batch: usize) -> Value {
     match row_major(act, info, batch) {
         Buf::Codes(c) => Value::Codes(c.into_iter().map(i32::from).collect()),
         Buf::Float(f) => Value::Float(f),
+    }
+}
+
+/// Marks `Linear (float out) → Gelu → Quantize` chains whose intermediate floats nothing else
+/// reads, so the Linear writes the codes itself; returns each op's fusion mark.
+fn fuse_gelu_quantize(program: &Program, layers: &mut [Option<GemmLayer>]) -> Vec<Option<usize>> {
+    let mut readers = vec![0usize; program.values.len()];
+    for op in &program.ops {
+        for i in op.inputs() {
+            readers[i] += 1;
+        }
+    }
+    for &o in &program.outputs {
+        readers[o] += 2;
+    }
+    let mut fused = vec![None; program.ops.len()];
+    for i in 0..program.ops.len().saturating_sub(2) {
+        let (
+            Op::Linear {
+                output: v1,
+                relu: false,
+                ..
+            },
+            Op::Gelu {
+                input: g_in,
+                output: v2,
+            },
+            Op::Quantize {
+                input: q_in,
+                output: v3,
+            },
+        ) = (&program.ops[i], &program.ops[i + 1], &program.ops[i + 2])
+        else {
+            continue;
+        };
+        let chain = g_in == v1 && q_in == v2 && readers[*v1] == 1 && readers[*v2] == 1;
+        let float_out = program.values[*v1].quant.is_none();
+        let static_in = layers[i].as_ref().is_some_and(|l| !l.offset.is_empty());
+        if chain && float_out && static_in {
+            let layer = layers[i].as_mut().expect("a Linear is prepared");
+            layer.gelu_quant = program.values[*v3].quant;
+            fused[i] = Some(*v3);
+            fused[i + 1] = Some(usize::MAX);
+            fused[i + 2] = Some(usize::MAX);
+        }
+    }
+    fused
+}
+
+/// Fills `out` chunk by chunk with `f(offset, chunk)` — chunks of about 2¹⁴ elements, whole
+/// multiples of `unit` (a row) — on rayon's threads when `out` is large, on this thread when
+/// waking the others would cost more than the work; each chunk compiled for the widest vectors.
+fn fill_chunks<T: Send>(out: &mut [T], unit: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    let chunk = (1usize << 14).div_ceil(unit).max(1) * unit;
+    if out.len() >= 1 << 17 {
+        out.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(c, o)| crate::simd::simd(|| f(c * chunk, o)));
+    } else {
+        crate::simd::simd(|| {
+            for (c, o) in out.chunks_mut(chunk).enumerate() {
+                f(c * chunk, o);
+            }
+        });
     }
 }

@@ -114,14 +114,18 @@ fn minilm(dir: &str, rounds: usize, isa: Isa) -> Option<serde_json::Value> {
         );
     }
     if arg("--profile", "no") == "yes" {
-        let t = tokens(32, 3);
-        let ids: Vec<f32> = t.0.iter().map(|&i| i as f32).collect();
-        let (_, times) = engine.profile(32, &[&ids, &vec![1f32; 32 * seq]]).unwrap();
-        let times: Vec<String> = times
-            .iter()
-            .map(|(k, s)| format!("{k} {:.1} ms", 1e3 * s))
-            .collect();
-        println!("engine time by op at 32 × {seq}: {}", times.join(", "));
+        for batch in [32, 1] {
+            let t = tokens(batch, 3);
+            let ids: Vec<f32> = t.0.iter().map(|&i| i as f32).collect();
+            let mask = vec![1f32; batch * seq];
+            engine.run(batch, &[&ids, &mask]).unwrap();
+            let (_, times) = engine.profile(batch, &[&ids, &mask]).unwrap();
+            let times: Vec<String> = times
+                .iter()
+                .map(|(k, s)| format!("{k} {:.2} ms", 1e3 * s))
+                .collect();
+            println!("engine time by op at {batch} × {seq}: {}", times.join(", "));
+        }
     }
     row.insert("artifact_bytes".into(), json!(bytes.len()));
     Some(serde_json::Value::Object(row))

@@ -210,8 +210,12 @@ where
     let row_blocks = m.div_ceil(MR);
     // Tasks: up to 16 row blocks (64 rows) × up to 8 column tiles; enough of them to feed the
     // threads, big enough that a B tile serves many rows from cache.
-    let rows_per_task = 16.min(row_blocks.max(1));
-    let cols_per_task = if row_blocks <= 2 { 2 } else { 8 };
+    // Small products (a sequence's 128 rows) get 8-block tasks; column chunks are balanced
+    // (12 tiles become 6 + 6, not 8 + 4) so that two threads finish together.
+    let rows_per_task = if row_blocks >= 256 { 16 } else { 8 }.min(row_blocks.max(1));
+    let cols_max = if row_blocks <= 2 { 2 } else { 8 };
+    let col_tasks = col_tiles.div_ceil(cols_max);
+    let cols_per_task = col_tiles.div_ceil(col_tasks.max(1)).max(1);
     let row_tasks = row_blocks.div_ceil(rows_per_task);
     let col_tasks = col_tiles.div_ceil(cols_per_task);
     // The task body (and the epilogue inlined into it) is compiled for the CPU's widest
