@@ -11,7 +11,7 @@ use crate::artifact::Artifact;
 use crate::attention::{AttentionGrids, attention};
 use crate::error::EngineError;
 use crate::float_ops::{gelu_slice, layer_norm_row};
-use crate::gemm::{Isa, PackedWeights, SharedMut, gemm};
+use crate::gemm::{Isa, PackedWeights, SharedMut, Tile, gemm_tiles};
 use crate::interpreter::{Value, check_ids, check_inputs};
 use crate::program::{ActQuant, EmbedIndex, Op, Program, ValueInfo};
 use crate::requant::{
@@ -689,21 +689,35 @@ fn run_gemm(
     n: usize,
     grids: Option<&[ActQuant]>,
 ) -> Buf {
+    /// The output rows of `tile` in `out` (`m × n`, row-major), written through `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` points at `m × n` elements, and each tile is handed out once.
+    #[inline(always)]
+    unsafe fn rows<'a, T>(ptr: SharedMut<T>, n: usize, tile: &Tile, r: usize) -> &'a mut [T] {
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                ptr.get().add((tile.row0 + r) * n + tile.col0),
+                tile.width,
+            )
+        }
+    }
+    let cols = |tile: &Tile| tile.col0..tile.col0 + tile.width;
     match (grids, layer.out) {
         (None, Some(q)) => {
-            let bounds = bounds(&q, layer.relu);
+            let (lo, hi) = bounds(&q, layer.relu);
             let mut y = pool.bytes_any(m * n);
             let ptr = SharedMut(y.as_mut_ptr());
-            gemm(isa, a, m, &layer.packed, |row, col0, dots| {
-                // SAFETY: each (row, col0..col0+len) is written by exactly one tile.
-                let out = unsafe {
-                    std::slice::from_raw_parts_mut(ptr.get().add(row * n + col0), dots.len())
-                };
-                let cols = col0..col0 + dots.len();
-                let (offset, scale) = (&layer.offset[cols.clone()], &layer.scale[cols]);
-                let (lo, hi) = bounds;
-                for (((o, &d), &b), &s) in out.iter_mut().zip(dots).zip(offset).zip(scale) {
-                    *o = code((d + b) as f32, s, lo, hi, q.zero_point) as u8;
+            gemm_tiles(isa, a, m, &layer.packed, true, |tile| {
+                let (offset, scale) = (&layer.offset[cols(tile)], &layer.scale[cols(tile)]);
+                for r in 0..tile.rows {
+                    // SAFETY: each tile is written by exactly one task.
+                    let out = unsafe { rows(ptr, n, tile, r) };
+                    for (((o, &d), &b), &s) in
+                        out.iter_mut().zip(tile.row(r)).zip(offset).zip(scale)
+                    {
+                        *o = code((d + b) as f32, s, lo, hi, q.zero_point) as u8;
+                    }
                 }
             });
             Buf::Codes(y)
@@ -714,17 +728,18 @@ fn run_gemm(
             let inv = inverse(q.scale);
             let mut y = pool.bytes_any(m * n);
             let ptr = SharedMut(y.as_mut_ptr());
-            gemm(isa, a, m, &layer.packed, |row, col0, dots| {
-                // SAFETY: as above.
-                let out = unsafe {
-                    std::slice::from_raw_parts_mut(ptr.get().add(row * n + col0), dots.len())
-                };
-                let cols = col0..col0 + dots.len();
-                let (offset, scale) = (&layer.offset[cols.clone()], &layer.scale[cols]);
-                for (((o, &d), &b), &s) in out.iter_mut().zip(dots).zip(offset).zip(scale) {
-                    // What the unfused ops compute: the dequantized float, GELU, quantize.
-                    let v = crate::approx::gelu((d + b) as f32 * s);
-                    *o = code(v, inv, lo, hi, q.zero_point) as u8;
+            gemm_tiles(isa, a, m, &layer.packed, true, |tile| {
+                let (offset, scale) = (&layer.offset[cols(tile)], &layer.scale[cols(tile)]);
+                for r in 0..tile.rows {
+                    // SAFETY: as above.
+                    let out = unsafe { rows(ptr, n, tile, r) };
+                    for (((o, &d), &b), &s) in
+                        out.iter_mut().zip(tile.row(r)).zip(offset).zip(scale)
+                    {
+                        // What the unfused ops compute: the dequantized float, GELU, quantize.
+                        let v = crate::approx::gelu((d + b) as f32 * s);
+                        *o = code(v, inv, lo, hi, q.zero_point) as u8;
+                    }
                 }
             });
             Buf::Codes(y)
@@ -732,14 +747,17 @@ fn run_gemm(
         (None, None) => {
             let mut y = pool.floats(m * n);
             let ptr = SharedMut(y.as_mut_ptr());
-            gemm(isa, a, m, &layer.packed, |row, col0, dots| {
-                // SAFETY: as above.
-                let out = unsafe {
-                    std::slice::from_raw_parts_mut(ptr.get().add(row * n + col0), dots.len())
-                };
-                for (j, (o, &d)) in out.iter_mut().zip(dots).enumerate() {
-                    let v = (d + layer.offset[col0 + j]) as f32 * layer.scale[col0 + j];
-                    *o = if layer.relu { v.max(0.0) } else { v };
+            gemm_tiles(isa, a, m, &layer.packed, true, |tile| {
+                let (offset, scale) = (&layer.offset[cols(tile)], &layer.scale[cols(tile)]);
+                for r in 0..tile.rows {
+                    // SAFETY: as above.
+                    let out = unsafe { rows(ptr, n, tile, r) };
+                    for (((o, &d), &b), &s) in
+                        out.iter_mut().zip(tile.row(r)).zip(offset).zip(scale)
+                    {
+                        let v = (d + b) as f32 * s;
+                        *o = if layer.relu { v.max(0.0) } else { v };
+                    }
                 }
             });
             Buf::Float(y)
@@ -747,16 +765,23 @@ fn run_gemm(
         (Some(grids), _) => {
             let mut y = pool.floats(m * n);
             let ptr = SharedMut(y.as_mut_ptr());
-            gemm(isa, a, m, &layer.packed, |row, col0, dots| {
-                let q = &grids[row];
-                // SAFETY: as above.
-                let out = unsafe {
-                    std::slice::from_raw_parts_mut(ptr.get().add(row * n + col0), dots.len())
-                };
-                for (j, (o, &d)) in out.iter_mut().zip(dots).enumerate() {
-                    let c = col0 + j;
-                    let acc = d - q.zero_point * layer.packed.col_sums[c];
-                    *o = acc as f32 * (q.scale * layer.weight_scale[c]) + layer.float_bias[c];
+            gemm_tiles(isa, a, m, &layer.packed, true, |tile| {
+                let c = cols(tile);
+                let (sums, ws, fb) = (
+                    &layer.packed.col_sums[c.clone()],
+                    &layer.weight_scale[c.clone()],
+                    &layer.float_bias[c],
+                );
+                for r in 0..tile.rows {
+                    let q = &grids[tile.row0 + r];
+                    // SAFETY: as above.
+                    let out = unsafe { rows(ptr, n, tile, r) };
+                    for ((((o, &d), &cs), &w), &b) in
+                        out.iter_mut().zip(tile.row(r)).zip(sums).zip(ws).zip(fb)
+                    {
+                        let acc = d - q.zero_point * cs;
+                        *o = acc as f32 * (q.scale * w) + b;
+                    }
                 }
             });
             Buf::Float(y)

@@ -192,6 +192,41 @@ pub fn gemm_with<E>(isa: Isa, a: &[u8], m: usize, b: &PackedWeights, parallel: b
 where
     E: Fn(usize, usize, &[i32]) + Sync,
 {
+    gemm_tiles(isa, a, m, b, parallel, |tile| {
+        for r in 0..tile.rows {
+            epilogue(tile.row0 + r, tile.col0, tile.row(r));
+        }
+    });
+}
+
+/// One computed tile: rows `row0..row0 + rows`, columns `col0..col0 + width`, raw dot products.
+pub struct Tile<'a> {
+    /// First row.
+    pub row0: usize,
+    /// Rows in the tile (at most [`MR`]).
+    pub rows: usize,
+    /// First column.
+    pub col0: usize,
+    /// Columns in the tile.
+    pub width: usize,
+    dots: &'a [i32],
+    stride: usize,
+}
+
+impl Tile<'_> {
+    /// The dot products of the tile's row `r` (`width` of them).
+    #[inline(always)]
+    pub fn row(&self, r: usize) -> &[i32] {
+        &self.dots[r * self.stride..r * self.stride + self.width]
+    }
+}
+
+/// [`gemm_with`] with one epilogue call per tile (up to 4 rows × 32 columns) instead of per
+/// row: the requantizing epilogues slice their per-column constants once per tile.
+pub fn gemm_tiles<E>(isa: Isa, a: &[u8], m: usize, b: &PackedWeights, parallel: bool, epilogue: E)
+where
+    E: Fn(&Tile) + Sync,
+{
     assert!(a.len() >= m * b.kp, "A holds m × kp codes");
     assert!(
         isa.supported(),
@@ -236,16 +271,23 @@ where
                     // SAFETY: the panel holds kp/4 depth groups of `tw` columns (panels are padded
                     // to an even count) and every row pointer holds kp codes.
                     unsafe { kernel(isa, ptrs, panel, b.kp / 4, &mut acc) };
-                    for r in 0..rows {
-                        let dots = &mut acc[r * tw..r * tw + width];
-                        if isa == Isa::Avx2 {
-                            // The AVX2 kernel multiplies (a − 128); add 128 · Σw back.
+                    if isa == Isa::Avx2 {
+                        // The AVX2 kernel multiplies (a − 128); add 128 · Σw back.
+                        for r in 0..rows {
+                            let dots = &mut acc[r * tw..r * tw + width];
                             for (d, s) in dots.iter_mut().zip(&b.col_sums[col0..col0 + width]) {
                                 *d += 128 * s;
                             }
                         }
-                        epilogue(row0 + r, col0, dots);
                     }
+                    epilogue(&Tile {
+                        row0,
+                        rows,
+                        col0,
+                        width,
+                        dots: &acc,
+                        stride: tw,
+                    });
                 }
             }
         })
