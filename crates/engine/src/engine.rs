@@ -36,6 +36,18 @@ struct GemmLayer {
     /// A float output that only a GELU and a quantizer read: fused into the epilogue, the
     /// layer writes the quantizer's codes directly (no float tensor in between).
     gelu_quant: Option<ActQuant>,
+    /// Projections of one input merged into this GEMM (BERT's query, key and value): column
+    /// ranges and the value and grid each writes. Empty for a plain layer.
+    splits: Vec<Split>,
+}
+
+/// One projection's columns in a merged GEMM.
+#[derive(Debug, Clone, Copy)]
+struct Split {
+    start: usize,
+    n: usize,
+    value: usize,
+    grid: ActQuant,
 }
 
 /// A runtime value: codes (`u8`) or floats; `[c, h, w]` values of the engine's own making are NHWC.
@@ -138,7 +150,8 @@ impl Engine {
             .map(|op| prepare(&program, artifact, op))
             .collect();
         let mut layers: Vec<Option<GemmLayer>> = layers;
-        let fused = fuse_gelu_quantize(&program, &mut layers);
+        let mut fused = fuse_gelu_quantize(&program, &mut layers);
+        merge_projections(&program, artifact, &mut layers, &mut fused);
         let (mut tables, mut norms) = (BTreeMap::new(), BTreeMap::new());
         for op in &program.ops {
             let f32s = |name: String| artifact.tensors[&name].as_f32().expect("checked").to_vec();
@@ -229,6 +242,24 @@ impl Engine {
                 continue;
             }
             let start = times.is_some().then(std::time::Instant::now);
+            if let Some(merged) = layer.as_ref().filter(|l| !l.splits.is_empty()) {
+                let Op::Linear { input, .. } = op else {
+                    unreachable!("only Linear ops merge")
+                };
+                let rows = batch * self.program.values[*input].shape.iter().product::<usize>()
+                    / merged.packed.k;
+                let Buf::Codes(x) = &values[*input].as_ref().expect("defined").buf else {
+                    unreachable!("merged projections read codes")
+                };
+                for (value, buf) in run_merged(&self.pool, self.isa, merged, x, rows) {
+                    values[value] = Some(Act { buf, nhwc: false });
+                }
+                if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
+                    *times.entry("Linear".into()).or_default() += start.elapsed().as_secs_f64();
+                }
+                uses[*input] -= 1;
+                continue;
+            }
             let out = self.op(op, layer.as_ref(), batch, &values);
             if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
                 let kind = op.label().split(' ').next().unwrap_or_default().to_string();
@@ -675,6 +706,7 @@ fn prepare(program: &Program, artifact: &Artifact, op: &Op) -> Option<GemmLayer>
         relu,
         kernel,
         gelu_quant: None,
+        splits: Vec::new(),
     })
 }
 
@@ -947,4 +979,146 @@ fn fill_chunks<T: Send>(out: &mut [T], unit: usize, f: impl Fn(usize, &mut [T]) 
             }
         });
     }
+}
+
+/// Merges runs of `Linear` ops that read the same integer input into integer outputs (BERT's
+/// query, key and value) into one GEMM: one pass over the input, one task split, and the wider
+/// product keeps the kernel busy at batch 1. The merged ops are marked as skipped.
+fn merge_projections(
+    program: &Program,
+    artifact: &Artifact,
+    layers: &mut [Option<GemmLayer>],
+    fused: &mut [Option<usize>],
+) {
+    let mut i = 0;
+    while i < program.ops.len() {
+        let mergeable = |j: usize| match (&program.ops[j], &layers[j], fused[j]) {
+            (
+                Op::Linear {
+                    input,
+                    output,
+                    relu: false,
+                    ..
+                },
+                Some(l),
+                None,
+            ) if program.values[*input].quant.is_some()
+                && program.values[*output].quant.is_some()
+                && program.values[*input].shape.len() == 2 =>
+            {
+                Some((*input, *output, l.packed.k))
+            }
+            _ => None,
+        };
+        let Some((input, _, k)) = mergeable(i) else {
+            i += 1;
+            continue;
+        };
+        let mut group = vec![i];
+        while let Some(j) = Some(i + group.len()).filter(|&j| j < program.ops.len())
+            && let Some((inp, _, kk)) = mergeable(j)
+            && inp == input
+            && kk == k
+        {
+            group.push(j);
+        }
+        if group.len() < 2 {
+            i += 1;
+            continue;
+        }
+        let mut codes = Vec::new();
+        let (mut offset, mut scale, mut splits) = (Vec::new(), Vec::new(), Vec::new());
+        for &j in &group {
+            let Op::Linear { name, output, .. } = &program.ops[j] else {
+                unreachable!()
+            };
+            let layer = layers[j].as_ref().expect("prepared");
+            let weight = artifact.tensors[&format!("{name}.weight")]
+                .as_codes()
+                .expect("checked");
+            splits.push(Split {
+                start: offset.len(),
+                n: layer.packed.n,
+                value: *output,
+                grid: program.values[*output].quant.expect("integer output"),
+            });
+            codes.extend_from_slice(weight);
+            offset.extend_from_slice(&layer.offset);
+            scale.extend_from_slice(&layer.scale);
+        }
+        let n = offset.len();
+        let first = layers[i].take().expect("prepared");
+        layers[i] = Some(GemmLayer {
+            packed: PackedWeights::pack(&codes, n, k),
+            offset,
+            scale,
+            splits,
+            ..first
+        });
+        for &j in &group[1..] {
+            layers[j] = None;
+            fused[j] = Some(usize::MAX);
+        }
+        i += group.len();
+    }
+}
+
+/// A merged GEMM's outputs: each projection's codes `[rows, n]`, with the value it is.
+fn run_merged(
+    pool: &Pool,
+    isa: Isa,
+    layer: &GemmLayer,
+    x: &[u8],
+    rows: usize,
+) -> Vec<(usize, Buf)> {
+    let mut outs: Vec<Vec<u8>> = layer
+        .splits
+        .iter()
+        .map(|s| pool.bytes_any(rows * s.n))
+        .collect();
+    let ptrs: Vec<SharedMut<u8>> = outs.iter_mut().map(|o| SharedMut(o.as_mut_ptr())).collect();
+    let padded;
+    let a = if layer.packed.k == layer.packed.kp {
+        x
+    } else {
+        padded = pad_rows(x, rows, layer.packed.k, layer.packed.kp);
+        &padded
+    };
+    gemm_tiles(isa, a, rows, &layer.packed, true, |tile| {
+        // Columns of the tile, split by projection (a tile may straddle two).
+        let mut c = tile.col0;
+        while c < tile.col0 + tile.width {
+            let (s, split) = layer
+                .splits
+                .iter()
+                .enumerate()
+                .find(|(_, s)| c < s.start + s.n)
+                .expect("columns belong to a projection");
+            let end = (split.start + split.n).min(tile.col0 + tile.width);
+            let (lo, hi) = bounds(&split.grid, false);
+            let (offset, scale) = (&layer.offset[c..end], &layer.scale[c..end]);
+            for r in 0..tile.rows {
+                let dots = &tile.row(r)[c - tile.col0..end - tile.col0];
+                // SAFETY: each (row, column) of each projection is written by one tile.
+                let out = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        ptrs[s]
+                            .get()
+                            .add((tile.row0 + r) * split.n + (c - split.start)),
+                        end - c,
+                    )
+                };
+                for (((o, &d), &b), &m) in out.iter_mut().zip(dots).zip(offset).zip(scale) {
+                    *o = code((d + b) as f32, m, lo, hi, split.grid.zero_point) as u8;
+                }
+            }
+            c = end;
+        }
+    });
+    layer
+        .splits
+        .iter()
+        .zip(outs)
+        .map(|(s, o)| (s.value, Buf::Codes(o)))
+        .collect()
 }
