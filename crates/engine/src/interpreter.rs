@@ -116,13 +116,13 @@ impl<'a> Interpreter<'a> {
 
     /// The program's outputs for `batch` samples; `inputs` in the program's order, NCHW.
     pub fn run(&self, batch: usize, inputs: &[&[f32]]) -> Result<Vec<Value>, EngineError> {
-        let mut all = self.run_all(batch, inputs)?;
+        let all = self.run_all(batch, inputs)?;
         Ok(self
             .artifact
             .program
             .outputs
             .iter()
-            .map(|&o| all[o].take().expect("checked: outputs are computed"))
+            .map(|&o| all[o].clone().expect("checked: outputs are computed"))
             .collect())
     }
 

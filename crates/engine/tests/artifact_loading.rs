@@ -133,18 +133,15 @@ fn a_graph_that_does_not_match_its_tensors_is_refused_naming_the_op() {
 
 /// Mutations: flip, set, insert, delete bytes, or cut the file; checksum kept (must fail at the
 /// checksum) or recomputed (must fail in the parser or the checks, or load a program that runs).
-#[test]
-fn thousands_of_random_mutations_never_panic_or_hang() {
-    let (artifact, bytes) = valid();
-    let input_len = 3 * 13 * 11;
-    let x = common::inputs(3, input_len);
+/// Whatever loads must also run, on every input `inputs` makes for it (ids stay in range).
+fn fuzz(bytes: &[u8], inputs: impl Fn(&Artifact) -> Vec<Vec<f32>> + std::panic::RefUnwindSafe) {
     let header_end = 16 + u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
     let mut loaded_after_json_edits = 0;
     let mut rng = common::Rng::new(99);
     let start = std::time::Instant::now();
     let (mut refused, mut loaded) = (0, 0);
     for round in 0..3000 {
-        let mut m = bytes.clone();
+        let mut m = bytes.to_vec();
         let edits = 1 + rng.below(4);
         for _ in 0..edits {
             // Half the edits land in the header, where the structure is.
@@ -169,7 +166,7 @@ fn thousands_of_random_mutations_never_panic_or_hang() {
         if round % 3 == 2 {
             // The same edits inside the decompressed header JSON, recompressed and re-signed:
             // what reaches the parser and the program checks.
-            m = engine::artifact::with_header_json(&bytes, |mut json| {
+            m = engine::artifact::with_header_json(bytes, |mut json| {
                 for _ in 0..edits {
                     let at = rng.below(json.len());
                     match rng.below(4) {
@@ -189,15 +186,13 @@ fn thousands_of_random_mutations_never_panic_or_hang() {
             Ok(a) => {
                 // Whatever loads must run.
                 let engine = Engine::new(&a).expect("a loaded artifact prepares");
-                let len: usize = a
-                    .program
-                    .inputs
-                    .iter()
-                    .map(|&i| a.program.values[i].shape.iter().product::<usize>())
-                    .sum();
-                if len == input_len && a.program.inputs.len() == 1 {
-                    engine.run(1, &[&x]).expect("a loaded artifact runs");
-                }
+                let x = inputs(&a);
+                let x: Vec<&[f32]> = x.iter().map(|v| v.as_slice()).collect();
+                engine.run(1, &x).expect("a loaded artifact runs");
+                engine::Interpreter::new(&a)
+                    .unwrap()
+                    .run(1, &x)
+                    .expect("and interprets");
                 true
             }
             Err(e) => {
@@ -222,5 +217,31 @@ fn thousands_of_random_mutations_never_panic_or_hang() {
     );
     assert!(refused > 2000, "refused {refused}, loaded {loaded}");
     eprintln!("refused {refused}, loaded {loaded} ({loaded_after_json_edits} after header edits)");
-    let _ = artifact;
+}
+
+/// Batch-1 inputs for `a`'s declared input shapes: ids 0, mask 1, other values from `fill`.
+fn inputs_for(a: &Artifact) -> Vec<Vec<f32>> {
+    a.program
+        .inputs
+        .iter()
+        .map(|&i| {
+            let v = &a.program.values[i];
+            let n: usize = v.shape.iter().product();
+            match v.name.as_str() {
+                "input_ids" => vec![0.0; n],
+                "attention_mask" => vec![1.0; n],
+                _ => common::inputs(3, n),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn thousands_of_random_mutations_of_a_cnn_never_panic_or_hang() {
+    fuzz(&valid().1, inputs_for);
+}
+
+#[test]
+fn thousands_of_random_mutations_of_a_transformer_never_panic_or_hang() {
+    fuzz(&common::transformer(5, 6, 8, 2, 40).to_bytes(), inputs_for);
 }
