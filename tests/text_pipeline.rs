@@ -70,30 +70,34 @@ fn check_sentiment(backend: &str, extra: &[&str]) {
     }
     check_int_rows(&run_dir, &report, &["W8A8", "W4A8"]);
     // `infer` on raw sentences gives a label per line.
-    let sentences = run_dir.join("sentences.txt");
-    std::fs::write(
-        &sentences,
+    let stdout = infer(
+        &run_dir,
+        "sentences.txt",
         "a wonderful, moving film\n\nthe plot was dull\n",
-    )
-    .unwrap();
-    let artifact = run_dir.join("int-w8a8/model.qat");
-    let output = run(
-        run_dir.parent().unwrap(),
-        &[
-            "infer",
-            "--artifact",
-            artifact.to_str().unwrap(),
-            "--input",
-            sentences.to_str().unwrap(),
-        ],
     );
-    let (stdout, stderr) = text(&output);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(
         stdout.contains("| a wonderful, moving film |") && stdout.contains("| the plot was dull |"),
         "{stdout}"
     );
     std::fs::remove_dir_all(run_dir.parent().unwrap()).ok();
+}
+
+/// `infer` with the run's W8A8 artifact on a file holding `contents`; its standard output.
+fn infer(run_dir: &std::path::Path, name: &str, contents: &str) -> String {
+    let input = run_dir.join(name);
+    std::fs::write(&input, contents).unwrap();
+    let artifact = run_dir.join("int-w8a8/model.qat");
+    let args = [
+        "infer",
+        "--artifact",
+        artifact.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ];
+    let output = run(run_dir.parent().unwrap(), &args);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    stdout
 }
 
 /// Each scheme's exported artifact, run by the engine on the test set: the QAT model's
@@ -136,21 +140,8 @@ fn check_ner(backend: &str, extra: &[&str]) {
     assert!(qat >= float - 0.15, "QAT W8A8 {qat} vs float {float}");
     check_int_rows(&run_dir, &report, &["W8A8"]);
     // `infer` on CoNLL words gives a tag per word.
-    let words = run_dir.join("words.conll");
-    std::fs::write(&words, "-DOCSTART- O\n\nSofia\nRossi\nworks\n\nRome\n").unwrap();
-    let artifact = run_dir.join("int-w8a8/model.qat");
-    let output = run(
-        run_dir.parent().unwrap(),
-        &[
-            "infer",
-            "--artifact",
-            artifact.to_str().unwrap(),
-            "--input",
-            words.to_str().unwrap(),
-        ],
-    );
-    let (stdout, stderr) = text(&output);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let words = "-DOCSTART- O\n\nSofia\nRossi\nworks\n\nRome\n";
+    let stdout = infer(&run_dir, "words.conll", words);
     assert_eq!(
         stdout
             .lines()

@@ -66,7 +66,10 @@ struct Act {
 /// Buffers of finished runs, handed out again: a serving loop allocates (and page-faults in)
 /// its activations once, not per batch.
 #[derive(Default)]
-struct Pool(std::sync::Mutex<(Vec<Vec<u8>>, Vec<Vec<f32>>)>);
+struct Pool(std::sync::Mutex<Buffers>);
+
+/// Free code and float buffers.
+type Buffers = (Vec<Vec<u8>>, Vec<Vec<f32>>);
 
 impl Pool {
     /// The smallest pooled buffer that holds `len` (or a new one), `len` long: filled with
@@ -113,6 +116,9 @@ impl Pool {
         }
     }
 }
+
+/// Seconds per kind of op, largest first.
+pub type OpTimes = Vec<(String, f64)>;
 
 /// Runs an artifact fast; construct once, run many batches.
 pub struct Engine {
@@ -202,7 +208,7 @@ impl Engine {
         &self,
         batch: usize,
         inputs: &[&[f32]],
-    ) -> Result<(Vec<Value>, Vec<(String, f64)>), EngineError> {
+    ) -> Result<(Vec<Value>, OpTimes), EngineError> {
         let mut times = BTreeMap::new();
         let outputs = self.run_timed(batch, inputs, Some(&mut times))?;
         let mut times: Vec<(String, f64)> = times.into_iter().collect();

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use engine::{Artifact, Engine, Interpreter, Isa, Value};
-use models::{BertHeadConfig, BertInput, HfCheckpoint, Target};
+use models::{BertArtifact, BertHeadConfig, BertInput, HfCheckpoint, Target};
 use quant::QuantMapping;
 
 fn fixture() -> PathBuf {

@@ -43,7 +43,7 @@ fn time_per_call(rounds: usize, reps: usize, mut f: impl FnMut()) -> Vec<f64> {
 /// 1 × 128 tokens (ONNX Runtime's `../shared/peers/ort_minilm.py` times the same shapes).
 fn minilm(dir: &str, rounds: usize, isa: Isa) -> Option<serde_json::Value> {
     use burn::tensor::{Bool, Int, TensorData};
-    use models::{BertHeadConfig, BertInput, HfCheckpoint, Target};
+    use models::{BertArtifact, BertHeadConfig, BertInput, HfCheckpoint, Target};
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
     let path = std::path::Path::new(root).join(dir);
     let checkpoint = HfCheckpoint::open(&path).ok()?;

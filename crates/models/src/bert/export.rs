@@ -169,10 +169,21 @@ impl Bert {
     }
 }
 
-impl BertForSequenceClassification {
-    /// The integer program for sequences of `seq` tokens (inputs `input_ids`, `attention_mask`;
-    /// output: logits `[num_labels]` per sequence), with the checkpoint's LayerNorm `eps`.
-    pub fn to_artifact(
+/// A BERT model with a head that lowers itself to the engine's program: what the trainer's
+/// text tasks export through, whichever head they train.
+pub trait BertArtifact {
+    /// The integer program for sequences of `seq` tokens (inputs `input_ids`,
+    /// `attention_mask`), with the checkpoint's LayerNorm `eps`, carrying `meta`.
+    fn to_artifact(
+        &self,
+        seq: usize,
+        eps: f64,
+        meta: serde_json::Value,
+    ) -> Result<engine::Artifact, QuantError>;
+}
+
+impl BertArtifact for BertForSequenceClassification {
+    fn to_artifact(
         &self,
         seq: usize,
         eps: f64,
@@ -192,9 +203,8 @@ impl BertForSequenceClassification {
     }
 }
 
-impl BertForTokenClassification {
-    /// The integer program for sequences of `seq` tokens (output: logits `[seq, num_labels]`).
-    pub fn to_artifact(
+impl BertArtifact for BertForTokenClassification {
+    fn to_artifact(
         &self,
         seq: usize,
         eps: f64,

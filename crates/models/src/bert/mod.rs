@@ -23,6 +23,7 @@ pub use checkpoint::*;
 pub use config::*;
 pub use embeddings::*;
 pub use error::*;
+pub use export::BertArtifact;
 pub use heads::*;
 pub use layer::*;
 pub use model::*;

@@ -78,6 +78,45 @@ impl QuantStub {
     }
 }
 
+/// What a convolution's export needs besides its weights.
+struct ConvGeometry<'a> {
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+    padding: &'a burn::nn::PaddingConfig2d,
+}
+
+/// The convolution of `x` (through `input_quant` when the layer has one) with `weights`, the
+/// fused ReLU and the output grid.
+#[allow(clippy::too_many_arguments)]
+fn export_conv(
+    b: &mut ProgramBuilder,
+    path: &str,
+    x: usize,
+    input_quant: &Option<FakeQuant>,
+    geometry: ConvGeometry,
+    weights: impl FnOnce() -> Result<engine::LayerWeights, QuantError>,
+    relu: bool,
+    output_quant: &Option<FakeQuant>,
+) -> Result<usize, QuantError> {
+    let x = layer_input(b, input_quant, path, x)?;
+    let g = geometry;
+    let padding = conv_padding(
+        path,
+        b.shape(x),
+        g.kernel,
+        g.stride,
+        g.dilation,
+        g.groups,
+        g.padding,
+    )?;
+    let weights = weights()?;
+    let out = output_grid(output_quant, path)?;
+    b.conv2d(path, x, weights, g.stride, padding, relu, out)
+        .map_err(|e| engine_error(path, e))
+}
+
 impl ConvBn2d {
     /// The convolution with batch norm folded in (the weights and bias the model computes with
     /// once BN is frozen), fused ReLU and output grid.
@@ -87,26 +126,33 @@ impl ConvBn2d {
         path: &str,
         x: usize,
     ) -> Result<usize, QuantError> {
-        let x = layer_input(b, &self.input_quant, path, x)?;
-        let conv = &self.conv;
-        let padding = conv_padding(
+        let c = &self.conv;
+        let geometry = ConvGeometry {
+            kernel: c.kernel_size,
+            stride: c.stride,
+            dilation: c.dilation,
+            groups: c.groups,
+            padding: &c.padding,
+        };
+        let weights = || {
+            let folded = self.quantized_folded_weight();
+            conv_weights(
+                self.weight_quant.as_ref(),
+                folded,
+                Some(self.folded_bias()),
+                path,
+            )
+        };
+        export_conv(
+            b,
             path,
-            b.shape(x),
-            conv.kernel_size,
-            conv.stride,
-            conv.dilation,
-            conv.groups,
-            &conv.padding,
-        )?;
-        let weights = conv_weights(
-            self.weight_quant.as_ref(),
-            self.quantized_folded_weight(),
-            Some(self.folded_bias()),
-            path,
-        )?;
-        let out = output_grid(&self.output_quant, path)?;
-        b.conv2d(path, x, weights, conv.stride, padding, self.relu, out)
-            .map_err(|e| engine_error(path, e))
+            x,
+            &self.input_quant,
+            geometry,
+            weights,
+            self.relu,
+            &self.output_quant,
+        )
     }
 }
 
@@ -118,25 +164,32 @@ impl QuantConv2d {
         path: &str,
         x: usize,
     ) -> Result<usize, QuantError> {
-        let x = layer_input(b, &self.input_quant, path, x)?;
-        let padding = conv_padding(
+        let geometry = ConvGeometry {
+            kernel: self.kernel_size,
+            stride: self.stride,
+            dilation: self.dilation,
+            groups: self.groups,
+            padding: &self.padding,
+        };
+        let weights = || {
+            let q = self.weight.reparameterization::<Quantizer>();
+            conv_weights(
+                q,
+                self.weight.val(),
+                self.bias.as_ref().map(|b| b.val()),
+                path,
+            )
+        };
+        export_conv(
+            b,
             path,
-            b.shape(x),
-            self.kernel_size,
-            self.stride,
-            self.dilation,
-            self.groups,
-            &self.padding,
-        )?;
-        let weights = conv_weights(
-            self.weight.reparameterization::<Quantizer>(),
-            self.weight.val(),
-            self.bias.as_ref().map(|b| b.val()),
-            path,
-        )?;
-        let out = output_grid(&self.output_quant, path)?;
-        b.conv2d(path, x, weights, self.stride, padding, self.relu, out)
-            .map_err(|e| engine_error(path, e))
+            x,
+            &self.input_quant,
+            geometry,
+            weights,
+            self.relu,
+            &self.output_quant,
+        )
     }
 }
 

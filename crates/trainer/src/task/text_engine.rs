@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use data::{TextTokenizer, TokenIds};
+use models::BertArtifact;
 
 use super::TextSetup;
 use crate::TrainerError;
@@ -44,6 +45,16 @@ impl TextSetup {
             self.batcher.max_length,
             self.checkpoint.config.layer_norm_eps,
         )
+    }
+
+    /// The artifact of a text task's network, for sequences of `data.max_length` tokens.
+    pub fn export(
+        &self,
+        net: &impl BertArtifact,
+        meta: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<engine::Artifact, TrainerError> {
+        let (seq, eps) = self.export_shape();
+        Ok(net.to_artifact(seq, eps, self.engine_meta(meta))?)
     }
 }
 

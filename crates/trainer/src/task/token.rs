@@ -349,8 +349,7 @@ impl Task for TokenTask {
         net: &Self::Net,
         meta: serde_json::Map<String, serde_json::Value>,
     ) -> Result<engine::Artifact, TrainerError> {
-        let (seq, eps) = self.setup.export_shape();
-        Ok(net.to_artifact(seq, eps, self.setup.engine_meta(meta))?)
+        self.setup.export(net, meta)
     }
 
     fn evaluate_engine(
