@@ -8,6 +8,8 @@
 //! The caller's epilogue receives each computed tile row (raw dot products) and turns it into
 //! codes or floats where it lies in cache.
 
+#[cfg(target_arch = "aarch64")]
+mod arm;
 mod peak;
 mod portable;
 #[cfg(target_arch = "x86_64")]
@@ -29,13 +31,21 @@ pub enum Isa {
     AvxVnni,
     /// AVX2 without VNNI (Zen 2/3, Haswell…): `vpmaddubsw` + `vpmaddwd`.
     Avx2,
+    /// AArch64 with the dot-product extension (`sdot`; Armv8.2+: Apple M, Graviton 2+).
+    NeonDot,
     /// Plain Rust on any CPU.
     Portable,
 }
 
 impl Isa {
     /// Every family, fastest first.
-    pub const ALL: [Isa; 4] = [Isa::Avx512Vnni, Isa::AvxVnni, Isa::Avx2, Isa::Portable];
+    pub const ALL: [Isa; 5] = [
+        Isa::Avx512Vnni,
+        Isa::AvxVnni,
+        Isa::Avx2,
+        Isa::NeonDot,
+        Isa::Portable,
+    ];
 
     /// Whether this CPU can run the family.
     pub fn supported(self) -> bool {
@@ -51,7 +61,9 @@ impl Isa {
             Isa::AvxVnni => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("avxvnni"),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => is_x86_feature_detected!("avx2"),
-            #[cfg(not(target_arch = "x86_64"))]
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonDot => std::arch::is_aarch64_feature_detected!("dotprod"),
+            #[allow(unreachable_patterns)]
             _ => false,
         }
     }
@@ -82,8 +94,15 @@ impl Isa {
             Isa::Avx512Vnni => "avx512vnni",
             Isa::AvxVnni => "avxvnni",
             Isa::Avx2 => "avx2",
+            Isa::NeonDot => "neondot",
             Isa::Portable => "portable",
         }
+    }
+
+    /// Whether the kernel multiplies `a − 128` (signed) instead of `a`, so the driver adds
+    /// `128 · Σw` back.
+    fn shifts_activations(self) -> bool {
+        matches!(self, Isa::Avx2 | Isa::NeonDot)
     }
 
     /// Columns one kernel call computes.
@@ -271,8 +290,8 @@ where
                     // SAFETY: the panel holds kp/4 depth groups of `tw` columns (panels are padded
                     // to an even count) and every row pointer holds kp codes.
                     unsafe { kernel(isa, ptrs, panel, b.kp / 4, &mut acc) };
-                    if isa == Isa::Avx2 {
-                        // The AVX2 kernel multiplies (a − 128); add 128 · Σw back.
+                    if isa.shifts_activations() {
+                        // The kernel multiplied (a − 128): add 128 · Σw back.
                         for r in 0..rows {
                             let dots = &mut acc[r * tw..r * tw + width];
                             for (d, s) in dots.iter_mut().zip(&b.col_sums[col0..col0 + width]) {
@@ -320,6 +339,8 @@ unsafe fn kernel(
         Isa::AvxVnni => unsafe { x86::tile_avxvnni(rows, panel, kq, acc) },
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { x86::tile_avx2(rows, panel, kq, acc) },
+        #[cfg(target_arch = "aarch64")]
+        Isa::NeonDot => unsafe { arm::tile_neondot(rows, panel, kq, acc) },
         _ => unsafe { portable::tile(rows, panel, kq, acc) },
     }
 }

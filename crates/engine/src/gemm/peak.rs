@@ -2,16 +2,15 @@
 //! kernel family's instructions when nothing else limits them. Benchmarks report GEMM speed
 //! against it (a fraction of a measured peak, not of a datasheet number).
 
-use std::time::Instant;
-
 use super::Isa;
 
 /// Multiply-adds one spin round performs per chain instruction group.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn macs_per_round(isa: Isa) -> f64 {
     12.0 * match isa {
         Isa::Avx512Vnni => 64.0,
         Isa::AvxVnni | Isa::Avx2 => 32.0,
-        Isa::Portable => 1.0,
+        Isa::NeonDot | Isa::Portable => 1.0,
     }
 }
 
@@ -30,14 +29,15 @@ pub fn peak_ops_per_second(isa: Isa, millis: u64) -> Option<f64> {
                     Isa::Avx512Vnni => super::x86::spin_avx512vnni(iters),
                     Isa::AvxVnni => super::x86::spin_avxvnni(iters),
                     Isa::Avx2 => super::x86::spin_avx2(iters),
-                    Isa::Portable => 0,
+                    Isa::NeonDot | Isa::Portable => 0,
                 }
             }
         };
-        if isa == Isa::Portable {
+        if matches!(isa, Isa::Portable | Isa::NeonDot) {
             return None;
         }
         // Calibrate the round count, then time.
+        use std::time::Instant;
         let mut iters = 1 << 16;
         loop {
             let start = Instant::now();
