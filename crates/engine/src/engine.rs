@@ -268,7 +268,11 @@ impl Engine {
             }
             let out = self.op(op, layer.as_ref(), batch, &values);
             if let (Some(times), Some(start)) = (times.as_deref_mut(), start) {
-                let kind = op.label().split(' ').next().unwrap_or_default().to_string();
+                let kind = if std::env::var_os("QAT_ENGINE_PROFILE_OPS").is_some() {
+                    op.label()
+                } else {
+                    op.label().split(' ').next().unwrap_or_default().to_string()
+                };
                 *times.entry(kind).or_default() += start.elapsed().as_secs_f64();
             }
             values[fused.unwrap_or(op.output())] = Some(out);
@@ -323,11 +327,16 @@ impl Engine {
                 let shape = &info(*input).shape;
                 let mut y = self.pool.bytes_any(x.len());
                 let (lo, hi) = bounds(&q, false);
-                fill_chunks(&mut y, 1, |at, y| {
-                    for (o, &v) in y.iter_mut().zip(&x[at..]) {
-                        *o = code(v, inv, lo, hi, q.zero_point) as u8;
-                    }
-                });
+                fill_chunks(
+                    &mut y,
+                    1,
+                    #[inline(always)]
+                    |at, y| {
+                        for (o, &v) in y.iter_mut().zip(&x[at..]) {
+                            *o = code(v, inv, lo, hi, q.zero_point) as u8;
+                        }
+                    },
+                );
                 let nhwc = shape.len() == 3;
                 if nhwc && !act(*input).nhwc {
                     y = to_nhwc(&y, batch, shape);
@@ -520,11 +529,16 @@ impl Engine {
             Op::AddFloat { a, b, .. } => {
                 let (x, z) = (floats(*a), floats(*b));
                 let mut y = self.pool.floats(x.len());
-                fill_chunks(&mut y, 1, |at, out| {
-                    for ((o, &p), &q) in out.iter_mut().zip(&x[at..]).zip(&z[at..]) {
-                        *o = p + q;
-                    }
-                });
+                fill_chunks(
+                    &mut y,
+                    1,
+                    #[inline(always)]
+                    |at, out| {
+                        for ((o, &p), &q) in out.iter_mut().zip(&x[at..]).zip(&z[at..]) {
+                            *o = p + q;
+                        }
+                    },
+                );
                 float_act(y)
             }
             Op::LayerNorm {
@@ -534,17 +548,27 @@ impl Engine {
                 let x = floats(*input);
                 let mut y = self.pool.floats(x.len());
                 let d = gamma.len();
-                fill_chunks(&mut y, d, |at, out| {
-                    for (o, row) in out.chunks_exact_mut(d).zip(x[at..].chunks_exact(d)) {
-                        layer_norm_row(row, gamma, beta, *eps, o);
-                    }
-                });
+                fill_chunks(
+                    &mut y,
+                    d,
+                    #[inline(always)]
+                    |at, out| {
+                        for (o, row) in out.chunks_exact_mut(d).zip(x[at..].chunks_exact(d)) {
+                            layer_norm_row(row, gamma, beta, *eps, o);
+                        }
+                    },
+                );
                 float_act(y)
             }
             Op::Gelu { input, .. } => {
                 let x = floats(*input);
                 let mut y = self.pool.floats(x.len());
-                fill_chunks(&mut y, 1, |at, out| gelu_slice(&x[at..at + out.len()], out));
+                fill_chunks(
+                    &mut y,
+                    1,
+                    #[inline(always)]
+                    |at, out| gelu_slice(&x[at..at + out.len()], out),
+                );
                 float_act(y)
             }
             Op::Tanh { input, .. } => {
@@ -746,18 +770,26 @@ fn run_gemm(
             let (lo, hi) = bounds(&q, layer.relu);
             let mut y = pool.bytes_any(m * n);
             let ptr = SharedMut(y.as_mut_ptr());
-            gemm_tiles(isa, a, m, &layer.packed, true, |tile| {
-                let (offset, scale) = (&layer.offset[cols(tile)], &layer.scale[cols(tile)]);
-                for r in 0..tile.rows {
-                    // SAFETY: each tile is written by exactly one task.
-                    let out = unsafe { rows(ptr, n, tile, r) };
-                    for (((o, &d), &b), &s) in
-                        out.iter_mut().zip(tile.row(r)).zip(offset).zip(scale)
-                    {
-                        *o = code((d + b) as f32, s, lo, hi, q.zero_point) as u8;
+            gemm_tiles(
+                isa,
+                a,
+                m,
+                &layer.packed,
+                true,
+                #[inline(always)]
+                |tile| {
+                    let (offset, scale) = (&layer.offset[cols(tile)], &layer.scale[cols(tile)]);
+                    for r in 0..tile.rows {
+                        // SAFETY: each tile is written by exactly one task.
+                        let out = unsafe { rows(ptr, n, tile, r) };
+                        for (((o, &d), &b), &s) in
+                            out.iter_mut().zip(tile.row(r)).zip(offset).zip(scale)
+                        {
+                            *o = code((d + b) as f32, s, lo, hi, q.zero_point) as u8;
+                        }
                     }
-                }
-            });
+                },
+            );
             Buf::Codes(y)
         }
         (None, None) if layer.gelu_quant.is_some() => {
@@ -766,62 +798,93 @@ fn run_gemm(
             let inv = inverse(q.scale);
             let mut y = pool.bytes_any(m * n);
             let ptr = SharedMut(y.as_mut_ptr());
-            gemm_tiles(isa, a, m, &layer.packed, true, |tile| {
-                let (offset, scale) = (&layer.offset[cols(tile)], &layer.scale[cols(tile)]);
-                for r in 0..tile.rows {
-                    // SAFETY: as above.
-                    let out = unsafe { rows(ptr, n, tile, r) };
-                    for (((o, &d), &b), &s) in
-                        out.iter_mut().zip(tile.row(r)).zip(offset).zip(scale)
-                    {
-                        // What the unfused ops compute: the dequantized float, GELU, quantize.
-                        let v = crate::approx::gelu((d + b) as f32 * s);
-                        *o = code(v, inv, lo, hi, q.zero_point) as u8;
-                    }
-                }
-            });
+            gemm_tiles(
+                isa,
+                a,
+                m,
+                &layer.packed,
+                true,
+                #[inline(always)]
+                |tile| {
+                    let (offset, scale) = (&layer.offset[cols(tile)], &layer.scale[cols(tile)]);
+                    // The GELU's polynomial is too large for LLVM to inline this epilogue into the
+                    // GEMM task: give it its own wide-vector context.
+                    crate::simd::simd(
+                        #[inline(always)]
+                        || {
+                            for r in 0..tile.rows {
+                                // SAFETY: as above.
+                                let out = unsafe { rows(ptr, n, tile, r) };
+                                for (((o, &d), &b), &s) in
+                                    out.iter_mut().zip(tile.row(r)).zip(offset).zip(scale)
+                                {
+                                    // What the unfused ops compute: the dequantized float, GELU, quantize.
+                                    let v = crate::approx::gelu((d + b) as f32 * s);
+                                    *o = code(v, inv, lo, hi, q.zero_point) as u8;
+                                }
+                            }
+                        },
+                    )
+                },
+            );
             Buf::Codes(y)
         }
         (None, None) => {
             let mut y = pool.floats(m * n);
             let ptr = SharedMut(y.as_mut_ptr());
-            gemm_tiles(isa, a, m, &layer.packed, true, |tile| {
-                let (offset, scale) = (&layer.offset[cols(tile)], &layer.scale[cols(tile)]);
-                for r in 0..tile.rows {
-                    // SAFETY: as above.
-                    let out = unsafe { rows(ptr, n, tile, r) };
-                    for (((o, &d), &b), &s) in
-                        out.iter_mut().zip(tile.row(r)).zip(offset).zip(scale)
-                    {
-                        let v = (d + b) as f32 * s;
-                        *o = if layer.relu { v.max(0.0) } else { v };
+            gemm_tiles(
+                isa,
+                a,
+                m,
+                &layer.packed,
+                true,
+                #[inline(always)]
+                |tile| {
+                    let (offset, scale) = (&layer.offset[cols(tile)], &layer.scale[cols(tile)]);
+                    for r in 0..tile.rows {
+                        // SAFETY: as above.
+                        let out = unsafe { rows(ptr, n, tile, r) };
+                        for (((o, &d), &b), &s) in
+                            out.iter_mut().zip(tile.row(r)).zip(offset).zip(scale)
+                        {
+                            let v = (d + b) as f32 * s;
+                            *o = if layer.relu { v.max(0.0) } else { v };
+                        }
                     }
-                }
-            });
+                },
+            );
             Buf::Float(y)
         }
         (Some(grids), _) => {
             let mut y = pool.floats(m * n);
             let ptr = SharedMut(y.as_mut_ptr());
-            gemm_tiles(isa, a, m, &layer.packed, true, |tile| {
-                let c = cols(tile);
-                let (sums, ws, fb) = (
-                    &layer.packed.col_sums[c.clone()],
-                    &layer.weight_scale[c.clone()],
-                    &layer.float_bias[c],
-                );
-                for r in 0..tile.rows {
-                    let q = &grids[tile.row0 + r];
-                    // SAFETY: as above.
-                    let out = unsafe { rows(ptr, n, tile, r) };
-                    for ((((o, &d), &cs), &w), &b) in
-                        out.iter_mut().zip(tile.row(r)).zip(sums).zip(ws).zip(fb)
-                    {
-                        let acc = d - q.zero_point * cs;
-                        *o = acc as f32 * (q.scale * w) + b;
+            gemm_tiles(
+                isa,
+                a,
+                m,
+                &layer.packed,
+                true,
+                #[inline(always)]
+                |tile| {
+                    let c = cols(tile);
+                    let (sums, ws, fb) = (
+                        &layer.packed.col_sums[c.clone()],
+                        &layer.weight_scale[c.clone()],
+                        &layer.float_bias[c],
+                    );
+                    for r in 0..tile.rows {
+                        let q = &grids[tile.row0 + r];
+                        // SAFETY: as above.
+                        let out = unsafe { rows(ptr, n, tile, r) };
+                        for ((((o, &d), &cs), &w), &b) in
+                            out.iter_mut().zip(tile.row(r)).zip(sums).zip(ws).zip(fb)
+                        {
+                            let acc = d - q.zero_point * cs;
+                            *o = acc as f32 * (q.scale * w) + b;
+                        }
                     }
-                }
-            });
+                },
+            );
             Buf::Float(y)
         }
     }
@@ -975,15 +1038,21 @@ fn fuse_gelu_quantize(program: &Program, layers: &mut [Option<GemmLayer>]) -> Ve
 fn fill_chunks<T: Send>(out: &mut [T], unit: usize, f: impl Fn(usize, &mut [T]) + Sync) {
     let chunk = (1usize << 14).div_ceil(unit).max(1) * unit;
     if out.len() >= 1 << 17 {
-        out.par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(c, o)| crate::simd::simd(|| f(c * chunk, o)));
-    } else {
-        crate::simd::simd(|| {
-            for (c, o) in out.chunks_mut(chunk).enumerate() {
-                f(c * chunk, o);
-            }
+        out.par_chunks_mut(chunk).enumerate().for_each(|(c, o)| {
+            crate::simd::simd(
+                #[inline(always)]
+                || f(c * chunk, o),
+            )
         });
+    } else {
+        crate::simd::simd(
+            #[inline(always)]
+            || {
+                for (c, o) in out.chunks_mut(chunk).enumerate() {
+                    f(c * chunk, o);
+                }
+            },
+        );
     }
 }
 
@@ -1090,37 +1159,45 @@ fn run_merged(
         padded = pad_rows(x, rows, layer.packed.k, layer.packed.kp);
         &padded
     };
-    gemm_tiles(isa, a, rows, &layer.packed, true, |tile| {
-        // Columns of the tile, split by projection (a tile may straddle two).
-        let mut c = tile.col0;
-        while c < tile.col0 + tile.width {
-            let (s, split) = layer
-                .splits
-                .iter()
-                .enumerate()
-                .find(|(_, s)| c < s.start + s.n)
-                .expect("columns belong to a projection");
-            let end = (split.start + split.n).min(tile.col0 + tile.width);
-            let (lo, hi) = bounds(&split.grid, false);
-            let (offset, scale) = (&layer.offset[c..end], &layer.scale[c..end]);
-            for r in 0..tile.rows {
-                let dots = &tile.row(r)[c - tile.col0..end - tile.col0];
-                // SAFETY: each (row, column) of each projection is written by one tile.
-                let out = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        ptrs[s]
-                            .get()
-                            .add((tile.row0 + r) * split.n + (c - split.start)),
-                        end - c,
-                    )
-                };
-                for (((o, &d), &b), &m) in out.iter_mut().zip(dots).zip(offset).zip(scale) {
-                    *o = code((d + b) as f32, m, lo, hi, split.grid.zero_point) as u8;
+    gemm_tiles(
+        isa,
+        a,
+        rows,
+        &layer.packed,
+        true,
+        #[inline(always)]
+        |tile| {
+            // Columns of the tile, split by projection (a tile may straddle two).
+            let mut c = tile.col0;
+            while c < tile.col0 + tile.width {
+                let (s, split) = layer
+                    .splits
+                    .iter()
+                    .enumerate()
+                    .find(|(_, s)| c < s.start + s.n)
+                    .expect("columns belong to a projection");
+                let end = (split.start + split.n).min(tile.col0 + tile.width);
+                let (lo, hi) = bounds(&split.grid, false);
+                let (offset, scale) = (&layer.offset[c..end], &layer.scale[c..end]);
+                for r in 0..tile.rows {
+                    let dots = &tile.row(r)[c - tile.col0..end - tile.col0];
+                    // SAFETY: each (row, column) of each projection is written by one tile.
+                    let out = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            ptrs[s]
+                                .get()
+                                .add((tile.row0 + r) * split.n + (c - split.start)),
+                            end - c,
+                        )
+                    };
+                    for (((o, &d), &b), &m) in out.iter_mut().zip(dots).zip(offset).zip(scale) {
+                        *o = code((d + b) as f32, m, lo, hi, split.grid.zero_point) as u8;
+                    }
                 }
+                c = end;
             }
-            c = end;
-        }
-    });
+        },
+    );
     layer
         .splits
         .iter()
