@@ -42,6 +42,41 @@ fn sized<T: Copy + Default>(v: &mut Vec<T>, len: usize) -> &mut [T] {
     &mut v[..len]
 }
 
+/// `A · Bᵀ` (raw dot products, `m × n`, into `out`) for signed codes `b` (`n × k`) that may
+/// hold −128, and the column sums of `b`. AVX2's sign trick cannot negate −128: there
+/// `b = 2·(b >> 1) + (b & 1)`, two products whose codes fit (twice the work, still exact).
+fn product(
+    isa: Isa,
+    a: &[u8],
+    m: usize,
+    b: &[i8],
+    [n, k]: [usize; 2],
+    out: &mut [i32],
+) -> Vec<i32> {
+    if isa != Isa::Avx2 {
+        let packed = PackedWeights::pack(b, n, k);
+        gemm_into(isa, a, m, &packed, false, out);
+        return packed.col_sums;
+    }
+    let high: Vec<i8> = b.iter().map(|&x| x >> 1).collect();
+    let low: Vec<i8> = b.iter().map(|&x| x & 1).collect();
+    let (high, low) = (
+        PackedWeights::pack(&high, n, k),
+        PackedWeights::pack(&low, n, k),
+    );
+    gemm_into(isa, a, m, &high, false, out);
+    let mut rest = vec![0i32; m * n];
+    gemm_into(isa, a, m, &low, false, &mut rest);
+    for (o, r) in out[..m * n].iter_mut().zip(&rest) {
+        *o = 2 * *o + r;
+    }
+    high.col_sums
+        .iter()
+        .zip(&low.col_sums)
+        .map(|(h, l)| 2 * h + l)
+        .collect()
+}
+
 /// Context codes `[batch, s, heads·d]` of `q`, `k`, `v` (same layout) under `mask` (`[batch, s]`).
 pub(crate) fn attention(
     isa: Isa,
@@ -51,8 +86,6 @@ pub(crate) fn attention(
     g: &AttentionGrids,
     out: &mut [u8],
 ) {
-    // Keys and values shifted to signed reach −128, which AVX2's sign trick cannot negate.
-    let isa = if isa == Isa::Avx2 { Isa::Portable } else { isa };
     let scales = AttentionScales::new(&g.q, &g.k, &g.v, &g.probs, &g.out, d);
     let hd = heads * d;
     let (dp, sp) = (padded_depth(d), padded_depth(s));
@@ -81,13 +114,11 @@ pub(crate) fn attention(
                             *o = shifted(c);
                         }
                     }
-                    let keys = PackedWeights::pack(kb, s, d);
                     let dots = sized(&mut scratch.dots, s * s.max(d));
-                    gemm_into(isa, qa, s, &keys, false, dots);
+                    let key_sums = product(isa, qa, s, kb, [s, d], dots);
                     // Σ(q − z_q)(k − z_k) from Σ q·(k − 128), the row sums of q and the column sums of k.
                     let (zq, zk) = (g.q.zero_point, g.k.zero_point);
-                    let k_sums: Vec<i32> =
-                        keys.col_sums.iter().map(|c| c + 128 * d as i32).collect();
+                    let k_sums: Vec<i32> = key_sums.iter().map(|c| c + 128 * d as i32).collect();
                     let constant = d as i32 * zq * zk;
                     let pa = sized(&mut scratch.probs, s * sp);
                     // Padding columns meet the values' zero-padded depth: any code there adds 0.
@@ -131,12 +162,10 @@ pub(crate) fn attention(
                             vb[e * s + j] = shifted(c);
                         }
                     }
-                    let values = PackedWeights::pack(vb, d, s);
                     let dots = sized(&mut scratch.dots, s * d.max(s));
-                    gemm_into(isa, pa, s, &values, false, dots);
+                    let value_sums = product(isa, pa, s, vb, [d, s], dots);
                     let (zp, zv) = (g.probs.zero_point, g.v.zero_point);
-                    let v_sums: Vec<i32> =
-                        values.col_sums.iter().map(|c| c + 128 * s as i32).collect();
+                    let v_sums: Vec<i32> = value_sums.iter().map(|c| c + 128 * s as i32).collect();
                     let constant = s as i32 * zp * zv;
                     let (lo, hi) = crate::requant::bounds(&g.out, false);
                     crate::simd::simd(
