@@ -30,44 +30,6 @@ pub fn code(x: f32, inv: f32, lo: f32, hi: f32, zp: i32) -> i32 {
     (v + 12_582_912.0).to_bits() as i32 - MAGIC_BITS + zp
 }
 
-/// One row of a GEMM's requantization: `out[j] = code((dots[j] + offset[j]) · scale[j])` on
-/// the grid `[lo, hi] + zp`. Compiled for AVX2 where the CPU has it.
-pub fn requant_row(
-    dots: &[i32],
-    offset: &[i32],
-    scale: &[f32],
-    (lo, hi): (f32, f32),
-    zp: i32,
-    out: &mut [u8],
-) {
-    #[inline(always)]
-    fn row(dots: &[i32], offset: &[i32], scale: &[f32], lo: f32, hi: f32, zp: i32, out: &mut [u8]) {
-        for (((o, &d), &b), &s) in out.iter_mut().zip(dots).zip(offset).zip(scale) {
-            *o = code((d + b) as f32, s, lo, hi, zp) as u8;
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2")]
-        unsafe fn row_avx2(
-            dots: &[i32],
-            offset: &[i32],
-            scale: &[f32],
-            lo: f32,
-            hi: f32,
-            zp: i32,
-            out: &mut [u8],
-        ) {
-            row(dots, offset, scale, lo, hi, zp, out)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 is present.
-            return unsafe { row_avx2(dots, offset, scale, lo, hi, zp, out) };
-        }
-    }
-    row(dots, offset, scale, lo, hi, zp, out)
-}
-
 /// The `(lo, hi)` bounds of [`code`] for grid `q` (relative to its zero point).
 pub fn bounds(q: &ActQuant, relu: bool) -> (f32, f32) {
     let lo = if relu { 0 } else { q.qmin - q.zero_point };
