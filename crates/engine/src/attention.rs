@@ -94,101 +94,87 @@ pub(crate) fn attention(
         // The whole task compiled for the widest vectors: its shifting, packing and summing
         // loops vectorise too.
         SCRATCH.with_borrow_mut(|scratch| {
-            crate::simd::simd(
-                #[inline(always)]
-                || {
-                    let (b, h) = (task / heads, task % heads);
-                    let at = |t: usize, e: usize| (b * s + t) * hd + h * d + e;
-                    let shifted = |x: u8| (x as i32 - 128) as i8;
-                    // Queries as GEMM rows (padded to a multiple of 4), keys as signed "weights".
-                    let qa = sized(&mut scratch.queries, s * dp);
-                    qa.fill(0);
-                    let mut q_sums = vec![0i32; s];
-                    for (i, (row, sum)) in qa.chunks_exact_mut(dp).zip(&mut q_sums).enumerate() {
-                        row[..d].copy_from_slice(&xq[at(i, 0)..at(i, 0) + d]);
-                        *sum = row[..d].iter().map(|&c| c as i32).sum();
+            crate::simd::wide!({
+                let (b, h) = (task / heads, task % heads);
+                let at = |t: usize, e: usize| (b * s + t) * hd + h * d + e;
+                let shifted = |x: u8| (x as i32 - 128) as i8;
+                // Queries as GEMM rows (padded to a multiple of 4), keys as signed "weights".
+                let qa = sized(&mut scratch.queries, s * dp);
+                qa.fill(0);
+                let mut q_sums = vec![0i32; s];
+                for (i, (row, sum)) in qa.chunks_exact_mut(dp).zip(&mut q_sums).enumerate() {
+                    row[..d].copy_from_slice(&xq[at(i, 0)..at(i, 0) + d]);
+                    *sum = row[..d].iter().map(|&c| c as i32).sum();
+                }
+                let kb = sized(&mut scratch.keys, s * d);
+                for (j, row) in kb.chunks_exact_mut(d).enumerate() {
+                    for (o, &c) in row.iter_mut().zip(&xk[at(j, 0)..at(j, 0) + d]) {
+                        *o = shifted(c);
                     }
-                    let kb = sized(&mut scratch.keys, s * d);
-                    for (j, row) in kb.chunks_exact_mut(d).enumerate() {
-                        for (o, &c) in row.iter_mut().zip(&xk[at(j, 0)..at(j, 0) + d]) {
-                            *o = shifted(c);
+                }
+                let dots = sized(&mut scratch.dots, s * s.max(d));
+                let key_sums = product(isa, qa, s, kb, [s, d], dots);
+                // Σ(q − z_q)(k − z_k) from Σ q·(k − 128), the row sums of q and the column sums of k.
+                let (zq, zk) = (g.q.zero_point, g.k.zero_point);
+                let k_sums: Vec<i32> = key_sums.iter().map(|c| c + 128 * d as i32).collect();
+                let constant = d as i32 * zq * zk;
+                let pa = sized(&mut scratch.probs, s * sp);
+                // Padding columns meet the values' zero-padded depth: any code there adds 0.
+                pa.fill(0);
+                let mut p_sums = vec![0i32; s];
+                let scores = sized(&mut scratch.scores, s);
+                let keep = &mask[b * s..(b + 1) * s];
+                for i in 0..s {
+                    let row_term = (128 - zk) * q_sums[i] + constant;
+                    crate::simd::wide!({
+                        for (((score, &dot), &ks), &m) in scores
+                            .iter_mut()
+                            .zip(&dots[i * s..(i + 1) * s])
+                            .zip(&k_sums)
+                            .zip(keep)
+                        {
+                            *score = scales.score(dot + row_term - zq * ks, m);
                         }
+                    },);
+                    softmax_row(scores);
+                    let row = &mut pa[i * sp..i * sp + s];
+                    p_sums[i] = crate::simd::wide!({
+                        let mut sum = 0;
+                        for (o, &x) in row.iter_mut().zip(scores.iter()) {
+                            let c = quantize(x, scales.inv_probs, &g.probs, false);
+                            *o = c as u8;
+                            sum += c;
+                        }
+                        sum
+                    },);
+                }
+                let vb = sized(&mut scratch.values, d * s);
+                for j in 0..s {
+                    for (e, &c) in xv[at(j, 0)..at(j, 0) + d].iter().enumerate() {
+                        vb[e * s + j] = shifted(c);
                     }
-                    let dots = sized(&mut scratch.dots, s * s.max(d));
-                    let key_sums = product(isa, qa, s, kb, [s, d], dots);
-                    // Σ(q − z_q)(k − z_k) from Σ q·(k − 128), the row sums of q and the column sums of k.
-                    let (zq, zk) = (g.q.zero_point, g.k.zero_point);
-                    let k_sums: Vec<i32> = key_sums.iter().map(|c| c + 128 * d as i32).collect();
-                    let constant = d as i32 * zq * zk;
-                    let pa = sized(&mut scratch.probs, s * sp);
-                    // Padding columns meet the values' zero-padded depth: any code there adds 0.
-                    pa.fill(0);
-                    let mut p_sums = vec![0i32; s];
-                    let scores = sized(&mut scratch.scores, s);
-                    let keep = &mask[b * s..(b + 1) * s];
+                }
+                let dots = sized(&mut scratch.dots, s * d.max(s));
+                let value_sums = product(isa, pa, s, vb, [d, s], dots);
+                let (zp, zv) = (g.probs.zero_point, g.v.zero_point);
+                let v_sums: Vec<i32> = value_sums.iter().map(|c| c + 128 * s as i32).collect();
+                let constant = s as i32 * zp * zv;
+                let (lo, hi) = crate::requant::bounds(&g.out, false);
+                crate::simd::wide!({
                     for i in 0..s {
-                        let row_term = (128 - zk) * q_sums[i] + constant;
-                        crate::simd::simd(
-                            #[inline(always)]
-                            || {
-                                for (((score, &dot), &ks), &m) in scores
-                                    .iter_mut()
-                                    .zip(&dots[i * s..(i + 1) * s])
-                                    .zip(&k_sums)
-                                    .zip(keep)
-                                {
-                                    *score = scales.score(dot + row_term - zq * ks, m);
-                                }
-                            },
-                        );
-                        softmax_row(scores);
-                        let row = &mut pa[i * sp..i * sp + s];
-                        p_sums[i] = crate::simd::simd(
-                            #[inline(always)]
-                            || {
-                                let mut sum = 0;
-                                for (o, &x) in row.iter_mut().zip(scores.iter()) {
-                                    let c = quantize(x, scales.inv_probs, &g.probs, false);
-                                    *o = c as u8;
-                                    sum += c;
-                                }
-                                sum
-                            },
-                        );
-                    }
-                    let vb = sized(&mut scratch.values, d * s);
-                    for j in 0..s {
-                        for (e, &c) in xv[at(j, 0)..at(j, 0) + d].iter().enumerate() {
-                            vb[e * s + j] = shifted(c);
+                        let row_term = (128 - zv) * p_sums[i] + constant;
+                        // SAFETY: each (b, i, h, 0..d) belongs to exactly one task.
+                        let dst =
+                            unsafe { std::slice::from_raw_parts_mut(ptr.get().add(at(i, 0)), d) };
+                        for ((o, &dot), &vs) in
+                            dst.iter_mut().zip(&dots[i * d..(i + 1) * d]).zip(&v_sums)
+                        {
+                            let acc = dot + row_term - zp * vs;
+                            *o = code(acc as f32, scales.context, lo, hi, g.out.zero_point) as u8;
                         }
                     }
-                    let dots = sized(&mut scratch.dots, s * d.max(s));
-                    let value_sums = product(isa, pa, s, vb, [d, s], dots);
-                    let (zp, zv) = (g.probs.zero_point, g.v.zero_point);
-                    let v_sums: Vec<i32> = value_sums.iter().map(|c| c + 128 * s as i32).collect();
-                    let constant = s as i32 * zp * zv;
-                    let (lo, hi) = crate::requant::bounds(&g.out, false);
-                    crate::simd::simd(
-                        #[inline(always)]
-                        || {
-                            for i in 0..s {
-                                let row_term = (128 - zv) * p_sums[i] + constant;
-                                // SAFETY: each (b, i, h, 0..d) belongs to exactly one task.
-                                let dst = unsafe {
-                                    std::slice::from_raw_parts_mut(ptr.get().add(at(i, 0)), d)
-                                };
-                                for ((o, &dot), &vs) in
-                                    dst.iter_mut().zip(&dots[i * d..(i + 1) * d]).zip(&v_sums)
-                                {
-                                    let acc = dot + row_term - zp * vs;
-                                    *o = code(acc as f32, scales.context, lo, hi, g.out.zero_point)
-                                        as u8;
-                                }
-                            }
-                        },
-                    );
-                },
-            )
+                },);
+            },)
         })
     });
 }

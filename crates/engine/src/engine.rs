@@ -809,22 +809,19 @@ fn run_gemm(
                     let (offset, scale) = (&layer.offset[cols(tile)], &layer.scale[cols(tile)]);
                     // The GELU's polynomial is too large for LLVM to inline this epilogue into the
                     // GEMM task: give it its own wide-vector context.
-                    crate::simd::simd(
-                        #[inline(always)]
-                        || {
-                            for r in 0..tile.rows {
-                                // SAFETY: as above.
-                                let out = unsafe { rows(ptr, n, tile, r) };
-                                for (((o, &d), &b), &s) in
-                                    out.iter_mut().zip(tile.row(r)).zip(offset).zip(scale)
-                                {
-                                    // What the unfused ops compute: the dequantized float, GELU, quantize.
-                                    let v = crate::approx::gelu((d + b) as f32 * s);
-                                    *o = code(v, inv, lo, hi, q.zero_point) as u8;
-                                }
+                    crate::simd::wide!({
+                        for r in 0..tile.rows {
+                            // SAFETY: as above.
+                            let out = unsafe { rows(ptr, n, tile, r) };
+                            for (((o, &d), &b), &s) in
+                                out.iter_mut().zip(tile.row(r)).zip(offset).zip(scale)
+                            {
+                                // What the unfused ops compute: the dequantized float, GELU, quantize.
+                                let v = crate::approx::gelu((d + b) as f32 * s);
+                                *o = code(v, inv, lo, hi, q.zero_point) as u8;
                             }
-                        },
-                    )
+                        }
+                    },)
                 },
             );
             Buf::Codes(y)
@@ -1038,21 +1035,15 @@ fn fuse_gelu_quantize(program: &Program, layers: &mut [Option<GemmLayer>]) -> Ve
 fn fill_chunks<T: Send>(out: &mut [T], unit: usize, f: impl Fn(usize, &mut [T]) + Sync) {
     let chunk = (1usize << 14).div_ceil(unit).max(1) * unit;
     if out.len() >= 1 << 17 {
-        out.par_chunks_mut(chunk).enumerate().for_each(|(c, o)| {
-            crate::simd::simd(
-                #[inline(always)]
-                || f(c * chunk, o),
-            )
-        });
+        out.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(c, o)| crate::simd::wide!(f(c * chunk, o)));
     } else {
-        crate::simd::simd(
-            #[inline(always)]
-            || {
-                for (c, o) in out.chunks_mut(chunk).enumerate() {
-                    f(c * chunk, o);
-                }
-            },
-        );
+        crate::simd::wide!({
+            for (c, o) in out.chunks_mut(chunk).enumerate() {
+                f(c * chunk, o);
+            }
+        },);
     }
 }
 

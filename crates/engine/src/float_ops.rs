@@ -31,57 +31,48 @@ fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
 
 /// `(x − mean) / sqrt(var + eps) · γ + β` over one row (biased variance, as PyTorch and Burn).
 pub fn layer_norm_row(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
-    crate::simd::simd(
-        #[inline(always)]
-        || {
-            let n = x.len() as f32;
-            let mean = lane_sum(x, |v| v) / n;
-            let var = lane_sum(x, |v| (v - mean) * (v - mean)) / n;
-            let inv = 1.0 / (var + eps).sqrt();
-            for (((o, &v), &g), &b) in out.iter_mut().zip(x).zip(gamma).zip(beta) {
-                *o = (v - mean) * inv * g + b;
-            }
-        },
-    )
+    crate::simd::wide!({
+        let n = x.len() as f32;
+        let mean = lane_sum(x, |v| v) / n;
+        let var = lane_sum(x, |v| (v - mean) * (v - mean)) / n;
+        let inv = 1.0 / (var + eps).sqrt();
+        for (((o, &v), &g), &b) in out.iter_mut().zip(x).zip(gamma).zip(beta) {
+            *o = (v - mean) * inv * g + b;
+        }
+    },)
 }
 
 /// Softmax of one row in place: `exp(x − max) / Σ`.
 pub fn softmax_row(row: &mut [f32]) {
-    crate::simd::simd(
-        #[inline(always)]
-        || {
-            // Max in lanes, like the sums: exact in any order, and it vectorises.
-            let mut lanes = [f32::NEG_INFINITY; LANES];
-            for c in row.chunks(LANES) {
-                for (m, &v) in lanes.iter_mut().zip(c) {
-                    *m = if v > *m { v } else { *m };
-                }
+    crate::simd::wide!({
+        // Max in lanes, like the sums: exact in any order, and it vectorises.
+        let mut lanes = [f32::NEG_INFINITY; LANES];
+        for c in row.chunks(LANES) {
+            for (m, &v) in lanes.iter_mut().zip(c) {
+                *m = if v > *m { v } else { *m };
             }
-            let max = lanes
-                .iter()
-                .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-            for v in row.iter_mut() {
-                *v = exp_nonpositive(*v - max);
-            }
-            let sum = lane_sum(row, |v| v);
-            let inv = 1.0 / sum;
-            for v in row.iter_mut() {
-                *v *= inv;
-            }
-        },
-    )
+        }
+        let max = lanes
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+        for v in row.iter_mut() {
+            *v = exp_nonpositive(*v - max);
+        }
+        let sum = lane_sum(row, |v| v);
+        let inv = 1.0 / sum;
+        for v in row.iter_mut() {
+            *v *= inv;
+        }
+    },)
 }
 
 /// GELU (erf form) of every element.
 pub fn gelu_slice(x: &[f32], out: &mut [f32]) {
-    crate::simd::simd(
-        #[inline(always)]
-        || {
-            for (o, &v) in out.iter_mut().zip(x) {
-                *o = crate::approx::gelu(v);
-            }
-        },
-    )
+    crate::simd::wide!({
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = crate::approx::gelu(v);
+        }
+    },)
 }
 
 /// The constants of one attention op: how integer dot products become scores and how the

@@ -3,7 +3,21 @@
 //! that width. Results do not change with the width: Rust never reassociates or contracts float
 //! operations, so every lane computes what the scalar loop would.
 
-/// Calls `f` compiled for the widest vector instructions this CPU supports.
+/// `wide!(expr)`: evaluates `expr` through [`simd`] in a closure marked `#[inline(always)]`.
+/// Without the attribute LLVM may compile the closure apart, for the baseline CPU, and its loops
+/// run 4 lanes wide (MiniLM's GELU epilogue and softmax did, until this macro).
+macro_rules! wide {
+    ($body:expr $(,)?) => {
+        $crate::simd::simd(
+            #[inline(always)]
+            || $body,
+        )
+    };
+}
+pub(crate) use wide;
+
+/// Calls `f` compiled for the widest vector instructions this CPU supports; call it through
+/// [`wide!`], which keeps `f` inlined into the wide context.
 #[inline(always)]
 pub fn simd<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]

@@ -292,44 +292,41 @@ where
     // The task body (and the epilogue inlined into it) is compiled for the CPU's widest
     // vectors, so requantization loops vectorise at that width.
     let task = |t: usize| {
-        crate::simd::simd(
-            #[inline(always)]
-            || {
-                let (rt, ct) = (t / col_tasks, t % col_tasks);
-                let mut acc = [0i32; MR * 2 * PANEL];
-                for tile in ct * cols_per_task..((ct + 1) * cols_per_task).min(col_tiles) {
-                    let col0 = tile * tw;
-                    let width = tw.min(b.n - col0);
-                    let panel = b.panel(col0 / PANEL);
-                    for block in rt * rows_per_task..((rt + 1) * rows_per_task).min(row_blocks) {
-                        let row0 = block * MR;
-                        let rows = MR.min(m - row0);
-                        let ptrs: [*const u8; MR] =
-                            std::array::from_fn(|r| a[(row0 + r.min(rows - 1)) * b.kp..].as_ptr());
-                        // SAFETY: the panel holds kp/4 depth groups of `tw` columns (panels are padded
-                        // to an even count) and every row pointer holds kp codes.
-                        unsafe { kernel(isa, ptrs, panel, b.kp / 4, &mut acc) };
-                        if isa.shifts_activations() {
-                            // The kernel multiplied (a − 128): add 128 · Σw back.
-                            for r in 0..rows {
-                                let dots = &mut acc[r * tw..r * tw + width];
-                                for (d, s) in dots.iter_mut().zip(&b.col_sums[col0..col0 + width]) {
-                                    *d += 128 * s;
-                                }
+        crate::simd::wide!({
+            let (rt, ct) = (t / col_tasks, t % col_tasks);
+            let mut acc = [0i32; MR * 2 * PANEL];
+            for tile in ct * cols_per_task..((ct + 1) * cols_per_task).min(col_tiles) {
+                let col0 = tile * tw;
+                let width = tw.min(b.n - col0);
+                let panel = b.panel(col0 / PANEL);
+                for block in rt * rows_per_task..((rt + 1) * rows_per_task).min(row_blocks) {
+                    let row0 = block * MR;
+                    let rows = MR.min(m - row0);
+                    let ptrs: [*const u8; MR] =
+                        std::array::from_fn(|r| a[(row0 + r.min(rows - 1)) * b.kp..].as_ptr());
+                    // SAFETY: the panel holds kp/4 depth groups of `tw` columns (panels are padded
+                    // to an even count) and every row pointer holds kp codes.
+                    unsafe { kernel(isa, ptrs, panel, b.kp / 4, &mut acc) };
+                    if isa.shifts_activations() {
+                        // The kernel multiplied (a − 128): add 128 · Σw back.
+                        for r in 0..rows {
+                            let dots = &mut acc[r * tw..r * tw + width];
+                            for (d, s) in dots.iter_mut().zip(&b.col_sums[col0..col0 + width]) {
+                                *d += 128 * s;
                             }
                         }
-                        epilogue(&Tile {
-                            row0,
-                            rows,
-                            col0,
-                            width,
-                            dots: &acc,
-                            stride: tw,
-                        });
                     }
+                    epilogue(&Tile {
+                        row0,
+                        rows,
+                        col0,
+                        width,
+                        dots: &acc,
+                        stride: tw,
+                    });
                 }
-            },
-        )
+            }
+        },)
     };
     let tasks = row_tasks * col_tasks;
     if parallel && tasks > 1 && m * b.n * b.kp >= 1 << 17 {
