@@ -40,6 +40,7 @@
 pub mod control;
 mod error;
 pub mod export;
+pub mod launches;
 mod layers;
 mod mapping;
 mod math;

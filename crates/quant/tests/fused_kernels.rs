@@ -1,14 +1,29 @@
-//! The fused Flex kernels against the composite-op reference on every parameter layout:
-//! same forward values and the same gradients for `x` and the scale.
+//! The fused kernels (Flex, and CubeCL on wgpu with the `wgpu` feature: lavapipe in CI) against
+//! the composite-op reference on every parameter layout: same forward values, the same gradients
+//! for `x`, the scale and the zero point, and the same observer ranges.
+//!
+//! The reference always runs on Flex, from copies of the same inputs ([`twin`]): on lavapipe,
+//! burn 0.22.1's own fused kernels for the composite ops go wrong on large tensors (from element
+//! 65,535 of a 1031 × 1025 tensor the composite LSQ's input gradient came out multiplied by the
+//! scale, and `max()` missed the largest element), so a wgpu reference would test burn-fusion,
+//! not ours.
 mod common;
 
 use burn::tensor::{Device, Distribution, Gradients, Tensor};
-use common::{assert_close, values};
+use common::{assert_close, devices, values};
 use quant::kernels::{
     fake_quantize_layout, fake_quantize_learnable_layout, fake_quantize_learnable_view,
     fake_quantize_view_with,
 };
 use quant::{Granularity, ParamLayout, grad_scale, lsq_grad_factor, no_grad};
+
+/// The tests here run one at a time: with them in parallel, `fused_lsq_split_over_four_threads`
+/// once saw one forward value a quantization step off (1 run in 4, never alone in 8 runs).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 const ATOL: f32 = 1e-6;
 /// Absolute slack for gradients; scale gradients also get a summation bound (see below).
@@ -48,6 +63,14 @@ fn layouts() -> Vec<(&'static str, Vec<usize>, Granularity)> {
                 group_size: 2,
             },
         ),
+        ("odd per-tensor", vec![7, 13], Granularity::PerTensor),
+        ("per-token rank 3", vec![3, 5, 8], Granularity::PerToken),
+        // More elements per parameter than one GPU reduction cube takes (4096): partial sums.
+        (
+            "long per-channel axis 0",
+            vec![3, 5000],
+            Granularity::PerChannel { axis: Some(0) },
+        ),
         // Large enough for the two-worker split (2^20 elements), which cuts a run in two.
         ("large per-tensor", vec![1031, 1025], Granularity::PerTensor),
         (
@@ -77,14 +100,23 @@ fn view(shape: &[usize], layout: &ParamLayout, device: &Device) -> Tensor<4> {
     layout.to_view(x).detach().require_grad()
 }
 
-/// Asserts that `fused` and `reference` (both computed from `x`) have the same values within
-/// `ATOL` and the same gradient for `x` under the upstream gradient `dy` within `(atol, rtol)`;
-/// returns both sides' gradients, fused first, for further checks.
+/// A copy of `t` on the reference device (Flex with autodiff), a gradient leaf if `t` is one.
+fn twin<const D: usize>(t: &Tensor<D>) -> Tensor<D> {
+    let copy = Tensor::<D>::from_data(t.to_data(), &Device::flex().autodiff());
+    if t.is_require_grad() {
+        copy.require_grad()
+    } else {
+        copy
+    }
+}
+
+/// Asserts that `fused` (computed from `x`) and `reference` (computed from `x_ref`, its
+/// [`twin`]) have the same values within `ATOL` and the same gradient for `x` under the upstream
+/// gradient `dy` within `(atol, rtol)`; returns both sides' gradients, fused first.
 fn same_values_and_input_grad(
     name: &str,
-    fused: Tensor<4>,
-    reference: Tensor<4>,
-    x: &Tensor<4>,
+    (fused, x): (Tensor<4>, &Tensor<4>),
+    (reference, x_ref): (Tensor<4>, &Tensor<4>),
     dy: Tensor<4>,
     (dx_atol, dx_rtol): (f32, f32),
 ) -> [Gradients; 2] {
@@ -96,15 +128,33 @@ fn same_values_and_input_grad(
         ATOL,
         0.0,
     );
-    let grads = [fused, reference].map(|y| (y * dy.clone()).sum().backward());
-    let [dx, dx_reference] = [&grads[0], &grads[1]].map(|g| values(x.grad(g).unwrap()));
+    let grads = [
+        (fused * dy.clone()).sum().backward(),
+        (reference * twin(&dy)).sum().backward(),
+    ];
+    let dx = values(x.grad(&grads[0]).unwrap());
+    let dx_reference = values(x_ref.grad(&grads[1]).unwrap());
     assert_close(name, "dx", &dx, &dx_reference, dx_atol, dx_rtol);
     grads
 }
 
+/// Every device with fused kernels, with autodiff, and its name for messages.
+fn kernel_devices() -> Vec<(&'static str, Device)> {
+    devices()
+        .into_iter()
+        .map(|(name, device)| (name, device.autodiff()))
+        .collect()
+}
+
 #[test]
 fn fused_fixed_fake_quant_equals_composite() {
-    let device = Device::flex().autodiff();
+    let _serial = serial();
+    for (device_name, device) in kernel_devices() {
+        fixed_equals_composite(device_name, device);
+    }
+}
+
+fn fixed_equals_composite(device_name: &str, device: Device) {
     // Zero points per parameter (the kernels' per-parameter loops) and one for all (the
     // uniform-range loops).
     for ((name, shape, granularity), uniform) in layouts()
@@ -112,7 +162,7 @@ fn fused_fixed_fake_quant_equals_composite() {
         .flat_map(|l| [(l.clone(), false), (l, true)])
     {
         let name = &format!(
-            "{name} ({} zero point)",
+            "{device_name}: {name} ({} zero point)",
             if uniform { "one" } else { "random" }
         );
         let layout = ParamLayout::new(&shape, &granularity);
@@ -133,15 +183,16 @@ fn fused_fixed_fake_quant_equals_composite() {
             (0, 15),
             true,
         );
+        let x_ref = twin(&x);
         let reference = fake_quantize_view_with(
-            x.clone(),
-            layout.broadcast(scale),
-            Some(layout.broadcast(zp)),
+            x_ref.clone(),
+            layout.broadcast(twin(&scale)),
+            Some(layout.broadcast(twin(&zp))),
             0,
             15,
             true,
         );
-        same_values_and_input_grad(name, fused, reference, &x, dy, (ATOL, 0.0));
+        same_values_and_input_grad(name, (fused, &x), (reference, &x_ref), dy, (ATOL, 0.0));
     }
 }
 
@@ -150,23 +201,39 @@ fn fused_fixed_fake_quant_equals_composite() {
 /// same values and gradients as the composite ops, and exactly the incoming gradient.
 #[test]
 fn fused_clip_free_fake_quant_passes_the_gradient_through() {
-    let device = Device::flex().autodiff();
+    let _serial = serial();
+    for (device_name, device) in kernel_devices() {
+        clip_free_passes_the_gradient_through(device_name, device);
+    }
+}
+
+fn clip_free_passes_the_gradient_through(device_name: &str, device: Device) {
     for (name, shape, granularity) in layouts() {
+        let name = &format!("{device_name}: {name}");
         let layout = ParamLayout::new(&shape, &granularity);
         let x = view(&shape, &layout, &device);
-        let max_abs = if layout.num_params() == 1 {
-            x.clone().detach().abs().max().reshape([1])
-        } else {
-            layout.reduce(x.clone().detach().abs(), |t, axes| t.max_dims(axes))
-        };
+        // The kernels' own max |x|, pinned to the host's by `fused_observer_ranges_equal_host_extremes`.
+        let max_abs = quant::batch_max_abs(x.clone().detach(), &layout);
         let scale = no_grad(max_abs.div_scalar(127.0));
         let dy = Tensor::<4>::random(x.dims(), Distribution::Default, &device);
         let fused =
             fake_quantize_layout(x.clone(), &layout, scale.clone(), None, (-127, 127), false);
-        let reference =
-            fake_quantize_view_with(x.clone(), layout.broadcast(scale), None, -127, 127, false);
-        let [grads, _] =
-            same_values_and_input_grad(name, fused, reference, &x, dy.clone(), (0.0, 0.0));
+        let x_ref = twin(&x);
+        let reference = fake_quantize_view_with(
+            x_ref.clone(),
+            layout.broadcast(twin(&scale)),
+            None,
+            -127,
+            127,
+            false,
+        );
+        let [grads, _] = same_values_and_input_grad(
+            name,
+            (fused, &x),
+            (reference, &x_ref),
+            dy.clone(),
+            (0.0, 0.0),
+        );
         let dx = values(x.grad(&grads).unwrap());
         assert_close(name, "dx = dy", &dx, &values(dy), 0.0, 0.0);
     }
@@ -174,13 +241,17 @@ fn fused_clip_free_fake_quant_passes_the_gradient_through() {
 
 #[test]
 fn fused_lsq_equals_composite() {
-    lsq_equals_composite(layouts());
+    let _serial = serial();
+    for (device_name, device) in kernel_devices() {
+        lsq_equals_composite(device_name, device, layouts());
+    }
 }
 
 /// On machines with four or more threads the kernels cut large tensors into many parts (see
 /// `runs::split_min`); CI has two, so run the large layouts in a four-thread pool.
 #[test]
 fn fused_lsq_split_over_four_threads_equals_composite() {
+    let _serial = serial();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(4)
         .build()
@@ -189,20 +260,26 @@ fn fused_lsq_split_over_four_threads_equals_composite() {
         .into_iter()
         .filter(|(name, _, _)| name.starts_with("large"))
         .collect();
-    pool.install(|| lsq_equals_composite(large));
+    pool.install(|| lsq_equals_composite("flex", Device::flex().autodiff(), large));
 }
 
 /// LSQ through the fused op against the composite reference on `layouts`, with one zero point
 /// for all parameters and with one per parameter.
-fn lsq_equals_composite(layouts: Vec<(&'static str, Vec<usize>, Granularity)>) {
-    let device = Device::flex().autodiff();
+fn lsq_equals_composite(
+    device_name: &str,
+    device: Device,
+    layouts: Vec<(&'static str, Vec<usize>, Granularity)>,
+) {
     // One zero point for all parameters (a symmetric grid: the kernels' uniform-range loops) and
     // one per parameter (constant affine zero points: the per-parameter loops).
     for ((name, shape, granularity), affine) in layouts
         .into_iter()
         .flat_map(|l| [(l.clone(), false), (l, true)])
     {
-        let name = &format!("{name} ({})", if affine { "affine" } else { "symmetric" });
+        let name = &format!(
+            "{device_name}: {name} ({})",
+            if affine { "affine" } else { "symmetric" }
+        );
         let layout = ParamLayout::new(&shape, &granularity);
         let n = layout.num_params();
         let scale =
@@ -224,37 +301,42 @@ fn lsq_equals_composite(layouts: Vec<(&'static str, Vec<usize>, Granularity)>) {
             (-8, 7),
             factor,
         );
-        let zp_for_reference = zp.clone();
+        let (x_ref, zp_ref) = (twin(&x), twin(&zp));
         let reference = fake_quantize_learnable_view(
-            x.clone(),
-            layout.broadcast(grad_scale(scale.clone(), factor)),
-            layout.broadcast(zp),
+            x_ref.clone(),
+            layout.broadcast(grad_scale(twin(&scale), factor)),
+            layout.broadcast(zp_ref.clone()),
             -8,
             7,
         );
-        let [grads_fused, _] =
-            same_values_and_input_grad(name, fused, reference, &x, dy.clone(), (GRAD_ATOL, 1e-5));
+        let [grads_fused, _] = same_values_and_input_grad(
+            name,
+            (fused, &x),
+            (reference, &x_ref),
+            dy.clone(),
+            (GRAD_ATOL, 1e-5),
+        );
         let fused_ds = values(scale.grad(&grads_fused).unwrap());
         // The exact scale gradient: the composite op's per-element terms `dy · ∂ŷ/∂s` (a scale
         // per element, so nothing is summed in f32), summed per scale in f64 on the host.
         let dims = x.dims();
-        let per_element = layout.broadcast(scale.clone().detach()).expand(dims);
-        let per_element = Tensor::<4>::from_data(per_element.into_data(), &device).require_grad();
+        let reference_device = x_ref.device();
+        let per_element = layout.broadcast(twin(&scale).detach()).expand(dims);
+        let per_element =
+            Tensor::<4>::from_data(per_element.into_data(), &reference_device).require_grad();
         let y = fake_quantize_learnable_view(
-            x.clone().detach(),
+            x_ref.clone().detach(),
             per_element.clone(),
-            layout.broadcast(zp_for_reference.clone()),
+            layout.broadcast(zp_ref),
             -8,
             7,
         );
-        let terms = values(
-            per_element
-                .grad(&(y * dy.clone()).sum().backward())
-                .unwrap(),
-        );
+        let terms = values(per_element.grad(&(y * twin(&dy)).sum().backward()).unwrap());
         let owner = values(
             layout
-                .broadcast(Tensor::<1, burn::tensor::Int>::arange(0..n as i64, &device).float())
+                .broadcast(
+                    Tensor::<1, burn::tensor::Int>::arange(0..n as i64, &reference_device).float(),
+                )
                 .expand(dims),
         );
         let (mut exact, mut magnitude) = (vec![0f64; n], vec![0f64; n]);
@@ -277,6 +359,108 @@ fn lsq_equals_composite(layouts: Vec<(&'static str, Vec<usize>, Granularity)>) {
                 (a - e).abs() <= tol,
                 "{name}: dscale[{i}] = {a}, expected {e} (tolerance {tol})"
             );
+        }
+    }
+}
+
+/// LSQ+ (learned scale and zero point): the fused constants `[dq | mask | ∂x̂/∂s | ∂x̂/∂zp]`
+/// against the composite reference, values and the gradients of `x`, the scale and the zero point.
+#[test]
+fn fused_lsq_plus_equals_composite() {
+    let _serial = serial();
+    for (device_name, device) in kernel_devices() {
+        for (name, shape, granularity) in layouts() {
+            let name = &format!("{device_name}: {name} (lsq+)");
+            let layout = ParamLayout::new(&shape, &granularity);
+            let n = layout.num_params();
+            let scale =
+                Tensor::<1>::random([n], Distribution::Uniform(0.05, 0.4), &device).require_grad();
+            // Raw zero points: both sides round and clamp them onto the grid.
+            let zp = Tensor::<1>::random([n], Distribution::Uniform(-20.0, 270.0), &device)
+                .require_grad();
+            let x = view(&shape, &layout, &device);
+            let dy = Tensor::<4>::random(x.dims(), Distribution::Default, &device);
+            let factor = lsq_grad_factor(x.dims().iter().product::<usize>() / n, 255);
+            let fused = fake_quantize_learnable_layout(
+                x.clone(),
+                &layout,
+                scale.clone(),
+                zp.clone(),
+                (0, 255),
+                factor,
+            );
+            let (x_ref, scale_ref, zp_ref) = (twin(&x), twin(&scale), twin(&zp));
+            let reference = fake_quantize_learnable_view(
+                x_ref.clone(),
+                layout.broadcast(grad_scale(scale_ref.clone(), factor)),
+                layout.broadcast(grad_scale(zp_ref.clone(), factor)),
+                0,
+                255,
+            );
+            let [fused_grads, reference_grads] = same_values_and_input_grad(
+                name,
+                (fused, &x),
+                (reference, &x_ref),
+                dy,
+                (GRAD_ATOL, 1e-5),
+            );
+            for (what, param, param_ref) in [
+                ("dscale", &scale, &scale_ref),
+                ("dzero_point", &zp, &zp_ref),
+            ] {
+                let a = values(param.grad(&fused_grads).unwrap());
+                let e = values(param_ref.grad(&reference_grads).unwrap());
+                // Both sides sum a parameter's `m` terms (each at most `8 · factor`) in f32, in
+                // different orders: allow `√m · ε` of their total magnitude.
+                let m = (x.dims().iter().product::<usize>() / n) as f32;
+                let atol = 1e-4 + 8.0 * factor as f32 * m * m.sqrt() * f32::EPSILON;
+                assert_close(name, what, &a, &e, atol, 1e-3);
+            }
+        }
+    }
+}
+
+/// The observers' per-parameter reductions (max |x| for symmetric grids, min and max for affine
+/// ones): the fused kernels return exactly the extremes computed on the host. (The host, not
+/// burn's composite reductions: on lavapipe, burn 0.22.1's `max()` of a 1031 × 1025 tensor
+/// returned 8.93 where the largest element is 10.98.)
+#[test]
+fn fused_observer_ranges_equal_host_extremes() {
+    let _serial = serial();
+    for (device_name, device) in devices() {
+        for (name, shape, granularity) in layouts() {
+            let name = &format!("{device_name}: {name}");
+            let layout = ParamLayout::new(&shape, &granularity);
+            let n: usize = shape.iter().product();
+            let params = layout.num_params();
+            let x = layout.to_view(Tensor::<1>::random(
+                [n],
+                Distribution::Normal(0.5, 2.0),
+                &device,
+            ));
+            let owner = values(
+                layout
+                    .broadcast(
+                        Tensor::<1, burn::tensor::Int>::arange(0..params as i64, &device).float(),
+                    )
+                    .expand(x.dims()),
+            );
+            let (mut lo, mut hi, mut abs) = (
+                vec![f32::INFINITY; params],
+                vec![f32::NEG_INFINITY; params],
+                vec![0f32; params],
+            );
+            for (v, p) in values(x.clone()).into_iter().zip(owner) {
+                let p = p as usize;
+                lo[p] = lo[p].min(v);
+                hi[p] = hi[p].max(v);
+                abs[p] = abs[p].max(v.abs());
+            }
+            let max_abs = values(quant::batch_max_abs(x.clone(), &layout));
+            assert_close(name, "max |x|", &max_abs, &abs, 0.0, 0.0);
+            let (min, max) = quant::batch_min_max(x, &layout);
+            assert_close(name, "min", &values(min), &lo, 0.0, 0.0);
+            assert_close(name, "max", &values(max), &hi, 0.0, 0.0);
         }
     }
 }

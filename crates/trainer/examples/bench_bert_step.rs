@@ -9,7 +9,9 @@
 //! alike), compared by their medians; peak resident memory from one child process per variant
 //! (the kernel's high-water mark is per process), which also prints its live-heap peaks before
 //! and during the steps (a counting allocator around mimalloc). Prints a table and, as its last
-//! line, one JSON object.
+//! line, one JSON object. On a GPU backend it also counts each variant's kernel launches in one
+//! step (`QUANT_FUSED=off`: with the composite ops instead of the fused kernels;
+//! `QAT_LAUNCHES_BY_KERNEL=1`: by kernel).
 
 #[global_allocator]
 static ALLOCATOR: CountingAlloc = CountingAlloc;
@@ -65,6 +67,8 @@ use std::time::Instant;
 
 #[path = "common/bench_args.rs"]
 mod bench_args;
+#[path = "common/launch_table.rs"]
+mod launch_table;
 
 use bench_args::{arg, median, number};
 use burn::module::Module;
@@ -252,6 +256,20 @@ fn main() {
         }
         eprintln!("round {}/{rounds} done", round + 1);
     }
+    // Launches of one more step per variant (GPU backends only).
+    let mut launches = Vec::new();
+    for v in variants.iter_mut() {
+        if let Some(count) = quant::launches::count_step(&device, || step(v, &batch)) {
+            let (weights, activations) =
+                quant::qat::quantizer_paths(&v.model.as_ref().unwrap().net);
+            launches.push(launch_table::StepLaunches {
+                name: v.name,
+                count,
+                weight_quantizers: weights.len(),
+                activation_quantizers: activations.len(),
+            });
+        }
+    }
     // Free the models before the memory children run.
     for v in variants.iter_mut() {
         v.model = None;
@@ -328,5 +346,9 @@ fn main() {
         ",\"float_peak_rss_mb\":{:.0},\"qat_peak_rss_mb\":{qat_peak:.0},\"qat_w8a8_peak_rss_mb\":{:.0},\"qat_w4a8_peak_rss_mb\":{:.0}}}",
         peak[0], peak[1], peak[2]
     ));
+    // Reopen the object for the launch fields.
+    json.pop();
+    json.push_str(&launch_table::report(&launches));
+    json.push_str(&format!(",\"fused_kernels\":{}}}", quant::fused_enabled()));
     println!("{json}");
 }

@@ -4,7 +4,10 @@
 //!
 //! Run through `cargo xtask bench qat-step [--model lenet|resnet] [--backend B] [--batch N] [--rounds R] [--steps K]`.
 //! Variants are timed in alternating rounds (machine noise hits all alike) and compared by their
-//! medians. Prints a table and, as its last line, one JSON object.
+//! medians. On a GPU backend it also counts each variant's kernel launches in one step (a figure
+//! that does not depend on the machine); `QUANT_FUSED=off` runs the composite ops instead of the
+//! fused kernels, to see what they buy; `QAT_LAUNCHES_BY_KERNEL=1` lists launches by kernel.
+//! Prints tables and, as its last line, one JSON object.
 
 /// The allocator the trainer uses (see `crates/trainer/src/main.rs` for why), so the bench
 /// measures what training runs.
@@ -16,6 +19,8 @@ use std::time::Instant;
 use burn::data::dataloader::batcher::Batcher;
 #[path = "common/bench_args.rs"]
 mod bench_args;
+#[path = "common/launch_table.rs"]
+mod launch_table;
 
 use bench_args::{arg, median, number};
 use burn::module::Module;
@@ -123,6 +128,20 @@ fn main() {
                 .push(start.elapsed().as_secs_f64() * 1e3 / steps as f64);
         }
     }
+    // Launches of one more step per variant (GPU backends only).
+    let mut launches = Vec::new();
+    for v in variants.iter_mut() {
+        if let Some(count) = quant::launches::count_step(&device, || step(v)) {
+            let (weights, activations) =
+                quant::qat::quantizer_paths(&v.model.as_ref().unwrap().net);
+            launches.push(launch_table::StepLaunches {
+                name: v.name,
+                count,
+                weight_quantizers: weights.len(),
+                activation_quantizers: activations.len(),
+            });
+        }
+    }
     let float_ms = median(&variants[0].samples_ms);
     println!(
         "{model_name} training step, batch {batch_size}, backend {backend}, {rounds} rounds × {steps} steps (median)"
@@ -143,6 +162,8 @@ fn main() {
             median(&v.samples_ms) / float_ms
         ));
     }
+    json.push_str(&launch_table::report(&launches));
+    json.push_str(&format!(",\"fused_kernels\":{}", quant::fused_enabled()));
     json.push('}');
     println!("{json}");
 }

@@ -14,8 +14,8 @@
 
 use burn::tensor::Tensor;
 
-use super::fused::{fused_lsq, fused_parts};
-use super::{grad_scale, no_grad, round_ste};
+use super::fused::fused_lsq;
+use super::{grad_scale, round_ste};
 use crate::{Granularity, ParamLayout};
 
 /// LSQ/LSQ+ on a 4-D view; `scale` and `zero_point` broadcast against it and may be tracked.
@@ -67,9 +67,10 @@ pub fn fake_quantize_learnable<const D: usize>(
 }
 
 /// LSQ/LSQ+ on a view laid out by `layout` with flat `[n]` (possibly tracked) parameters whose
-/// gradients are multiplied by `grad_factor`: the fused Flex kernel where available (which applies
+/// gradients are multiplied by `grad_factor`: the fused kernel where available (which applies
 /// the factor in its backward pass), [`fake_quantize_learnable_view`] elsewhere (same values and
-/// gradients).
+/// gradients). The scale is used clamped to at least `SCALE_EPS` (and gets no gradient below
+/// it), inside the kernels where they run.
 pub fn fake_quantize_learnable_layout(
     x: Tensor<4>,
     layout: &ParamLayout,
@@ -78,58 +79,26 @@ pub fn fake_quantize_learnable_layout(
     (qmin, qmax): (i32, i32),
     grad_factor: f64,
 ) -> Tensor<4> {
-    let learn_zp = zero_point.is_tracked();
-    let tracked = x.is_tracked() || scale.is_tracked() || learn_zp;
-    if !learn_zp
-        && let Some(y) = fused_lsq(
-            &x,
-            scale.clone(),
-            zero_point.clone(),
-            (qmin, qmax),
-            layout.is_per_group(),
-            false,
-            grad_factor,
-        )
-    {
-        return y;
-    }
-    let scale = grad_scale(scale, grad_factor);
-    let zero_point = grad_scale(zero_point, grad_factor);
-    let parts = match (tracked, learn_zp) {
-        (false, _) => 1,
-        (true, false) => 3,
-        (true, true) => 4,
-    };
-    let fused = fused_parts(
+    if let Some(y) = fused_lsq(
         &x,
-        no_grad(scale.clone()),
-        no_grad(zero_point.clone()),
+        scale.clone(),
+        zero_point.clone(),
         (qmin, qmax),
         layout.is_per_group(),
-        parts,
-    );
-    let Some(mut parts) = fused else {
-        return fake_quantize_learnable_view(
-            x,
-            layout.broadcast(scale),
-            layout.broadcast(zero_point),
-            qmin,
-            qmax,
-        );
-    };
-    let dequantized = parts.remove(0);
-    if !tracked {
-        return dequantized;
+        false,
+        grad_factor,
+    ) {
+        return y;
     }
-    // Exact zeros in the forward pass that carry the gradients `mask`, `A` and `B`.
-    let dx = x.clone() - no_grad(x);
-    let ds = layout.broadcast(scale.clone() - no_grad(scale));
-    let mut y = dequantized + dx * parts[0].clone() + ds * parts[1].clone();
-    if learn_zp {
-        let dz = layout.broadcast(zero_point.clone() - no_grad(zero_point));
-        y = y + dz * parts[2].clone();
-    }
-    y
+    let scale = grad_scale(scale, grad_factor).clamp_min(crate::SCALE_EPS);
+    let zero_point = grad_scale(zero_point, grad_factor);
+    fake_quantize_learnable_view(
+        x,
+        layout.broadcast(scale),
+        layout.broadcast(zero_point),
+        qmin,
+        qmax,
+    )
 }
 
 /// LSQ's gradient factor `1 / sqrt(N · qmax)` for `N` elements sharing one scale.

@@ -6,7 +6,8 @@
 //! ops live in `crates/quant/tests/golden/`.
 mod fixed;
 mod fused;
-pub(crate) use fused::{fused_max_abs, fused_min_max};
+pub use fused::fused_enabled;
+pub(crate) use fused::{ObserveRule, fused_max_abs, fused_min_max, fused_observe};
 mod learnable;
 mod pact;
 mod qparams;

@@ -1,10 +1,11 @@
 //! [`Observer`]: accumulated per-parameter range of the tensors a quantizer has seen.
 
-use burn::module::{Module, RunningState};
+use burn::module::{Module, ModuleMapper, Param, RunningState};
 use burn::tensor::{Device, Tensor};
 
 use super::{ObserverKind, batch_max_abs, batch_min_max, batch_mse_optimal, batch_percentile};
-use crate::{ParamLayout, QParams, QuantSpec, qparams_from_range};
+use crate::math::{ObserveRule, fused_observe};
+use crate::{ParamLayout, QParams, QuantSpec, SCALE_EPS, no_grad, qparams_from_range};
 
 /// Running `min` / `max` per quantization parameter, saved in module records.
 ///
@@ -32,8 +33,19 @@ impl Observer {
         }
     }
 
-    /// Folds one batch (a 4-D view of it under `layout`) into the running range.
-    pub fn observe(&self, view: Tensor<4>, layout: &ParamLayout, spec: &QuantSpec) {
+    /// Folds one batch (a 4-D view of it under `layout`) into the running range. Where the fused
+    /// kernels run (Flex, CubeCL), min-max and moving-average observers do it in one kernel that
+    /// also computes the qparams of the new range, and return them (the same values
+    /// [`Self::qparams`] would compute, without its ops); otherwise `None`.
+    pub fn observe(
+        &self,
+        view: Tensor<4>,
+        layout: &ParamLayout,
+        spec: &QuantSpec,
+    ) -> Option<QParams> {
+        if let Some(qparams) = self.observe_fused(&view, layout, spec) {
+            return Some(qparams);
+        }
         let (batch_min, batch_max) = match self.kind {
             // A symmetric grid only needs max(|min|, |max|): one reduction instead of two.
             ObserverKind::MinMax | ObserverKind::MovingAverageMinMax { .. } if spec.symmetric => {
@@ -63,6 +75,41 @@ impl Observer {
         // Commit now: `RunningState::value()` otherwise lags one update, and records would miss it.
         self.min.value_sync();
         self.max.value_sync();
+        None
+    }
+
+    /// [`Self::observe`] through the fused observer kernel, for min-max and moving-average
+    /// observers on devices that have it.
+    fn observe_fused(
+        &self,
+        view: &Tensor<4>,
+        layout: &ParamLayout,
+        spec: &QuantSpec,
+    ) -> Option<QParams> {
+        let averaging = match self.kind {
+            ObserverKind::MinMax => -1.0,
+            ObserverKind::MovingAverageMinMax { averaging_constant } => averaging_constant as f32,
+            _ => return None,
+        };
+        let rule = ObserveRule {
+            averaging,
+            qmin: spec.qmin() as f32,
+            qmax: spec.qmax() as f32,
+            symmetric: spec.symmetric,
+            symmetric_zero_point: spec.symmetric_zero_point() as f32,
+            eps: SCALE_EPS as f32,
+        };
+        let old = (self.min.value_sync(), self.max.value_sync());
+        let [min, max, scale, zero_point] = fused_observe(
+            &no_grad(view.clone()),
+            Some(old),
+            layout.is_per_group(),
+            layout.num_params(),
+            rule,
+        )?;
+        set_running(&self.min, min);
+        set_running(&self.max, max);
+        Some(QParams { scale, zero_point })
     }
 
     /// The accumulated `(min, max)`, `[n]` each.
@@ -75,6 +122,26 @@ impl Observer {
         let (min, max) = self.range();
         qparams_from_range(min, max, spec)
     }
+}
+
+/// Sets a running state's value without a tensor op. `RunningState::update` averages the updates
+/// of all threads when the value is next read (a division by one for a single thread: one kernel
+/// launch per state per step on a GPU); `map` replaces the value instead, and a `RunningState`'s
+/// clones share it, so mapping a clone sets this one.
+fn set_running(state: &RunningState<Tensor<1>>, value: Tensor<1>) {
+    struct Set(Option<Tensor<1>>);
+    impl ModuleMapper for Set {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let (id, old, _) = param.consume();
+            let new = self
+                .0
+                .take()
+                .expect("one running state")
+                .reshape(old.shape());
+            Param::initialized(id, new)
+        }
+    }
+    let _ = state.clone().map(&mut Set(Some(value)));
 }
 
 /// `old + c · (new - old)`, or `new` where nothing was observed yet (`old` infinite).

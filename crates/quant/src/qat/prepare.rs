@@ -56,6 +56,19 @@ pub fn prepare<M: Module>(
     ))
 }
 
+/// Paths of the quantizers `model` has: `(weight quantizers, activation quantizers)`, in traversal
+/// order (what a benchmark divides the cost of QAT by).
+pub fn quantizer_paths<M: Module>(model: &M) -> (Vec<String>, Vec<String>) {
+    let mut finder = QuantizerFinder::default();
+    model.visit(&mut finder);
+    let (weights, activations): (Vec<_>, Vec<_>) =
+        finder.found.into_iter().partition(|(_, weight)| *weight);
+    (
+        weights.into_iter().map(|(p, _)| p).collect(),
+        activations.into_iter().map(|(p, _)| p).collect(),
+    )
+}
+
 /// Finds the quantizers a model already has: `(path, is a weight quantizer)`.
 #[derive(Default)]
 struct QuantizerFinder {

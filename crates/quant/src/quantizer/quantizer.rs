@@ -149,13 +149,16 @@ impl Quantizer {
         let shape = x.shape();
         let layout = self.layout(&shape.dims::<D>());
         let view = layout.to_view(x);
-        if observe {
-            self.observe_view(view.clone(), &layout);
-        }
+        let observed = if observe {
+            self.observe_view(view.clone(), &layout)
+        } else {
+            None
+        };
         if !quantize {
             return layout.from_view(view, shape);
         }
-        layout.from_view(self.fake_quantize_view(view, &layout, observe, None), shape)
+        let y = self.fake_quantize_view(view, &layout, observe, None, observed);
+        layout.from_view(y, shape)
     }
 
     /// What one call does under the switches: `(observe first, fake-quantize)`. Fixed
@@ -201,7 +204,10 @@ impl Quantizer {
         let layout = self.layout(&shape.dims::<2>());
         let view = layout.to_view(picked);
         let rows = per_row.then_some(&rows);
-        layout.from_view(self.fake_quantize_view(view, &layout, observe, rows), shape)
+        layout.from_view(
+            self.fake_quantize_view(view, &layout, observe, rows, None),
+            shape,
+        )
     }
 
     /// Fake-quantizes a weight (or any tensor outside the traced integer program), observing it
@@ -219,13 +225,7 @@ impl Quantizer {
         let shape = x.shape();
         let layout = self.layout(&shape.dims::<D>());
         let view = layout.to_view(x);
-        let (min, max) = if spec.symmetric {
-            let bound = batch_max_abs(view.clone(), &layout);
-            (bound.clone().neg(), bound)
-        } else {
-            batch_min_max(view.clone(), &layout)
-        };
-        let qp = qparams_from_range(min, max, spec);
+        let qp = self.dynamic_qparams(&view, &layout);
         let zero_point = (!spec.symmetric || !spec.signed).then_some(qp.zero_point);
         let clip_free = spec.symmetric && spec.signed && spec.narrow_range;
         let y = fake_quantize_layout(
@@ -237,6 +237,38 @@ impl Quantizer {
             !clip_free,
         );
         layout.from_view(y, shape)
+    }
+
+    /// The qparams of `view`'s own per-row ranges: one fused kernel where it runs (the range
+    /// and the qparams in one launch on a GPU), composite ops elsewhere.
+    fn dynamic_qparams(&self, view: &Tensor<4>, layout: &ParamLayout) -> QParams {
+        let spec = &self.config.spec;
+        let rule = crate::math::ObserveRule {
+            averaging: 1.0,
+            qmin: spec.qmin() as f32,
+            qmax: spec.qmax() as f32,
+            symmetric: spec.symmetric,
+            symmetric_zero_point: spec.symmetric_zero_point() as f32,
+            eps: SCALE_EPS as f32,
+        };
+        let view = no_grad(view.clone());
+        let fused = crate::math::fused_observe(
+            &view,
+            None,
+            layout.is_per_group(),
+            layout.num_params(),
+            rule,
+        );
+        if let Some([_, _, scale, zero_point]) = fused {
+            return QParams { scale, zero_point };
+        }
+        let (min, max) = if spec.symmetric {
+            let bound = batch_max_abs(view.clone(), layout);
+            (bound.clone().neg(), bound)
+        } else {
+            batch_min_max(view, layout)
+        };
+        qparams_from_range(min, max, spec)
     }
 
     /// Whether this quantizer's grid is in force: not bypassed, past its quant delay (when
@@ -261,7 +293,7 @@ impl Quantizer {
             return;
         }
         let layout = self.layout(&x.shape().dims::<D>());
-        self.observe_view(layout.to_view(x), &layout);
+        let _ = self.observe_view(layout.to_view(x), &layout);
     }
 
     /// The quantization parameters this quantizer applies now, `[n]` each, without gradients.
@@ -314,21 +346,27 @@ impl Quantizer {
     }
 
     fn scale_value(&self) -> Tensor<1> {
-        let learned = self
-            .learned_scale
-            .as_ref()
-            .expect("learned quantizers have a learned scale");
-        learned.value().clamp_min(SCALE_EPS)
+        self.learned_value().clamp_min(SCALE_EPS)
     }
 
-    fn observe_view(&self, view: Tensor<4>, layout: &ParamLayout) {
+    /// The learned scale (PACT: clipping value) as learned, before clamping at `SCALE_EPS`.
+    fn learned_value(&self) -> Tensor<1> {
+        self.learned_scale
+            .as_ref()
+            .expect("learned quantizers have a learned scale")
+            .value()
+    }
+
+    /// Folds `view` into the observer; returns the observer's new qparams when the fused
+    /// observer kernel computed them along the way (see [`crate::Observer::observe`]).
+    fn observe_view(&self, view: Tensor<4>, layout: &ParamLayout) -> Option<QParams> {
         let spec = &self.config.spec;
-        self.observer.observe(no_grad(view), layout, spec);
+        let fused = self.observer.observe(no_grad(view), layout, spec);
         match self.config.learning {
             // Fixed quantizers read the observer when they quantize.
             Learning::Fixed => {}
             Learning::Lsq | Learning::LsqPlus => {
-                let observed = self.observer.qparams(spec);
+                let observed = fused.clone().unwrap_or_else(|| self.observer.qparams(spec));
                 if let Some(scale) = &self.learned_scale {
                     scale.rebase(observed.scale);
                 }
@@ -348,17 +386,20 @@ impl Quantizer {
                 }
             }
         }
+        fused
     }
 
     /// `just_observed`: the observer has folded this very tensor in (see [`Self::clip_free`]).
     /// `rows`: `view` holds these rows of the observed tensor, one parameter each (see
-    /// [`Self::forward_rows`]), so the parameters are picked by them.
+    /// [`Self::forward_rows`]), so the parameters are picked by them. `observed`: the observer's
+    /// qparams when the observation just computed them (saves recomputing them).
     fn fake_quantize_view(
         &self,
         view: Tensor<4>,
         layout: &ParamLayout,
         just_observed: bool,
         rows: Option<&Tensor<1, Int>>,
+        observed: Option<QParams>,
     ) -> Tensor<4> {
         let spec = &self.config.spec;
         let (qmin, qmax) = (spec.qmin(), spec.qmax());
@@ -368,8 +409,12 @@ impl Quantizer {
         };
         match self.config.learning {
             Learning::Fixed => {
-                let qp = self.observer.qparams(spec);
-                let zero_point = (!spec.symmetric || !spec.signed).then(|| pick(qp.zero_point));
+                // The fused observer computed the zero point already: pass it on (the kernels take
+                // one anyway, and a zero tensor would cost a launch on a GPU).
+                let computed = observed.is_some();
+                let qp = observed.unwrap_or_else(|| self.observer.qparams(spec));
+                let zero_point =
+                    (computed || !spec.symmetric || !spec.signed).then(|| pick(qp.zero_point));
                 let clip_possible = !(just_observed && self.clip_free());
                 fake_quantize_layout(
                     view,
@@ -392,7 +437,8 @@ impl Quantizer {
                     ),
                     None => pick(self.observer.qparams(spec).zero_point),
                 };
-                let scale = pick(self.scale_value());
+                // Unclamped: the fake-quant op clamps it at SCALE_EPS itself (inside the kernels).
+                let scale = pick(self.learned_value());
                 fake_quantize_learnable_layout(
                     view,
                     layout,

@@ -8,7 +8,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Autodiff, AutodiffBackend};
 
-use super::FakeQuantKernels;
+use super::{FakeQuantKernels, Observed};
 
 /// The backward pass of [`FakeQuantKernels::lsq_fake_quant`]: with a learned scale one kernel
 /// recomputes the mask and `∂x̂/∂s` from the saved input, giving `dx = grad · mask` and
@@ -39,17 +39,17 @@ enum Saved<P, M> {
     Nothing,
 }
 
-impl<B: FakeQuantKernels> Backward<B, 2> for FakeQuantBackward {
+impl<B: FakeQuantKernels> Backward<B, 3> for FakeQuantBackward {
     type State = Saved<FloatTensor<B>, IntTensor<B>>;
 
     fn backward(
         self,
-        ops: Ops<Self::State, 2>,
+        ops: Ops<Self::State, 3>,
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
         let grad = grads.consume::<B>(&ops.node);
-        let [x_parent, scale_parent] = ops.parents;
+        let [x_parent, scale_parent, zero_point_parent] = ops.parents;
         let state = match ops.state {
             Saved::Nothing => {
                 if let Some(node) = x_parent {
@@ -75,7 +75,8 @@ impl<B: FakeQuantKernels> Backward<B, 2> for FakeQuantBackward {
             grad_factor,
         } = state;
         let with_scale_grad = scale_parent.is_some();
-        let (dx, ds) = B::fake_quant_backward(
+        let with_zero_point_grad = zero_point_parent.is_some();
+        let ((dx, ds), dzp) = B::fake_quant_backward(
             grad,
             x,
             scale,
@@ -85,17 +86,17 @@ impl<B: FakeQuantKernels> Backward<B, 2> for FakeQuantBackward {
             view,
             per_group,
             with_scale_grad,
+            with_zero_point_grad,
+            grad_factor,
         );
         if let Some(node) = x_parent {
             grads.register::<B>(node.id, dx);
         }
         if let Some(node) = scale_parent {
-            let ds = if grad_factor == 1.0 {
-                ds
-            } else {
-                B::float_mul_scalar(ds, grad_factor.into())
-            };
             grads.register::<B>(node.id, ds);
+        }
+        if let Some(node) = zero_point_parent {
+            grads.register::<B>(node.id, dzp);
         }
     }
 }
@@ -148,6 +149,40 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
         (Self::from_inner(min), Self::from_inner(max))
     }
 
+    fn observe_range(
+        x: FloatTensor<Self>,
+        min: FloatTensor<Self>,
+        max: FloatTensor<Self>,
+        view: [usize; 4],
+        per_group: bool,
+        num_params: usize,
+        symmetric: bool,
+        averaging: f32,
+        qmin: f32,
+        qmax: f32,
+        symmetric_zero_point: f32,
+        eps: f32,
+    ) -> Observed<Self> {
+        let ((min, max), (scale, zero_point)) = B::observe_range(
+            Self::inner(x),
+            Self::inner(min),
+            Self::inner(max),
+            view,
+            per_group,
+            num_params,
+            symmetric,
+            averaging,
+            qmin,
+            qmax,
+            symmetric_zero_point,
+            eps,
+        );
+        (
+            (Self::from_inner(min), Self::from_inner(max)),
+            (Self::from_inner(scale), Self::from_inner(zero_point)),
+        )
+    }
+
     fn fake_quant_backward(
         grad: FloatTensor<Self>,
         x: FloatTensor<Self>,
@@ -158,14 +193,16 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
         view: [usize; 4],
         per_group: bool,
         with_scale_grad: bool,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        with_zero_point_grad: bool,
+        grad_factor: f32,
+    ) -> ((FloatTensor<Self>, FloatTensor<Self>), FloatTensor<Self>) {
         let (grad, x, scale, zero_point) = (
             Self::inner(grad),
             Self::inner(x),
             Self::inner(scale),
             Self::inner(zero_point),
         );
-        let (dx, ds) = B::fake_quant_backward(
+        let ((dx, ds), dzp) = B::fake_quant_backward(
             grad,
             x,
             scale,
@@ -175,8 +212,13 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
             view,
             per_group,
             with_scale_grad,
+            with_zero_point_grad,
+            grad_factor,
         );
-        (Self::from_inner(dx), Self::from_inner(ds))
+        (
+            (Self::from_inner(dx), Self::from_inner(ds)),
+            Self::from_inner(dzp),
+        )
     }
 
     fn fake_quant_with_mask(
@@ -215,10 +257,10 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
         clip_free: bool,
         grad_factor: f32,
     ) -> FloatTensor<Self> {
-        let learned_scale = scale.is_tracked();
+        let learned = scale.is_tracked() || zero_point.is_tracked();
         let (x, x_node) = x.into_parts();
         let (scale, scale_node) = scale.into_parts();
-        let zero_point = Self::inner(zero_point);
+        let (zero_point, zero_point_node) = zero_point.into_parts();
         let forward = |x: &_, scale: &_, zero_point: &_| {
             B::lsq_fake_quant(
                 Clone::clone(x),
@@ -233,11 +275,11 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
             )
         };
         match FakeQuantBackward
-            .prepare::<C>([x_node, scale_node])
+            .prepare::<C>([x_node, scale_node, zero_point_node])
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) if learned_scale => {
+            OpsKind::Tracked(prep) if learned => {
                 let dequantized = forward(&x, &scale, &zero_point);
                 let state = FakeQuantState {
                     x,

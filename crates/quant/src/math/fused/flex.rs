@@ -7,7 +7,7 @@ use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{Shape, TensorData};
 
-use super::FakeQuantKernels;
+use super::{FakeQuantKernels, ObserveRule, Observed, SCALE_FLOOR};
 use rayon::prelude::*;
 
 use super::runs::{Run, Runs, split_min};
@@ -223,7 +223,10 @@ struct Grid {
 impl Grid {
     /// Grid constants from flat scales and raw zero points (rounded and clamped here).
     fn new(scale: &FlexTensor, zero_point: &FlexTensor, qmin: f32, qmax: f32) -> Self {
-        let scale = f32s(scale);
+        let scale: Vec<f32> = f32s(scale)
+            .into_iter()
+            .map(|s| s.max(SCALE_FLOOR))
+            .collect();
         let zps: Vec<f32> = f32s(zero_point)
             .iter()
             .map(|z| z.round_ties_even().clamp(qmin, qmax))
@@ -493,6 +496,26 @@ fn range_per_param(
     (min, max)
 }
 
+/// LSQ+'s zero-point gradient `grad_factor · Σ grad · ∂x̂/∂zp` per parameter, where
+/// `∂x̂/∂zp = -s` outside the grid and 0 inside (a plain pass: LSQ+ is the rare case).
+fn zero_point_grad(
+    grid: &Grid,
+    runs: &Runs,
+    xs: &[f32],
+    grad: &[f32],
+    grad_factor: f32,
+) -> Vec<f32> {
+    let mut dzp = vec![0f64; grid.scale.len()];
+    for (start, len, param_start, param_stride) in runs.list() {
+        for k in 0..len {
+            let (e, p) = (start + k, param_start + k * param_stride);
+            let (_, mask) = code_and_mask(xs[e], grid.inv[p], grid.lo[p], grid.hi[p]);
+            dzp[p] += (grad[e] * -grid.scale[p] * (1.0 - mask)) as f64;
+        }
+    }
+    dzp.into_iter().map(|v| v as f32 * grad_factor).collect()
+}
+
 /// Mask bytes per rayon task when packing or applying a bit mask (8 elements per byte).
 const MASK_CHUNK: usize = 1 << 12;
 
@@ -598,6 +621,49 @@ impl FakeQuantKernels for Flex {
         (flat(min), flat(max))
     }
 
+    fn observe_range(
+        x: FlexTensor,
+        min: FlexTensor,
+        max: FlexTensor,
+        view: [usize; 4],
+        per_group: bool,
+        n: usize,
+        symmetric: bool,
+        averaging: f32,
+        qmin: f32,
+        qmax: f32,
+        symmetric_zero_point: f32,
+        eps: f32,
+    ) -> Observed<Self> {
+        // The running range matters to running extremes and moving averages, not to a rule
+        // that keeps the batch's range alone.
+        let (old_min, old_max) = if averaging < 1.0 {
+            (f32s(&min), f32s(&max))
+        } else {
+            (vec![f32::INFINITY; n], vec![f32::NEG_INFINITY; n])
+        };
+        let (batch_min, batch_max) = range_per_param(x, view, per_group, n, symmetric);
+        let rule = ObserveRule {
+            averaging,
+            qmin,
+            qmax,
+            symmetric,
+            symmetric_zero_point,
+            eps,
+        };
+        let mut out = [(); 4].map(|_| vec![0f32; n]);
+        for p in 0..n {
+            // A symmetric range is `max |x|` alone (no minima are computed).
+            let batch_low = if symmetric { 0.0 } else { batch_min[p] };
+            let values = rule.apply(batch_low, batch_max[p], old_min[p], old_max[p]);
+            for (column, v) in out.iter_mut().zip(values) {
+                column[p] = v;
+            }
+        }
+        let [min, max, scale, zero_point] = out.map(flat);
+        ((min, max), (scale, zero_point))
+    }
+
     fn fake_quant_backward(
         grad: FlexTensor,
         x: FlexTensor,
@@ -608,11 +674,12 @@ impl FakeQuantKernels for Flex {
         view: [usize; 4],
         per_group: bool,
         with_scale_grad: bool,
-    ) -> (FlexTensor, FlexTensor) {
+        with_zero_point_grad: bool,
+        grad_factor: f32,
+    ) -> ((FlexTensor, FlexTensor), FlexTensor) {
         let x = contiguous(x);
         let xs = x.as_slice::<f32>().expect("f32 input");
         let n = xs.len();
-        let mut dx = writable(grad, n);
         let grid = Grid::new(&scale, &zero_point, qmin, qmax);
         let num_params = grid.scale.len();
         let runs = Runs {
@@ -620,6 +687,13 @@ impl FakeQuantKernels for Flex {
             per_group,
             num_params,
         };
+        // LSQ+'s zero-point gradient first (the pass below overwrites `grad` with `dx`).
+        let dzp = if with_zero_point_grad {
+            zero_point_grad(&grid, &runs, xs, &f32s(&grad), grad_factor)
+        } else {
+            Vec::new()
+        };
+        let mut dx = writable(grad, n);
         let kernel = Kernel::<'_, NoElementFn>::Backward(&grid, with_scale_grad);
         let parts = split_work(&runs, xs, Out::Update(dx.storage_mut::<f32>()), kernel);
         let mut ds = vec![0f32; if with_scale_grad { num_params } else { 0 }];
@@ -628,7 +702,17 @@ impl FakeQuantKernels for Flex {
                 *acc += v;
             }
         }
-        (dx.reshape(Shape::new(view)), flat(ds))
+        // No gradient where the scale sits below the floor it is clamped to.
+        if with_scale_grad {
+            for (acc, raw) in ds.iter_mut().zip(f32s(&scale)) {
+                *acc = if raw < SCALE_FLOOR {
+                    0.0
+                } else {
+                    *acc * grad_factor
+                };
+            }
+        }
+        ((dx.reshape(Shape::new(view)), flat(ds)), flat(dzp))
     }
 
     fn fake_quant_with_mask(

@@ -8,26 +8,55 @@
 //! where `_c` are the same values cut from the graph, so the forward value is exactly `dq` and the
 //! gradients are `∂x̂/∂x = mask`, `∂x̂/∂s = A`, `∂x̂/∂zp = B` (see [`crate::fake_quantize_learnable`]).
 //! Observers' per-parameter ranges are fused reductions too.
-//! Other devices (wgpu, CUDA, …) use the composite ops, which burn-fusion already fuses there.
+//! On CubeCL devices (wgpu / Vulkan / Metal, CUDA; feature `cube`) the same trait is implemented
+//! by CubeCL kernels ([`cube`]), wrapped by burn-fusion as opaque operations of its stream. Other
+//! devices use the composite ops.
 //!
 //! Files: [`runs`] (how a view's elements map to parameters, and how large views are cut into
-//! parts for rayon's threads), [`flex`] (the kernels), [`autodiff`] (the tracked op and its
-//! backward).
+//! parts for rayon's threads), [`flex`] (the CPU kernels), [`cube`] (the GPU kernels),
+//! [`autodiff`] (the tracked op and its backward).
 
 mod autodiff;
+#[cfg(feature = "cube")]
+mod cube;
 mod flex;
+mod observe_rule;
 mod runs;
 
-use burn::backend::tensor::{FloatTensor, IntTensor};
-use burn::backend::{Backend, Dispatch, backend_extension};
-use burn::tensor::{Device, Tensor};
+pub(crate) use observe_rule::ObserveRule;
 
-/// Fused fake-quant kernels; implemented for Flex, dispatched from `Tensor`s by [`fused_parts`].
-#[backend_extension(Flex, Autodiff)]
+/// The smallest scale the kernels apply (`SCALE_EPS`): a scale below it is clamped up, and gets
+/// no gradient, as `scale.clamp_min(SCALE_EPS)` would do in the composite ops. Clamping inside
+/// the kernels spares a learned scale two tensor ops per step (the clamp and its backward).
+pub(crate) const SCALE_FLOOR: f32 = crate::SCALE_EPS as f32;
+
+use burn::backend::fusion::custom::TensorSpec;
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{Backend, DType, Dispatch, DispatchDevice, backend_extension};
+use burn::tensor::{Shape, Tensor};
+
+/// What [`FakeQuantKernels::observe_range`] returns: `((min, max), (scale, zero_point))`.
+pub type Observed<B> = (
+    (FloatTensor<B>, FloatTensor<B>),
+    (FloatTensor<B>, FloatTensor<B>),
+);
+
+/// Fused fake-quant kernels; implemented for Flex and CubeCL, dispatched from `Tensor`s by
+/// [`fused_parts`] and friends. Under burn-fusion (`Fusion`) each call is one opaque operation
+/// of the stream, described by the `#[fusion(meta)]` output shapes.
+#[backend_extension(
+    Flex,
+    Autodiff,
+    Cube: cfg(feature = "cube"),
+    Fusion: cfg(feature = "cube")
+)]
 pub trait FakeQuantKernels: Backend {
     /// Packs `[dq | mask | A | B]` (the first `parts` of them, each `numel` long) for `x` viewed as
     /// `[o, g, l, i]`, with flat `scale` and raw `zero_point` (rounded and clamped inside).
     #[allow(clippy::too_many_arguments)]
+    #[fusion(meta = |x, _s, _z, _lo, _hi, view, _pg, parts| {
+        TensorSpec::new(Shape::new([*parts * view.iter().product::<usize>()]), x.dtype)
+    })]
     fn fake_quant_parts(
         x: FloatTensor<Self>,
         scale: FloatTensor<Self>,
@@ -40,6 +69,7 @@ pub trait FakeQuantKernels: Backend {
     ) -> FloatTensor<Self>;
 
     /// Per-parameter `max |x|` of `x` viewed as `[o, g, l, i]` (one pass, no transposes).
+    #[fusion(meta = |x, _view, _pg, n| TensorSpec::new(Shape::new([*n]), x.dtype))]
     fn max_abs_per_param(
         x: FloatTensor<Self>,
         view: [usize; 4],
@@ -48,6 +78,10 @@ pub trait FakeQuantKernels: Backend {
     ) -> FloatTensor<Self>;
 
     /// Per-parameter `(min, max)` of `x` viewed as `[o, g, l, i]` (one pass, no transposes).
+    #[fusion(meta = |x, _view, _pg, n| {
+        let spec = TensorSpec::new(Shape::new([*n]), x.dtype);
+        (spec.clone(), spec)
+    })]
     fn min_max_per_param(
         x: FloatTensor<Self>,
         view: [usize; 4],
@@ -55,9 +89,51 @@ pub trait FakeQuantKernels: Backend {
         num_params: usize,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
-    /// Backward of [`Self::lsq_fake_quant`] in one pass: `(dx, ds)`, recomputing the clip mask
-    /// and `∂x̂/∂s` from `x`; `dx` may reuse `grad`'s memory, `ds` is empty unless `with_scale_grad`.
+    /// One observer update in one kernel (on a GPU: one launch, after one more for tensors with
+    /// over 4096 elements per parameter): the per-parameter range of `x` viewed as `[o, g, l, i]`
+    /// folded into the running `min` / `max` (`[n]` each) and the qparams of the result, by
+    /// `rule` (see [`ObserveRule`]). Returns `((min, max), (scale, zero_point))`, `[n]` each.
+    /// `min` and `max` are read only when `averaging < 1` (running extremes or a moving
+    /// average): otherwise any tensor will do (a per-token quantizer has no running range).
     #[allow(clippy::too_many_arguments)]
+    #[fusion(meta = |x, _min, _max, _view, _pg, n, _sym, _avg, _lo, _hi, _szp, _eps| {
+        let spec = TensorSpec::new(Shape::new([*n]), x.dtype);
+        ((spec.clone(), spec.clone()), (spec.clone(), spec))
+    })]
+    fn observe_range(
+        x: FloatTensor<Self>,
+        min: FloatTensor<Self>,
+        max: FloatTensor<Self>,
+        view: [usize; 4],
+        per_group: bool,
+        num_params: usize,
+        symmetric: bool,
+        averaging: f32,
+        qmin: f32,
+        qmax: f32,
+        symmetric_zero_point: f32,
+        eps: f32,
+    ) -> (
+        (FloatTensor<Self>, FloatTensor<Self>),
+        (FloatTensor<Self>, FloatTensor<Self>),
+    );
+
+    /// Backward of [`Self::lsq_fake_quant`] in one pass: `(dx, ds)`, recomputing the clip mask
+    /// and `∂x̂/∂s` from `x`; `dx` may reuse `grad`'s memory, `ds` is empty unless `with_scale_grad`,
+    /// and multiplied by `grad_factor` (LSQ's gradient scale, so it costs no op of its own);
+    /// LSQ+'s zero-point gradient `dzp = Σ grad · ∂x̂/∂zp` likewise when `with_zero_point_grad`
+    /// (empty otherwise). Returns `((dx, ds), dzp)`.
+    #[allow(clippy::too_many_arguments)]
+    #[fusion(meta = |grad, _x, s, _z, _lo, _hi, view, _pg, with_ds, with_dzp, _factor| {
+        let n = s.shape.num_elements();
+        (
+            (
+                TensorSpec::new(Shape::new(*view), grad.dtype),
+                TensorSpec::new(Shape::new([if *with_ds { n } else { 0 }]), grad.dtype),
+            ),
+            TensorSpec::new(Shape::new([if *with_dzp { n } else { 0 }]), grad.dtype),
+        )
+    })]
     fn fake_quant_backward(
         grad: FloatTensor<Self>,
         x: FloatTensor<Self>,
@@ -68,13 +144,22 @@ pub trait FakeQuantKernels: Backend {
         view: [usize; 4],
         per_group: bool,
         with_scale_grad: bool,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+        with_zero_point_grad: bool,
+        grad_factor: f32,
+    ) -> ((FloatTensor<Self>, FloatTensor<Self>), FloatTensor<Self>);
 
     /// Fixed-scale fake quantization of a `[o, g, l, i]` view that also returns its clip mask,
     /// one bit per element packed in bytes (1 where `round(x / s)` lies on the grid): a fixed
     /// scale's backward pass needs only the mask, so the tracked op keeps it instead of `x`,
     /// 1/32 of the memory (PyTorch's `fake_quantize_per_tensor_affine_cachemask` keeps a byte).
     #[allow(clippy::too_many_arguments)]
+    #[fusion(meta = |x, _s, _z, _lo, _hi, view, _pg| {
+        let words = view.iter().product::<usize>().div_ceil(32);
+        (
+            TensorSpec::new(Shape::new(*view), x.dtype),
+            TensorSpec::new(Shape::new([words]), DType::U32),
+        )
+    })]
     fn fake_quant_with_mask(
         x: FloatTensor<Self>,
         scale: FloatTensor<Self>,
@@ -86,15 +171,19 @@ pub trait FakeQuantKernels: Backend {
     ) -> (FloatTensor<Self>, IntTensor<Self>);
 
     /// `grad · mask` for a bit mask from [`Self::fake_quant_with_mask`]; may reuse `grad`'s memory.
+    #[fusion(dtype = grad, shape = grad)]
     fn apply_mask(grad: FloatTensor<Self>, mask: IntTensor<Self>) -> FloatTensor<Self>;
 
-    /// LSQ fake quantization of a `[o, g, l, i]` view with a learned `scale` and a constant
-    /// `zero_point`, differentiable in `x` (clipped STE) and `scale` (LSQ gradient times
+    /// LSQ / LSQ+ fake quantization of a `[o, g, l, i]` view, differentiable in `x` (clipped STE)
+    /// and in `scale` and `zero_point` where they are tracked (LSQ / LSQ+ gradients times
     /// `grad_factor`, so LSQ's gradient scaling costs no ops of its own), as one forward kernel
     /// and one backward kernel. `clip_free` promises that no element falls outside the grid (see
     /// [`crate::kernels::fake_quantize_view_with`]): with a fixed scale the backward pass then hands the
     /// gradient through untouched.
     #[allow(clippy::too_many_arguments)]
+    #[fusion(meta = |x, _s, _z, _lo, _hi, view, _pg, _cf, _gf| {
+        TensorSpec::new(Shape::new(*view), x.dtype)
+    })]
     fn lsq_fake_quant(
         x: FloatTensor<Self>,
         scale: FloatTensor<Self>,
@@ -108,9 +197,10 @@ pub trait FakeQuantKernels: Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// Fake quantization through the fused kernels (one forward, one backward pass), or `None` off
-/// Flex: LSQ when `scale` is tracked (its gradient multiplied by `grad_factor`), the clipped STE
-/// with a fixed scale when it is not (the plain STE when `clip_free`). `scale` and `zero_point`
+/// Fake quantization through the fused kernels (one forward, one backward pass), or `None` where
+/// they do not run: LSQ / LSQ+ when `scale` / `zero_point` are tracked (their gradients
+/// multiplied by `grad_factor`), the clipped STE with a fixed grid when neither is (the plain
+/// STE when `clip_free`). `scale` and `zero_point`
 /// are flat `[n]`.
 pub(crate) fn fused_lsq(
     x: &Tensor<4>,
@@ -121,7 +211,7 @@ pub(crate) fn fused_lsq(
     clip_free: bool,
     grad_factor: f64,
 ) -> Option<Tensor<4>> {
-    if !on_flex(x) {
+    if !has_kernels(x) {
         return None;
     }
     let view = x.dims();
@@ -157,7 +247,7 @@ pub(crate) fn fused_max_abs(
     per_group: bool,
     num_params: usize,
 ) -> Option<Tensor<1>> {
-    if !on_flex(x) {
+    if !has_kernels(x) {
         return None;
     }
     let (inner, rewrap) = untracked(x);
@@ -177,7 +267,7 @@ pub(crate) fn fused_min_max(
     per_group: bool,
     num_params: usize,
 ) -> Option<(Tensor<1>, Tensor<1>)> {
-    if !on_flex(x) {
+    if !has_kernels(x) {
         return None;
     }
     let (inner, rewrap) = untracked(x);
@@ -194,9 +284,69 @@ pub(crate) fn fused_min_max(
     ))
 }
 
-/// Whether `x` lives on Flex (with or without autodiff), where the fused kernels run.
-fn on_flex(x: &Tensor<4>) -> bool {
-    x.device().without_autodiff() == Device::flex()
+/// Whether `x` lives where the fused kernels run (with or without autodiff): on Flex, and on
+/// CubeCL devices for `f32` tensors. `QUANT_FUSED=off` turns them off everywhere (the composite
+/// ops then run), so benchmarks can measure what the kernels buy.
+fn has_kernels(x: &Tensor<4>) -> bool {
+    if !fused_enabled() {
+        return false;
+    }
+    match x.device().without_autodiff().as_dispatch() {
+        DispatchDevice::Flex(_) => true,
+        #[cfg(feature = "cube")]
+        DispatchDevice::Cube(_) => x.dtype() == DType::F32,
+        _ => false,
+    }
+}
+
+/// `false` when the environment variable `QUANT_FUSED` is `off` (read once).
+pub fn fused_enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var("QUANT_FUSED").map_or(true, |v| v != "off"))
+}
+
+/// One fused observer update (see [`FakeQuantKernels::observe_range`]): the new running
+/// `(min, max)` and the qparams `(scale, zero_point)` from them, `[n]` each, without gradients; or
+/// `None` where the fused kernels do not run.
+pub(crate) fn fused_observe(
+    x: &Tensor<4>,
+    running: Option<(Tensor<1>, Tensor<1>)>,
+    per_group: bool,
+    num_params: usize,
+    rule: ObserveRule,
+) -> Option<[Tensor<1>; 4]> {
+    if !has_kernels(x) {
+        return None;
+    }
+    let (inner, rewrap) = untracked(x);
+    let autodiff = x.device().is_autodiff();
+    let plain = |t: Tensor<1>| if autodiff { t.inner() } else { t };
+    let n = num_params;
+    let view = x.dims();
+    // Without a running range (a per-token quantizer), the input stands in: it is not read.
+    let (min, max) = match running {
+        Some((min, max)) => (plain(min), plain(max)),
+        None => {
+            let stand_in = inner.clone().reshape([view.iter().product::<usize>()]);
+            (stand_in.clone(), stand_in)
+        }
+    };
+    let ((min, max), (scale, zero_point)) = <Dispatch as FakeQuantKernels>::observe_range(
+        inner.into_dispatch(),
+        min.into_dispatch(),
+        max.into_dispatch(),
+        view,
+        per_group,
+        num_params,
+        rule.symmetric,
+        rule.averaging,
+        rule.qmin,
+        rule.qmax,
+        rule.symmetric_zero_point,
+        rule.eps,
+    );
+    let _ = n;
+    Some([min, max, scale, zero_point].map(|t| rewrap(Tensor::<1>::from_dispatch(t))))
 }
 
 /// The packed constants of [`FakeQuantKernels::fake_quant_parts`] as `parts` tensors shaped like
@@ -209,7 +359,7 @@ pub(crate) fn fused_parts(
     per_group: bool,
     parts: usize,
 ) -> Option<Vec<Tensor<4>>> {
-    if !on_flex(x) {
+    if !has_kernels(x) {
         return None;
     }
     let autodiff = x.device().is_autodiff();
@@ -244,7 +394,7 @@ mod tests {
     /// The fused kernels are what keeps QAT cheap on Flex: a refactor that silently fell back to
     /// the composite ops would pass every numeric test and double the step time.
     #[test]
-    fn flex_takes_the_fused_path_and_other_devices_do_not() {
+    fn flex_and_wgpu_take_the_fused_path() {
         let check = |device: Device, expected: bool| {
             let x = Tensor::<4>::ones([2, 3, 1, 1], &device);
             let scale = Tensor::<1>::ones([3], &device);
@@ -259,6 +409,11 @@ mod tests {
         check(Device::flex(), true);
         check(Device::flex().autodiff(), true);
         #[cfg(feature = "wgpu")]
-        check(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice), false);
+        check(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice), true);
+        #[cfg(feature = "wgpu")]
+        check(
+            Device::wgpu(burn::tensor::DeviceKind::DefaultDevice).autodiff(),
+            true,
+        );
     }
 }

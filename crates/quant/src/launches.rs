@@ -1,0 +1,127 @@
+//! Counting GPU kernel launches: a cost figure that, unlike a time, does not depend on the machine.
+//!
+//! On a GPU every kernel launch costs microseconds of fixed overhead, so the launches a QAT step
+//! adds over its float step say what quantization costs there as much as the arithmetic does.
+//! [`LaunchCounter`] listens to CubeCL's launch hook (every Cube runtime: wgpu, CUDA, …) while it
+//! lives; launches are counted when issued, which under burn-fusion is when a fused chain is
+//! flushed, so bracket the work with [`burn::tensor::Device::sync`] on both sides.
+
+use std::collections::BTreeMap;
+#[cfg(feature = "cube")]
+use std::sync::{Arc, Mutex};
+
+use burn::tensor::Device;
+#[cfg(feature = "cube")]
+use cubecl::logging::{LaunchObservation, LaunchObserver};
+
+/// The launches seen while a [`LaunchCounter`] lived.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LaunchCount {
+    /// Every launch.
+    pub total: usize,
+    /// Launches by kernel name (as CubeCL names the kernel; fused chains share a name).
+    pub by_kernel: BTreeMap<String, usize>,
+}
+
+impl LaunchCount {
+    /// Launches of kernels whose name contains `pattern`.
+    pub fn matching(&self, pattern: &str) -> usize {
+        self.by_kernel
+            .iter()
+            .filter(|(name, _)| name.contains(pattern))
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// Runs `step` and, on a CubeCL device (wgpu, CUDA, …), returns the kernel launches it issued,
+/// with the device synced before and after so that burn-fusion's deferred launches are counted
+/// where they belong. `None` on other devices (Flex runs no kernels to count).
+pub fn count_step(device: &Device, step: impl FnOnce()) -> Option<LaunchCount> {
+    #[cfg(feature = "cube")]
+    if matches!(
+        device.clone().without_autodiff().as_dispatch(),
+        burn::backend::DispatchDevice::Cube(_)
+    ) {
+        device.sync().ok();
+        let counter = LaunchCounter::start();
+        step();
+        device.sync().ok();
+        return Some(counter.finish());
+    }
+    let _ = device;
+    step();
+    None
+}
+
+#[cfg(feature = "cube")]
+#[derive(Default)]
+struct Tally(Mutex<BTreeMap<&'static str, usize>>);
+
+#[cfg(feature = "cube")]
+impl LaunchObserver for Tally {
+    fn launched(&self, kernel: &'static str) {
+        *self
+            .0
+            .lock()
+            .expect("launch tally poisoned")
+            .entry(kernel)
+            .or_default() += 1;
+    }
+}
+
+/// Counts every CubeCL kernel launch the process issues, on any thread, from [`Self::start`] to
+/// [`Self::finish`]. Process-wide: run nothing else on a GPU meanwhile (tests that count launches
+/// live in a test binary of their own).
+#[cfg(feature = "cube")]
+pub struct LaunchCounter {
+    tally: Arc<Tally>,
+    observation: LaunchObservation,
+}
+
+#[cfg(feature = "cube")]
+impl LaunchCounter {
+    /// Starts counting.
+    pub fn start() -> Self {
+        let tally = Arc::new(Tally::default());
+        let observation = LaunchObservation::new(tally.clone());
+        Self { tally, observation }
+    }
+
+    /// Stops counting and returns what was launched.
+    pub fn finish(self) -> LaunchCount {
+        drop(self.observation);
+        let counts = self.tally.0.lock().expect("launch tally poisoned");
+        LaunchCount {
+            total: counts.values().sum(),
+            by_kernel: counts
+                .iter()
+                .map(|(name, n)| (short_name(name), *n))
+                .collect(),
+        }
+    }
+}
+
+#[cfg(feature = "cube")]
+/// A kernel's type name without its module path or generic arguments' paths
+/// (`quant::math::fused::cube::kernels::reduce::Reduce` → `reduce::Reduce`).
+fn short_name(name: &str) -> String {
+    let head = name.split('<').next().unwrap_or(name);
+    let parts: Vec<&str> = head.rsplit("::").take(2).collect();
+    parts.into_iter().rev().collect::<Vec<_>>().join("::")
+}
+
+#[cfg(all(test, feature = "cube"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names_keep_the_kernel_and_its_module() {
+        assert_eq!(
+            short_name("quant::math::fused::cube::kernels::reduce::Reduce"),
+            "reduce::Reduce"
+        );
+        assert_eq!(short_name("Plain"), "Plain");
+        assert_eq!(short_name("a::b::K<f32, x::Y>"), "b::K");
+    }
+}

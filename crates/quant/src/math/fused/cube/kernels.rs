@@ -1,0 +1,499 @@
+//! The CubeCL kernels behind [`super`]: the same arithmetic as the Flex kernels, one thread per
+//! element (or per mask word), and per-parameter reductions as one cube per (parameter, chunk).
+//!
+//! Layouts (`mode`, a compile-time constant): 0 one parameter for the whole view; 1 one per
+//! channel `gg` of the `[o, g, l, i]` view; 2 one per group `(o, g, i)` (groups run along `l`).
+//! Reductions start from `±3.4028235e38` (the largest finite `f32`: WGSL has no infinity literal),
+//! written as literals since a Rust constant would be a compile-time value in a `#[cube]` body.
+//! Kept apart from the launch code: `#[cube]` expands to `cubecl::` paths, and burn's `Tensor`
+//! must not be in scope here.
+
+use cubecl::prelude::*;
+
+/// The cube size of the reductions (a power of two; every runtime allows 256 units).
+pub const REDUCE_UNITS: usize = 256;
+
+/// Layout: one parameter for the whole view.
+pub const PER_TENSOR: u32 = 0;
+/// Layout: one parameter per channel `gg` of the view.
+pub const PER_CHANNEL: u32 = 1;
+/// Layout: one parameter per `(o, g, i)`; its elements run along `l`.
+pub const PER_GROUP: u32 = 2;
+
+/// Reduction: sum (the scale gradient).
+pub const SUM: u32 = 0;
+/// Reduction: largest magnitude (symmetric observers).
+pub const MAX_ABS: u32 = 1;
+/// Reduction: smallest and largest value (affine observers).
+pub const MIN_MAX: u32 = 2;
+/// Reduction: two sums at once (LSQ+'s scale and zero-point gradients).
+pub const SUM_BOTH: u32 = 3;
+
+/// The parameter of flat element `e` of a `[o, g, l, i]` view.
+#[cube]
+fn param_of(e: usize, g: usize, l: usize, i: usize, #[comptime] mode: u32) -> usize {
+    let mut p = 0usize;
+    if mode == PER_CHANNEL {
+        p = (e / (l * i)) % g;
+    } else if mode == PER_GROUP {
+        p = (e / (l * i)) * i + e % i;
+    }
+    p
+}
+
+/// The flat element of the `k`-th element of parameter `p`, the inverse of [`param_of`].
+#[cube]
+fn element_of(p: usize, k: usize, g: usize, l: usize, i: usize, #[comptime] mode: u32) -> usize {
+    let mut e = k;
+    if mode == PER_CHANNEL {
+        let li = l * i;
+        e = ((k / li) * g + p) * li + k % li;
+    } else if mode == PER_GROUP {
+        e = ((p / i) * l + k) * i + p % i;
+    }
+    e
+}
+
+/// One element's quantization: `(code, mask, x/s)` with `code = clamp(round(x/s), lo, hi)` the
+/// code offset from the zero point and `mask` 1 where `round(x/s)` lies on the grid. Rounding is
+/// half to even on every runtime (`rint` on CUDA, `RoundEven` on SPIR-V and WGSL).
+#[cube]
+fn quantize(x: f32, inv: f32, lo: f32, hi: f32) -> (f32, f32, f32) {
+    let v = x * inv;
+    let c = clamp(v, lo - 1.0, hi + 1.0).round();
+    let code = clamp(c, lo, hi);
+    let mut mask = 0.0f32;
+    if c == code {
+        mask = 1.0;
+    }
+    (code, mask, v)
+}
+
+/// `(scale, 1/scale, lo, hi)` of parameter `p`: the code range is `[qmin - zp, qmax - zp]` with the
+/// zero point rounded and clamped onto the grid.
+#[cube]
+fn grid_of(
+    scale: &Tensor<f32>,
+    zero_point: &Tensor<f32>,
+    p: usize,
+    qmin: f32,
+    qmax: f32,
+) -> (f32, f32, f32, f32) {
+    // Clamped to the smallest scale, `SCALE_EPS` = f32::EPSILON (see `SCALE_FLOOR`).
+    let s = max(scale[p], f32::new(1.1920929e-7));
+    let z = clamp(zero_point[p].round(), qmin, qmax);
+    (s, 1.0 / s, qmin - z, qmax - z)
+}
+
+/// `[dq | mask | ∂x̂/∂s | ∂x̂/∂zp]`, the first `parts` of them, one thread per element.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn fake_quant_parts(
+    x: &Tensor<f32>,
+    scale: &Tensor<f32>,
+    zero_point: &Tensor<f32>,
+    out: &mut Tensor<f32>,
+    n: usize,
+    g: usize,
+    l: usize,
+    i: usize,
+    qmin: f32,
+    qmax: f32,
+    #[comptime] mode: u32,
+    #[comptime] parts: u32,
+) {
+    let e = ABSOLUTE_POS;
+    if e >= n {
+        terminate!();
+    }
+    let p = param_of(e, g, l, i, mode);
+    let (s, inv, lo, hi) = grid_of(scale, zero_point, p, qmin, qmax);
+    let (code, mask, v) = quantize(x[e], inv, lo, hi);
+    out[e] = code * s;
+    if parts > 1 {
+        out[n + e] = mask;
+    }
+    if parts > 2 {
+        out[2 * n + e] = code - v * mask;
+    }
+    if parts > 3 {
+        out[3 * n + e] = -s * (1.0 - mask);
+    }
+}
+
+/// Fixed-scale fake quantization and its clip mask, one thread per 32-bit mask word: thread `t`
+/// takes elements `t, t + W, t + 2W, …` (`W` words), so neighbouring threads read neighbouring
+/// elements, and bit `k` of word `t` is element `t + k·W`.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn fake_quant_with_mask(
+    x: &Tensor<f32>,
+    scale: &Tensor<f32>,
+    zero_point: &Tensor<f32>,
+    dq: &mut Tensor<f32>,
+    mask: &mut Tensor<u32>,
+    n: usize,
+    words: usize,
+    g: usize,
+    l: usize,
+    i: usize,
+    qmin: f32,
+    qmax: f32,
+    #[comptime] mode: u32,
+) {
+    let t = ABSOLUTE_POS;
+    if t >= words {
+        terminate!();
+    }
+    let mut bits = 0u32;
+    for k in 0..32u32 {
+        let e = t + (k as usize) * words;
+        if e < n {
+            let p = param_of(e, g, l, i, mode);
+            let (s, inv, lo, hi) = grid_of(scale, zero_point, p, qmin, qmax);
+            let (code, m, _v) = quantize(x[e], inv, lo, hi);
+            dq[e] = code * s;
+            if m == 1.0 {
+                bits |= 1u32 << k;
+            }
+        }
+    }
+    mask[t] = bits;
+}
+
+/// `grad · mask` for a mask from [`fake_quant_with_mask`], one thread per element.
+#[cube(launch)]
+pub fn apply_mask(
+    grad: &Tensor<f32>,
+    mask: &Tensor<u32>,
+    out: &mut Tensor<f32>,
+    n: usize,
+    words: usize,
+) {
+    let e = ABSOLUTE_POS;
+    if e >= n {
+        terminate!();
+    }
+    let bit = (mask[e % words] >> ((e / words) as u32)) & 1u32;
+    let mut g = 0.0f32;
+    if bit == 1u32 {
+        g = grad[e];
+    }
+    out[e] = g;
+}
+
+/// The input gradient of fake quantization alone, `grad · mask`, one thread per element.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn masked_grad(
+    grad: &Tensor<f32>,
+    x: &Tensor<f32>,
+    scale: &Tensor<f32>,
+    zero_point: &Tensor<f32>,
+    dx: &mut Tensor<f32>,
+    n: usize,
+    g: usize,
+    l: usize,
+    i: usize,
+    qmin: f32,
+    qmax: f32,
+    #[comptime] mode: u32,
+) {
+    let e = ABSOLUTE_POS;
+    if e >= n {
+        terminate!();
+    }
+    let p = param_of(e, g, l, i, mode);
+    let (_s, inv, lo, hi) = grid_of(scale, zero_point, p, qmin, qmax);
+    let (_code, mask, _v) = quantize(x[e], inv, lo, hi);
+    dx[e] = grad[e] * mask;
+}
+
+/// Sums `acc` over the cube's units (a tree over `shared`, one slot per unit); every unit gets
+/// the total.
+#[cube]
+fn cube_sum(acc: f32, shared: &mut Shared<[f32]>) -> f32 {
+    shared[UNIT_POS as usize] = acc;
+    sync_cube();
+    let mut active = CUBE_DIM;
+    let mut jump = 1u32;
+    while active > 1 {
+        active /= 2;
+        let destination = jump * 2 * UNIT_POS;
+        let origin = jump * (2 * UNIT_POS + 1);
+        if UNIT_POS < active {
+            let value = shared[origin as usize];
+            shared[destination as usize] += value;
+        }
+        jump *= 2;
+        sync_cube();
+    }
+    shared[0]
+}
+
+/// Reduces `acc` over the cube's units by min (`smaller`) or max; every unit gets the result.
+#[cube]
+fn cube_extreme(acc: f32, shared: &mut Shared<[f32]>, #[comptime] smaller: bool) -> f32 {
+    shared[UNIT_POS as usize] = acc;
+    sync_cube();
+    let mut active = CUBE_DIM;
+    let mut jump = 1u32;
+    while active > 1 {
+        active /= 2;
+        let destination = jump * 2 * UNIT_POS;
+        let origin = jump * (2 * UNIT_POS + 1);
+        if UNIT_POS < active {
+            let value = shared[origin as usize];
+            let current = shared[destination as usize];
+            if smaller {
+                shared[destination as usize] = min(current, value);
+            } else {
+                shared[destination as usize] = max(current, value);
+            }
+        }
+        jump *= 2;
+        sync_cube();
+    }
+    shared[0]
+}
+
+/// The LSQ / LSQ+ backward pass: `dx = grad · mask` for every element and, per (parameter,
+/// chunk) cube, the partial scale gradient `grad_factor · Σ grad · ∂x̂/∂s` into `ds[cube]` and,
+/// with `with_dzp`, the zero point's `grad_factor · Σ grad · ∂x̂/∂zp` (`-s` outside the grid)
+/// into `dzp[cube]`. Parameter `p`'s `m`
+/// elements are cut into `chunks` chunks of `chunk` elements, one cube each.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn lsq_backward(
+    grad: &Tensor<f32>,
+    x: &Tensor<f32>,
+    scale: &Tensor<f32>,
+    zero_point: &Tensor<f32>,
+    dx: &mut Tensor<f32>,
+    ds: &mut Tensor<f32>,
+    dzp: &mut Tensor<f32>,
+    m: usize,
+    chunk: usize,
+    chunks: usize,
+    cubes: usize,
+    g: usize,
+    l: usize,
+    i: usize,
+    qmin: f32,
+    qmax: f32,
+    grad_factor: f32,
+    #[comptime] mode: u32,
+    #[comptime] with_dzp: bool,
+) {
+    let cube = CUBE_POS;
+    if cube >= cubes {
+        terminate!();
+    }
+    let p = cube / chunks;
+    let start = (cube % chunks) * chunk;
+    let end = min(start + chunk, m);
+    let (s, inv, lo, hi) = grid_of(scale, zero_point, p, qmin, qmax);
+    let mut acc = 0.0f32;
+    let mut acc_zp = 0.0f32;
+    let mut k = start + UNIT_POS as usize;
+    while k < end {
+        let e = element_of(p, k, g, l, i, mode);
+        let gr = grad[e];
+        let (code, mask, v) = quantize(x[e], inv, lo, hi);
+        dx[e] = gr * mask;
+        acc += gr * (code - v * mask);
+        if with_dzp {
+            acc_zp += gr * (1.0 - mask);
+        }
+        k += REDUCE_UNITS;
+    }
+    let mut shared = Shared::new_slice(REDUCE_UNITS);
+    let total = cube_sum(acc, &mut shared);
+    if UNIT_POS == 0 {
+        // No gradient for a scale below the floor it was clamped to.
+        let mut kept = total * grad_factor;
+        if scale[p] < f32::new(1.1920929e-7) {
+            kept = 0.0;
+        }
+        ds[cube] = kept;
+    }
+    if with_dzp {
+        sync_cube();
+        let total_zp = cube_sum(acc_zp, &mut shared);
+        if UNIT_POS == 0 {
+            dzp[cube] = -s * total_zp * grad_factor;
+        }
+    }
+}
+
+/// The `op` reduction ([`SUM`], [`MAX_ABS`], [`MIN_MAX`]) of elements `start..end` of parameter
+/// `p` over the cube's units: `(low, high)` (min, and sum / max / max |x|), known to every unit.
+/// `low_in` / `high_in` are what is reduced (the same tensor on a first pass; the partial minima
+/// and maxima when partials are combined); `low_in` is read only by [`MIN_MAX`].
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn reduce_chunk(
+    low_in: &Tensor<f32>,
+    high_in: &Tensor<f32>,
+    p: usize,
+    start: usize,
+    end: usize,
+    g: usize,
+    l: usize,
+    i: usize,
+    #[comptime] mode: u32,
+    #[comptime] op: u32,
+) -> (f32, f32) {
+    let mut lo_acc = f32::new(3.4028235e38);
+    let mut hi_acc = f32::new(-3.4028235e38);
+    if op == SUM || op == SUM_BOTH {
+        lo_acc = 0.0;
+        hi_acc = 0.0;
+    }
+    let mut k = start + UNIT_POS as usize;
+    while k < end {
+        let e = element_of(p, k, g, l, i, mode);
+        if op == SUM {
+            hi_acc += high_in[e];
+        } else if op == SUM_BOTH {
+            lo_acc += low_in[e];
+            hi_acc += high_in[e];
+        } else if op == MAX_ABS {
+            hi_acc = max(hi_acc, high_in[e].abs());
+        } else {
+            lo_acc = min(lo_acc, low_in[e]);
+            hi_acc = max(hi_acc, high_in[e]);
+        }
+        k += REDUCE_UNITS;
+    }
+    let mut shared = Shared::new_slice(REDUCE_UNITS);
+    let high_total = if op == SUM || op == SUM_BOTH {
+        cube_sum(hi_acc, &mut shared)
+    } else {
+        cube_extreme(hi_acc, &mut shared, false)
+    };
+    let low_total = if op == MIN_MAX {
+        sync_cube();
+        cube_extreme(lo_acc, &mut shared, true)
+    } else if op == SUM_BOTH {
+        sync_cube();
+        cube_sum(lo_acc, &mut shared)
+    } else {
+        f32::new(0.0)
+    };
+    (low_total, high_total)
+}
+
+/// Per (parameter, chunk) cube: the `op` reduction of the chunk into `low[cube]` (min, written
+/// only by [`MIN_MAX`]) and `high[cube]` (see [`reduce_chunk`]).
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn reduce(
+    low_in: &Tensor<f32>,
+    high_in: &Tensor<f32>,
+    low: &mut Tensor<f32>,
+    high: &mut Tensor<f32>,
+    m: usize,
+    chunk: usize,
+    chunks: usize,
+    cubes: usize,
+    g: usize,
+    l: usize,
+    i: usize,
+    #[comptime] mode: u32,
+    #[comptime] op: u32,
+) {
+    let cube = CUBE_POS;
+    if cube >= cubes {
+        terminate!();
+    }
+    let p = cube / chunks;
+    let start = (cube % chunks) * chunk;
+    let end = min(start + chunk, m);
+    let (low_total, high_total) = reduce_chunk(low_in, high_in, p, start, end, g, l, i, mode, op);
+    if UNIT_POS == 0 {
+        if op == MIN_MAX || op == SUM_BOTH {
+            low[cube] = low_total;
+        }
+        high[cube] = high_total;
+    }
+}
+
+/// One observer update per parameter, one cube each: the batch range of parameter `p` (max |x|
+/// when `symmetric`, from `x` itself or from partial results of [`reduce`]), folded into the
+/// running `(min, max)` (`averaging`: negative for running extremes, 1 or more for the batch
+/// alone, otherwise the moving-average constant; see `ObserveRule`), and the scale and zero point of the result. Writes
+/// the new min, max, scale and zero point (PyTorch's observers and
+/// `calculate_qparams`, as `Observer::observe` and `qparams_from_range` compute them), `n` each.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn observe(
+    low_in: &Tensor<f32>,
+    high_in: &Tensor<f32>,
+    old_min: &Tensor<f32>,
+    old_max: &Tensor<f32>,
+    out_min: &mut Tensor<f32>,
+    out_max: &mut Tensor<f32>,
+    out_scale: &mut Tensor<f32>,
+    out_zero_point: &mut Tensor<f32>,
+    averaging: f32,
+    qmin: f32,
+    qmax: f32,
+    symmetric_zero_point: f32,
+    eps: f32,
+    m: usize,
+    n: usize,
+    g: usize,
+    l: usize,
+    i: usize,
+    #[comptime] mode: u32,
+    #[comptime] symmetric: bool,
+) {
+    let p = CUBE_POS;
+    if p >= n {
+        terminate!();
+    }
+    let (low, high) = if symmetric {
+        reduce_chunk(low_in, high_in, p, 0, m, g, l, i, mode, MAX_ABS)
+    } else {
+        reduce_chunk(low_in, high_in, p, 0, m, g, l, i, mode, MIN_MAX)
+    };
+    if UNIT_POS == 0 {
+        let mut batch_min = low;
+        if symmetric {
+            batch_min = -high;
+        }
+        let mut new_min = batch_min;
+        let mut new_max = high;
+        let before_min = old_min[p];
+        let before_max = old_max[p];
+        if averaging < 0.0 {
+            new_min = min(before_min, batch_min);
+            new_max = max(before_max, high);
+        } else if averaging < 1.0 {
+            // Nothing observed yet (infinite): the batch's range.
+            if before_min.abs() <= 3.4028235e38f32 {
+                new_min = before_min + (batch_min - before_min) * averaging;
+            }
+            if before_max.abs() <= 3.4028235e38f32 {
+                new_max = before_max + (high - before_max) * averaging;
+            }
+        }
+        let min_neg = min(new_min, 0.0);
+        let max_pos = max(new_max, 0.0);
+        let (scale, zero_point) = if symmetric {
+            let bound = max(max_pos, -min_neg);
+            (
+                max(bound / ((qmax - qmin) / 2.0), eps),
+                symmetric_zero_point,
+            )
+        } else {
+            let scale = max((max_pos - min_neg) / (qmax - qmin), eps);
+            (scale, clamp(qmin - (min_neg / scale).round(), qmin, qmax))
+        };
+        out_min[p] = new_min;
+        out_max[p] = new_max;
+        out_scale[p] = scale;
+        out_zero_point[p] = zero_point;
+    }
+}

@@ -1,0 +1,481 @@
+//! The CubeCL (wgpu / Vulkan / Metal / CUDA) implementation of [`FakeQuantKernels`]: one launch
+//! per fake-quant forward, one per backward (plus one to add up the scale gradient's partial sums
+//! when a parameter has more elements than a cube takes), one or two per observer reduction.
+//!
+//! Burn's `Cube` backend is `Fusion<CubeBackend>`: the extension macro wraps these launches as
+//! opaque operations of the fusion stream, so the composite ops around them still fuse.
+
+mod kernels;
+
+use burn::backend::DType;
+use burn::tensor::Shape;
+use burn_cubecl::CubeBackend;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::calculate_cube_count_elemwise;
+use cubecl::prelude::*;
+use cubecl::server::CubeCountSelection;
+
+use super::{FakeQuantKernels, Observed};
+use kernels::{MAX_ABS, MIN_MAX, PER_CHANNEL, PER_GROUP, PER_TENSOR, REDUCE_UNITS, SUM, SUM_BOTH};
+
+/// Elements one reduction cube takes per parameter (16 per unit): large enough that the partial
+/// sums are few, small enough that a per-tensor reduction over an activation still fills the GPU.
+const REDUCE_CHUNK: usize = REDUCE_UNITS * 16;
+
+/// How the elements of a `[o, g, l, i]` view map to parameters, in the kernels' terms.
+#[derive(Debug, Clone, Copy)]
+struct ViewLayout {
+    mode: u32,
+    g: usize,
+    l: usize,
+    i: usize,
+    /// Elements in the view.
+    n: usize,
+    /// Elements per parameter.
+    per_param: usize,
+    num_params: usize,
+}
+
+impl ViewLayout {
+    fn new(view: [usize; 4], per_group: bool, num_params: usize) -> Self {
+        let [o, g, l, i] = view;
+        let n = o * g * l * i;
+        let (mode, per_param) = if num_params == 1 {
+            (PER_TENSOR, n)
+        } else if per_group {
+            (PER_GROUP, l)
+        } else {
+            (PER_CHANNEL, o * l * i)
+        };
+        assert_eq!(
+            per_param * num_params,
+            n,
+            "fused fake-quant: {num_params} parameters do not tile a {view:?} view"
+        );
+        Self {
+            mode,
+            g,
+            l,
+            i,
+            n,
+            per_param,
+            num_params,
+        }
+    }
+
+    /// Partial results of a per-parameter reduction, viewed as `num_params` channels of
+    /// `chunks` elements each.
+    fn partials(num_params: usize, chunks: usize) -> Self {
+        Self::new([1, num_params, chunks, 1], false, num_params)
+    }
+}
+
+/// `t` as a contiguous `f32` tensor, as every kernel here indexes its inputs.
+fn f32_input(t: CubeTensor, what: &str) -> CubeTensor {
+    assert_eq!(
+        t.dtype,
+        DType::F32,
+        "fused fake-quant on a GPU takes f32 tensors, got {:?} for {what}",
+        t.dtype
+    );
+    into_contiguous(t)
+}
+
+/// A fresh contiguous tensor on `like`'s device.
+fn empty(like: &CubeTensor, shape: impl Into<Shape>, dtype: DType) -> CubeTensor {
+    empty_device_contiguous_dtype(
+        like.client.clone(),
+        like.device.clone(),
+        shape.into(),
+        dtype,
+    )
+}
+
+/// The launch grid of an elementwise kernel over `n` items.
+fn elementwise(t: &CubeTensor, n: usize) -> (CubeCount, CubeDim) {
+    let dim = CubeDim::new(&t.client, n);
+    (calculate_cube_count_elemwise(&t.client, n, dim), dim)
+}
+
+/// The launch grid of `cubes` reduction cubes.
+fn reduction(t: &CubeTensor, cubes: usize) -> (CubeCount, CubeDim) {
+    let count = CubeCountSelection::new(&t.client, cubes as u32).cube_count();
+    (count, CubeDim::new_1d(REDUCE_UNITS as u32))
+}
+
+/// Reduction passes of `x` under `layout` (`op`: [`SUM`], [`MAX_ABS`], [`MIN_MAX`]) until each
+/// parameter has at most `limit` partial results left, at least one pass when `at_least_once`:
+/// one launch per pass. Returns `(low, high, their layout)`; `low` holds the minima under
+/// [`MIN_MAX`] (the first sums under [`SUM_BOTH`]) and is `high` otherwise.
+fn reduce_until(
+    x: CubeTensor,
+    layout: ViewLayout,
+    op: u32,
+    limit: usize,
+    at_least_once: bool,
+) -> (CubeTensor, CubeTensor, ViewLayout) {
+    reduce_until_with(x.clone(), x, layout, op, limit, at_least_once)
+}
+
+/// [`reduce_until`] over two inputs: `low_in` feeds the minima ([`MIN_MAX`]) or the first sum
+/// ([`SUM_BOTH`]), `high_in` everything else.
+fn reduce_until_with(
+    low_in: CubeTensor,
+    high_in: CubeTensor,
+    layout: ViewLayout,
+    op: u32,
+    limit: usize,
+    at_least_once: bool,
+) -> (CubeTensor, CubeTensor, ViewLayout) {
+    let (mut low_in, mut high_in, mut layout) = (low_in, high_in, layout);
+    let two_outputs = op == MIN_MAX || op == SUM_BOTH;
+    let mut first = at_least_once;
+    while first || layout.per_param > limit {
+        first = false;
+        let chunks = layout.per_param.div_ceil(REDUCE_CHUNK).max(1);
+        let cubes = layout.num_params * chunks;
+        let low = empty(&high_in, [if two_outputs { cubes } else { 1 }], DType::F32);
+        let high = empty(&high_in, [cubes], DType::F32);
+        let (count, dim) = reduction(&high_in, cubes);
+        kernels::reduce::launch(
+            &high_in.client.clone(),
+            count,
+            dim,
+            low_in.into_tensor_arg(),
+            high_in.into_tensor_arg(),
+            low.clone().into_tensor_arg(),
+            high.clone().into_tensor_arg(),
+            layout.per_param,
+            REDUCE_CHUNK,
+            chunks,
+            cubes,
+            layout.g,
+            layout.l,
+            layout.i,
+            layout.mode,
+            op,
+        );
+        layout = ViewLayout::partials(layout.num_params, chunks);
+        low_in = if two_outputs { low } else { high.clone() };
+        high_in = high;
+    }
+    (low_in, high_in, layout)
+}
+
+/// Per-parameter `op` reduction of `x` under `layout`, `(low, high)`, `[num_params]` each.
+fn reduce_per_param(x: CubeTensor, layout: ViewLayout, op: u32) -> (CubeTensor, CubeTensor) {
+    let (low, high, _) = reduce_until(x, layout, op, 1, true);
+    (low, high)
+}
+
+/// The grid arguments every fake-quant kernel takes.
+struct Grid {
+    scale: CubeTensor,
+    zero_point: CubeTensor,
+    qmin: f32,
+    qmax: f32,
+}
+
+impl Grid {
+    fn new(scale: CubeTensor, zero_point: CubeTensor, qmin: f32, qmax: f32) -> Self {
+        Self {
+            scale: f32_input(scale, "the scale"),
+            zero_point: f32_input(zero_point, "the zero point"),
+            qmin,
+            qmax,
+        }
+    }
+
+    fn num_params(&self) -> usize {
+        self.scale.meta.shape().num_elements()
+    }
+}
+
+/// [`FakeQuantKernels::fake_quant_parts`] into a fresh tensor of `shape` (`parts · n` elements).
+fn launch_parts(
+    x: CubeTensor,
+    grid: Grid,
+    view: [usize; 4],
+    per_group: bool,
+    parts: usize,
+    shape: Shape,
+) -> CubeTensor {
+    let x = f32_input(x, "the input");
+    let layout = ViewLayout::new(view, per_group, grid.num_params());
+    let out = empty(&x, shape, DType::F32);
+    let (count, dim) = elementwise(&x, layout.n);
+    kernels::fake_quant_parts::launch(
+        &x.client.clone(),
+        count,
+        dim,
+        x.into_tensor_arg(),
+        grid.scale.into_tensor_arg(),
+        grid.zero_point.into_tensor_arg(),
+        out.clone().into_tensor_arg(),
+        layout.n,
+        layout.g,
+        layout.l,
+        layout.i,
+        grid.qmin,
+        grid.qmax,
+        layout.mode,
+        parts as u32,
+    );
+    out
+}
+
+impl FakeQuantKernels for CubeBackend {
+    fn fake_quant_parts(
+        x: CubeTensor,
+        scale: CubeTensor,
+        zero_point: CubeTensor,
+        qmin: f32,
+        qmax: f32,
+        view: [usize; 4],
+        per_group: bool,
+        parts: usize,
+    ) -> CubeTensor {
+        let n: usize = view.iter().product();
+        let grid = Grid::new(scale, zero_point, qmin, qmax);
+        launch_parts(x, grid, view, per_group, parts, Shape::new([parts * n]))
+    }
+
+    fn max_abs_per_param(
+        x: CubeTensor,
+        view: [usize; 4],
+        per_group: bool,
+        num_params: usize,
+    ) -> CubeTensor {
+        let x = f32_input(x, "the observed tensor");
+        let layout = ViewLayout::new(view, per_group, num_params);
+        reduce_per_param(x, layout, MAX_ABS).1
+    }
+
+    fn min_max_per_param(
+        x: CubeTensor,
+        view: [usize; 4],
+        per_group: bool,
+        num_params: usize,
+    ) -> (CubeTensor, CubeTensor) {
+        let x = f32_input(x, "the observed tensor");
+        let layout = ViewLayout::new(view, per_group, num_params);
+        reduce_per_param(x, layout, MIN_MAX)
+    }
+
+    fn observe_range(
+        x: CubeTensor,
+        min: CubeTensor,
+        max: CubeTensor,
+        view: [usize; 4],
+        per_group: bool,
+        n: usize,
+        symmetric: bool,
+        averaging: f32,
+        qmin: f32,
+        qmax: f32,
+        symmetric_zero_point: f32,
+        eps: f32,
+    ) -> Observed<Self> {
+        let x = f32_input(x, "the observed tensor");
+        let (min, max) = (
+            f32_input(min, "the running min"),
+            f32_input(max, "the running max"),
+        );
+        let layout = ViewLayout::new(view, per_group, n);
+        // Large parameters are first cut down to partial ranges; the observe kernel folds what
+        // is left (at most one chunk per parameter) and writes the results.
+        let op = if symmetric { MAX_ABS } else { MIN_MAX };
+        let (low, high, layout) = reduce_until(x, layout, op, REDUCE_CHUNK, false);
+        let out = [(); 4].map(|_| empty(&high, [n], DType::F32));
+        let (count, dim) = reduction(&high, n);
+        kernels::observe::launch(
+            &high.client.clone(),
+            count,
+            dim,
+            low.into_tensor_arg(),
+            high.into_tensor_arg(),
+            min.into_tensor_arg(),
+            max.into_tensor_arg(),
+            out[0].clone().into_tensor_arg(),
+            out[1].clone().into_tensor_arg(),
+            out[2].clone().into_tensor_arg(),
+            out[3].clone().into_tensor_arg(),
+            averaging,
+            qmin,
+            qmax,
+            symmetric_zero_point,
+            eps,
+            layout.per_param,
+            n,
+            layout.g,
+            layout.l,
+            layout.i,
+            layout.mode,
+            symmetric,
+        );
+        let [min, max, scale, zero_point] = out;
+        ((min, max), (scale, zero_point))
+    }
+
+    fn fake_quant_backward(
+        grad: CubeTensor,
+        x: CubeTensor,
+        scale: CubeTensor,
+        zero_point: CubeTensor,
+        qmin: f32,
+        qmax: f32,
+        view: [usize; 4],
+        per_group: bool,
+        with_scale_grad: bool,
+        with_zero_point_grad: bool,
+        grad_factor: f32,
+    ) -> ((CubeTensor, CubeTensor), CubeTensor) {
+        let grad = f32_input(grad, "the gradient");
+        let x = f32_input(x, "the input");
+        let grid = Grid::new(scale, zero_point, qmin, qmax);
+        let layout = ViewLayout::new(view, per_group, grid.num_params());
+        let dx = empty(&x, view, DType::F32);
+        let client = x.client.clone();
+        let nothing = || empty(&x, [0], DType::F32);
+        if !with_scale_grad && !with_zero_point_grad {
+            let (count, dim) = elementwise(&x, layout.n);
+            kernels::masked_grad::launch(
+                &client,
+                count,
+                dim,
+                grad.into_tensor_arg(),
+                x.clone().into_tensor_arg(),
+                grid.scale.into_tensor_arg(),
+                grid.zero_point.into_tensor_arg(),
+                dx.clone().into_tensor_arg(),
+                layout.n,
+                layout.g,
+                layout.l,
+                layout.i,
+                grid.qmin,
+                grid.qmax,
+                layout.mode,
+            );
+            return ((dx, nothing()), nothing());
+        }
+        let chunks = layout.per_param.div_ceil(REDUCE_CHUNK).max(1);
+        let cubes = layout.num_params * chunks;
+        let ds = empty(&x, [cubes], DType::F32);
+        let dzp = empty(
+            &x,
+            [if with_zero_point_grad { cubes } else { 1 }],
+            DType::F32,
+        );
+        let (count, dim) = reduction(&x, cubes);
+        kernels::lsq_backward::launch(
+            &client,
+            count,
+            dim,
+            grad.into_tensor_arg(),
+            x.clone().into_tensor_arg(),
+            grid.scale.into_tensor_arg(),
+            grid.zero_point.into_tensor_arg(),
+            dx.clone().into_tensor_arg(),
+            ds.clone().into_tensor_arg(),
+            dzp.clone().into_tensor_arg(),
+            layout.per_param,
+            REDUCE_CHUNK,
+            chunks,
+            cubes,
+            layout.g,
+            layout.l,
+            layout.i,
+            grid.qmin,
+            grid.qmax,
+            grad_factor,
+            layout.mode,
+            with_zero_point_grad,
+        );
+        // Partial sums per (parameter, chunk): add them up, both gradients in one launch.
+        let (ds, dzp) = if chunks == 1 {
+            (ds, dzp)
+        } else {
+            let partials = ViewLayout::partials(layout.num_params, chunks);
+            let op = if with_zero_point_grad { SUM_BOTH } else { SUM };
+            let (low, high, _) = reduce_until_with(dzp, ds, partials, op, 1, true);
+            (high, low)
+        };
+        let ds = if with_scale_grad { ds } else { nothing() };
+        let dzp = if with_zero_point_grad { dzp } else { nothing() };
+        ((dx, ds), dzp)
+    }
+
+    fn fake_quant_with_mask(
+        x: CubeTensor,
+        scale: CubeTensor,
+        zero_point: CubeTensor,
+        qmin: f32,
+        qmax: f32,
+        view: [usize; 4],
+        per_group: bool,
+    ) -> (CubeTensor, CubeTensor) {
+        let x = f32_input(x, "the input");
+        let grid = Grid::new(scale, zero_point, qmin, qmax);
+        let layout = ViewLayout::new(view, per_group, grid.num_params());
+        let words = layout.n.div_ceil(32);
+        let dq = empty(&x, view, DType::F32);
+        let mask = empty(&x, [words], DType::U32);
+        let (count, dim) = elementwise(&x, words);
+        kernels::fake_quant_with_mask::launch(
+            &x.client.clone(),
+            count,
+            dim,
+            x.into_tensor_arg(),
+            grid.scale.into_tensor_arg(),
+            grid.zero_point.into_tensor_arg(),
+            dq.clone().into_tensor_arg(),
+            mask.clone().into_tensor_arg(),
+            layout.n,
+            words,
+            layout.g,
+            layout.l,
+            layout.i,
+            grid.qmin,
+            grid.qmax,
+            layout.mode,
+        );
+        (dq, mask)
+    }
+
+    fn apply_mask(grad: CubeTensor, mask: CubeTensor) -> CubeTensor {
+        let shape = grad.meta.shape().clone();
+        let grad = f32_input(grad, "the gradient");
+        let n = shape.num_elements();
+        let words = mask.meta.shape().num_elements();
+        let out = empty(&grad, shape, DType::F32);
+        let (count, dim) = elementwise(&grad, n);
+        kernels::apply_mask::launch(
+            &grad.client.clone(),
+            count,
+            dim,
+            grad.into_tensor_arg(),
+            mask.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            n,
+            words,
+        );
+        out
+    }
+
+    fn lsq_fake_quant(
+        x: CubeTensor,
+        scale: CubeTensor,
+        zero_point: CubeTensor,
+        qmin: f32,
+        qmax: f32,
+        view: [usize; 4],
+        per_group: bool,
+        _clip_free: bool,
+        _grad_factor: f32,
+    ) -> CubeTensor {
+        let grid = Grid::new(scale, zero_point, qmin, qmax);
+        launch_parts(x, grid, view, per_group, 1, Shape::new(view))
+    }
+}

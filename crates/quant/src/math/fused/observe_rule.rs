@@ -1,0 +1,59 @@
+//! One observer update of one parameter, as the fused kernels compute it: the batch's range
+//! folded into the running one, then the scale and zero point of the result — the arithmetic of
+//! `Observer::observe` and `qparams_from_range`, in the same order, so the results are the same.
+//! The CubeCL kernel (`cube::kernels::observe`) mirrors this function line for line.
+
+/// How a batch's range is folded in, and the grid the qparams are for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ObserveRule {
+    /// Negative: running extremes (min-max observer); 1 or more: the batch's range alone;
+    /// otherwise the moving-average constant.
+    pub averaging: f32,
+    pub qmin: f32,
+    pub qmax: f32,
+    /// Whether the grid is symmetric (the batch range is then `±max |x|`).
+    pub symmetric: bool,
+    /// The zero point of a symmetric grid.
+    pub symmetric_zero_point: f32,
+    /// The smallest scale.
+    pub eps: f32,
+}
+
+impl ObserveRule {
+    /// `[min, max, scale, zero_point]` after folding the batch range `(batch_min, batch_max)`
+    /// (for a symmetric grid `batch_min` is ignored and `batch_max` is `max |x|`) into the
+    /// running `(old_min, old_max)`, infinite when nothing was observed yet.
+    pub fn apply(&self, batch_min: f32, batch_max: f32, old_min: f32, old_max: f32) -> [f32; 4] {
+        let batch_min = if self.symmetric {
+            -batch_max
+        } else {
+            batch_min
+        };
+        let (new_min, new_max) = if self.averaging < 0.0 {
+            (old_min.min(batch_min), old_max.max(batch_max))
+        } else if self.averaging < 1.0 {
+            let average = |old: f32, new: f32| {
+                if old.is_infinite() {
+                    new
+                } else {
+                    old + (new - old) * self.averaging
+                }
+            };
+            (average(old_min, batch_min), average(old_max, batch_max))
+        } else {
+            (batch_min, batch_max)
+        };
+        let min_neg = new_min.min(0.0);
+        let max_pos = new_max.max(0.0);
+        let (scale, zero_point) = if self.symmetric {
+            let bound = max_pos.max(-min_neg);
+            let half = (self.qmax - self.qmin) / 2.0;
+            ((bound / half).max(self.eps), self.symmetric_zero_point)
+        } else {
+            let scale = ((max_pos - min_neg) / (self.qmax - self.qmin)).max(self.eps);
+            let zp = (self.qmin - (min_neg / scale).round_ties_even()).clamp(self.qmin, self.qmax);
+            (scale, zp)
+        };
+        [new_min, new_max, scale, zero_point]
+    }
+}

