@@ -37,7 +37,8 @@ pub fn report(rows: &[StepLaunches]) -> String {
             + row.count.matching("lsq_backward")
             + row.count.matching("apply_mask")
             + row.count.matching("masked_grad")
-            + row.count.matching("reduce::Reduce");
+            + row.count.matching("reduce::Reduce")
+            + row.count.matching("observe::Observe");
         println!(
             "                          {:<10} {:>9} {:>7} {:>12} {:>12} {:>8}",
             row.name,
