@@ -8,7 +8,7 @@
 
 use burn::tensor::Tensor;
 
-use super::fused::{fused_lsq, fused_parts};
+use super::fused::fused_lsq;
 use super::no_grad;
 use crate::{Granularity, ParamLayout};
 
@@ -80,29 +80,18 @@ pub fn fake_quantize_layout(
 ) -> Tensor<4> {
     let zp_or_zero = || zero_point.clone().unwrap_or_else(|| scale.zeros_like());
     let per_group = layout.is_per_group();
-    // On Flex: a custom autodiff op when tracked (one forward and one backward pass, the mask
-    // recomputed there), one forward pass otherwise. Elsewhere: composite ops.
-    let fused = if x.is_tracked() {
-        fused_lsq(
-            &x,
-            no_grad(scale.clone()),
-            no_grad(zp_or_zero()),
-            (qmin, qmax),
-            per_group,
-            !clip_possible,
-            1.0,
-        )
-    } else {
-        fused_parts(
-            &x,
-            no_grad(scale.clone()),
-            no_grad(zp_or_zero()),
-            (qmin, qmax),
-            per_group,
-            1,
-        )
-        .map(|mut p| p.remove(0))
-    };
+    // Where the kernels run: a custom autodiff op when tracked (one forward and one backward
+    // pass, the mask recomputed there or kept as bits), one forward pass otherwise. Elsewhere:
+    // composite ops.
+    let fused = fused_lsq(
+        &x,
+        no_grad(scale.clone()),
+        no_grad(zp_or_zero()),
+        (qmin, qmax),
+        per_group,
+        !clip_possible,
+        1.0,
+    );
     fused.unwrap_or_else(|| {
         let zero_point = zero_point.map(|zp| layout.broadcast(zp));
         fake_quantize_view_with(

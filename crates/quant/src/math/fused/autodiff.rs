@@ -102,29 +102,6 @@ impl<B: FakeQuantKernels> Backward<B, 3> for FakeQuantBackward {
 }
 
 impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B, C> {
-    fn fake_quant_parts(
-        x: FloatTensor<Self>,
-        scale: FloatTensor<Self>,
-        zero_point: FloatTensor<Self>,
-        qmin: f32,
-        qmax: f32,
-        view: [usize; 4],
-        per_group: bool,
-        parts: usize,
-    ) -> FloatTensor<Self> {
-        let out = B::fake_quant_parts(
-            Self::inner(x),
-            Self::inner(scale),
-            Self::inner(zero_point),
-            qmin,
-            qmax,
-            view,
-            per_group,
-            parts,
-        );
-        Self::from_inner(out)
-    }
-
     fn max_abs_per_param(
         x: FloatTensor<Self>,
         view: [usize; 4],

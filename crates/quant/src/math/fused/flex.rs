@@ -568,40 +568,6 @@ fn prepare(
 }
 
 impl FakeQuantKernels for Flex {
-    fn fake_quant_parts(
-        x: FlexTensor,
-        scale: FlexTensor,
-        zero_point: FlexTensor,
-        qmin: f32,
-        qmax: f32,
-        view: [usize; 4],
-        per_group: bool,
-        parts: usize,
-    ) -> FlexTensor {
-        let (x, grid, runs) = prepare(x, &scale, &zero_point, (qmin, qmax), view, per_group);
-        let xs = x.as_slice::<f32>().expect("contiguous f32");
-        // dq = (q - zp) · s
-        let mut out = grid.map(&runs, xs, |x, s, inv, lo, hi| code(x, inv, lo, hi) * s);
-        if parts > 1 {
-            out.extend(grid.map(&runs, xs, |x, _, inv, lo, hi| {
-                code_and_mask(x, inv, lo, hi).1
-            }));
-        }
-        if parts > 2 {
-            out.extend(grid.map(&runs, xs, |x, _, inv, lo, hi| {
-                let (code, mask) = code_and_mask(x, inv, lo, hi);
-                scale_coef(x, code, mask, inv)
-            }));
-        }
-        // ∂x̂/∂zp: 0 inside, -s outside.
-        if parts > 3 {
-            out.extend(grid.map(&runs, xs, |x, s, inv, lo, hi| {
-                -s * (1.0 - code_and_mask(x, inv, lo, hi).1)
-            }));
-        }
-        flat(out)
-    }
-
     fn max_abs_per_param(
         x: FlexTensor,
         view: [usize; 4],
@@ -769,8 +735,11 @@ impl FakeQuantKernels for Flex {
         _clip_free: bool,
         _grad_factor: f32,
     ) -> FlexTensor {
-        Self::fake_quant_parts(x, scale, zero_point, qmin, qmax, view, per_group, 1)
-            .reshape(Shape::new(view))
+        let (x, grid, runs) = prepare(x, &scale, &zero_point, (qmin, qmax), view, per_group);
+        let xs = x.as_slice::<f32>().expect("contiguous f32");
+        // dq = (q - zp) · s
+        let dq = grid.map(&runs, xs, |x, s, inv, lo, hi| code(x, inv, lo, hi) * s);
+        FlexTensor::from_data(TensorData::new(dq, Shape::new(view)))
     }
 }
 

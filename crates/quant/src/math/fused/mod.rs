@@ -42,7 +42,7 @@ pub type Observed<B> = (
 );
 
 /// Fused fake-quant kernels; implemented for Flex and CubeCL, dispatched from `Tensor`s by
-/// [`fused_parts`] and friends. Under burn-fusion (`Fusion`) each call is one opaque operation
+/// [`fused_lsq`] and friends. Under burn-fusion (`Fusion`) each call is one opaque operation
 /// of the stream, described by the `#[fusion(meta)]` output shapes.
 #[backend_extension(
     Flex,
@@ -51,23 +51,6 @@ pub type Observed<B> = (
     Fusion: cfg(feature = "cube")
 )]
 pub trait FakeQuantKernels: Backend {
-    /// Packs `[dq | mask | A | B]` (the first `parts` of them, each `numel` long) for `x` viewed as
-    /// `[o, g, l, i]`, with flat `scale` and raw `zero_point` (rounded and clamped inside).
-    #[allow(clippy::too_many_arguments)]
-    #[fusion(meta = |x, _s, _z, _lo, _hi, view, _pg, parts| {
-        TensorSpec::new(Shape::new([*parts * view.iter().product::<usize>()]), x.dtype)
-    })]
-    fn fake_quant_parts(
-        x: FloatTensor<Self>,
-        scale: FloatTensor<Self>,
-        zero_point: FloatTensor<Self>,
-        qmin: f32,
-        qmax: f32,
-        view: [usize; 4],
-        per_group: bool,
-        parts: usize,
-    ) -> FloatTensor<Self>;
-
     /// Per-parameter `max |x|` of `x` viewed as `[o, g, l, i]` (one pass, no transposes).
     #[fusion(meta = |x, _view, _pg, n| TensorSpec::new(Shape::new([*n]), x.dtype))]
     fn max_abs_per_param(
@@ -349,42 +332,6 @@ pub(crate) fn fused_observe(
     Some([min, max, scale, zero_point].map(|t| rewrap(Tensor::<1>::from_dispatch(t))))
 }
 
-/// The packed constants of [`FakeQuantKernels::fake_quant_parts`] as `parts` tensors shaped like
-/// the view, or `None` when `x` is not on a Flex device (the caller then uses composite ops).
-pub(crate) fn fused_parts(
-    x: &Tensor<4>,
-    scale: Tensor<1>,
-    zero_point: Tensor<1>,
-    (qmin, qmax): (i32, i32),
-    per_group: bool,
-    parts: usize,
-) -> Option<Vec<Tensor<4>>> {
-    if !has_kernels(x) {
-        return None;
-    }
-    let autodiff = x.device().is_autodiff();
-    let inner = |t: Tensor<1>| if autodiff { t.inner() } else { t };
-    let (x_inner, rewrap) = untracked(x);
-    let view = x.dims();
-    let packed = <Dispatch as FakeQuantKernels>::fake_quant_parts(
-        x_inner.into_dispatch(),
-        inner(scale).into_dispatch(),
-        inner(zero_point).into_dispatch(),
-        qmin as f32,
-        qmax as f32,
-        view,
-        per_group,
-        parts,
-    );
-    let packed = rewrap(Tensor::<1>::from_dispatch(packed));
-    let n: usize = view.iter().product();
-    Some(
-        (0..parts)
-            .map(|k| packed.clone().narrow(0, k * n, n).reshape(view))
-            .collect(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use burn::tensor::{Device, Tensor};
@@ -401,8 +348,6 @@ mod tests {
             let zp = Tensor::<1>::zeros([3], &device);
             let fused = fused_lsq(&x, scale.clone(), zp.clone(), (-8, 7), false, false, 1.0);
             assert_eq!(fused.is_some(), expected, "fused_lsq on {device:?}");
-            let parts = fused_parts(&x, scale, zp, (-8, 7), false, 1);
-            assert_eq!(parts.is_some(), expected, "fused_parts on {device:?}");
             assert_eq!(fused_max_abs(&x, false, 3).is_some(), expected);
             assert_eq!(fused_min_max(&x, false, 3).is_some(), expected);
         };

@@ -85,10 +85,10 @@ fn grid_of(
     (s, 1.0 / s, qmin - z, qmax - z)
 }
 
-/// `[dq | mask | ∂x̂/∂s | ∂x̂/∂zp]`, the first `parts` of them, one thread per element.
+/// Fake quantization, `dq = (q - zp) · s`, one thread per element.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-pub fn fake_quant_parts(
+pub fn fake_quant(
     x: &Tensor<f32>,
     scale: &Tensor<f32>,
     zero_point: &Tensor<f32>,
@@ -100,7 +100,6 @@ pub fn fake_quant_parts(
     qmin: f32,
     qmax: f32,
     #[comptime] mode: u32,
-    #[comptime] parts: u32,
 ) {
     let e = ABSOLUTE_POS;
     if e >= n {
@@ -108,17 +107,8 @@ pub fn fake_quant_parts(
     }
     let p = param_of(e, g, l, i, mode);
     let (s, inv, lo, hi) = grid_of(scale, zero_point, p, qmin, qmax);
-    let (code, mask, v) = quantize(x[e], inv, lo, hi);
+    let (code, _mask, _v) = quantize(x[e], inv, lo, hi);
     out[e] = code * s;
-    if parts > 1 {
-        out[n + e] = mask;
-    }
-    if parts > 2 {
-        out[2 * n + e] = code - v * mask;
-    }
-    if parts > 3 {
-        out[3 * n + e] = -s * (1.0 - mask);
-    }
 }
 
 /// Fixed-scale fake quantization and its clip mask, one thread per 32-bit mask word: thread `t`

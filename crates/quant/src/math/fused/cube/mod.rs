@@ -193,20 +193,13 @@ impl Grid {
     }
 }
 
-/// [`FakeQuantKernels::fake_quant_parts`] into a fresh tensor of `shape` (`parts · n` elements).
-fn launch_parts(
-    x: CubeTensor,
-    grid: Grid,
-    view: [usize; 4],
-    per_group: bool,
-    parts: usize,
-    shape: Shape,
-) -> CubeTensor {
+/// The fake-quantized values of `x` viewed as `view`, into a fresh tensor of that shape.
+fn launch_fake_quant(x: CubeTensor, grid: Grid, view: [usize; 4], per_group: bool) -> CubeTensor {
     let x = f32_input(x, "the input");
     let layout = ViewLayout::new(view, per_group, grid.num_params());
-    let out = empty(&x, shape, DType::F32);
+    let out = empty(&x, view, DType::F32);
     let (count, dim) = elementwise(&x, layout.n);
-    kernels::fake_quant_parts::launch(
+    kernels::fake_quant::launch(
         &x.client.clone(),
         count,
         dim,
@@ -221,27 +214,11 @@ fn launch_parts(
         grid.qmin,
         grid.qmax,
         layout.mode,
-        parts as u32,
     );
     out
 }
 
 impl FakeQuantKernels for CubeBackend {
-    fn fake_quant_parts(
-        x: CubeTensor,
-        scale: CubeTensor,
-        zero_point: CubeTensor,
-        qmin: f32,
-        qmax: f32,
-        view: [usize; 4],
-        per_group: bool,
-        parts: usize,
-    ) -> CubeTensor {
-        let n: usize = view.iter().product();
-        let grid = Grid::new(scale, zero_point, qmin, qmax);
-        launch_parts(x, grid, view, per_group, parts, Shape::new([parts * n]))
-    }
-
     fn max_abs_per_param(
         x: CubeTensor,
         view: [usize; 4],
@@ -476,6 +453,6 @@ impl FakeQuantKernels for CubeBackend {
         _grad_factor: f32,
     ) -> CubeTensor {
         let grid = Grid::new(scale, zero_point, qmin, qmax);
-        launch_parts(x, grid, view, per_group, 1, Shape::new(view))
+        launch_fake_quant(x, grid, view, per_group)
     }
 }
