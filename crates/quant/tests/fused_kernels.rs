@@ -464,3 +464,66 @@ fn fused_observer_ranges_equal_host_extremes() {
         }
     }
 }
+
+/// The integer bias's rounding, [`quant::round_to_step_ste`] (one kernel on wgpu), against the
+/// composite `round_ste(x / step) · step` on Flex: the same grid values with one step per tensor
+/// and one per element, at odd sizes and at codes up to 2^24 (an int32 bias's range exceeds what
+/// Flex's magic-number rounding keeps exact, 2^22), and the gradient passed straight through.
+/// Steps are powers of two and inputs sit an exact eighth-multiple of a step off the grid (at
+/// least 1/8 from a tie; on the grid past 2^20, where f32 keeps no fraction of a step), so every
+/// value is exact and a code cannot flip on a driver's division.
+#[test]
+fn fused_round_to_step_equals_composite() {
+    let _serial = serial();
+    for (device_name, device) in kernel_devices() {
+        for (n, per_element, largest_code) in [
+            (1, false, 3),
+            (7, false, 1000),
+            (13, true, 1000),
+            (1031, true, 1 << 20),
+            (1031, false, 1 << 24),
+        ] {
+            let name = &format!(
+                "{device_name}: {n} values, {} step, codes to {largest_code}",
+                if per_element { "per-element" } else { "one" }
+            );
+            let steps: Vec<f32> = (0..if per_element { n } else { 1 })
+                .map(|i| 2f32.powi(-10 + (i % 5) as i32))
+                .collect();
+            let x_host: Vec<f32> = (0..n)
+                .map(|i| {
+                    let step = steps[if per_element { i } else { 0 }];
+                    let code = ((i as i64 * 7919) % (2 * largest_code + 1)) - largest_code;
+                    let eighths = if largest_code > 1 << 20 {
+                        0
+                    } else {
+                        (i as i64 * 37) % 7 - 3
+                    };
+                    (code as f32 + eighths as f32 / 8.0) * step
+                })
+                .collect();
+            let x = Tensor::<1>::from_floats(x_host.as_slice(), &device).require_grad();
+            let step = Tensor::<1>::from_floats(steps.as_slice(), &device);
+            let y = quant::round_to_step_ste(x.clone(), step.clone());
+            let x_ref = twin(&x);
+            let reference = quant::round_ste(x_ref.clone() / twin(&step)) * twin(&step);
+            assert_close(
+                name,
+                "y",
+                &values(y.clone()),
+                &values(reference.clone()),
+                0.0,
+                0.0,
+            );
+            let dy = Tensor::<1>::random([n], Distribution::Default, &device);
+            let dx = values(x.grad(&(y * dy.clone()).sum().backward()).unwrap());
+            let dx_ref = values(
+                x_ref
+                    .grad(&(reference * twin(&dy)).sum().backward())
+                    .unwrap(),
+            );
+            assert_close(name, "dx = dy", &dx, &values(dy), 0.0, 0.0);
+            assert_close(name, "dx", &dx, &dx_ref, 0.0, 0.0);
+        }
+    }
+}

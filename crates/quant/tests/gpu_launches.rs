@@ -9,19 +9,24 @@
 //! adds up the scale gradient's partial sums (a per-tensor scale over 1.5 M elements). The test
 //! holds it there.
 //!
+//! A layer's integer bias (`round(b / (s_w · s_x)) · s_w · s_x`, the engine's int32 bias) adds at
+//! most 2: the product of the two steps (one fused elementwise op) and one rounding kernel with no
+//! backward launch, where the composite ops took seven.
+//!
 //! One test in its own binary: launch counting is process-wide, and other tests running on the
 //! GPU meanwhile would be counted too.
 #![cfg(feature = "wgpu")]
 
 use burn::tensor::{Device, DeviceKind, Distribution, Tensor};
 use quant::launches::{LaunchCount, LaunchCounter};
-use quant::{LayerKind, QuantMapping, Quantizer, QuantizerConfig};
+use quant::{LayerKind, QuantLinearConfig, QuantMapping, Quantizer, QuantizerConfig};
 
-/// Launches of one forward + backward of `f` applied to a `shape` leaf, counted after three
+/// Launches of one forward + backward of `f` applied to a `shape` leaf, counted after four
 /// warm-up calls (LSQ initialises its scale on the first; autotuning settles).
 fn launches(device: &Device, shape: [usize; 2], f: &dyn Fn(Tensor<2>) -> Tensor<2>) -> LaunchCount {
     let x = Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), device).require_grad();
-    let dy = Tensor::<2>::random(shape, Distribution::Default, device);
+    // The output's shape (a layer's differs from its input's), from one more warm-up call.
+    let dy = Tensor::<2>::random(f(x.clone()).dims(), Distribution::Default, device);
     let step = || {
         // Backward from the product itself (seeded with ones), not from its sum: a sum's backward
         // broadcasts a one-element gradient, and where an opaque op consumes it burn-fusion
@@ -108,5 +113,31 @@ fn quantizers_add_at_most_three_launches_for_weights_and_four_for_observed_activ
             a_count.by_kernel
         );
     }
+    report.push(integer_bias_launches(&device));
     println!("{}", report.join("\n"));
+}
+
+/// The launches a W8A8 linear layer's integer bias adds: the layer fed by its producer (bias
+/// snapped to the accumulator's grid) against the same layer without the producer (float bias).
+fn integer_bias_launches(device: &Device) -> String {
+    const BUDGET: i64 = 2;
+    let mapping = QuantMapping::w8a8();
+    let producer = config(mapping.clone(), false)
+        .init(LayerKind::Activation, &[1, 256], device)
+        .expect("activation quantizer");
+    let layer = QuantLinearConfig::new(256, 120)
+        .with_weight(mapping.weight.clone())
+        .init(device);
+    let float_bias = launches(device, [64, 256], &|x| layer.forward(producer.forward(x)));
+    let integer_bias = launches(device, [64, 256], &|x| {
+        layer.forward_from(producer.forward(x), Some(&producer))
+    });
+    let added = integer_bias.total as i64 - float_bias.total as i64;
+    assert!(
+        added <= BUDGET,
+        "the integer bias adds {added} launches (at most {BUDGET}): {:?} against {:?}",
+        integer_bias.by_kernel,
+        float_bias.by_kernel
+    );
+    format!("w8a8 linear: integer bias +{added}")
 }

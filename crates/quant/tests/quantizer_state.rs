@@ -222,6 +222,34 @@ fn learned_scale_starts_at_the_observed_scale() {
     assert_eq!(values(q.qparams().scale), initial);
 }
 
+/// `Quantizer::scale` (the integer bias's step, computed without the zero point) is exactly the
+/// scale of `Quantizer::qparams`, for every way a scale is found, symmetric grids and affine.
+#[test]
+fn scale_alone_equals_the_qparams_scale() {
+    let device = Device::flex().autodiff();
+    let x = Tensor::<2>::random([16, 8], Distribution::Uniform(-1.0, 3.0), &device);
+    for learning in [
+        Learning::Fixed,
+        Learning::Lsq,
+        Learning::LsqPlus,
+        Learning::Pact,
+    ] {
+        for symmetric in [false, true] {
+            if symmetric && learning == Learning::LsqPlus {
+                continue; // LSQ+ learns a zero point: affine grids only
+            }
+            let mut config = act_config(learning);
+            config.spec = config.spec.with_symmetric(symmetric).with_signed(symmetric);
+            let q = quantizer(&config, &device);
+            let _ = q.forward(x.clone());
+            let name = &format!("{learning:?}, symmetric {symmetric}");
+            let scale = q.scale();
+            assert!(!scale.is_require_grad(), "{name}: the scale is a constant");
+            assert_eq!(values(scale), values(q.qparams().scale), "{name}");
+        }
+    }
+}
+
 #[derive(Module, Debug)]
 struct UserModel {
     embed: Embedding,

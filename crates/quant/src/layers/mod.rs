@@ -133,8 +133,7 @@ pub(crate) fn integer_bias(
     if !per_tensor || !input.grid_ready(on_autodiff) || !weight.grid_ready(on_autodiff) {
         return bias;
     }
-    let step = crate::no_grad(weight.qparams().scale * input.qparams().scale);
-    crate::round_ste(bias / step.clone()) * step
+    crate::round_to_step_ste(bias, weight.scale() * input.scale())
 }
 
 /// The end of a layer: the optional fused ReLU, then the output quantizer.

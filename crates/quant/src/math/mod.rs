@@ -7,7 +7,7 @@
 mod fixed;
 mod fused;
 pub use fused::fused_enabled;
-pub(crate) use fused::{ObserveRule, fused_max_abs, fused_min_max, fused_observe};
+pub(crate) use fused::{ObserveRule, fused_max_abs, fused_min_max, fused_observe, round_to_step};
 mod learnable;
 mod pact;
 mod qparams;

@@ -24,21 +24,35 @@ pub struct QParams {
 /// Computes [`QParams`] from per-parameter `min` and `max` (`[n]` each), following PyTorch.
 pub fn qparams_from_range(min: Tensor<1>, max: Tensor<1>, spec: &QuantSpec) -> QParams {
     let (qmin, qmax) = (spec.qmin() as f64, spec.qmax() as f64);
+    let scale = scale_from_range(min.clone(), max, spec);
+    let zero_point = if spec.symmetric {
+        scale
+            .zeros_like()
+            .add_scalar(spec.symmetric_zero_point() as f64)
+    } else {
+        (min.clamp_max(0.0)
+            .div(scale.clone())
+            .round()
+            .neg()
+            .add_scalar(qmin))
+        .clamp(qmin, qmax)
+    };
+    QParams { scale, zero_point }
+}
+
+/// The scale alone of [`qparams_from_range`]: what a consumer of the grid step needs (the integer
+/// bias's accumulator step), without the zero point's rounding (a kernel launch of its own on a
+/// GPU, where burn-fusion does not fuse `round`).
+pub fn scale_from_range(min: Tensor<1>, max: Tensor<1>, spec: &QuantSpec) -> Tensor<1> {
+    let (qmin, qmax) = (spec.qmin() as f64, spec.qmax() as f64);
     let min_neg = min.clamp_max(0.0);
     let max_pos = max.clamp_min(0.0);
     if spec.symmetric {
         let bound = max_pos.max_pair(min_neg.neg());
-        let scale = bound.div_scalar((qmax - qmin) / 2.0).clamp_min(SCALE_EPS);
-        let zero_point = scale
-            .zeros_like()
-            .add_scalar(spec.symmetric_zero_point() as f64);
-        QParams { scale, zero_point }
+        bound.div_scalar((qmax - qmin) / 2.0).clamp_min(SCALE_EPS)
     } else {
-        let scale = (max_pos - min_neg.clone())
+        (max_pos - min_neg)
             .div_scalar(qmax - qmin)
-            .clamp_min(SCALE_EPS);
-        let zero_point =
-            (min_neg.div(scale.clone()).round().neg().add_scalar(qmin)).clamp(qmin, qmax);
-        QParams { scale, zero_point }
+            .clamp_min(SCALE_EPS)
     }
 }

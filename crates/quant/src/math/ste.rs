@@ -29,6 +29,32 @@ pub fn round_ste<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     x.clone() + (x.clone().round() - x).detach()
 }
 
+/// `round(x / step) · step` in the forward pass, identity gradient for `x` in the backward pass;
+/// `step` (`[1]`, or one per element of `x`) is a constant and gets no gradient.
+///
+/// Snaps a float bias onto the integer accumulator's grid (`crate::layers` uses it for the
+/// integer bias). On CubeCL devices it is one kernel launch and no backward launch, where the
+/// composite ops cost seven launches (burn-fusion does not fuse `round`); elsewhere it is the
+/// composite [`round_ste`].
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// let device = Device::flex().autodiff();
+/// let bias = Tensor::<1>::from_floats([0.26, -0.74, 1.0], &device).require_grad();
+/// let step = Tensor::<1>::from_floats([0.5], &device);
+/// let y = quant::round_to_step_ste(bias.clone(), step);
+/// assert_eq!(y.to_data().try_to_vec::<f32>().unwrap(), vec![0.5, -0.5, 1.0]);
+/// let g = bias.grad(&y.sum().backward()).unwrap();
+/// assert_eq!(g.to_data().try_to_vec::<f32>().unwrap(), vec![1.0, 1.0, 1.0]);
+/// ```
+pub fn round_to_step_ste(x: Tensor<1>, step: Tensor<1>) -> Tensor<1> {
+    let step = no_grad(step);
+    if let Some(rounded) = super::round_to_step(&x, step.clone()) {
+        return rounded;
+    }
+    round_ste(x / step.clone()) * step
+}
+
 /// Identity in the forward pass; multiplies the gradient by `factor` in the backward pass.
 ///
 /// LSQ scales the step-size gradient by `1 / sqrt(N · Qp)` so that scales and weights learn at

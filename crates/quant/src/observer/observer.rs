@@ -5,7 +5,9 @@ use burn::tensor::{Device, Tensor};
 
 use super::{ObserverKind, batch_max_abs, batch_min_max, batch_mse_optimal, batch_percentile};
 use crate::math::{ObserveRule, fused_observe};
-use crate::{ParamLayout, QParams, QuantSpec, SCALE_EPS, no_grad, qparams_from_range};
+use crate::{
+    ParamLayout, QParams, QuantSpec, SCALE_EPS, no_grad, qparams_from_range, scale_from_range,
+};
 
 /// Running `min` / `max` per quantization parameter, saved in module records.
 ///
@@ -121,6 +123,12 @@ impl Observer {
     pub fn qparams(&self, spec: &QuantSpec) -> QParams {
         let (min, max) = self.range();
         qparams_from_range(min, max, spec)
+    }
+
+    /// The scale alone of [`Self::qparams`] (see [`scale_from_range`]).
+    pub fn scale(&self, spec: &QuantSpec) -> Tensor<1> {
+        let (min, max) = self.range();
+        scale_from_range(min, max, spec)
     }
 }
 

@@ -312,18 +312,31 @@ impl Quantizer {
                     None => observed.zero_point,
                 },
             },
-            Learning::Pact => {
-                let alpha = no_grad(self.scale_value());
-                let levels = if spec.signed {
-                    spec.qmax()
-                } else {
-                    (1 << spec.bits) - 1
-                } as f64;
-                QParams {
-                    scale: alpha.div_scalar(levels),
-                    zero_point: observed.zero_point.zeros_like(),
-                }
-            }
+            Learning::Pact => QParams {
+                scale: self.pact_step(),
+                zero_point: observed.zero_point.zeros_like(),
+            },
+        }
+    }
+
+    /// PACT's grid step: the learned clipping value over the grid's positive levels.
+    fn pact_step(&self) -> Tensor<1> {
+        let spec = &self.config.spec;
+        let levels = if spec.signed {
+            spec.qmax()
+        } else {
+            (1 << spec.bits) - 1
+        } as f64;
+        no_grad(self.scale_value()).div_scalar(levels)
+    }
+
+    /// The grid step this quantizer applies now, `[n]`, without gradients: [`Self::qparams`]'s
+    /// scale without computing the zero point (which costs a launch of its own on a GPU).
+    pub fn scale(&self) -> Tensor<1> {
+        match self.config.learning {
+            Learning::Fixed => self.observer.scale(&self.config.spec),
+            Learning::Lsq | Learning::LsqPlus => no_grad(self.scale_value()),
+            Learning::Pact => self.pact_step(),
         }
     }
 

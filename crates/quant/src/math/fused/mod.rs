@@ -212,6 +212,49 @@ pub(crate) fn fused_lsq(
     Some(Tensor::from_dispatch(out))
 }
 
+/// The largest code [`round_to_step`] keeps: the integer engine refuses a bias past 2^30 steps.
+const BIAS_CODE_LIMIT: f32 = (1u32 << 30) as f32;
+
+/// `round(x / step) · step` with a straight-through gradient, `x` and `step` flat (`step` `[1]`
+/// or one per element of `x`), as one kernel launch without a backward launch: the integer bias
+/// (`crate::layers::integer_bias`), which as composite ops costs seven launches per layer on a
+/// GPU (burn-fusion does not fuse `round`). `None` off CubeCL devices: launches cost nothing on a
+/// CPU, and Flex's rounding is exact only below 2^22, short of a bias's int32 range.
+pub(crate) fn round_to_step(x: &Tensor<1>, step: Tensor<1>) -> Option<Tensor<1>> {
+    if !has_kernels_on_cube(x) {
+        return None;
+    }
+    let [n] = x.dims();
+    let per_element = step.dims()[0] == n && n > 1;
+    // One parameter per channel of `[1, n, 1, 1]`, or one for the whole `[1, 1, n, 1]`.
+    let view = if per_element {
+        [1, n, 1, 1]
+    } else {
+        [1, 1, n, 1]
+    };
+    let zero_point = step.clone().mul_scalar(0.0);
+    let out = fused_lsq(
+        &x.clone().reshape(view),
+        step,
+        zero_point,
+        (-BIAS_CODE_LIMIT as i32, BIAS_CODE_LIMIT as i32),
+        false,
+        true,
+        1.0,
+    )?;
+    Some(out.reshape([n]))
+}
+
+/// Whether `x` is on a CubeCL device where the fused kernels run.
+fn has_kernels_on_cube(x: &Tensor<1>) -> bool {
+    #[cfg(feature = "cube")]
+    if let DispatchDevice::Cube(_) = x.device().without_autodiff().as_dispatch() {
+        return fused_enabled() && x.dtype() == DType::F32;
+    }
+    let _ = x;
+    false
+}
+
 /// `x` without its autodiff wrapper, and a function that puts results back on `x`'s device kind.
 fn untracked(x: &Tensor<4>) -> (Tensor<4>, impl Fn(Tensor<1>) -> Tensor<1>) {
     let autodiff = x.device().is_autodiff();
@@ -304,7 +347,6 @@ pub(crate) fn fused_observe(
     let (inner, rewrap) = untracked(x);
     let autodiff = x.device().is_autodiff();
     let plain = |t: Tensor<1>| if autodiff { t.inner() } else { t };
-    let n = num_params;
     let view = x.dims();
     // Without a running range (a per-token quantizer), the input stands in: it is not read.
     let (min, max) = match running {
@@ -328,7 +370,6 @@ pub(crate) fn fused_observe(
         rule.symmetric_zero_point,
         rule.eps,
     );
-    let _ = n;
     Some([min, max, scale, zero_point].map(|t| rewrap(Tensor::<1>::from_dispatch(t))))
 }
 
