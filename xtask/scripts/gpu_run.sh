@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs on the `device` tool's GPU machine what gpu_pack.sh packed (see there): the launch-budget
+# test and the kernels-vs-composite test on the real GPU, then the step benches at the sizes the
+# GPU issue's targets name (LeNet-BN batch 512; the MiniLM fixture at 32 × 128). Logs, the benches'
+# JSON lines and the device's name go to $OUT (or /tmp/gpu-out).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out="${OUT:-/tmp/gpu-out}"
+mkdir -p "$out"
+# The benches read data below the path they were built at (/work/main).
+[ -e /work/main ] || { mkdir -p /work && ln -s "$PWD" /work/main; }
+if ! ldconfig -p | grep -q libvulkan; then
+  for f in gpu-bin/gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+# Headless NVIDIA: the stock ICD names libGLX_nvidia, which finds no display; EGL's works.
+# Without nvidia-smi (a rehearsal on this machine) the installed Vulkan driver runs, lavapipe here.
+if command -v nvidia-smi >/dev/null; then
+  icd=/tmp/nvidia_egl_icd.json
+  echo '{"file_format_version":"1.0.0","ICD":{"library_path":"libEGL_nvidia.so.0","api_version":"1.3.0"}}' >"$icd"
+  export VK_ICD_FILENAMES="$icd" VK_DRIVER_FILES="$icd"
+fi
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+bin=/tmp/gpu-bin
+mkdir -p "$bin"
+for f in gpu-bin/*.xz; do
+  xz -dc "$f" >"$bin/$(basename "$f" .xz)" && chmod +x "$bin/$(basename "$f" .xz)"
+done
+{
+  date -u +%Y-%m-%dT%H:%MZ
+  cat gpu-bin/commit.txt
+  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+} | tee "$out/device.txt"
+step() {
+  local name=$1 limit=$2
+  shift 2
+  echo "== $name: $*"
+  timeout "$limit" "$@" >"$out/$name.log" 2>&1
+  echo "   exit $?"
+  tail -n 12 "$out/$name.log"
+}
+step gpu_launches 60 "$bin/gpu_launches" --nocapture
+step fused_kernels 120 "$bin/fused_kernels"
+step qat_step_b512 180 "$bin/bench_qat_step" --backend wgpu --batch 512 --rounds 4 --steps 10
+step bert_step_32x128 150 "$bin/bench_bert_step" --backend wgpu \
+  --checkpoint models/fixtures/minilm-l2 --batch 32 --seq 128 --rounds 3 --steps 3
+grep -h '^{' "$out"/*.log >"$out/results.jsonl" || true
