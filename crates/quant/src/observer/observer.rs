@@ -93,24 +93,37 @@ impl Observer {
             ObserverKind::MovingAverageMinMax { averaging_constant } => averaging_constant as f32,
             _ => return None,
         };
-        let rule = ObserveRule {
-            averaging,
-            qmin: spec.qmin() as f32,
-            qmax: spec.qmax() as f32,
-            symmetric: spec.symmetric,
-            symmetric_zero_point: spec.symmetric_zero_point() as f32,
-            eps: SCALE_EPS as f32,
-        };
         let old = (self.min.value_sync(), self.max.value_sync());
         let [min, max, scale, zero_point] = fused_observe(
             &no_grad(view.clone()),
             Some(old),
             layout.is_per_group(),
             layout.num_params(),
-            rule,
+            observe_rule(spec, averaging),
         )?;
         set_running(&self.min, min);
         set_running(&self.max, max);
+        Some(QParams { scale, zero_point })
+    }
+
+    /// [`Self::qparams`] through the fused observer kernel where it runs (`None` elsewhere): one
+    /// launch on a GPU where the composite ops take three (burn-fusion does not fuse the zero
+    /// point's rounding). The kernel folds the observer's own minimum back in with a moving-average
+    /// constant of 0, which leaves a finite range exactly as it is, and computes its qparams.
+    ///
+    /// Only for an observer that has seen data (its caller knows: an initialised learned
+    /// quantizer): an unseen observer's infinite range gives an infinite scale here, where
+    /// [`Self::qparams`] gives the smallest.
+    pub(crate) fn qparams_of_seen_range(&self, spec: &QuantSpec) -> Option<QParams> {
+        let (min, max) = self.range();
+        let [n] = min.dims();
+        let [_, _, scale, zero_point] = fused_observe(
+            &min.clone().reshape([1, n, 1, 1]),
+            Some((min, max)),
+            false,
+            n,
+            observe_rule(spec, 0.0),
+        )?;
         Some(QParams { scale, zero_point })
     }
 
@@ -129,6 +142,19 @@ impl Observer {
     pub fn scale(&self, spec: &QuantSpec) -> Tensor<1> {
         let (min, max) = self.range();
         scale_from_range(min, max, spec)
+    }
+}
+
+/// The fused observer update for `spec`'s grid, folding batches in with `averaging` (see
+/// [`ObserveRule::averaging`]).
+fn observe_rule(spec: &QuantSpec, averaging: f32) -> ObserveRule {
+    ObserveRule {
+        averaging,
+        qmin: spec.qmin() as f32,
+        qmax: spec.qmax() as f32,
+        symmetric: spec.symmetric,
+        symmetric_zero_point: spec.symmetric_zero_point() as f32,
+        eps: SCALE_EPS as f32,
     }
 }
 
@@ -178,6 +204,49 @@ mod tests {
             min.to_data().try_to_vec::<f32>().unwrap(),
             max.to_data().try_to_vec::<f32>().unwrap(),
         )
+    }
+
+    /// The fused one-launch qparams of a seen range equal the composite ones, on Flex and on
+    /// wgpu, for affine and symmetric grids and ranges that sit across, above and below zero.
+    #[test]
+    fn qparams_of_seen_range_equal_the_composite_qparams() {
+        let mut devices = vec![Device::flex().autodiff()];
+        #[cfg(feature = "wgpu")]
+        devices.push(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice).autodiff());
+        let ranges = [
+            (-1.3, 2.7),
+            (0.5, 4.0),
+            (-3.0, -0.2),
+            (-0.011, 0.9),
+            (-7.25, 7.25),
+        ];
+        let specs = [
+            QuantSpec::new().with_symmetric(false).with_signed(false),
+            QuantSpec::new().with_symmetric(false).with_bits(4),
+            QuantSpec::new(),
+        ];
+        let values = |t: Tensor<1>| t.to_data().try_to_vec::<f32>().unwrap();
+        for device in devices {
+            let mut observer = Observer::new(ObserverKind::MinMax, ranges.len(), &device);
+            let (min, max): (Vec<f32>, Vec<f32>) = ranges.iter().copied().unzip();
+            observer.min = RunningState::new(Tensor::from_floats(min.as_slice(), &device));
+            observer.max = RunningState::new(Tensor::from_floats(max.as_slice(), &device));
+            for spec in &specs {
+                let fused = observer
+                    .qparams_of_seen_range(spec)
+                    .expect("the fused observer runs on Flex and wgpu");
+                let composite = observer.qparams(spec);
+                let name = format!("{device:?}, {spec:?}");
+                assert_eq!(
+                    values(fused.zero_point),
+                    values(composite.zero_point),
+                    "{name}"
+                );
+                for (a, b) in values(fused.scale).iter().zip(values(composite.scale)) {
+                    assert!((a - b).abs() <= 1e-6 * b, "{name}: scale {a} vs {b}");
+                }
+            }
+        }
     }
 
     #[test]

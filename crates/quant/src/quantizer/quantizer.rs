@@ -448,7 +448,10 @@ impl Quantizer {
                         spec.symmetric_zero_point() as f32,
                         &view.device(),
                     ),
-                    None => pick(self.observer.qparams(spec).zero_point),
+                    None => pick(match observed {
+                        Some(qparams) => qparams.zero_point,
+                        None => self.observed_zero_point(),
+                    }),
                 };
                 // Unclamped: the fake-quant op clamps it at SCALE_EPS itself (inside the kernels).
                 let scale = pick(self.learned_value());
@@ -480,6 +483,18 @@ impl Quantizer {
 
     /// Whether the observer has seen data (so learned parameters were initialised); read from the
     /// saved observer state once, then remembered.
+    /// The observer's zero point, which an LSQ quantizer on an affine grid applies (frozen once
+    /// the observer has initialised its scale): one fused-observer launch on a GPU once the
+    /// observer has seen data, the composite ops otherwise.
+    fn observed_zero_point(&self) -> Tensor<1> {
+        let spec = &self.config.spec;
+        self.learned_initialized()
+            .then(|| self.observer.qparams_of_seen_range(spec))
+            .flatten()
+            .unwrap_or_else(|| self.observer.qparams(spec))
+            .zero_point
+    }
+
     fn learned_initialized(&self) -> bool {
         if self.initialized.get() {
             return true;
