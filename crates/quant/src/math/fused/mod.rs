@@ -33,7 +33,7 @@ pub(crate) const SCALE_FLOOR: f32 = crate::SCALE_EPS as f32;
 use burn::backend::fusion::custom::TensorSpec;
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, DType, Dispatch, DispatchDevice, backend_extension};
-use burn::tensor::{Shape, Tensor};
+use burn::tensor::{Device, Shape, Tensor};
 
 /// What [`FakeQuantKernels::observe_range`] returns: `((min, max), (scale, zero_point))`.
 pub type Observed<B> = (
@@ -221,7 +221,7 @@ const BIAS_CODE_LIMIT: f32 = (1u32 << 30) as f32;
 /// GPU (burn-fusion does not fuse `round`). `None` off CubeCL devices: launches cost nothing on a
 /// CPU, and Flex's rounding is exact only below 2^22, short of a bias's int32 range.
 pub(crate) fn round_to_step(x: &Tensor<1>, step: Tensor<1>) -> Option<Tensor<1>> {
-    if !has_kernels_on_cube(x) {
+    if kernel_host(&x.device(), x.dtype()) != Some(KernelHost::Cube) {
         return None;
     }
     let [n] = x.dims();
@@ -243,16 +243,6 @@ pub(crate) fn round_to_step(x: &Tensor<1>, step: Tensor<1>) -> Option<Tensor<1>>
         1.0,
     )?;
     Some(out.reshape([n]))
-}
-
-/// Whether `x` is on a CubeCL device where the fused kernels run.
-fn has_kernels_on_cube(x: &Tensor<1>) -> bool {
-    #[cfg(feature = "cube")]
-    if let DispatchDevice::Cube(_) = x.device().without_autodiff().as_dispatch() {
-        return fused_enabled() && x.dtype() == DType::F32;
-    }
-    let _ = x;
-    false
 }
 
 /// `x` without its autodiff wrapper, and a function that puts results back on `x`'s device kind.
@@ -314,14 +304,32 @@ pub(crate) fn fused_min_max(
 /// CubeCL devices for `f32` tensors. `QUANT_FUSED=off` turns them off everywhere (the composite
 /// ops then run), so benchmarks can measure what the kernels buy.
 fn has_kernels(x: &Tensor<4>) -> bool {
+    kernel_host(&x.device(), x.dtype()).is_some()
+}
+
+/// Which kernel set runs for tensors of `dtype` on `device`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KernelHost {
+    /// The CPU kernels (`flex`).
+    Flex,
+    /// The CubeCL kernels (`cube`): wgpu, CUDA.
+    Cube,
+}
+
+/// Where the fused kernels run for tensors of `dtype` on `device` (with or without autodiff),
+/// `None` where they do not: other devices, other dtypes on CubeCL, or `QUANT_FUSED=off`.
+fn kernel_host(device: &Device, dtype: DType) -> Option<KernelHost> {
     if !fused_enabled() {
-        return false;
+        return None;
     }
-    match x.device().without_autodiff().as_dispatch() {
-        DispatchDevice::Flex(_) => true,
+    match device.clone().without_autodiff().as_dispatch() {
+        DispatchDevice::Flex(_) => Some(KernelHost::Flex),
         #[cfg(feature = "cube")]
-        DispatchDevice::Cube(_) => x.dtype() == DType::F32,
-        _ => false,
+        DispatchDevice::Cube(_) if dtype == DType::F32 => Some(KernelHost::Cube),
+        _ => {
+            let _ = dtype;
+            None
+        }
     }
 }
 
