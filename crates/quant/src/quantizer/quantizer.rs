@@ -481,8 +481,6 @@ impl Quantizer {
         own_range && spec.symmetric && spec.signed && spec.narrow_range
     }
 
-    /// Whether the observer has seen data (so learned parameters were initialised); read from the
-    /// saved observer state once, then remembered.
     /// The observer's zero point, which an LSQ quantizer on an affine grid applies (frozen once
     /// the observer has initialised its scale): one fused-observer launch on a GPU once the
     /// observer has seen data, the composite ops otherwise.
@@ -495,6 +493,8 @@ impl Quantizer {
             .zero_point
     }
 
+    /// Whether the observer has seen data (so learned parameters were initialised); read from the
+    /// saved observer state once, then remembered.
     fn learned_initialized(&self) -> bool {
         if self.initialized.get() {
             return true;
