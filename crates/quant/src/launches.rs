@@ -92,13 +92,21 @@ impl LaunchCounter {
     pub fn finish(self) -> LaunchCount {
         drop(self.observation);
         let counts = self.tally.0.lock().expect("launch tally poisoned");
-        LaunchCount {
-            total: counts.values().sum(),
-            by_kernel: counts
-                .iter()
-                .map(|(name, n)| (short_name(name), *n))
-                .collect(),
-        }
+        launch_count(&counts)
+    }
+}
+
+#[cfg(feature = "cube")]
+/// The count of a tally by full kernel name, keyed by short name: instances of one generic kernel
+/// share a short name, so their launches add up.
+fn launch_count(counts: &BTreeMap<&'static str, usize>) -> LaunchCount {
+    let mut by_kernel = BTreeMap::new();
+    for (name, n) in counts {
+        *by_kernel.entry(short_name(name)).or_default() += *n;
+    }
+    LaunchCount {
+        total: counts.values().sum(),
+        by_kernel,
     }
 }
 
@@ -123,5 +131,21 @@ mod tests {
         );
         assert_eq!(short_name("Plain"), "Plain");
         assert_eq!(short_name("a::b::K<f32, x::Y>"), "b::K");
+    }
+
+    #[test]
+    fn instances_of_one_generic_kernel_add_up() {
+        let counts = BTreeMap::from([
+            ("a::b::K<f32>", 2),
+            ("a::b::K<u32>", 3),
+            ("a::c::L", 1),
+        ]);
+        let count = launch_count(&counts);
+        assert_eq!(count.total, 6);
+        assert_eq!(
+            count.by_kernel,
+            BTreeMap::from([("b::K".to_string(), 5), ("c::L".to_string(), 1)])
+        );
+        assert_eq!(count.by_kernel.values().sum::<usize>(), count.total);
     }
 }
