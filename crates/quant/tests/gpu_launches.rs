@@ -12,36 +12,34 @@
 //! most 2: the product of the two steps (one fused elementwise op) and one rounding kernel with no
 //! backward launch, where the composite ops took seven.
 //!
+//! A W8 embedding lookup adds at most 3 (see [`embedding_launches`]).
+//!
 //! One test in its own binary: launch counting is process-wide, and other tests running on the
 //! GPU meanwhile would be counted too.
 #![cfg(feature = "wgpu")]
 
+use burn::tensor::Int;
 use burn::tensor::{Device, DeviceKind, Distribution, Tensor};
 use quant::launches::{LaunchCount, LaunchCounter};
-use quant::{LayerKind, QuantLinearConfig, QuantMapping, Quantizer, QuantizerConfig};
+use quant::{
+    LayerKind, QuantEmbeddingConfig, QuantLinearConfig, QuantMapping, Quantizer, QuantizerConfig,
+};
 
 /// Launches of one forward + backward of `f` applied to a `shape` leaf, counted after four
-/// warm-up calls (LSQ initialises its scale on the first; autotuning settles).
+/// warm-up calls (LSQ initialises its scale on the first; autotuning settles): one to find the
+/// output's shape, three in [`count_launches`].
 fn launches(device: &Device, shape: [usize; 2], f: &dyn Fn(Tensor<2>) -> Tensor<2>) -> LaunchCount {
     let x = Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), device).require_grad();
     // The output's shape (a layer's differs from its input's), from one more warm-up call.
     let dy = Tensor::<2>::random(f(x.clone()).dims(), Distribution::Default, device);
-    let step = || {
+    count_launches(device, || {
         // Backward from the product itself (seeded with ones), not from its sum: a sum's backward
         // broadcasts a one-element gradient, and where an opaque op consumes it burn-fusion
         // launches one more fill, an artifact of the test's loss rather than of the quantizer.
         let grads = (f(x.clone()) * dy.clone()).backward();
         let dx = x.grad(&grads).expect("x has a gradient");
         let _ = dx.into_data();
-    };
-    for _ in 0..3 {
-        step();
-    }
-    device.sync().expect("sync");
-    let counter = LaunchCounter::start();
-    step();
-    device.sync().expect("sync");
-    counter.finish()
+    })
 }
 
 /// What a quantizer adds over the identity: `(added launches, the quantizer's own breakdown)`.
@@ -113,6 +111,7 @@ fn quantizers_add_at_most_three_launches_for_weights_and_four_for_observed_activ
         );
     }
     report.push(integer_bias_launches(&device));
+    report.push(embedding_launches(&device));
     println!("{}", report.join("\n"));
 }
 
@@ -139,4 +138,46 @@ fn integer_bias_launches(device: &Device) -> String {
         float_bias.by_kernel
     );
     format!("w8a8 linear: integer bias +{added}")
+}
+
+/// The launches a W8 (fixed scale, per row) embedding lookup adds over the float lookup: 3,
+/// the observer over the table, the looked-up rows' scales and zero points, and the fake-quant
+/// kernel. The observer's qparams are passed on, not recomputed from its range (+5 here; in the
+/// BERT step, where they did not fuse, a dozen launches per table).
+fn embedding_launches(device: &Device) -> String {
+    const BUDGET: i64 = 3;
+    let mapping = QuantMapping::w8a8();
+    let float = QuantEmbeddingConfig::new(512, 64).init(device);
+    let quantized = QuantEmbeddingConfig::new(512, 64)
+        .with_weight(mapping.weight.clone())
+        .init(device);
+    let lookup = |layer: &quant::QuantEmbedding| {
+        let ids = Tensor::<1, Int>::arange(0..32, device).reshape([2, 16]);
+        let table = layer.weight.base();
+        count_launches(device, || {
+            let grads = layer.forward(ids.clone()).sum().backward();
+            let _ = table.grad(&grads).expect("table gradient").into_data();
+        })
+    };
+    let (plain, quantized_count) = (lookup(&float), lookup(&quantized));
+    let added = quantized_count.total as i64 - plain.total as i64;
+    assert!(
+        added <= BUDGET,
+        "a W8 embedding lookup adds {added} launches (at most {BUDGET}): {:?} against {:?}",
+        quantized_count.by_kernel,
+        plain.by_kernel
+    );
+    format!("w8 embedding lookup: +{added}")
+}
+
+/// Launches of `step` after three warm-up calls.
+fn count_launches(device: &Device, step: impl Fn()) -> LaunchCount {
+    for _ in 0..3 {
+        step();
+    }
+    device.sync().expect("sync");
+    let counter = LaunchCounter::start();
+    step();
+    device.sync().expect("sync");
+    counter.finish()
 }

@@ -192,10 +192,14 @@ impl Quantizer {
             return self.fake_quantize(table).select(0, rows);
         }
         let (observe, quantize) = self.plan(table.device().is_autodiff());
-        if observe {
+        // The fused observer's qparams of the whole table, passed on so that they are not
+        // recomputed from its range (composite ops, a dozen launches on a GPU).
+        let observed = if observe {
             let layout = self.layout(&table.dims());
-            self.observe_view(layout.to_view(table.clone()), &layout);
-        }
+            self.observe_view(layout.to_view(table.clone()), &layout)
+        } else {
+            None
+        };
         let picked = table.select(0, rows.clone());
         if !quantize {
             return picked;
@@ -205,7 +209,7 @@ impl Quantizer {
         let view = layout.to_view(picked);
         let rows = per_row.then_some(&rows);
         layout.from_view(
-            self.fake_quantize_view(view, &layout, observe, rows, None),
+            self.fake_quantize_view(view, &layout, observe, rows, observed),
             shape,
         )
     }
