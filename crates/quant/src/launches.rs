@@ -5,6 +5,8 @@
 //! [`LaunchCounter`] listens to CubeCL's launch hook (every Cube runtime: wgpu, CUDA, …) while it
 //! lives; launches are counted when issued, which under burn-fusion is when a fused chain is
 //! flushed, so bracket the work with [`burn::tensor::Device::sync`] on both sides.
+//! `QAT_LAUNCH_SEQUENCE=1` also prints each counted launch to stderr (`launch: <kernel>`), in
+//! order, each count starting with `launch: --- counting starts`.
 
 use std::collections::BTreeMap;
 #[cfg(feature = "cube")]
@@ -54,6 +56,14 @@ pub fn count_step(device: &Device, step: impl FnOnce()) -> Option<LaunchCount> {
     None
 }
 
+/// Whether `QAT_LAUNCH_SEQUENCE` asks for every counted launch on stderr, in order: diffing a
+/// float step's sequence against a QAT step's shows where the added launches come from.
+#[cfg(feature = "cube")]
+fn print_sequence() -> bool {
+    static PRINT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PRINT.get_or_init(|| std::env::var_os("QAT_LAUNCH_SEQUENCE").is_some())
+}
+
 #[cfg(feature = "cube")]
 #[derive(Default)]
 struct Tally(Mutex<BTreeMap<&'static str, usize>>);
@@ -61,6 +71,9 @@ struct Tally(Mutex<BTreeMap<&'static str, usize>>);
 #[cfg(feature = "cube")]
 impl LaunchObserver for Tally {
     fn launched(&self, kernel: &'static str) {
+        if print_sequence() {
+            eprintln!("launch: {}", short_name(kernel));
+        }
         *self
             .0
             .lock()
@@ -83,6 +96,9 @@ pub struct LaunchCounter {
 impl LaunchCounter {
     /// Starts counting.
     pub fn start() -> Self {
+        if print_sequence() {
+            eprintln!("launch: --- counting starts");
+        }
         let tally = Arc::new(Tally::default());
         let observation = LaunchObservation::new(tally.clone());
         Self { tally, observation }
@@ -135,11 +151,7 @@ mod tests {
 
     #[test]
     fn instances_of_one_generic_kernel_add_up() {
-        let counts = BTreeMap::from([
-            ("a::b::K<f32>", 2),
-            ("a::b::K<u32>", 3),
-            ("a::c::L", 1),
-        ]);
+        let counts = BTreeMap::from([("a::b::K<f32>", 2), ("a::b::K<u32>", 3), ("a::c::L", 1)]);
         let count = launch_count(&counts);
         assert_eq!(count.total, 6);
         assert_eq!(
