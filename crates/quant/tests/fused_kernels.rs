@@ -527,3 +527,112 @@ fn fused_round_to_step_equals_composite() {
         }
     }
 }
+
+/// A per-tensor quantizer's view is the tensor itself (no copying reshape), so the kernels get
+/// tensors in whatever layout they come: a channels-last activation (a convolution's output on a
+/// GPU), and gradients channels-last or row-major. Fixed scale (values, mask, `dx`), LSQ (values,
+/// `dx`, the scale gradient) and the observer's range, against the composite ops on Flex from
+/// the same logical values; odd sizes, and one large enough for partial reductions.
+#[test]
+fn fused_kernels_take_channels_last_tensors() {
+    let _serial = serial();
+    for (device_name, device) in kernel_devices() {
+        for [n, c, h, w] in [[2, 3, 5, 7], [4, 17, 9, 13]] {
+            let channels_last = |distribution| {
+                Tensor::<4>::random([n, h, w, c], distribution, &device).permute([0, 3, 1, 2])
+            };
+            let layout = ParamLayout::new(&[n, c, h, w], &Granularity::PerTensor);
+            assert_eq!(
+                layout.view,
+                [n, c, h, w],
+                "a per-tensor view keeps the shape"
+            );
+            for dy_channels_last in [false, true] {
+                let name = &format!(
+                    "{device_name}: channels-last [{n}, {c}, {h}, {w}], dy {}",
+                    if dy_channels_last {
+                        "channels-last"
+                    } else {
+                        "row-major"
+                    }
+                );
+                let x = channels_last(Distribution::Normal(0.0, 2.0))
+                    .detach()
+                    .require_grad();
+                let dy = if dy_channels_last {
+                    channels_last(Distribution::Default)
+                } else {
+                    Tensor::<4>::random([n, c, h, w], Distribution::Default, &device)
+                };
+                let x_ref = twin(&x);
+
+                // Fixed scale and zero point: clipped values, the mask in the backward pass.
+                let scale = Tensor::<1>::from_floats([0.21], &device);
+                let zp = Tensor::<1>::from_floats([3.0], &device);
+                let fused = fake_quantize_layout(
+                    x.clone(),
+                    &layout,
+                    scale.clone(),
+                    Some(zp.clone()),
+                    (0, 15),
+                    true,
+                );
+                let reference = fake_quantize_view_with(
+                    x_ref.clone(),
+                    layout.broadcast(twin(&scale)),
+                    Some(layout.broadcast(twin(&zp))),
+                    0,
+                    15,
+                    true,
+                );
+                same_values_and_input_grad(
+                    &format!("{name} fixed"),
+                    (fused, &x),
+                    (reference, &x_ref),
+                    dy.clone(),
+                    (ATOL, 0.0),
+                );
+
+                // LSQ: the scale gradient reads `x` and `dy` element by element together.
+                let x = x.detach().require_grad();
+                let x_ref = twin(&x);
+                let scale = Tensor::<1>::from_floats([0.3], &device).require_grad();
+                let numel = n * c * h * w;
+                let factor = lsq_grad_factor(numel, 7);
+                let fused = fake_quantize_learnable_layout(
+                    x.clone(),
+                    &layout,
+                    scale.clone(),
+                    Tensor::<1>::zeros([1], &device),
+                    (-8, 7),
+                    factor,
+                );
+                let scale_ref = twin(&scale);
+                let reference = fake_quantize_learnable_view(
+                    x_ref.clone(),
+                    layout.broadcast(grad_scale(scale_ref.clone(), factor)),
+                    layout.broadcast(Tensor::<1>::zeros([1], &x_ref.device())),
+                    -8,
+                    7,
+                );
+                let [grads, grads_ref] = same_values_and_input_grad(
+                    &format!("{name} lsq"),
+                    (fused, &x),
+                    (reference, &x_ref),
+                    dy,
+                    (GRAD_ATOL, 1e-5),
+                );
+                let ds = values(scale.grad(&grads).unwrap());
+                let ds_ref = values(scale_ref.grad(&grads_ref).unwrap());
+                let tol = 1e-5 * (numel as f32).sqrt();
+                assert_close(&format!("{name} lsq"), "ds", &ds, &ds_ref, tol, 1e-4);
+
+                // The observer's range of the channels-last tensor.
+                let (min, max) = quant::batch_min_max(x.clone().detach(), &layout);
+                let (min_ref, max_ref) = quant::batch_min_max(x_ref.detach(), &layout);
+                assert_close(name, "min", &values(min), &values(min_ref), 0.0, 0.0);
+                assert_close(name, "max", &values(max), &values(max_ref), 0.0, 0.0);
+            }
+        }
+    }
+}

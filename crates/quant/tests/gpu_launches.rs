@@ -12,7 +12,9 @@
 //! most 2: the product of the two steps (one fused elementwise op) and one rounding kernel with no
 //! backward launch, where the composite ops took seven.
 //!
-//! A W8 embedding lookup adds at most 3 (see [`embedding_launches`]).
+//! A W8 embedding lookup adds at most 3 (see [`embedding_launches`]); an activation quantizer on
+//! a channels-last tensor (a convolution's output) adds what it adds on a row-major one, with no
+//! layout copy (see [`channels_last_launches`]).
 //!
 //! One test in its own binary: launch counting is process-wide, and other tests running on the
 //! GPU meanwhile would be counted too.
@@ -112,6 +114,7 @@ fn quantizers_add_at_most_three_launches_for_weights_and_four_for_observed_activ
     }
     report.push(integer_bias_launches(&device));
     report.push(embedding_launches(&device));
+    report.push(channels_last_launches(&device));
     println!("{}", report.join("\n"));
 }
 
@@ -180,4 +183,42 @@ fn count_launches(device: &Device, step: impl Fn()) -> LaunchCount {
     step();
     device.sync().expect("sync");
     counter.finish()
+}
+
+/// The launches a W8A8 activation quantizer adds on a channels-last `[n, c, h, w]` tensor (how
+/// a GPU convolution leaves its output), its gradient arriving channels-last too: at most 4, and
+/// none of them a layout copy (a per-tensor view is the tensor itself, and the kernels read and
+/// write through its strides; a row-major view had cost a copy each way, and the next
+/// convolution a repack).
+fn channels_last_launches(device: &Device) -> String {
+    const BUDGET: i64 = 4;
+    let activation = config(QuantMapping::w8a8(), false)
+        .init(LayerKind::Activation, &[1, 16, 1, 1], device)
+        .expect("activation quantizer");
+    let shape = [8, 16, 12, 12];
+    let channels_last = || {
+        Tensor::<4>::random([8, 12, 12, 16], Distribution::Default, device).permute([0, 3, 1, 2])
+    };
+    let x = channels_last().require_grad();
+    let dy = channels_last();
+    let count = |f: &dyn Fn(Tensor<4>) -> Tensor<4>| {
+        count_launches(device, || {
+            let grads = (f(x.clone()) * dy.clone()).backward();
+            // Summed on the device: reading a channels-last gradient back would repack it.
+            let dx = x.grad(&grads).expect("x has a gradient");
+            let _ = dx.sum().into_data();
+        })
+    };
+    let plain = count(&|x| x);
+    let quantized = count(&|x| activation.forward(x));
+    let added = quantized.total as i64 - plain.total as i64;
+    let copies = quantized.matching("copy") as i64 - plain.matching("copy") as i64;
+    assert!(
+        added <= BUDGET && copies == 0,
+        "a W8A8 activation quantizer on a channels-last {shape:?} tensor adds {added} launches \
+         (at most {BUDGET}), {copies} of them layout copies (none): {:?} against {:?}",
+        quantized.by_kernel,
+        plain.by_kernel
+    );
+    format!("w8a8 activation, channels-last: +{added}, no copies")
 }

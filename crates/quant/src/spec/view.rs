@@ -1,7 +1,10 @@
 //! [`ParamLayout`]: one 4-D view of any tensor that makes every granularity a broadcast.
 //!
 //! A tensor of any rank is seen as `[outer, groups, group_len, inner]`:
-//! - per-tensor: `[1, 1, numel, 1]`, one parameter;
+//! - per-tensor: the tensor's own shape, padded with leading 1s to 4 axes (leading axes merged
+//!   beyond 4), one parameter: a reshape that never copies, so a tensor laid out channels-last
+//!   (a convolution's output on a GPU) reaches the kernels as it is, and their output keeps
+//!   its layout;
 //! - per-channel on `axis`: `[prod(dims < axis), C, 1, prod(dims > axis)]`, `C` parameters;
 //! - per-group on `axis` with size `g`: `[prod(dims < axis), C / g, g, prod(dims > axis)]`,
 //!   one parameter per `(outer, group, inner)`;
@@ -25,6 +28,16 @@ pub struct ParamLayout {
     pub reduce_axes: Vec<usize>,
 }
 
+/// `shape` as 4 axes: padded with leading 1s, or its leading axes merged when it has more.
+fn own_shape_in_4d(shape: &[usize]) -> [usize; 4] {
+    let mut view = [1; 4];
+    let kept = shape.len().min(4);
+    let (merged, last) = shape.split_at(shape.len() - kept);
+    view[4 - kept..].copy_from_slice(last);
+    view[0] *= merged.iter().product::<usize>();
+    view
+}
+
 impl ParamLayout {
     /// Layout for a tensor of `shape` under `granularity`, whose axis must already be resolved
     /// (see [`Granularity::resolve`]) and count from the front; an unresolved axis means axis 0.
@@ -45,7 +58,7 @@ impl ParamLayout {
         };
         match *granularity {
             Granularity::PerTensor => ParamLayout {
-                view: [1, 1, numel, 1],
+                view: own_shape_in_4d(shape),
                 param_shape: [1, 1, 1, 1],
                 reduce_axes: vec![0, 1, 2, 3],
             },
@@ -146,6 +159,11 @@ mod tests {
     fn layouts_count_parameters() {
         let t = ParamLayout::new(&[8, 4], &Granularity::PerTensor);
         assert_eq!((t.num_params(), t.elems_per_param()), (1, 32));
+        // A per-tensor view is the tensor's own shape (never a copying reshape).
+        assert_eq!(t.view, [1, 1, 8, 4]);
+        let t = ParamLayout::new(&[2, 3, 4, 5, 6], &Granularity::PerTensor);
+        assert_eq!((t.view, t.elems_per_param()), ([6, 4, 5, 6], 720));
+        assert_eq!(ParamLayout::new(&[], &Granularity::PerTensor).view, [1; 4]);
         let c = ParamLayout::new(&[8, 4], &Granularity::PerChannel { axis: Some(1) });
         assert_eq!(c.view, [8, 4, 1, 1]);
         assert_eq!((c.num_params(), c.elems_per_param()), (4, 8));

@@ -29,6 +29,26 @@ pub const MIN_MAX: u32 = 2;
 /// Reduction: two sums at once (LSQ+'s scale and zero-point gradients).
 pub const SUM_BOTH: u32 = 3;
 
+/// Where element `e` (row-major over the tensor's shape) lies in `t`'s buffer: `e` itself for a
+/// contiguous tensor; through its strides when `strided` (a channels-last convolution output, a
+/// gradient in another layout), so that no kernel needs its inputs copied into row-major order.
+#[cube]
+fn at(t: &Tensor<f32>, e: usize, #[comptime] strided: bool) -> usize {
+    let mut offset = e;
+    if strided {
+        offset = 0;
+        let mut rest = e;
+        let rank = t.rank();
+        for k in 0..rank {
+            let dim = rank - 1 - k;
+            let len = t.shape(dim);
+            offset += (rest % len) * t.stride(dim);
+            rest /= len;
+        }
+    }
+    offset
+}
+
 /// The parameter of flat element `e` of a `[o, g, l, i]` view.
 #[cube]
 fn param_of(e: usize, g: usize, l: usize, i: usize, #[comptime] mode: u32) -> usize {
@@ -100,6 +120,7 @@ pub fn fake_quant(
     qmin: f32,
     qmax: f32,
     #[comptime] mode: u32,
+    #[comptime] strided: bool,
 ) {
     let e = ABSOLUTE_POS;
     if e >= n {
@@ -107,8 +128,10 @@ pub fn fake_quant(
     }
     let p = param_of(e, g, l, i, mode);
     let (s, inv, lo, hi) = grid_of(scale, zero_point, p, qmin, qmax);
-    let (code, _mask, _v) = quantize(x[e], inv, lo, hi);
-    out[e] = code * s;
+    // `out` is laid out as `x` (see `empty_like`).
+    let xe = at(x, e, strided);
+    let (code, _mask, _v) = quantize(x[xe], inv, lo, hi);
+    out[xe] = code * s;
 }
 
 /// Fixed-scale fake quantization and its clip mask, one thread per 32-bit mask word: thread `t`
@@ -130,6 +153,7 @@ pub fn fake_quant_with_mask(
     qmin: f32,
     qmax: f32,
     #[comptime] mode: u32,
+    #[comptime] strided: bool,
 ) {
     let t = ABSOLUTE_POS;
     if t >= words {
@@ -141,8 +165,10 @@ pub fn fake_quant_with_mask(
         if e < n {
             let p = param_of(e, g, l, i, mode);
             let (s, inv, lo, hi) = grid_of(scale, zero_point, p, qmin, qmax);
-            let (code, m, _v) = quantize(x[e], inv, lo, hi);
-            dq[e] = code * s;
+            // `dq` is laid out as `x` (see `empty_like`).
+            let xe = at(x, e, strided);
+            let (code, m, _v) = quantize(x[xe], inv, lo, hi);
+            dq[xe] = code * s;
             if m == 1.0 {
                 bits |= 1u32 << k;
             }
@@ -159,17 +185,20 @@ pub fn apply_mask(
     out: &mut Tensor<f32>,
     n: usize,
     words: usize,
+    #[comptime] strided: bool,
 ) {
     let e = ABSOLUTE_POS;
     if e >= n {
         terminate!();
     }
     let bit = (mask[e % words] >> ((e / words) as u32)) & 1u32;
+    // `out` is laid out as `grad` (see `empty_like`).
+    let ge = at(grad, e, strided);
     let mut g = 0.0f32;
     if bit == 1u32 {
-        g = grad[e];
+        g = grad[ge];
     }
-    out[e] = g;
+    out[ge] = g;
 }
 
 /// The input gradient of fake quantization alone, `grad · mask`, one thread per element.
@@ -188,6 +217,7 @@ pub fn masked_grad(
     qmin: f32,
     qmax: f32,
     #[comptime] mode: u32,
+    #[comptime] strided: bool,
 ) {
     let e = ABSOLUTE_POS;
     if e >= n {
@@ -195,8 +225,10 @@ pub fn masked_grad(
     }
     let p = param_of(e, g, l, i, mode);
     let (_s, inv, lo, hi) = grid_of(scale, zero_point, p, qmin, qmax);
-    let (_code, mask, _v) = quantize(x[e], inv, lo, hi);
-    dx[e] = grad[e] * mask;
+    let (_code, mask, _v) = quantize(x[at(x, e, strided)], inv, lo, hi);
+    // `dx` is laid out as `grad` (see `empty_like`).
+    let ge = at(grad, e, strided);
+    dx[ge] = grad[ge] * mask;
 }
 
 /// Sums `acc` over the cube's units (a tree over `shared`, one slot per unit); every unit gets
@@ -274,6 +306,7 @@ pub fn lsq_backward(
     grad_factor: f32,
     #[comptime] mode: u32,
     #[comptime] with_dzp: bool,
+    #[comptime] strided: bool,
 ) {
     let cube = CUBE_POS;
     if cube >= cubes {
@@ -288,9 +321,11 @@ pub fn lsq_backward(
     let mut k = start + UNIT_POS as usize;
     while k < end {
         let e = element_of(p, k, g, l, i, mode);
-        let gr = grad[e];
-        let (code, mask, v) = quantize(x[e], inv, lo, hi);
-        dx[e] = gr * mask;
+        // `dx` is laid out as `grad` (see `empty_like`).
+        let ge = at(grad, e, strided);
+        let gr = grad[ge];
+        let (code, mask, v) = quantize(x[at(x, e, strided)], inv, lo, hi);
+        dx[ge] = gr * mask;
         acc += gr * (code - v * mask);
         if with_dzp {
             acc_zp += gr * (1.0 - mask);
@@ -333,6 +368,7 @@ fn reduce_chunk(
     i: usize,
     #[comptime] mode: u32,
     #[comptime] op: u32,
+    #[comptime] strided: bool,
 ) -> (f32, f32) {
     let mut lo_acc = f32::new(3.4028235e38);
     let mut hi_acc = f32::new(-3.4028235e38);
@@ -343,16 +379,17 @@ fn reduce_chunk(
     let mut k = start + UNIT_POS as usize;
     while k < end {
         let e = element_of(p, k, g, l, i, mode);
+        let high_e = at(high_in, e, strided);
         if op == SUM {
-            hi_acc += high_in[e];
+            hi_acc += high_in[high_e];
         } else if op == SUM_BOTH {
-            lo_acc += low_in[e];
-            hi_acc += high_in[e];
+            lo_acc += low_in[at(low_in, e, strided)];
+            hi_acc += high_in[high_e];
         } else if op == MAX_ABS {
-            hi_acc = max(hi_acc, high_in[e].abs());
+            hi_acc = max(hi_acc, high_in[high_e].abs());
         } else {
-            lo_acc = min(lo_acc, low_in[e]);
-            hi_acc = max(hi_acc, high_in[e]);
+            lo_acc = min(lo_acc, low_in[at(low_in, e, strided)]);
+            hi_acc = max(hi_acc, high_in[high_e]);
         }
         k += REDUCE_UNITS;
     }
@@ -392,6 +429,7 @@ pub fn reduce(
     i: usize,
     #[comptime] mode: u32,
     #[comptime] op: u32,
+    #[comptime] strided: bool,
 ) {
     let cube = CUBE_POS;
     if cube >= cubes {
@@ -400,7 +438,8 @@ pub fn reduce(
     let p = cube / chunks;
     let start = (cube % chunks) * chunk;
     let end = min(start + chunk, m);
-    let (low_total, high_total) = reduce_chunk(low_in, high_in, p, start, end, g, l, i, mode, op);
+    let (low_total, high_total) =
+        reduce_chunk(low_in, high_in, p, start, end, g, l, i, mode, op, strided);
     if UNIT_POS == 0 {
         if op == MIN_MAX || op == SUM_BOTH {
             low[cube] = low_total;
@@ -438,15 +477,16 @@ pub fn observe(
     i: usize,
     #[comptime] mode: u32,
     #[comptime] symmetric: bool,
+    #[comptime] strided: bool,
 ) {
     let p = CUBE_POS;
     if p >= n {
         terminate!();
     }
     let (low, high) = if symmetric {
-        reduce_chunk(low_in, high_in, p, 0, m, g, l, i, mode, MAX_ABS)
+        reduce_chunk(low_in, high_in, p, 0, m, g, l, i, mode, MAX_ABS, strided)
     } else {
-        reduce_chunk(low_in, high_in, p, 0, m, g, l, i, mode, MIN_MAX)
+        reduce_chunk(low_in, high_in, p, 0, m, g, l, i, mode, MIN_MAX, strided)
     };
     if UNIT_POS == 0 {
         let mut batch_min = low;

@@ -10,7 +10,7 @@ mod kernels;
 use burn::backend::DType;
 use burn::tensor::Shape;
 use burn_cubecl::CubeBackend;
-use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::kernel::{into_contiguous, untile};
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::calculate_cube_count_elemwise;
@@ -72,15 +72,35 @@ impl ViewLayout {
     }
 }
 
-/// `t` as a contiguous `f32` tensor, as every kernel here indexes its inputs.
+/// `t` as a contiguous `f32` tensor: the per-parameter tensors (scales, zero points, running
+/// ranges), which the kernels index by parameter.
 fn f32_input(t: CubeTensor, what: &str) -> CubeTensor {
+    into_contiguous(f32_elements(t, what))
+}
+
+/// `t` as an `f32` tensor in the dense layout it has (any order of its axes: strides; storage
+/// tiles undone), or copied row-major where it is not dense (broadcast, sliced): the kernels read
+/// the large tensors through their strides where they are not contiguous ([`strided`]), so a
+/// channels-last activation is not copied into row-major order first.
+fn f32_elements(t: CubeTensor, what: &str) -> CubeTensor {
     assert_eq!(
         t.dtype,
         DType::F32,
         "fused fake-quant on a GPU takes f32 tensors, got {:?} for {what}",
         t.dtype
     );
-    into_contiguous(t)
+    let t = untile(t);
+    if t.is_contiguous() || is_dense(t.meta.shape(), t.meta.strides()) {
+        t
+    } else {
+        into_contiguous(t)
+    }
+}
+
+/// Whether a launch over these tensors must address them through their strides (the kernels'
+/// `strided` variant) rather than as row-major buffers.
+fn strided(tensors: &[&CubeTensor]) -> bool {
+    tensors.iter().any(|t| !t.is_contiguous())
 }
 
 /// A fresh contiguous tensor on `like`'s device.
@@ -91,6 +111,39 @@ fn empty(like: &CubeTensor, shape: impl Into<Shape>, dtype: DType) -> CubeTensor
         shape.into(),
         dtype,
     )
+}
+
+/// A fresh `f32` tensor of `like`'s shape and strides (`like` dense, from [`f32_elements`]): an
+/// elementwise result keeps its input's layout, so the next op (a convolution wanting
+/// channels-last) need not repack it, and the kernels write it at the offsets they read `like`.
+fn empty_like(like: &CubeTensor) -> CubeTensor {
+    let shape = like.meta.shape().clone();
+    let mut out = empty(like, shape.clone(), DType::F32);
+    if !like.is_contiguous() {
+        debug_assert!(is_dense(&shape, like.meta.strides()));
+        *out.meta = cubecl::zspace::metadata::Metadata::new(shape, like.meta.strides().clone());
+    }
+    out
+}
+
+/// Whether `strides` lay `shape` out densely: each element at its own offset, the offsets
+/// exactly `0..numel` (a permutation of the axes of a row-major layout).
+fn is_dense(shape: &[usize], strides: &[usize]) -> bool {
+    let mut axes: Vec<(usize, usize)> = shape
+        .iter()
+        .zip(strides)
+        .filter(|(len, _)| **len != 1)
+        .map(|(len, stride)| (*stride, *len))
+        .collect();
+    axes.sort_unstable();
+    let mut expected = 1;
+    for (stride, len) in axes {
+        if stride != expected {
+            return false;
+        }
+        expected *= len;
+    }
+    true
 }
 
 /// The launch grid of an elementwise kernel over `n` items.
@@ -139,6 +192,7 @@ fn reduce_until_with(
         let low = empty(&high_in, [if two_outputs { cubes } else { 1 }], DType::F32);
         let high = empty(&high_in, [cubes], DType::F32);
         let (count, dim) = reduction(&high_in, cubes);
+        let strided = strided(&[&low_in, &high_in]);
         kernels::reduce::launch(
             &high_in.client.clone(),
             count,
@@ -156,6 +210,7 @@ fn reduce_until_with(
             layout.i,
             layout.mode,
             op,
+            strided,
         );
         layout = ViewLayout::partials(layout.num_params, chunks);
         low_in = if two_outputs { low } else { high.clone() };
@@ -195,9 +250,10 @@ impl Grid {
 
 /// The fake-quantized values of `x` viewed as `view`, into a fresh tensor of that shape.
 fn launch_fake_quant(x: CubeTensor, grid: Grid, view: [usize; 4], per_group: bool) -> CubeTensor {
-    let x = f32_input(x, "the input");
+    let x = f32_elements(x, "the input");
     let layout = ViewLayout::new(view, per_group, grid.num_params());
-    let out = empty(&x, view, DType::F32);
+    let out = empty_like(&x);
+    let strided = strided(&[&x]);
     let (count, dim) = elementwise(&x, layout.n);
     kernels::fake_quant::launch(
         &x.client.clone(),
@@ -214,6 +270,7 @@ fn launch_fake_quant(x: CubeTensor, grid: Grid, view: [usize; 4], per_group: boo
         grid.qmin,
         grid.qmax,
         layout.mode,
+        strided,
     );
     out
 }
@@ -225,7 +282,7 @@ impl FakeQuantKernels for CubeBackend {
         per_group: bool,
         num_params: usize,
     ) -> CubeTensor {
-        let x = f32_input(x, "the observed tensor");
+        let x = f32_elements(x, "the observed tensor");
         let layout = ViewLayout::new(view, per_group, num_params);
         reduce_per_param(x, layout, MAX_ABS).1
     }
@@ -236,7 +293,7 @@ impl FakeQuantKernels for CubeBackend {
         per_group: bool,
         num_params: usize,
     ) -> (CubeTensor, CubeTensor) {
-        let x = f32_input(x, "the observed tensor");
+        let x = f32_elements(x, "the observed tensor");
         let layout = ViewLayout::new(view, per_group, num_params);
         reduce_per_param(x, layout, MIN_MAX)
     }
@@ -255,7 +312,7 @@ impl FakeQuantKernels for CubeBackend {
         symmetric_zero_point: f32,
         eps: f32,
     ) -> Observed<Self> {
-        let x = f32_input(x, "the observed tensor");
+        let x = f32_elements(x, "the observed tensor");
         let (min, max) = (
             f32_input(min, "the running min"),
             f32_input(max, "the running max"),
@@ -267,6 +324,7 @@ impl FakeQuantKernels for CubeBackend {
         let (low, high, layout) = reduce_until(x, layout, op, REDUCE_CHUNK, false);
         let out = [(); 4].map(|_| empty(&high, [n], DType::F32));
         let (count, dim) = reduction(&high, n);
+        let strided = strided(&[&low, &high]);
         kernels::observe::launch(
             &high.client.clone(),
             count,
@@ -291,6 +349,7 @@ impl FakeQuantKernels for CubeBackend {
             layout.i,
             layout.mode,
             symmetric,
+            strided,
         );
         let [min, max, scale, zero_point] = out;
         ((min, max), (scale, zero_point))
@@ -309,11 +368,12 @@ impl FakeQuantKernels for CubeBackend {
         with_zero_point_grad: bool,
         grad_factor: f32,
     ) -> ((CubeTensor, CubeTensor), CubeTensor) {
-        let grad = f32_input(grad, "the gradient");
-        let x = f32_input(x, "the input");
+        let grad = f32_elements(grad, "the gradient");
+        let x = f32_elements(x, "the input");
         let grid = Grid::new(scale, zero_point, qmin, qmax);
         let layout = ViewLayout::new(view, per_group, grid.num_params());
-        let dx = empty(&x, view, DType::F32);
+        let dx = empty_like(&grad);
+        let strided = strided(&[&grad, &x]);
         let client = x.client.clone();
         let nothing = || empty(&x, [0], DType::F32);
         if !with_scale_grad && !with_zero_point_grad {
@@ -334,6 +394,7 @@ impl FakeQuantKernels for CubeBackend {
                 grid.qmin,
                 grid.qmax,
                 layout.mode,
+                strided,
             );
             return ((dx, nothing()), nothing());
         }
@@ -369,6 +430,7 @@ impl FakeQuantKernels for CubeBackend {
             grad_factor,
             layout.mode,
             with_zero_point_grad,
+            strided,
         );
         // Partial sums per (parameter, chunk): add them up, both gradients in one launch.
         let (ds, dzp) = if chunks == 1 {
@@ -393,11 +455,12 @@ impl FakeQuantKernels for CubeBackend {
         view: [usize; 4],
         per_group: bool,
     ) -> (CubeTensor, CubeTensor) {
-        let x = f32_input(x, "the input");
+        let x = f32_elements(x, "the input");
         let grid = Grid::new(scale, zero_point, qmin, qmax);
         let layout = ViewLayout::new(view, per_group, grid.num_params());
         let words = layout.n.div_ceil(32);
-        let dq = empty(&x, view, DType::F32);
+        let dq = empty_like(&x);
+        let strided = strided(&[&x]);
         let mask = empty(&x, [words], DType::U32);
         let (count, dim) = elementwise(&x, words);
         kernels::fake_quant_with_mask::launch(
@@ -417,16 +480,17 @@ impl FakeQuantKernels for CubeBackend {
             grid.qmin,
             grid.qmax,
             layout.mode,
+            strided,
         );
         (dq, mask)
     }
 
     fn apply_mask(grad: CubeTensor, mask: CubeTensor) -> CubeTensor {
-        let shape = grad.meta.shape().clone();
-        let grad = f32_input(grad, "the gradient");
-        let n = shape.num_elements();
+        let grad = f32_elements(grad, "the gradient");
+        let n = grad.meta.shape().num_elements();
         let words = mask.meta.shape().num_elements();
-        let out = empty(&grad, shape, DType::F32);
+        let out = empty_like(&grad);
+        let strided = strided(&[&grad]);
         let (count, dim) = elementwise(&grad, n);
         kernels::apply_mask::launch(
             &grad.client.clone(),
@@ -437,6 +501,7 @@ impl FakeQuantKernels for CubeBackend {
             out.clone().into_tensor_arg(),
             n,
             words,
+            strided,
         );
         out
     }
