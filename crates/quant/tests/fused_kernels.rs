@@ -175,25 +175,37 @@ fn fixed_equals_composite(device_name: &str, device: Device) {
         };
         let x = view(&shape, &layout, &device);
         let dy = Tensor::<4>::random(x.dims(), Distribution::Default, &device);
-        let fused = fake_quantize_layout(
-            x.clone(),
-            &layout,
-            scale.clone(),
-            Some(zp.clone()),
-            (0, 15),
-            true,
-        );
-        let x_ref = twin(&x);
-        let reference = fake_quantize_view_with(
-            x_ref.clone(),
-            layout.broadcast(twin(&scale)),
-            Some(layout.broadcast(twin(&zp))),
-            0,
-            15,
-            true,
-        );
-        same_values_and_input_grad(name, (fused, &x), (reference, &x_ref), dy, (ATOL, 0.0));
+        fixed_uint4_equals_composite(name, &x, &layout, (scale, zp), dy);
     }
+}
+
+/// Fixed-scale uint4 fake quantization of `x` (clipping possible: the mask in the backward pass),
+/// fused against the composite ops on Flex: values and `dx` under `dy`.
+fn fixed_uint4_equals_composite(
+    name: &str,
+    x: &Tensor<4>,
+    layout: &ParamLayout,
+    (scale, zp): (Tensor<1>, Tensor<1>),
+    dy: Tensor<4>,
+) {
+    let fused = fake_quantize_layout(
+        x.clone(),
+        layout,
+        scale.clone(),
+        Some(zp.clone()),
+        (0, 15),
+        true,
+    );
+    let x_ref = twin(x);
+    let reference = fake_quantize_view_with(
+        x_ref.clone(),
+        layout.broadcast(twin(&scale)),
+        Some(layout.broadcast(twin(&zp))),
+        0,
+        15,
+        true,
+    );
+    same_values_and_input_grad(name, (fused, x), (reference, &x_ref), dy, (ATOL, 0.0));
 }
 
 /// With a scale taken from the tensor's own max |x| on a symmetric narrow grid nothing can clip,
@@ -564,33 +576,16 @@ fn fused_kernels_take_channels_last_tensors() {
                 } else {
                     Tensor::<4>::random([n, c, h, w], Distribution::Default, &device)
                 };
-                let x_ref = twin(&x);
 
                 // Fixed scale and zero point: clipped values, the mask in the backward pass.
                 let scale = Tensor::<1>::from_floats([0.21], &device);
                 let zp = Tensor::<1>::from_floats([3.0], &device);
-                let fused = fake_quantize_layout(
-                    x.clone(),
-                    &layout,
-                    scale.clone(),
-                    Some(zp.clone()),
-                    (0, 15),
-                    true,
-                );
-                let reference = fake_quantize_view_with(
-                    x_ref.clone(),
-                    layout.broadcast(twin(&scale)),
-                    Some(layout.broadcast(twin(&zp))),
-                    0,
-                    15,
-                    true,
-                );
-                same_values_and_input_grad(
+                fixed_uint4_equals_composite(
                     &format!("{name} fixed"),
-                    (fused, &x),
-                    (reference, &x_ref),
+                    &x,
+                    &layout,
+                    (scale, zp),
                     dy.clone(),
-                    (ATOL, 0.0),
                 );
 
                 // LSQ: the scale gradient reads `x` and `dy` element by element together.

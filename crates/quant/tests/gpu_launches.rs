@@ -133,13 +133,7 @@ fn integer_bias_launches(device: &Device) -> String {
     let integer_bias = launches(device, [64, 256], &|x| {
         layer.forward_from(producer.forward(x), Some(&producer))
     });
-    let added = integer_bias.total as i64 - float_bias.total as i64;
-    assert!(
-        added <= BUDGET,
-        "the integer bias adds {added} launches (at most {BUDGET}): {:?} against {:?}",
-        integer_bias.by_kernel,
-        float_bias.by_kernel
-    );
+    let added = added_within("the integer bias", BUDGET, &integer_bias, &float_bias);
     format!("w8a8 linear: integer bias +{added}")
 }
 
@@ -163,14 +157,20 @@ fn embedding_launches(device: &Device) -> String {
         })
     };
     let (plain, quantized_count) = (lookup(&float), lookup(&quantized));
-    let added = quantized_count.total as i64 - plain.total as i64;
+    let added = added_within("a W8 embedding lookup", BUDGET, &quantized_count, &plain);
+    format!("w8 embedding lookup: +{added}")
+}
+
+/// The launches `ours` adds over `plain`, asserted to be at most `budget`.
+fn added_within(what: &str, budget: i64, ours: &LaunchCount, plain: &LaunchCount) -> i64 {
+    let added = ours.total as i64 - plain.total as i64;
     assert!(
-        added <= BUDGET,
-        "a W8 embedding lookup adds {added} launches (at most {BUDGET}): {:?} against {:?}",
-        quantized_count.by_kernel,
+        added <= budget,
+        "{what} adds {added} launches (at most {budget}): {:?} against {:?}",
+        ours.by_kernel,
         plain.by_kernel
     );
-    format!("w8 embedding lookup: +{added}")
+    added
 }
 
 /// Launches of `step` after three warm-up calls.
