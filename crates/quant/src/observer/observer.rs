@@ -5,9 +5,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::{ObserverKind, batch_max_abs, batch_min_max, batch_mse_optimal, batch_percentile};
 use crate::math::{ObserveRule, fused_observe};
-use crate::{
-    ParamLayout, QParams, QuantSpec, SCALE_EPS, no_grad, qparams_from_range, scale_from_range,
-};
+use crate::{ParamLayout, QParams, QuantSpec, no_grad, qparams_from_range, scale_from_range};
 
 /// Running `min` / `max` per quantization parameter, saved in module records.
 ///
@@ -99,7 +97,7 @@ impl Observer {
             Some(old),
             layout.is_per_group(),
             layout.num_params(),
-            observe_rule(spec, averaging),
+            ObserveRule::for_spec(spec, averaging),
         )?;
         set_running(&self.min, min);
         set_running(&self.max, max);
@@ -122,7 +120,7 @@ impl Observer {
             Some((min, max)),
             false,
             n,
-            observe_rule(spec, 0.0),
+            ObserveRule::for_spec(spec, 0.0),
         )?;
         Some(QParams { scale, zero_point })
     }
@@ -142,19 +140,6 @@ impl Observer {
     pub fn scale(&self, spec: &QuantSpec) -> Tensor<1> {
         let (min, max) = self.range();
         scale_from_range(min, max, spec)
-    }
-}
-
-/// The fused observer update for `spec`'s grid, folding batches in with `averaging` (see
-/// [`ObserveRule::averaging`]).
-fn observe_rule(spec: &QuantSpec, averaging: f32) -> ObserveRule {
-    ObserveRule {
-        averaging,
-        qmin: spec.qmin() as f32,
-        qmax: spec.qmax() as f32,
-        symmetric: spec.symmetric,
-        symmetric_zero_point: spec.symmetric_zero_point() as f32,
-        eps: SCALE_EPS as f32,
     }
 }
 

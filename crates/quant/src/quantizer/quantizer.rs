@@ -247,14 +247,7 @@ impl Quantizer {
     /// and the qparams in one launch on a GPU), composite ops elsewhere.
     fn dynamic_qparams(&self, view: &Tensor<4>, layout: &ParamLayout) -> QParams {
         let spec = &self.config.spec;
-        let rule = crate::math::ObserveRule {
-            averaging: 1.0,
-            qmin: spec.qmin() as f32,
-            qmax: spec.qmax() as f32,
-            symmetric: spec.symmetric,
-            symmetric_zero_point: spec.symmetric_zero_point() as f32,
-            eps: SCALE_EPS as f32,
-        };
+        let rule = crate::math::ObserveRule::for_spec(spec, 1.0);
         let view = no_grad(view.clone());
         let fused = crate::math::fused_observe(
             &view,

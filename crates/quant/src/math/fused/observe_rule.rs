@@ -20,6 +20,18 @@ pub(crate) struct ObserveRule {
 }
 
 impl ObserveRule {
+    /// The rule for `spec`'s grid, folding batches in with `averaging` (see [`Self::averaging`]).
+    pub fn for_spec(spec: &crate::QuantSpec, averaging: f32) -> Self {
+        ObserveRule {
+            averaging,
+            qmin: spec.qmin() as f32,
+            qmax: spec.qmax() as f32,
+            symmetric: spec.symmetric,
+            symmetric_zero_point: spec.symmetric_zero_point() as f32,
+            eps: crate::SCALE_EPS as f32,
+        }
+    }
+
     /// `[min, max, scale, zero_point]` after folding the batch range `(batch_min, batch_max)`
     /// (for a symmetric grid `batch_min` is ignored and `batch_max` is `max |x|`) into the
     /// running `(old_min, old_max)`, infinite when nothing was observed yet.
