@@ -21,6 +21,8 @@ use cubecl::logging::{LaunchObservation, LaunchObserver};
 pub struct LaunchCount {
     /// Every launch.
     pub total: usize,
+    /// Launches of this crate's kernels (fake quantization, observers, the integer bias).
+    pub ours: usize,
     /// Launches by kernel name (as CubeCL names the kernel; fused chains share a name).
     pub by_kernel: BTreeMap<String, usize>,
 }
@@ -112,6 +114,10 @@ impl LaunchCounter {
     }
 }
 
+/// The module of this crate's CubeCL kernels: their launches are [`LaunchCount::ours`].
+#[cfg(feature = "cube")]
+const OUR_KERNELS: &str = "quant::math::fused::cube::kernels::";
+
 #[cfg(feature = "cube")]
 /// The count of a tally by full kernel name, keyed by short name: instances of one generic kernel
 /// share a short name, so their launches add up.
@@ -122,6 +128,11 @@ fn launch_count(counts: &BTreeMap<&'static str, usize>) -> LaunchCount {
     }
     LaunchCount {
         total: counts.values().sum(),
+        ours: counts
+            .iter()
+            .filter(|(name, _)| name.starts_with(OUR_KERNELS))
+            .map(|(_, n)| n)
+            .sum(),
         by_kernel,
     }
 }
@@ -151,12 +162,23 @@ mod tests {
 
     #[test]
     fn instances_of_one_generic_kernel_add_up() {
-        let counts = BTreeMap::from([("a::b::K<f32>", 2), ("a::b::K<u32>", 3), ("a::c::L", 1)]);
+        let ours = "quant::math::fused::cube::kernels::observe::Observe";
+        let counts = BTreeMap::from([
+            ("a::b::K<f32>", 2),
+            ("a::b::K<u32>", 3),
+            ("a::c::L", 1),
+            (ours, 4),
+        ]);
         let count = launch_count(&counts);
-        assert_eq!(count.total, 6);
+        assert_eq!(count.total, 10);
+        assert_eq!(count.ours, 4);
         assert_eq!(
             count.by_kernel,
-            BTreeMap::from([("b::K".to_string(), 5), ("c::L".to_string(), 1)])
+            BTreeMap::from([
+                ("b::K".to_string(), 5),
+                ("c::L".to_string(), 1),
+                ("observe::Observe".to_string(), 4)
+            ])
         );
         assert_eq!(count.by_kernel.values().sum::<usize>(), count.total);
     }

@@ -8,9 +8,9 @@
 //! forward kernel, and the backward kernel; plus, for a per-tensor scale over more than 4,096
 //! elements, the launch that adds up the scale gradient's partial sums (1.5 M elements here: 5).
 //!
-//! A layer's integer bias (`round(b / (s_w · s_x)) · s_w · s_x`, the engine's int32 bias) adds at
-//! most 2: the product of the two steps (one fused elementwise op) and one rounding kernel with no
-//! backward launch, where the composite ops took seven.
+//! A layer's integer bias (`round(b / (s_w · s_x)) · s_w · s_x`, the engine's int32 bias) adds 1:
+//! one rounding kernel that computes both steps from the quantizers' state, with no backward
+//! launch, where the composite ops took seven.
 //!
 //! A W8 embedding lookup adds at most 3 (see [`embedding_launches`]); an activation quantizer on
 //! a channels-last tensor (a convolution's output) adds what it adds on a row-major one, with no
@@ -118,23 +118,38 @@ fn quantizers_add_at_most_three_launches_for_weights_and_four_for_observed_activ
     println!("{}", report.join("\n"));
 }
 
-/// The launches a W8A8 linear layer's integer bias adds: the layer fed by its producer (bias
-/// snapped to the accumulator's grid) against the same layer without the producer (float bias).
+/// The launches a linear layer's integer bias adds, W8A8 (observed steps) and W4A4 (learned LSQ
+/// steps): the layer fed by its producer (bias snapped to the accumulator's grid) against the same
+/// layer without the producer (float bias). One: the rounding kernel computes both steps and
+/// their product itself, and has no backward launch.
 fn integer_bias_launches(device: &Device) -> String {
-    const BUDGET: i64 = 2;
-    let mapping = QuantMapping::w8a8();
-    let producer = config(mapping.clone(), false)
-        .init(LayerKind::Activation, &[1, 256], device)
-        .expect("activation quantizer");
-    let layer = QuantLinearConfig::new(256, 120)
-        .with_weight(mapping.weight.clone())
-        .init(device);
-    let float_bias = launches(device, [64, 256], &|x| layer.forward(producer.forward(x)));
-    let integer_bias = launches(device, [64, 256], &|x| {
-        layer.forward_from(producer.forward(x), Some(&producer))
-    });
-    let added = added_within("the integer bias", BUDGET, &integer_bias, &float_bias);
-    format!("w8a8 linear: integer bias +{added}")
+    const BUDGET: i64 = 1;
+    let mut report = Vec::new();
+    for (preset, mapping) in [
+        ("w8a8", QuantMapping::w8a8()),
+        ("w4a4", QuantMapping::w4a4()),
+    ] {
+        let producer = config(mapping.clone(), false)
+            .init(LayerKind::Activation, &[1, 256], device)
+            .expect("activation quantizer");
+        let layer = QuantLinearConfig::new(256, 120)
+            .with_weight(mapping.weight.clone())
+            .init(device);
+        let float_bias = launches(device, [64, 256], &|x| layer.forward(producer.forward(x)));
+        let integer_bias = launches(device, [64, 256], &|x| {
+            layer.forward_from(producer.forward(x), Some(&producer))
+        });
+        let what = format!("the {preset} integer bias");
+        let added = added_within(&what, BUDGET, &integer_bias, &float_bias);
+        assert_eq!(
+            integer_bias.ours,
+            float_bias.ours + 1,
+            "{what}: one launch of our kernels ({:?})",
+            integer_bias.by_kernel
+        );
+        report.push(format!("{preset} linear: integer bias +{added}"));
+    }
+    report.join("\n")
 }
 
 /// The launches a W8 (fixed scale, per row) embedding lookup adds over the float lookup: 3,

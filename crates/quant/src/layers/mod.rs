@@ -133,7 +133,8 @@ pub(crate) fn integer_bias(
     if !per_tensor || !input.grid_ready(on_autodiff) || !weight.grid_ready(on_autodiff) {
         return bias;
     }
-    crate::round_to_step_ste(bias, weight.scale() * input.scale())
+    let (weight, input) = (weight.step_source(), input.step_source());
+    crate::math::round_to_step_product_ste(bias, &weight, Some(&input))
 }
 
 /// The end of a layer: the optional fused ReLU, then the output quantizer.

@@ -7,11 +7,16 @@
 mod fixed;
 mod fused;
 pub use fused::fused_enabled;
-pub(crate) use fused::{ObserveRule, fused_max_abs, fused_min_max, fused_observe, round_to_step};
+pub(crate) use fused::{
+    ObserveRule, fused_max_abs, fused_min_max, fused_observe, round_to_step_product,
+};
 mod learnable;
 mod pact;
 mod qparams;
 mod ste;
+mod step_source;
+
+pub(crate) use step_source::StepSource;
 
 pub use fixed::{
     fake_quantize_per_channel_affine, fake_quantize_per_group_affine,

@@ -44,15 +44,5 @@ pub fn qparams_from_range(min: Tensor<1>, max: Tensor<1>, spec: &QuantSpec) -> Q
 /// bias's accumulator step), without the zero point's rounding (a kernel launch of its own on a
 /// GPU, where burn-fusion does not fuse `round`).
 pub fn scale_from_range(min: Tensor<1>, max: Tensor<1>, spec: &QuantSpec) -> Tensor<1> {
-    let (qmin, qmax) = (spec.qmin() as f64, spec.qmax() as f64);
-    let min_neg = min.clamp_max(0.0);
-    let max_pos = max.clamp_min(0.0);
-    if spec.symmetric {
-        let bound = max_pos.max_pair(min_neg.neg());
-        bound.div_scalar((qmax - qmin) / 2.0).clamp_min(SCALE_EPS)
-    } else {
-        (max_pos - min_neg)
-            .div_scalar(qmax - qmin)
-            .clamp_min(SCALE_EPS)
-    }
+    super::StepSource::range(min, max, spec).step()
 }

@@ -33,9 +33,9 @@ pub fn round_ste<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// `step` (`[1]`, or one per element of `x`) is a constant and gets no gradient.
 ///
 /// Snaps a float bias onto the integer accumulator's grid (`crate::layers` uses it for the
-/// integer bias). On CubeCL devices it is one kernel launch and no backward launch, where the
-/// composite ops cost seven launches (burn-fusion does not fuse `round`); elsewhere it is the
-/// composite [`round_ste`].
+/// integer bias). Where the fused kernels run (Flex, CubeCL) it is one kernel and no backward
+/// pass, where the composite ops cost seven launches on a GPU (burn-fusion does not fuse
+/// `round`); elsewhere it is the composite [`round_ste`].
 ///
 /// ```
 /// use burn::tensor::{Device, Tensor};
@@ -48,10 +48,24 @@ pub fn round_ste<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// assert_eq!(g.to_data().try_to_vec::<f32>().unwrap(), vec![1.0, 1.0, 1.0]);
 /// ```
 pub fn round_to_step_ste(x: Tensor<1>, step: Tensor<1>) -> Tensor<1> {
-    let step = no_grad(step);
-    if let Some(rounded) = super::round_to_step(&x, step.clone()) {
+    round_to_step_product_ste(x, &super::StepSource::given(step), None)
+}
+
+/// [`round_to_step_ste`] with the step `s_a · s_b` (`s_a` alone without `b`) given as the state
+/// it is computed from: one kernel launch on the devices with fused kernels, which computes the
+/// steps too (the integer bias at `s_x · s_w`: `crate::layers`); the composite ops elsewhere.
+pub(crate) fn round_to_step_product_ste(
+    x: Tensor<1>,
+    a: &super::StepSource,
+    b: Option<&super::StepSource>,
+) -> Tensor<1> {
+    if let Some(rounded) = super::round_to_step_product(&x, a, b) {
         return rounded;
     }
+    let step = match b {
+        Some(b) => a.step() * b.step(),
+        None => a.step(),
+    };
     round_ste(x / step.clone()) * step
 }
 

@@ -21,6 +21,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 use super::{LearnedValue, Learning, QuantizerConfig};
 use crate::kernels::{fake_quantize_layout, fake_quantize_learnable_layout};
+use crate::math::StepSource;
 use crate::{
     Granularity, Observer, ObserverKind, ParamLayout, QParams, SCALE_EPS, batch_max_abs,
     batch_min_max, lsq_grad_factor, no_grad, pact_view, qparams_from_range,
@@ -318,23 +319,40 @@ impl Quantizer {
 
     /// PACT's grid step: the learned clipping value over the grid's positive levels.
     fn pact_step(&self) -> Tensor<1> {
-        let spec = &self.config.spec;
-        let levels = if spec.signed {
-            spec.qmax()
-        } else {
-            (1 << spec.bits) - 1
-        } as f64;
-        no_grad(self.scale_value()).div_scalar(levels)
+        self.step_source().step()
     }
 
     /// The grid step this quantizer applies now, `[n]`, without gradients: [`Self::qparams`]'s
     /// scale without computing the zero point (which costs a launch of its own on a GPU).
     pub fn scale(&self) -> Tensor<1> {
+        self.step_source().step()
+    }
+
+    /// [`Self::scale`] as the state it is computed from, for a kernel that computes it itself
+    /// (the integer bias's step `s_x · s_w`: `crate::layers`).
+    pub(crate) fn step_source(&self) -> StepSource {
+        let spec = &self.config.spec;
         match self.config.learning {
-            Learning::Fixed => self.observer.scale(&self.config.spec),
-            Learning::Lsq | Learning::LsqPlus => no_grad(self.scale_value()),
-            Learning::Pact => self.pact_step(),
+            Learning::Fixed => {
+                let (min, max) = self.observer.range();
+                StepSource::range(min, max, spec)
+            }
+            Learning::Lsq | Learning::LsqPlus => self.learned_step(1.0),
+            Learning::Pact => {
+                let levels = if spec.signed {
+                    spec.qmax()
+                } else {
+                    (1 << spec.bits) - 1
+                };
+                self.learned_step(levels as f32)
+            }
         }
+    }
+
+    /// The learned scale over `divisor` as a [`StepSource`].
+    fn learned_step(&self, divisor: f32) -> StepSource {
+        let learned = self.learned_scale_param();
+        StepSource::learned(learned.anchor.value_sync(), learned.delta.val(), divisor)
     }
 
     /// The layout of a tensor of `shape`; an activation's channel axis counts from the back.
@@ -361,10 +379,13 @@ impl Quantizer {
 
     /// The learned scale (PACT: clipping value) as learned, before clamping at `SCALE_EPS`.
     fn learned_value(&self) -> Tensor<1> {
+        self.learned_scale_param().value()
+    }
+
+    fn learned_scale_param(&self) -> &LearnedValue {
         self.learned_scale
             .as_ref()
             .expect("learned quantizers have a learned scale")
-            .value()
     }
 
     /// Folds `view` into the observer; returns the observer's new qparams when the fused

@@ -33,12 +33,7 @@ pub fn report(rows: &[StepLaunches]) -> String {
     let mut json = String::from(",\"launches\":{");
     for (k, row) in rows.iter().enumerate() {
         let added = row.count.total as i64 - float.count.total as i64;
-        let fused = row.count.matching("fake_quant")
-            + row.count.matching("lsq_backward")
-            + row.count.matching("apply_mask")
-            + row.count.matching("masked_grad")
-            + row.count.matching("reduce::Reduce")
-            + row.count.matching("observe::Observe");
+        let fused = row.count.ours;
         println!(
             "                          {:<10} {:>9} {:>7} {:>12} {:>12} {:>8}",
             row.name,

@@ -1,5 +1,6 @@
 //! The autodiff side of [`FakeQuantKernels`]: LSQ / clipped-STE fake quantization as one tracked
-//! op whose backward is one kernel; every other kernel passes straight through to the inner backend.
+//! op whose backward is one kernel, the integer bias's rounding as one whose backward is the
+//! identity; every other kernel passes straight through to the inner backend.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -8,7 +9,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Autodiff, AutodiffBackend};
 
-use super::{FakeQuantKernels, Observed};
+use super::{FakeQuantKernels, Observed, StepRule};
 
 /// The backward pass of [`FakeQuantKernels::lsq_fake_quant`]: with a learned scale one kernel
 /// recomputes the mask and `∂x̂/∂s` from the saved input, giving `dx = grad · mask` and
@@ -97,6 +98,27 @@ impl<B: FakeQuantKernels> Backward<B, 3> for FakeQuantBackward {
         }
         if let Some(node) = zero_point_parent {
             grads.register::<B>(node.id, dzp);
+        }
+    }
+}
+
+/// The backward pass of [`FakeQuantKernels::round_to_step_product`]: the gradient passes to the
+/// rounded tensor untouched (the straight-through estimator), no kernel; the steps get none.
+#[derive(Debug)]
+struct StraightThrough;
+
+impl<B: FakeQuantKernels> Backward<B, 1> for StraightThrough {
+    type State = ();
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<B>(&ops.node);
+        if let [Some(node)] = ops.parents {
+            grads.register::<B>(node.id, grad);
         }
     }
 }
@@ -279,5 +301,32 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
             }
             OpsKind::UnTracked(prep) => prep.finish(forward(&x, &scale, &zero_point)),
         }
+    }
+
+    fn round_to_step_product(
+        x: FloatTensor<Self>,
+        a_low: FloatTensor<Self>,
+        a_high: FloatTensor<Self>,
+        b_low: FloatTensor<Self>,
+        b_high: FloatTensor<Self>,
+        a_rule: StepRule,
+        b_rule: StepRule,
+        limit: f32,
+    ) -> FloatTensor<Self> {
+        let (x, x_node) = x.into_parts();
+        let rounded = B::round_to_step_product(
+            x,
+            Self::inner(a_low),
+            Self::inner(a_high),
+            Self::inner(b_low),
+            Self::inner(b_high),
+            a_rule,
+            b_rule,
+            limit,
+        );
+        StraightThrough
+            .prepare::<C>([x_node])
+            .compute_bound()
+            .stateless(rounded)
     }
 }

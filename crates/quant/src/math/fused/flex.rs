@@ -7,7 +7,7 @@ use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{Shape, TensorData};
 
-use super::{FakeQuantKernels, ObserveRule, Observed, SCALE_FLOOR};
+use super::{FakeQuantKernels, ObserveRule, Observed, SCALE_FLOOR, StepRule};
 use rayon::prelude::*;
 
 use super::runs::{Run, Runs, split_min};
@@ -722,6 +722,33 @@ impl FakeQuantKernels for Flex {
                 }
             });
         dx.reshape(shape)
+    }
+
+    fn round_to_step_product(
+        x: FlexTensor,
+        a_low: FlexTensor,
+        a_high: FlexTensor,
+        b_low: FlexTensor,
+        b_high: FlexTensor,
+        a_rule: StepRule,
+        b_rule: StepRule,
+        limit: f32,
+    ) -> FlexTensor {
+        let [a_low, a_high, b_low, b_high] = [a_low, a_high, b_low, b_high].map(|t| f32s(&t));
+        // One step per element, or one for all (`e % 1`).
+        let step = |e: usize| {
+            a_rule.step(a_low[e % a_low.len()], a_high[e % a_high.len()])
+                * b_rule.step(b_low[e % b_low.len()], b_high[e % b_high.len()])
+        };
+        let rounded = f32s(&x)
+            .into_iter()
+            .enumerate()
+            .map(|(e, v)| {
+                let s = step(e);
+                (v / s).round_ties_even().clamp(-limit, limit) * s
+            })
+            .collect();
+        flat(rounded)
     }
 
     fn lsq_fake_quant(

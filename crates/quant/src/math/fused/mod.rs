@@ -22,8 +22,12 @@ mod cube;
 mod flex;
 mod observe_rule;
 mod runs;
+mod step_rule;
 
 pub(crate) use observe_rule::ObserveRule;
+pub(crate) use step_rule::{
+    STEP_AFFINE_RANGE, STEP_GIVEN, STEP_LEARNED, STEP_ONE, STEP_SYMMETRIC_RANGE, StepRule,
+};
 
 /// The smallest scale the kernels apply (`SCALE_EPS`): a scale below it is clamped up, and gets
 /// no gradient, as `scale.clamp_min(SCALE_EPS)` would do in the composite ops. Clamping inside
@@ -34,6 +38,8 @@ use burn::backend::fusion::custom::TensorSpec;
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, DType, Dispatch, DispatchDevice, backend_extension};
 use burn::tensor::{Device, Shape, Tensor};
+
+use super::StepSource;
 
 /// What [`FakeQuantKernels::observe_range`] returns: `((min, max), (scale, zero_point))`.
 pub type Observed<B> = (
@@ -178,6 +184,24 @@ pub trait FakeQuantKernels: Backend {
         clip_free: bool,
         grad_factor: f32,
     ) -> FloatTensor<Self>;
+
+    /// `round(x / s) · s` with the step `s = s_a · s_b` computed in the kernel from two
+    /// quantizers' states, `(a_low, a_high)` and `(b_low, b_high)` (`[1]` each, or one per element
+    /// of the flat `x`), by `a_rule` and `b_rule`; codes clamped at `±limit`. The integer bias at
+    /// its accumulator step `s_x · s_w` in one launch, where the steps and their product as tensor
+    /// ops cost launches of their own. The caller keeps the gradient (straight through).
+    #[allow(clippy::too_many_arguments)]
+    #[fusion(dtype = x, shape = x)]
+    fn round_to_step_product(
+        x: FloatTensor<Self>,
+        a_low: FloatTensor<Self>,
+        a_high: FloatTensor<Self>,
+        b_low: FloatTensor<Self>,
+        b_high: FloatTensor<Self>,
+        a_rule: StepRule,
+        b_rule: StepRule,
+        limit: f32,
+    ) -> FloatTensor<Self>;
 }
 
 /// Fake quantization through the fused kernels (one forward, one backward pass), or `None` where
@@ -212,37 +236,40 @@ pub(crate) fn fused_lsq(
     Some(Tensor::from_dispatch(out))
 }
 
-/// The largest code [`round_to_step`] keeps: the integer engine refuses a bias past 2^30 steps.
+/// The largest code [`round_to_step_product`] keeps: the integer engine refuses a bias past 2^30
+/// steps.
 const BIAS_CODE_LIMIT: f32 = (1u32 << 30) as f32;
 
-/// `round(x / step) · step` with a straight-through gradient, `x` and `step` flat (`step` `[1]`
-/// or one per element of `x`), as one kernel launch without a backward launch: the integer bias
-/// (`crate::layers::integer_bias`), which as composite ops costs seven launches per layer on a
-/// GPU (burn-fusion does not fuse `round`). `None` off CubeCL devices: launches cost nothing on a
-/// CPU, and Flex's rounding is exact only below 2^22, short of a bias's int32 range.
-pub(crate) fn round_to_step(x: &Tensor<1>, step: Tensor<1>) -> Option<Tensor<1>> {
-    if kernel_host(&x.device(), x.dtype()) != Some(KernelHost::Cube) {
-        return None;
-    }
-    let [n] = x.dims();
-    let per_element = step.dims()[0] == n && n > 1;
-    // One parameter per channel of `[1, n, 1, 1]`, or one for the whole `[1, 1, n, 1]`.
-    let view = if per_element {
-        [1, n, 1, 1]
-    } else {
-        [1, 1, n, 1]
+/// `round(x / (s_a · s_b)) · s_a · s_b` with a straight-through gradient for `x` (`s_b` = 1
+/// without `b`), the steps computed from their sources inside one kernel, and no backward launch;
+/// or `None` where the fused kernels do not run. See [`FakeQuantKernels::round_to_step_product`].
+pub(crate) fn round_to_step_product(
+    x: &Tensor<1>,
+    a: &StepSource,
+    b: Option<&StepSource>,
+) -> Option<Tensor<1>> {
+    kernel_host(&x.device(), x.dtype())?;
+    let one = StepRule {
+        kind: STEP_ONE,
+        floor: 0.0,
+        divisor: 1.0,
     };
-    let zero_point = step.clone().mul_scalar(0.0);
-    let out = fused_lsq(
-        &x.clone().reshape(view),
-        step,
-        zero_point,
-        (-BIAS_CODE_LIMIT as i32, BIAS_CODE_LIMIT as i32),
-        false,
-        true,
-        1.0,
-    )?;
-    Some(out.reshape([n]))
+    let (b_low, b_high, b_rule) = match b {
+        Some(b) => (b.low.clone(), b.high.clone(), b.rule),
+        // Not read under `STEP_ONE`.
+        None => (a.low.clone(), a.high.clone(), one),
+    };
+    let out = <Dispatch as FakeQuantKernels>::round_to_step_product(
+        x.clone().into_dispatch(),
+        a.low.clone().into_dispatch(),
+        a.high.clone().into_dispatch(),
+        b_low.into_dispatch(),
+        b_high.into_dispatch(),
+        a.rule,
+        b_rule,
+        BIAS_CODE_LIMIT,
+    );
+    Some(Tensor::from_dispatch(out))
 }
 
 /// `x` without its autodiff wrapper, and a function that puts results back on `x`'s device kind.

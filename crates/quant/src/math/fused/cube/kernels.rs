@@ -10,6 +10,8 @@
 
 use cubecl::prelude::*;
 
+use super::super::step_rule::{STEP_GIVEN, STEP_LEARNED, STEP_ONE, STEP_SYMMETRIC_RANGE};
+
 /// The cube size of the reductions (a power of two; every runtime allows 256 units).
 pub const REDUCE_UNITS: usize = 256;
 
@@ -526,4 +528,62 @@ pub fn observe(
         out_scale[p] = scale;
         out_zero_point[p] = zero_point;
     }
+}
+
+/// One factor of a step from its state `(low, high)` at flat element `e` (`[1]` states serve every
+/// element): `StepRule::step` line for line, the kind a compile-time constant.
+#[cube]
+fn step_of(
+    low: &Tensor<f32>,
+    high: &Tensor<f32>,
+    e: usize,
+    floor: f32,
+    divisor: f32,
+    #[comptime] kind: u32,
+) -> f32 {
+    let mut s = 1.0f32;
+    if kind == STEP_GIVEN {
+        s = low[e % low.len()];
+    } else if kind == STEP_LEARNED {
+        s = max(low[e % low.len()] + high[e % high.len()], floor) / divisor;
+    } else if kind != STEP_ONE {
+        let min_neg = min(low[e % low.len()], 0.0);
+        let max_pos = max(high[e % high.len()], 0.0);
+        let mut bound = max_pos - min_neg;
+        if kind == STEP_SYMMETRIC_RANGE {
+            bound = max(max_pos, -min_neg);
+        }
+        s = max(bound / divisor, floor);
+    }
+    s
+}
+
+/// `round(x / s) · s` with `s = s_a · s_b` computed here from two quantizers' states (the integer
+/// bias at its accumulator step), codes clamped at `±limit`, one thread per element.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn round_to_step_product(
+    x: &Tensor<f32>,
+    a_low: &Tensor<f32>,
+    a_high: &Tensor<f32>,
+    b_low: &Tensor<f32>,
+    b_high: &Tensor<f32>,
+    out: &mut Tensor<f32>,
+    n: usize,
+    a_floor: f32,
+    a_divisor: f32,
+    b_floor: f32,
+    b_divisor: f32,
+    limit: f32,
+    #[comptime] a_kind: u32,
+    #[comptime] b_kind: u32,
+) {
+    let e = ABSOLUTE_POS;
+    if e >= n {
+        terminate!();
+    }
+    let s = step_of(a_low, a_high, e, a_floor, a_divisor, a_kind)
+        * step_of(b_low, b_high, e, b_floor, b_divisor, b_kind);
+    let code = clamp((x[e] / s).round(), -limit, limit);
+    out[e] = code * s;
 }

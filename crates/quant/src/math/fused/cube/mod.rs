@@ -17,7 +17,7 @@ use cubecl::calculate_cube_count_elemwise;
 use cubecl::prelude::*;
 use cubecl::server::CubeCountSelection;
 
-use super::{FakeQuantKernels, Observed};
+use super::{FakeQuantKernels, Observed, StepRule};
 use kernels::{MAX_ABS, MIN_MAX, PER_CHANNEL, PER_GROUP, PER_TENSOR, REDUCE_UNITS, SUM, SUM_BOTH};
 
 /// Elements one reduction cube takes per parameter (16 per unit): large enough that the partial
@@ -519,5 +519,43 @@ impl FakeQuantKernels for CubeBackend {
     ) -> CubeTensor {
         let grid = Grid::new(scale, zero_point, qmin, qmax);
         launch_fake_quant(x, grid, view, per_group)
+    }
+
+    fn round_to_step_product(
+        x: CubeTensor,
+        a_low: CubeTensor,
+        a_high: CubeTensor,
+        b_low: CubeTensor,
+        b_high: CubeTensor,
+        a_rule: StepRule,
+        b_rule: StepRule,
+        limit: f32,
+    ) -> CubeTensor {
+        let x = f32_input(x, "the rounded tensor");
+        let [a_low, a_high, b_low, b_high] =
+            [a_low, a_high, b_low, b_high].map(|t| f32_input(t, "a step's state"));
+        let n = x.meta.shape().num_elements();
+        let out = empty(&x, [n], DType::F32);
+        let (count, dim) = elementwise(&x, n);
+        kernels::round_to_step_product::launch(
+            &x.client.clone(),
+            count,
+            dim,
+            x.into_tensor_arg(),
+            a_low.into_tensor_arg(),
+            a_high.into_tensor_arg(),
+            b_low.into_tensor_arg(),
+            b_high.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            n,
+            a_rule.floor,
+            a_rule.divisor,
+            b_rule.floor,
+            b_rule.divisor,
+            limit,
+            a_rule.kind,
+            b_rule.kind,
+        );
+        out
     }
 }
