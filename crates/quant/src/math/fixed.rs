@@ -86,6 +86,7 @@ pub fn fake_quantize_layout(
     let fused = fused_lsq(
         &x,
         no_grad(scale.clone()),
+        None,
         no_grad(zp_or_zero()),
         (qmin, qmax),
         per_group,

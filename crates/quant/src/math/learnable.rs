@@ -82,6 +82,7 @@ pub fn fake_quantize_learnable_layout(
     if let Some(y) = fused_lsq(
         &x,
         scale.clone(),
+        None,
         zero_point.clone(),
         (qmin, qmax),
         layout.is_per_group(),
@@ -101,7 +102,146 @@ pub fn fake_quantize_learnable_layout(
     )
 }
 
+/// [`fake_quantize_learnable_layout`] with the scale stored as `anchor + delta` (see
+/// `crate::quantizer::LearnedValue`; `delta` learned, `anchor` set by observers): the fused
+/// kernels add the two themselves, so the sum costs no launch of its own on a GPU (it was one
+/// per learned quantizer per step).
+pub(crate) fn fake_quantize_learned_layout(
+    x: Tensor<4>,
+    layout: &ParamLayout,
+    (anchor, delta): (Tensor<1>, Tensor<1>),
+    zero_point: Tensor<1>,
+    (qmin, qmax): (i32, i32),
+    grad_factor: f64,
+) -> Tensor<4> {
+    if let Some(y) = fused_lsq(
+        &x,
+        delta.clone(),
+        Some(anchor.clone()),
+        zero_point.clone(),
+        (qmin, qmax),
+        layout.is_per_group(),
+        false,
+        grad_factor,
+    ) {
+        return y;
+    }
+    let scale = anchor + delta;
+    fake_quantize_learnable_layout(x, layout, scale, zero_point, (qmin, qmax), grad_factor)
+}
+
 /// LSQ's gradient factor `1 / sqrt(N · qmax)` for `N` elements sharing one scale.
 pub fn lsq_grad_factor(elems_per_scale: usize, qmax: i32) -> f64 {
     1.0 / ((elems_per_scale as f64) * (qmax.max(1) as f64)).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Device, Distribution};
+
+    use super::*;
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.to_data().try_to_vec::<f32>().unwrap()
+    }
+
+    /// Asserts bit-equal values, naming the first element that differs.
+    fn assert_same(name: &str, what: &str, a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len(), "{name}: {what} length");
+        if let Some(i) = (0..a.len()).find(|&i| a[i].to_bits() != b[i].to_bits()) {
+            panic!("{name}: {what}[{i}] = {} vs {}", a[i], b[i]);
+        }
+    }
+
+    /// A learned scale passed as its stored parts (`anchor + delta`, added inside the kernels)
+    /// gives exactly what the summed scale gives through [`fake_quantize_learnable_layout`]
+    /// (pinned to the composite ops by `tests/fused_kernels.rs`): values, the input gradient and
+    /// the scale gradient, which lands on `delta`; on Flex and on wgpu, per-tensor over more
+    /// elements than one GPU cube reduces (partial sums), per-channel with one scale below the
+    /// floor (no gradient there), affine zero points.
+    #[test]
+    fn scale_parts_added_in_the_kernels_equal_the_summed_scale() {
+        let mut devices = vec![Device::flex().autodiff()];
+        #[cfg(feature = "wgpu")]
+        devices.push(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice).autodiff());
+        let cases = [
+            ("per-tensor", vec![96, 130], Granularity::PerTensor),
+            (
+                "per-channel",
+                vec![5, 33],
+                Granularity::PerChannel { axis: Some(0) },
+            ),
+        ];
+        for device in devices {
+            for (name, shape, granularity) in &cases {
+                let name = format!("{device:?}: {name}");
+                let layout = ParamLayout::new(shape, granularity);
+                let n = layout.num_params();
+                let anchor: Vec<f32> = (0..n).map(|i| 0.05 + 0.03 * i as f32).collect();
+                // The third channel's sum, 0.11 - 0.11 + 1e-9, sits below the floor.
+                let delta: Vec<f32> = (0..n)
+                    .map(|i| {
+                        if i == 2 {
+                            -0.11 + 1e-9
+                        } else {
+                            0.01 - 0.004 * i as f32
+                        }
+                    })
+                    .collect();
+                let t = |v: &[f32]| Tensor::<1>::from_floats(v, &device);
+                let numel: usize = shape.iter().product();
+                let x = layout
+                    .to_view(Tensor::<1>::random(
+                        [numel],
+                        Distribution::Normal(0.0, 0.5),
+                        &device,
+                    ))
+                    .detach()
+                    .require_grad();
+                let zp =
+                    Tensor::<1>::random([n], Distribution::Uniform(-3.0, 3.0), &device).round();
+                let dy = Tensor::<4>::random(x.dims(), Distribution::Default, &device);
+                let factor = lsq_grad_factor(numel / n, 7);
+                let (delta_parts, delta_sum) = (t(&delta).require_grad(), t(&delta).require_grad());
+                let parts = fake_quantize_learned_layout(
+                    x.clone(),
+                    &layout,
+                    (t(&anchor), delta_parts.clone()),
+                    zp.clone(),
+                    (-8, 7),
+                    factor,
+                );
+                let x_sum = x.clone().detach().require_grad();
+                let summed = fake_quantize_learnable_layout(
+                    x_sum.clone(),
+                    &layout,
+                    t(&anchor) + delta_sum.clone(),
+                    zp,
+                    (-8, 7),
+                    factor,
+                );
+                assert_same(
+                    &name,
+                    "values",
+                    &values(parts.clone()),
+                    &values(summed.clone()),
+                );
+                let grads = (parts * dy.clone()).sum().backward();
+                let grads_sum = (summed * dy).sum().backward();
+                let dx = values(x.grad(&grads).unwrap());
+                assert_same(&name, "dx", &dx, &values(x_sum.grad(&grads_sum).unwrap()));
+                let ds = values(delta_parts.grad(&grads).unwrap());
+                assert_same(
+                    &name,
+                    "ds",
+                    &ds,
+                    &values(delta_sum.grad(&grads_sum).unwrap()),
+                );
+                if n > 2 {
+                    assert_eq!(ds[2], 0.0, "{name}: no gradient below the floor");
+                    assert_ne!(ds[1], 0.0, "{name}: a gradient above it");
+                }
+            }
+        }
+    }
 }

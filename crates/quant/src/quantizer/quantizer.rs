@@ -20,8 +20,9 @@ use burn::module::{Flag, Module, Param, Reparameterization, RunningState};
 use burn::tensor::{Device, Int, Tensor};
 
 use super::{LearnedValue, Learning, QuantizerConfig};
-use crate::kernels::{fake_quantize_layout, fake_quantize_learnable_layout};
+use crate::kernels::fake_quantize_layout;
 use crate::math::StepSource;
+use crate::math::fake_quantize_learned_layout;
 use crate::{
     Granularity, Observer, ObserverKind, ParamLayout, QParams, SCALE_EPS, batch_max_abs,
     batch_min_max, lsq_grad_factor, no_grad, pact_view, qparams_from_range,
@@ -471,12 +472,15 @@ impl Quantizer {
                         None => self.observed_zero_point(),
                     }),
                 };
-                // Unclamped: the fake-quant op clamps it at SCALE_EPS itself (inside the kernels).
-                let scale = pick(self.learned_value());
-                fake_quantize_learnable_layout(
+                // Unclamped: the fake-quant op clamps it at SCALE_EPS itself (inside the kernels),
+                // and adds the stored parts there too.
+                let learned = self.learned_scale_param();
+                let anchor = pick(learned.anchor.value_sync());
+                let delta = pick(learned.delta.val());
+                fake_quantize_learned_layout(
                     view,
                     layout,
-                    scale,
+                    (anchor, delta),
                     zero_point,
                     (qmin, qmax),
                     factor,

@@ -22,6 +22,9 @@ struct FakeQuantBackward;
 struct FakeQuantState<P> {
     x: P,
     scale: P,
+    /// Added to `scale` when `with_offset` (a learned scale's anchor).
+    scale_offset: P,
+    with_offset: bool,
     zero_point: P,
     range: (f32, f32),
     view: [usize; 4],
@@ -69,6 +72,8 @@ impl<B: FakeQuantKernels> Backward<B, 3> for FakeQuantBackward {
         let FakeQuantState {
             x,
             scale,
+            scale_offset,
+            with_offset,
             zero_point,
             range: (qmin, qmax),
             view,
@@ -81,6 +86,7 @@ impl<B: FakeQuantKernels> Backward<B, 3> for FakeQuantBackward {
             grad,
             x,
             scale,
+            scale_offset,
             zero_point,
             qmin,
             qmax,
@@ -89,6 +95,7 @@ impl<B: FakeQuantKernels> Backward<B, 3> for FakeQuantBackward {
             with_scale_grad,
             with_zero_point_grad,
             grad_factor,
+            with_offset,
         );
         if let Some(node) = x_parent {
             grads.register::<B>(node.id, dx);
@@ -186,6 +193,7 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
         grad: FloatTensor<Self>,
         x: FloatTensor<Self>,
         scale: FloatTensor<Self>,
+        scale_offset: FloatTensor<Self>,
         zero_point: FloatTensor<Self>,
         qmin: f32,
         qmax: f32,
@@ -194,18 +202,14 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
         with_scale_grad: bool,
         with_zero_point_grad: bool,
         grad_factor: f32,
+        with_offset: bool,
     ) -> ((FloatTensor<Self>, FloatTensor<Self>), FloatTensor<Self>) {
-        let (grad, x, scale, zero_point) = (
+        let ((dx, ds), dzp) = B::fake_quant_backward(
             Self::inner(grad),
             Self::inner(x),
             Self::inner(scale),
+            Self::inner(scale_offset),
             Self::inner(zero_point),
-        );
-        let ((dx, ds), dzp) = B::fake_quant_backward(
-            grad,
-            x,
-            scale,
-            zero_point,
             qmin,
             qmax,
             view,
@@ -213,6 +217,7 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
             with_scale_grad,
             with_zero_point_grad,
             grad_factor,
+            with_offset,
         );
         (
             (Self::from_inner(dx), Self::from_inner(ds)),
@@ -248,6 +253,7 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
     fn lsq_fake_quant(
         x: FloatTensor<Self>,
         scale: FloatTensor<Self>,
+        scale_offset: FloatTensor<Self>,
         zero_point: FloatTensor<Self>,
         qmin: f32,
         qmax: f32,
@@ -255,15 +261,18 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
         per_group: bool,
         clip_free: bool,
         grad_factor: f32,
+        with_offset: bool,
     ) -> FloatTensor<Self> {
         let learned = scale.is_tracked() || zero_point.is_tracked();
         let (x, x_node) = x.into_parts();
         let (scale, scale_node) = scale.into_parts();
+        let scale_offset = Self::inner(scale_offset);
         let (zero_point, zero_point_node) = zero_point.into_parts();
         let forward = |x: &_, scale: &_, zero_point: &_| {
             B::lsq_fake_quant(
                 Clone::clone(x),
                 Clone::clone(scale),
+                scale_offset.clone(),
                 Clone::clone(zero_point),
                 qmin,
                 qmax,
@@ -271,6 +280,7 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
                 per_group,
                 clip_free,
                 grad_factor,
+                with_offset,
             )
         };
         match FakeQuantBackward
@@ -283,6 +293,8 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
                 let state = FakeQuantState {
                     x,
                     scale,
+                    scale_offset,
+                    with_offset,
                     zero_point,
                     range: (qmin, qmax),
                     view,
@@ -295,6 +307,12 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
                 prep.finish(Saved::Nothing, forward(&x, &scale, &zero_point))
             }
             OpsKind::Tracked(prep) => {
+                // A fixed scale (a frozen learned one: its anchor added here, off the hot path).
+                let scale = if with_offset {
+                    B::float_add(scale, scale_offset.clone())
+                } else {
+                    scale
+                };
                 let (dequantized, mask) =
                     B::fake_quant_with_mask(x, scale, zero_point, qmin, qmax, view, per_group);
                 prep.finish(Saved::Mask(mask), dequantized)

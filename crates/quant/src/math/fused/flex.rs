@@ -543,6 +543,22 @@ fn writable(grad: FlexTensor, n: usize) -> FlexTensor {
     if whole { grad } else { grad.to_contiguous() }
 }
 
+/// The scale a kernel applies: `scale + offset` with an offset (a learned scale's anchor; a few
+/// values, added on the host), else `scale`.
+fn offset_scale(scale: FlexTensor, offset: FlexTensor, with_offset: bool) -> FlexTensor {
+    if !with_offset {
+        return scale;
+    }
+    let offset = f32s(&offset);
+    flat(
+        f32s(&scale)
+            .iter()
+            .zip(offset)
+            .map(|(s, o)| s + o)
+            .collect(),
+    )
+}
+
 /// What an elementwise kernel over a view starts from: `x` contiguous, the grid constants and
 /// the view's runs.
 fn prepare(
@@ -634,6 +650,7 @@ impl FakeQuantKernels for Flex {
         grad: FlexTensor,
         x: FlexTensor,
         scale: FlexTensor,
+        scale_offset: FlexTensor,
         zero_point: FlexTensor,
         qmin: f32,
         qmax: f32,
@@ -642,7 +659,9 @@ impl FakeQuantKernels for Flex {
         with_scale_grad: bool,
         with_zero_point_grad: bool,
         grad_factor: f32,
+        with_offset: bool,
     ) -> ((FlexTensor, FlexTensor), FlexTensor) {
+        let scale = offset_scale(scale, scale_offset, with_offset);
         let x = contiguous(x);
         let xs = x.as_slice::<f32>().expect("f32 input");
         let n = xs.len();
@@ -754,6 +773,7 @@ impl FakeQuantKernels for Flex {
     fn lsq_fake_quant(
         x: FlexTensor,
         scale: FlexTensor,
+        scale_offset: FlexTensor,
         zero_point: FlexTensor,
         qmin: f32,
         qmax: f32,
@@ -761,7 +781,9 @@ impl FakeQuantKernels for Flex {
         per_group: bool,
         _clip_free: bool,
         _grad_factor: f32,
+        with_offset: bool,
     ) -> FlexTensor {
+        let scale = offset_scale(scale, scale_offset, with_offset);
         let (x, grid, runs) = prepare(x, &scale, &zero_point, (qmin, qmax), view, per_group);
         let xs = x.as_slice::<f32>().expect("contiguous f32");
         // dq = (q - zp) · s

@@ -40,6 +40,7 @@ use burn::backend::{Backend, DType, Dispatch, DispatchDevice, backend_extension}
 use burn::tensor::{Device, Shape, Tensor};
 
 use super::StepSource;
+use crate::no_grad;
 
 /// What [`FakeQuantKernels::observe_range`] returns: `((min, max), (scale, zero_point))`.
 pub type Observed<B> = (
@@ -111,9 +112,10 @@ pub trait FakeQuantKernels: Backend {
     /// and `∂x̂/∂s` from `x`; `dx` may reuse `grad`'s memory, `ds` is empty unless `with_scale_grad`,
     /// and multiplied by `grad_factor` (LSQ's gradient scale, so it costs no op of its own);
     /// LSQ+'s zero-point gradient `dzp = Σ grad · ∂x̂/∂zp` likewise when `with_zero_point_grad`
-    /// (empty otherwise). Returns `((dx, ds), dzp)`.
+    /// (empty otherwise). With `with_offset` the scale is `scale + scale_offset` (see
+    /// [`Self::lsq_fake_quant`]). Returns `((dx, ds), dzp)`.
     #[allow(clippy::too_many_arguments)]
-    #[fusion(meta = |grad, _x, s, _z, _lo, _hi, view, _pg, with_ds, with_dzp, _factor| {
+    #[fusion(meta = |grad, _x, s, _so, _z, _lo, _hi, view, _pg, with_ds, with_dzp, _factor, _wo| {
         let n = s.shape.num_elements();
         (
             (
@@ -127,6 +129,7 @@ pub trait FakeQuantKernels: Backend {
         grad: FloatTensor<Self>,
         x: FloatTensor<Self>,
         scale: FloatTensor<Self>,
+        scale_offset: FloatTensor<Self>,
         zero_point: FloatTensor<Self>,
         qmin: f32,
         qmax: f32,
@@ -135,6 +138,7 @@ pub trait FakeQuantKernels: Backend {
         with_scale_grad: bool,
         with_zero_point_grad: bool,
         grad_factor: f32,
+        with_offset: bool,
     ) -> ((FloatTensor<Self>, FloatTensor<Self>), FloatTensor<Self>);
 
     /// Fixed-scale fake quantization of a `[o, g, l, i]` view that also returns its clip mask,
@@ -168,14 +172,17 @@ pub trait FakeQuantKernels: Backend {
     /// `grad_factor`, so LSQ's gradient scaling costs no ops of its own), as one forward kernel
     /// and one backward kernel. `clip_free` promises that no element falls outside the grid (see
     /// [`crate::kernels::fake_quantize_view_with`]): with a fixed scale the backward pass then hands the
-    /// gradient through untouched.
+    /// gradient through untouched. With `with_offset` the scale is `scale + scale_offset`, the
+    /// offset untracked: a learned scale stored as `anchor + delta` (`LearnedValue`), added in
+    /// the kernels instead of by a launch of its own (`scale_offset` is not read otherwise).
     #[allow(clippy::too_many_arguments)]
-    #[fusion(meta = |x, _s, _z, _lo, _hi, view, _pg, _cf, _gf| {
+    #[fusion(meta = |x, _s, _so, _z, _lo, _hi, view, _pg, _cf, _gf, _wo| {
         TensorSpec::new(Shape::new(*view), x.dtype)
     })]
     fn lsq_fake_quant(
         x: FloatTensor<Self>,
         scale: FloatTensor<Self>,
+        scale_offset: FloatTensor<Self>,
         zero_point: FloatTensor<Self>,
         qmin: f32,
         qmax: f32,
@@ -183,6 +190,7 @@ pub trait FakeQuantKernels: Backend {
         per_group: bool,
         clip_free: bool,
         grad_factor: f32,
+        with_offset: bool,
     ) -> FloatTensor<Self>;
 
     /// `round(x / s) · s` with the step `s = s_a · s_b` computed in the kernel from two
@@ -207,11 +215,13 @@ pub trait FakeQuantKernels: Backend {
 /// Fake quantization through the fused kernels (one forward, one backward pass), or `None` where
 /// they do not run: LSQ / LSQ+ when `scale` / `zero_point` are tracked (their gradients
 /// multiplied by `grad_factor`), the clipped STE with a fixed grid when neither is (the plain
-/// STE when `clip_free`). `scale` and `zero_point`
-/// are flat `[n]`.
+/// STE when `clip_free`). `scale` and `zero_point` are flat `[n]`; the scale applied is
+/// `scale + scale_offset` with an (untracked) offset.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn fused_lsq(
     x: &Tensor<4>,
     scale: Tensor<1>,
+    scale_offset: Option<Tensor<1>>,
     zero_point: Tensor<1>,
     (qmin, qmax): (i32, i32),
     per_group: bool,
@@ -222,9 +232,13 @@ pub(crate) fn fused_lsq(
         return None;
     }
     let view = x.dims();
+    let with_offset = scale_offset.is_some();
+    // Not read without an offset.
+    let scale_offset = scale_offset.unwrap_or_else(|| scale.clone());
     let out = <Dispatch as FakeQuantKernels>::lsq_fake_quant(
         x.clone().into_dispatch(),
         scale.into_dispatch(),
+        no_grad(scale_offset).into_dispatch(),
         zero_point.into_dispatch(),
         qmin as f32,
         qmax as f32,
@@ -232,6 +246,7 @@ pub(crate) fn fused_lsq(
         per_group,
         clip_free,
         grad_factor as f32,
+        with_offset,
     );
     Some(Tensor::from_dispatch(out))
 }
@@ -422,7 +437,16 @@ mod tests {
             let x = Tensor::<4>::ones([2, 3, 1, 1], &device);
             let scale = Tensor::<1>::ones([3], &device);
             let zp = Tensor::<1>::zeros([3], &device);
-            let fused = fused_lsq(&x, scale.clone(), zp.clone(), (-8, 7), false, false, 1.0);
+            let fused = fused_lsq(
+                &x,
+                scale.clone(),
+                None,
+                zp.clone(),
+                (-8, 7),
+                false,
+                false,
+                1.0,
+            );
             assert_eq!(fused.is_some(), expected, "fused_lsq on {device:?}");
             assert_eq!(fused_max_abs(&x, false, 3).is_some(), expected);
             assert_eq!(fused_min_max(&x, false, 3).is_some(), expected);

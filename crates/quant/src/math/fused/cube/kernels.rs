@@ -91,20 +91,36 @@ fn quantize(x: f32, inv: f32, lo: f32, hi: f32) -> (f32, f32, f32) {
     (code, mask, v)
 }
 
-/// `(scale, 1/scale, lo, hi)` of parameter `p`: the code range is `[qmin - zp, qmax - zp]` with the
-/// zero point rounded and clamped onto the grid.
+/// `(scale, 1/scale, lo, hi)` of parameter `p` with the raw scale `raw` (before the floor): the
+/// code range is `[qmin - zp, qmax - zp]` with the zero point rounded and clamped onto the grid.
 #[cube]
 fn grid_of(
-    scale: &Tensor<f32>,
+    raw: f32,
     zero_point: &Tensor<f32>,
     p: usize,
     qmin: f32,
     qmax: f32,
 ) -> (f32, f32, f32, f32) {
     // Clamped to the smallest scale, `SCALE_EPS` = f32::EPSILON (see `SCALE_FLOOR`).
-    let s = max(scale[p], f32::new(1.1920929e-7));
+    let s = max(raw, f32::new(1.1920929e-7));
     let z = clamp(zero_point[p].round(), qmin, qmax);
     (s, 1.0 / s, qmin - z, qmax - z)
+}
+
+/// The raw scale of parameter `p`: `scale[p]`, plus `offset[p]` when `with_offset` (a learned
+/// scale stored as anchor + delta, added here rather than by a launch of its own).
+#[cube]
+fn raw_scale(
+    scale: &Tensor<f32>,
+    offset: &Tensor<f32>,
+    p: usize,
+    #[comptime] with_offset: bool,
+) -> f32 {
+    let mut raw = scale[p];
+    if with_offset {
+        raw += offset[p];
+    }
+    raw
 }
 
 /// Fake quantization, `dq = (q - zp) · s`, one thread per element.
@@ -113,6 +129,7 @@ fn grid_of(
 pub fn fake_quant(
     x: &Tensor<f32>,
     scale: &Tensor<f32>,
+    scale_offset: &Tensor<f32>,
     zero_point: &Tensor<f32>,
     out: &mut Tensor<f32>,
     n: usize,
@@ -123,13 +140,15 @@ pub fn fake_quant(
     qmax: f32,
     #[comptime] mode: u32,
     #[comptime] strided: bool,
+    #[comptime] with_offset: bool,
 ) {
     let e = ABSOLUTE_POS;
     if e >= n {
         terminate!();
     }
     let p = param_of(e, g, l, i, mode);
-    let (s, inv, lo, hi) = grid_of(scale, zero_point, p, qmin, qmax);
+    let raw = raw_scale(scale, scale_offset, p, with_offset);
+    let (s, inv, lo, hi) = grid_of(raw, zero_point, p, qmin, qmax);
     // `out` is laid out as `x` (see `empty_like`).
     let xe = at(x, e, strided);
     let (code, _mask, _v) = quantize(x[xe], inv, lo, hi);
@@ -166,7 +185,7 @@ pub fn fake_quant_with_mask(
         let e = t + (k as usize) * words;
         if e < n {
             let p = param_of(e, g, l, i, mode);
-            let (s, inv, lo, hi) = grid_of(scale, zero_point, p, qmin, qmax);
+            let (s, inv, lo, hi) = grid_of(scale[p], zero_point, p, qmin, qmax);
             // `dq` is laid out as `x` (see `empty_like`).
             let xe = at(x, e, strided);
             let (code, m, _v) = quantize(x[xe], inv, lo, hi);
@@ -226,7 +245,7 @@ pub fn masked_grad(
         terminate!();
     }
     let p = param_of(e, g, l, i, mode);
-    let (_s, inv, lo, hi) = grid_of(scale, zero_point, p, qmin, qmax);
+    let (_s, inv, lo, hi) = grid_of(scale[p], zero_point, p, qmin, qmax);
     let (_code, mask, _v) = quantize(x[at(x, e, strided)], inv, lo, hi);
     // `dx` is laid out as `grad` (see `empty_like`).
     let ge = at(grad, e, strided);
@@ -292,6 +311,7 @@ pub fn lsq_backward(
     grad: &Tensor<f32>,
     x: &Tensor<f32>,
     scale: &Tensor<f32>,
+    scale_offset: &Tensor<f32>,
     zero_point: &Tensor<f32>,
     dx: &mut Tensor<f32>,
     ds: &mut Tensor<f32>,
@@ -309,6 +329,7 @@ pub fn lsq_backward(
     #[comptime] mode: u32,
     #[comptime] with_dzp: bool,
     #[comptime] strided: bool,
+    #[comptime] with_offset: bool,
 ) {
     let cube = CUBE_POS;
     if cube >= cubes {
@@ -317,7 +338,8 @@ pub fn lsq_backward(
     let p = cube / chunks;
     let start = (cube % chunks) * chunk;
     let end = min(start + chunk, m);
-    let (s, inv, lo, hi) = grid_of(scale, zero_point, p, qmin, qmax);
+    let raw = raw_scale(scale, scale_offset, p, with_offset);
+    let (s, inv, lo, hi) = grid_of(raw, zero_point, p, qmin, qmax);
     let mut acc = 0.0f32;
     let mut acc_zp = 0.0f32;
     let mut k = start + UNIT_POS as usize;
@@ -339,7 +361,7 @@ pub fn lsq_backward(
     if UNIT_POS == 0 {
         // No gradient for a scale below the floor it was clamped to.
         let mut kept = total * grad_factor;
-        if scale[p] < f32::new(1.1920929e-7) {
+        if raw < f32::new(1.1920929e-7) {
             kept = 0.0;
         }
         ds[cube] = kept;

@@ -228,6 +228,8 @@ fn reduce_per_param(x: CubeTensor, layout: ViewLayout, op: u32) -> (CubeTensor, 
 /// The grid arguments every fake-quant kernel takes.
 struct Grid {
     scale: CubeTensor,
+    /// Added to `scale` by the kernels that take it (a learned scale's anchor), if any.
+    scale_offset: Option<CubeTensor>,
     zero_point: CubeTensor,
     qmin: f32,
     qmax: f32,
@@ -237,9 +239,24 @@ impl Grid {
     fn new(scale: CubeTensor, zero_point: CubeTensor, qmin: f32, qmax: f32) -> Self {
         Self {
             scale: f32_input(scale, "the scale"),
+            scale_offset: None,
             zero_point: f32_input(zero_point, "the zero point"),
             qmin,
             qmax,
+        }
+    }
+
+    /// The grid of `scale + offset` when `with_offset` (see `FakeQuantKernels::lsq_fake_quant`).
+    fn with_offset(mut self, offset: CubeTensor, with_offset: bool) -> Self {
+        self.scale_offset = with_offset.then(|| f32_input(offset, "the scale offset"));
+        self
+    }
+
+    /// The offset argument of a kernel and whether it is read (the scale stands in when not).
+    fn offset_arg(&self) -> (CubeTensor, bool) {
+        match &self.scale_offset {
+            Some(offset) => (offset.clone(), true),
+            None => (self.scale.clone(), false),
         }
     }
 
@@ -255,12 +272,14 @@ fn launch_fake_quant(x: CubeTensor, grid: Grid, view: [usize; 4], per_group: boo
     let out = empty_like(&x);
     let strided = strided(&[&x]);
     let (count, dim) = elementwise(&x, layout.n);
+    let (offset, with_offset) = grid.offset_arg();
     kernels::fake_quant::launch(
         &x.client.clone(),
         count,
         dim,
         x.into_tensor_arg(),
         grid.scale.into_tensor_arg(),
+        offset.into_tensor_arg(),
         grid.zero_point.into_tensor_arg(),
         out.clone().into_tensor_arg(),
         layout.n,
@@ -271,6 +290,7 @@ fn launch_fake_quant(x: CubeTensor, grid: Grid, view: [usize; 4], per_group: boo
         grid.qmax,
         layout.mode,
         strided,
+        with_offset,
     );
     out
 }
@@ -359,6 +379,7 @@ impl FakeQuantKernels for CubeBackend {
         grad: CubeTensor,
         x: CubeTensor,
         scale: CubeTensor,
+        scale_offset: CubeTensor,
         zero_point: CubeTensor,
         qmin: f32,
         qmax: f32,
@@ -367,16 +388,21 @@ impl FakeQuantKernels for CubeBackend {
         with_scale_grad: bool,
         with_zero_point_grad: bool,
         grad_factor: f32,
+        with_offset: bool,
     ) -> ((CubeTensor, CubeTensor), CubeTensor) {
         let grad = f32_elements(grad, "the gradient");
         let x = f32_elements(x, "the input");
-        let grid = Grid::new(scale, zero_point, qmin, qmax);
+        let grid = Grid::new(scale, zero_point, qmin, qmax).with_offset(scale_offset, with_offset);
+        let (offset, with_offset) = grid.offset_arg();
         let layout = ViewLayout::new(view, per_group, grid.num_params());
         let dx = empty_like(&grad);
         let strided = strided(&[&grad, &x]);
         let client = x.client.clone();
         let nothing = || empty(&x, [0], DType::F32);
         if !with_scale_grad && !with_zero_point_grad {
+            // A learned scale always asks for a gradient (the autodiff op keeps the input only
+            // then), so an offset never reaches this fixed-scale kernel.
+            debug_assert!(!with_offset, "masked_grad reads no scale offset");
             let (count, dim) = elementwise(&x, layout.n);
             kernels::masked_grad::launch(
                 &client,
@@ -414,6 +440,7 @@ impl FakeQuantKernels for CubeBackend {
             grad.into_tensor_arg(),
             x.clone().into_tensor_arg(),
             grid.scale.into_tensor_arg(),
+            offset.into_tensor_arg(),
             grid.zero_point.into_tensor_arg(),
             dx.clone().into_tensor_arg(),
             ds.clone().into_tensor_arg(),
@@ -431,6 +458,7 @@ impl FakeQuantKernels for CubeBackend {
             layout.mode,
             with_zero_point_grad,
             strided,
+            with_offset,
         );
         // Partial sums per (parameter, chunk): add them up, both gradients in one launch.
         let (ds, dzp) = if chunks == 1 {
@@ -509,6 +537,7 @@ impl FakeQuantKernels for CubeBackend {
     fn lsq_fake_quant(
         x: CubeTensor,
         scale: CubeTensor,
+        scale_offset: CubeTensor,
         zero_point: CubeTensor,
         qmin: f32,
         qmax: f32,
@@ -516,8 +545,9 @@ impl FakeQuantKernels for CubeBackend {
         per_group: bool,
         _clip_free: bool,
         _grad_factor: f32,
+        with_offset: bool,
     ) -> CubeTensor {
-        let grid = Grid::new(scale, zero_point, qmin, qmax);
+        let grid = Grid::new(scale, zero_point, qmin, qmax).with_offset(scale_offset, with_offset);
         launch_fake_quant(x, grid, view, per_group)
     }
 
