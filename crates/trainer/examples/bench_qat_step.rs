@@ -16,26 +16,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::time::Instant;
 
-use burn::data::dataloader::batcher::Batcher;
 #[path = "common/bench_args.rs"]
 mod bench_args;
+#[path = "common/cnn_step.rs"]
+mod cnn_step;
 #[path = "common/launch_table.rs"]
 mod launch_table;
 
 use bench_args::{arg, median, number};
-use burn::module::Module;
-use burn::optim::{AdamWConfig, ModuleOptimizer};
-use burn::train::TrainStep;
-use data::{ImageBatch, ImageBatcher, read_idx_images};
-use quant::QuantMapping;
-use trainer::{ModelConfig, Net, Trainee, select_device};
-
-struct Variant {
-    name: &'static str,
-    model: Option<Trainee<Net>>,
-    optim: ModuleOptimizer,
-    samples_ms: Vec<f64>,
-}
+use cnn_step::{embedded_batch, read_back, step, variants};
+use trainer::{ModelConfig, select_device};
 
 fn main() {
     trainer::allocator::keep_freed_memory();
@@ -47,19 +37,7 @@ fn main() {
     );
     let device = select_device(&backend).unwrap_or_else(|e| panic!("{e}"));
     let autodiff = device.clone().autodiff();
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../datasets/embedded/fashion-mnist-small"
-    );
-    let data = read_idx_images(
-        format!("{dir}/train-images-idx3-ubyte.gz"),
-        format!("{dir}/train-labels-idx1-ubyte.gz"),
-        10,
-    )
-    .expect("embedded subset");
-    // Fashion-MNIST's normalisation (its `dataset.json`).
-    let batcher = ImageBatcher::new(28, 28, (0.286, 0.353));
-    let batch: ImageBatch = batcher.batch(data.items[..batch_size].to_vec(), &autodiff);
+    let batch = embedded_batch(batch_size, &autodiff);
     let model_name = arg("--model", "lenet");
     let model = match model_name.as_str() {
         "resnet" => ModelConfig::Resnet {
@@ -71,41 +49,10 @@ fn main() {
             hidden: 128,
         },
     };
-
-    let float = Net::init(&model, 10, &QuantMapping::new(), &autodiff).unwrap();
-    let make = |name, mapping: Option<QuantMapping>| {
-        let net = match mapping {
-            None => float.clone(),
-            Some(m) => {
-                let net = Net::init(&model, 10, &QuantMapping::new(), &autodiff)
-                    .unwrap()
-                    .load_record(float.clone().into_record());
-                let net = net.quantized(&m).unwrap();
-                net.forward(batch.images.clone()); // calibrate activations once, as PTQ/QAT start does
-                net
-            }
-        };
-        Variant {
-            name,
-            model: Some(Trainee::new(net, None)),
-            optim: AdamWConfig::new().build().into(),
-            samples_ms: Vec::new(),
-        }
-    };
-    let mut variants = [
-        make("float", None),
-        make("qat_w8a8", Some(QuantMapping::w8a8())),
-        make("qat_w4a4", Some(QuantMapping::w4a4())),
-    ];
-    let step = |v: &mut Variant| {
-        let model = v.model.take().unwrap();
-        let output = TrainStep::step(&model, batch.clone());
-        let model = model.optimize(&mut v.optim, 1e-4.into(), output.grads);
-        v.model = Some(model);
-    };
+    let mut variants = variants(&model, &batch, &autodiff);
     for v in variants.iter_mut() {
         for _ in 0..3 {
-            step(v);
+            step(v, &batch);
         }
     }
     device.sync().ok();
@@ -113,17 +60,10 @@ fn main() {
         for v in variants.iter_mut() {
             let start = Instant::now();
             for _ in 0..steps {
-                step(v);
+                step(v, &batch);
             }
-            // Read a parameter back so queued GPU work is counted.
-            let _ = v
-                .model
-                .as_ref()
-                .unwrap()
-                .valid()
-                .net
-                .forward(batch.images.clone().inner())
-                .into_data();
+            // Wait for the queued GPU work, so that it is timed.
+            read_back(v, &batch);
             v.samples_ms
                 .push(start.elapsed().as_secs_f64() * 1e3 / steps as f64);
         }
@@ -131,7 +71,7 @@ fn main() {
     // Launches of one more step per variant (GPU backends only).
     let mut launches = Vec::new();
     for v in variants.iter_mut() {
-        if let Some(count) = quant::launches::count_step(&device, || step(v)) {
+        if let Some(count) = quant::launches::count_step(&device, || step(v, &batch)) {
             let (weights, activations) =
                 quant::qat::quantizer_paths(&v.model.as_ref().unwrap().net);
             launches.push(launch_table::StepLaunches {

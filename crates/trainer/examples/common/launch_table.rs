@@ -21,21 +21,24 @@ impl StepLaunches {
 }
 
 /// Prints the launch table (the first row is the float step) and returns the JSON fields to
-/// append to the bench's JSON object (starting with a comma), or nothing without rows.
+/// append to the bench's JSON object (starting with a comma), or nothing without rows. The
+/// layers' integer biases (`b`, one launch of the bias kernel each) are listed beside the
+/// quantizers but not in the budget; `ours` counts every launch of our kernels, theirs included.
 pub fn report(rows: &[StepLaunches]) -> String {
     let Some(float) = rows.first() else {
         return String::new();
     };
     println!(
-        "\nkernel launches per step: {:<10} {:>9} {:>7} {:>12} {:>12} {:>8}",
-        "variant", "launches", "added", "quantizers", "budget 3w+4a", "fused"
+        "\nkernel launches per step: {:<10} {:>9} {:>7} {:>14} {:>12} {:>8}",
+        "variant", "launches", "added", "quantizers", "budget 3w+4a", "ours"
     );
     let mut json = String::from(",\"launches\":{");
     for (k, row) in rows.iter().enumerate() {
         let added = row.count.total as i64 - float.count.total as i64;
         let fused = row.count.ours;
+        let biases = row.count.matching("round_to_step_product");
         println!(
-            "                          {:<10} {:>9} {:>7} {:>12} {:>12} {:>8}",
+            "                          {:<10} {:>9} {:>7} {:>14} {:>12} {:>8}",
             row.name,
             row.count.total,
             if k == 0 {
@@ -43,7 +46,10 @@ pub fn report(rows: &[StepLaunches]) -> String {
             } else {
                 format!("{added:+}")
             },
-            format!("{}w+{}a", row.weight_quantizers, row.activation_quantizers),
+            format!(
+                "{}w+{}a+{biases}b",
+                row.weight_quantizers, row.activation_quantizers
+            ),
             if k == 0 {
                 "-".into()
             } else {
@@ -55,7 +61,7 @@ pub fn report(rows: &[StepLaunches]) -> String {
             json.push(',');
         }
         json.push_str(&format!(
-            "\"{}\":{{\"total\":{},\"added\":{added},\"budget\":{},\"fused_kernels\":{fused},\"weight_quantizers\":{},\"activation_quantizers\":{}}}",
+            "\"{}\":{{\"total\":{},\"added\":{added},\"budget\":{},\"fused_kernels\":{fused},\"weight_quantizers\":{},\"activation_quantizers\":{},\"integer_biases\":{biases}}}",
             row.name,
             row.count.total,
             row.budget(),

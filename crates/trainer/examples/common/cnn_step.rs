@@ -1,0 +1,90 @@
+//! The CNN training-step variants that `bench_qat_step` times and `tests/step_launches.rs` counts
+//! launches of: float, QAT W8A8 and QAT W4A4 (LSQ) of one model, from the same float weights,
+//! each calibrated once on the batch (as PTQ / QAT start does) and with its own AdamW; one step
+//! is the trainer's own `TrainStep` (forward, backward) and the optimizer update.
+#![allow(dead_code)]
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::module::Module;
+use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::tensor::Device;
+use burn::train::TrainStep;
+use data::{ImageBatch, ImageBatcher, read_idx_images};
+use quant::QuantMapping;
+use trainer::{ModelConfig, Net, Trainee};
+
+/// One variant of the step, and the times measured for it.
+pub struct Variant {
+    pub name: &'static str,
+    pub model: Option<Trainee<Net>>,
+    pub optim: ModuleOptimizer,
+    pub samples_ms: Vec<f64>,
+}
+
+/// The first `batch_size` images of the embedded Fashion-MNIST subset, normalised as its
+/// `dataset.json` says, on `device`.
+pub fn embedded_batch(batch_size: usize, device: &Device) -> ImageBatch {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../datasets/embedded/fashion-mnist-small"
+    );
+    let data = read_idx_images(
+        format!("{dir}/train-images-idx3-ubyte.gz"),
+        format!("{dir}/train-labels-idx1-ubyte.gz"),
+        10,
+    )
+    .expect("embedded subset");
+    ImageBatcher::new(28, 28, (0.286, 0.353)).batch(data.items[..batch_size].to_vec(), device)
+}
+
+/// Float, QAT W8A8 and QAT W4A4 variants of `model` on `device` (with autodiff).
+pub fn variants(model: &ModelConfig, batch: &ImageBatch, device: &Device) -> [Variant; 3] {
+    let float = Net::init(model, 10, &QuantMapping::new(), device).unwrap();
+    let make = |name, mapping: Option<QuantMapping>| {
+        let net = match mapping {
+            None => float.clone(),
+            Some(m) => {
+                let net = Net::init(model, 10, &QuantMapping::new(), device)
+                    .unwrap()
+                    .load_record(float.clone().into_record());
+                let net = net.quantized(&m).unwrap();
+                net.forward(batch.images.clone());
+                net
+            }
+        };
+        Variant {
+            name,
+            model: Some(Trainee::new(net, None)),
+            optim: AdamWConfig::new().build().into(),
+            samples_ms: Vec::new(),
+        }
+    };
+    [
+        make("float", None),
+        make("qat_w8a8", Some(QuantMapping::w8a8())),
+        make("qat_w4a4", Some(QuantMapping::w4a4())),
+    ]
+}
+
+/// One training step of `v` on `batch`.
+pub fn step(v: &mut Variant, batch: &ImageBatch) {
+    let model = v.model.take().unwrap();
+    let output = TrainStep::step(&model, batch.clone());
+    let model = model.optimize(&mut v.optim, 1e-4.into(), output.grads);
+    v.model = Some(model);
+}
+
+/// Waits for `v`'s queued work by reading back its inference output on `batch` (what a training
+/// loop's validation does between epochs). Burn-fusion's choices depend on what ran before: a
+/// float LeNet-BN step counted right after training steps alone ran 14 launches more than one
+/// after this read-back (132 vs 118 on wgpu), so the bench and the launch test both do it.
+pub fn read_back(v: &Variant, batch: &ImageBatch) {
+    let _ = v
+        .model
+        .as_ref()
+        .unwrap()
+        .valid()
+        .net
+        .forward(batch.images.clone().inner())
+        .into_data();
+}
