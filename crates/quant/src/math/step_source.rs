@@ -1,8 +1,8 @@
 //! [`StepSource`]: a grid step as the state it is computed from (an observer's range, a learned
-//! scale), so that a consumer of the step
-//! (the integer bias's accumulator step `s_x · s_w`) can compute it inside its own kernel instead
-//! of as a few tensor ops of its own — on a GPU each is a launch, and in a model burn-fusion does
-//! not always fuse them (2–3 launches per layer before the rounding).
+//! scale), so that a consumer of the step — the integer bias's accumulator step `s_x · s_w` —
+//! can compute it inside its own kernel instead of as tensor ops of its own: on a GPU each is a
+//! launch, and in a model burn-fusion did not fuse them (2–3 launches per layer before the
+//! rounding).
 
 use burn::tensor::Tensor;
 
