@@ -312,15 +312,11 @@ impl Quantizer {
                 },
             },
             Learning::Pact => QParams {
-                scale: self.pact_step(),
+                // PACT's grid step: the learned clipping value over the grid's positive levels.
+                scale: self.scale(),
                 zero_point: observed.zero_point.zeros_like(),
             },
         }
-    }
-
-    /// PACT's grid step: the learned clipping value over the grid's positive levels.
-    fn pact_step(&self) -> Tensor<1> {
-        self.step_source().step()
     }
 
     /// The grid step this quantizer applies now, `[n]`, without gradients: [`Self::qparams`]'s
@@ -383,6 +379,7 @@ impl Quantizer {
         self.learned_scale_param().value()
     }
 
+    /// The learned scale's stored parts (PACT: clipping value).
     fn learned_scale_param(&self) -> &LearnedValue {
         self.learned_scale
             .as_ref()
