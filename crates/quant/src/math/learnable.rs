@@ -76,30 +76,10 @@ pub fn fake_quantize_learnable_layout(
     layout: &ParamLayout,
     scale: Tensor<1>,
     zero_point: Tensor<1>,
-    (qmin, qmax): (i32, i32),
+    range: (i32, i32),
     grad_factor: f64,
 ) -> Tensor<4> {
-    if let Some(y) = fused_lsq(
-        &x,
-        scale.clone(),
-        None,
-        zero_point.clone(),
-        (qmin, qmax),
-        layout.is_per_group(),
-        false,
-        grad_factor,
-    ) {
-        return y;
-    }
-    let scale = grad_scale(scale, grad_factor).clamp_min(crate::SCALE_EPS);
-    let zero_point = grad_scale(zero_point, grad_factor);
-    fake_quantize_learnable_view(
-        x,
-        layout.broadcast(scale),
-        layout.broadcast(zero_point),
-        qmin,
-        qmax,
-    )
+    learnable_layout(x, layout, (scale, None), zero_point, range, grad_factor)
 }
 
 /// [`fake_quantize_learnable_layout`] with the scale stored as `anchor + delta` (see
@@ -111,13 +91,33 @@ pub(crate) fn fake_quantize_learned_layout(
     layout: &ParamLayout,
     (anchor, delta): (Tensor<1>, Tensor<1>),
     zero_point: Tensor<1>,
+    range: (i32, i32),
+    grad_factor: f64,
+) -> Tensor<4> {
+    learnable_layout(
+        x,
+        layout,
+        (delta, Some(anchor)),
+        zero_point,
+        range,
+        grad_factor,
+    )
+}
+
+/// LSQ/LSQ+ with the scale `offset + scale` (`scale` alone without an offset; the offset gets no
+/// gradient): the fused kernel where it runs, the composite ops elsewhere.
+fn learnable_layout(
+    x: Tensor<4>,
+    layout: &ParamLayout,
+    (scale, offset): (Tensor<1>, Option<Tensor<1>>),
+    zero_point: Tensor<1>,
     (qmin, qmax): (i32, i32),
     grad_factor: f64,
 ) -> Tensor<4> {
     if let Some(y) = fused_lsq(
         &x,
-        delta.clone(),
-        Some(anchor.clone()),
+        scale.clone(),
+        offset.clone(),
         zero_point.clone(),
         (qmin, qmax),
         layout.is_per_group(),
@@ -126,8 +126,19 @@ pub(crate) fn fake_quantize_learned_layout(
     ) {
         return y;
     }
-    let scale = anchor + delta;
-    fake_quantize_learnable_layout(x, layout, scale, zero_point, (qmin, qmax), grad_factor)
+    let scale = match offset {
+        Some(offset) => offset + scale,
+        None => scale,
+    };
+    let scale = grad_scale(scale, grad_factor).clamp_min(crate::SCALE_EPS);
+    let zero_point = grad_scale(zero_point, grad_factor);
+    fake_quantize_learnable_view(
+        x,
+        layout.broadcast(scale),
+        layout.broadcast(zero_point),
+        qmin,
+        qmax,
+    )
 }
 
 /// LSQ's gradient factor `1 / sqrt(N · qmax)` for `N` elements sharing one scale.
