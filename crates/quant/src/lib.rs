@@ -50,6 +50,8 @@ pub mod program;
 pub mod qat;
 mod quantizer;
 mod spec;
+#[cfg(test)]
+mod testing;
 
 pub use error::*;
 pub use layers::*;

@@ -148,13 +148,10 @@ pub fn lsq_grad_factor(elems_per_scale: usize, qmax: i32) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::{Device, Distribution};
+    use burn::tensor::Distribution;
 
     use super::*;
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.to_data().try_to_vec::<f32>().unwrap()
-    }
+    use crate::testing::values;
 
     /// Asserts bit-equal values, naming the first element that differs.
     fn assert_same(name: &str, what: &str, a: &[f32], b: &[f32]) {
@@ -172,9 +169,7 @@ mod tests {
     /// floor (no gradient there), affine zero points.
     #[test]
     fn scale_parts_added_in_the_kernels_equal_the_summed_scale() {
-        let mut devices = vec![Device::flex().autodiff()];
-        #[cfg(feature = "wgpu")]
-        devices.push(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice).autodiff());
+        let devices = crate::testing::kernel_devices();
         let cases = [
             ("per-tensor", vec![96, 130], Granularity::PerTensor),
             (

@@ -98,10 +98,7 @@ mod tests {
 
     use super::*;
     use crate::math::round_to_step_product;
-
-    fn values(t: Tensor<1>) -> Vec<f32> {
-        t.to_data().try_to_vec::<f32>().unwrap()
-    }
+    use crate::testing::values;
 
     /// The sources a layer's integer bias meets, `n` parameters each: an affine range (one
     /// across zero, one above it, one unseen: infinite), a symmetric per-channel range, an LSQ
@@ -155,9 +152,7 @@ mod tests {
     /// host mirror of the kernel's step ([`StepRule::step`]) places them.
     #[test]
     fn fused_rounding_to_a_step_product_equals_composite() {
-        let mut devices = vec![Device::flex().autodiff()];
-        #[cfg(feature = "wgpu")]
-        devices.push(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice).autodiff());
+        let devices = crate::testing::kernel_devices();
         let n = 37;
         for device in devices {
             let sources = sources(n, &device);

@@ -174,6 +174,7 @@ fn moving_average(old: Tensor<1>, new: Tensor<1>, c: f64) -> Tensor<1> {
 mod tests {
     use super::*;
     use crate::Granularity;
+    use crate::testing::values;
 
     fn observe(kind: ObserverKind, batches: &[&[f32]]) -> (Vec<f32>, Vec<f32>) {
         let device = Device::flex();
@@ -195,9 +196,7 @@ mod tests {
     /// wgpu, for affine and symmetric grids and ranges that sit across, above and below zero.
     #[test]
     fn qparams_of_seen_range_equal_the_composite_qparams() {
-        let mut devices = vec![Device::flex().autodiff()];
-        #[cfg(feature = "wgpu")]
-        devices.push(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice).autodiff());
+        let devices = crate::testing::kernel_devices();
         let ranges = [
             (-1.3, 2.7),
             (0.5, 4.0),
@@ -210,7 +209,6 @@ mod tests {
             QuantSpec::new().with_symmetric(false).with_bits(4),
             QuantSpec::new(),
         ];
-        let values = |t: Tensor<1>| t.to_data().try_to_vec::<f32>().unwrap();
         for device in devices {
             let mut observer = Observer::new(ObserverKind::MinMax, ranges.len(), &device);
             let (min, max): (Vec<f32>, Vec<f32>) = ranges.iter().copied().unzip();
