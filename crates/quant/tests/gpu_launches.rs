@@ -3,6 +3,10 @@
 //! (issue "GPU: fused fake-quant and observer kernels"): forward + backward of a weight quantizer
 //! add at most 3 launches, of an activation quantizer with its observer at most 4.
 //!
+//! A W8A8 weight (per output channel, symmetric, observed every step) adds 1: one kernel
+//! observes each channel and fake-quantizes it (the test pins that: a refactor back to an
+//! observer launch and a fake-quant launch would still be within the budget of 3).
+//!
 //! An LSQ activation quantizer on an affine grid (W4A4's) adds 4 as well: its zero point from the
 //! observer's frozen range (1 fused-observer launch), the forward kernel, the backward kernel, and,
 //! for a per-tensor scale over more than 4,096 elements, the launch that adds up the scale
@@ -107,6 +111,13 @@ fn quantizers_add_at_most_three_launches_for_weights_and_four_for_observed_activ
             "{preset} weight quantizer adds {w_added} launches (at most {weight_budget}): {:?}",
             w_count.by_kernel
         );
+        if preset == "w8a8" {
+            assert_eq!(
+                w_added, 1,
+                "a W8 weight is observed and quantized in one kernel: {:?}",
+                w_count.by_kernel
+            );
+        }
         assert!(
             a_added <= activation_budget,
             "{preset} activation quantizer adds {a_added} launches (at most {activation_budget}): {:?}",

@@ -8,7 +8,8 @@ mod fixed;
 mod fused;
 pub use fused::fused_enabled;
 pub(crate) use fused::{
-    ObserveRule, fused_max_abs, fused_min_max, fused_observe, round_to_step_product,
+    ObserveRule, fused_max_abs, fused_min_max, fused_observe, fused_observe_fake_quant,
+    round_to_step_product,
 };
 mod learnable;
 mod pact;

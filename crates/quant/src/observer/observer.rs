@@ -4,7 +4,7 @@ use burn::module::{Module, ModuleMapper, Param, RunningState};
 use burn::tensor::{Device, Tensor};
 
 use super::{ObserverKind, batch_max_abs, batch_min_max, batch_mse_optimal, batch_percentile};
-use crate::math::{ObserveRule, fused_observe};
+use crate::math::{ObserveRule, fused_observe, fused_observe_fake_quant};
 use crate::{ParamLayout, QParams, QuantSpec, no_grad, qparams_from_range, scale_from_range};
 
 /// Running `min` / `max` per quantization parameter, saved in module records.
@@ -78,6 +78,43 @@ impl Observer {
         None
     }
 
+    /// [`Self::observe`] and the fake quantization of `view` with the new qparams as one fused
+    /// op (one launch on a GPU where the two take two), for min-max and moving-average observers
+    /// on devices with the fused kernels; `None` elsewhere (nothing observed then). Only for a
+    /// tensor whose new range cannot clip it (see `Quantizer::clip_free`): `view`'s gradient
+    /// passes straight through.
+    pub(crate) fn observe_and_fake_quantize(
+        &self,
+        view: &Tensor<4>,
+        layout: &ParamLayout,
+        spec: &QuantSpec,
+    ) -> Option<Tensor<4>> {
+        let averaging = self.fused_averaging()?;
+        let running = (self.min.value_sync(), self.max.value_sync());
+        let ([min, max, _, _], dequantized) = fused_observe_fake_quant(
+            view,
+            running,
+            layout.is_per_group(),
+            layout.num_params(),
+            ObserveRule::for_spec(spec, averaging),
+        )?;
+        set_running(&self.min, min);
+        set_running(&self.max, max);
+        Some(dequantized)
+    }
+
+    /// The fused observer kernel's `averaging` argument for this observer's kind (see
+    /// [`ObserveRule`]), or `None` for the kinds it does not compute (percentile, MSE).
+    fn fused_averaging(&self) -> Option<f32> {
+        match self.kind {
+            ObserverKind::MinMax => Some(-1.0),
+            ObserverKind::MovingAverageMinMax { averaging_constant } => {
+                Some(averaging_constant as f32)
+            }
+            _ => None,
+        }
+    }
+
     /// [`Self::observe`] through the fused observer kernel, for min-max and moving-average
     /// observers on devices that have it.
     fn observe_fused(
@@ -86,11 +123,7 @@ impl Observer {
         layout: &ParamLayout,
         spec: &QuantSpec,
     ) -> Option<QParams> {
-        let averaging = match self.kind {
-            ObserverKind::MinMax => -1.0,
-            ObserverKind::MovingAverageMinMax { averaging_constant } => averaging_constant as f32,
-            _ => return None,
-        };
+        let averaging = self.fused_averaging()?;
         let old = (self.min.value_sync(), self.max.value_sync());
         let [min, max, scale, zero_point] = fused_observe(
             &no_grad(view.clone()),
@@ -227,6 +260,92 @@ mod tests {
                 );
                 for (a, b) in values(fused.scale).iter().zip(values(composite.scale)) {
                     assert!((a - b).abs() <= 1e-6 * b, "{name}: scale {a} vs {b}");
+                }
+            }
+        }
+    }
+
+    /// Observing and fake-quantizing as one fused op (one launch on a GPU) gives what the
+    /// observer's own update followed by the fixed-scale fake quantization gives: the same
+    /// running range and qparams and the same values, bit for bit, with the gradient passed
+    /// straight through; on Flex and wgpu, for each observer kind the op serves (with a batch
+    /// seen before, so running extremes and moving averages have something to fold into),
+    /// symmetric narrow and affine grids, and per-tensor, per-channel (strided, as a Linear's
+    /// `[in, out]` weight; a convolution's), per-group and odd layouts, and a parameter longer
+    /// than one GPU reduction cube (4,096 elements: the two-op fallback there).
+    #[test]
+    fn observing_and_fake_quantizing_in_one_op_equals_the_two_ops() {
+        use crate::math::kernels::fake_quantize_layout;
+        use burn::tensor::Distribution;
+        let kinds = [
+            ObserverKind::MinMax,
+            ObserverKind::MovingAverageMinMax {
+                averaging_constant: 1.0,
+            },
+            ObserverKind::MovingAverageMinMax {
+                averaging_constant: 0.25,
+            },
+        ];
+        let layouts = [
+            (vec![7, 13], Granularity::PerTensor),
+            (vec![37, 11], Granularity::PerChannel { axis: Some(1) }),
+            (vec![5, 3, 3, 3], Granularity::PerChannel { axis: Some(0) }),
+            (
+                vec![8, 6],
+                Granularity::PerGroup {
+                    axis: Some(0),
+                    group_size: 4,
+                },
+            ),
+            (vec![2, 5000], Granularity::PerChannel { axis: Some(0) }),
+        ];
+        let specs = [
+            QuantSpec::new().with_narrow_range(true),
+            QuantSpec::new().with_symmetric(false),
+        ];
+        for device in crate::testing::kernel_devices() {
+            for kind in &kinds {
+                for (shape, granularity) in &layouts {
+                    for spec in &specs {
+                        let name =
+                            format!("{device:?} {kind:?} {shape:?} {granularity:?} {spec:?}");
+                        let layout = ParamLayout::new(shape, granularity);
+                        let n: usize = shape.iter().product();
+                        let batch = || {
+                            let x =
+                                Tensor::<1>::random([n], Distribution::Normal(0.3, 2.0), &device);
+                            layout.to_view(x)
+                        };
+                        let fused = Observer::new(kind.clone(), layout.num_params(), &device);
+                        let reference = Observer::new(kind.clone(), layout.num_params(), &device);
+                        let first = batch();
+                        fused.observe(first.clone(), &layout, spec);
+                        reference.observe(first, &layout, spec);
+
+                        let x = batch().require_grad();
+                        let y = fused
+                            .observe_and_fake_quantize(&x, &layout, spec)
+                            .expect("the fused kernels run here");
+                        let qp = reference
+                            .observe(no_grad(x.clone()), &layout, spec)
+                            .expect("the fused observer runs here");
+                        let expected = fake_quantize_layout(
+                            no_grad(x.clone()),
+                            &layout,
+                            qp.scale,
+                            Some(qp.zero_point),
+                            (spec.qmin(), spec.qmax()),
+                            false,
+                        );
+                        assert_eq!(values(y.clone()), values(expected), "{name}: values");
+                        let [(min, max), (min_ref, max_ref)] = [fused.range(), reference.range()];
+                        assert_eq!(values(min), values(min_ref), "{name}: running min");
+                        assert_eq!(values(max), values(max_ref), "{name}: running max");
+                        let dy = batch();
+                        let grads = (y * dy.clone()).sum().backward();
+                        let dx = x.grad(&grads).expect("x has a gradient");
+                        assert_eq!(values(dx), values(dy), "{name}: straight-through gradient");
+                    }
                 }
             }
         }

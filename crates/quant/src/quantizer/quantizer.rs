@@ -151,6 +151,16 @@ impl Quantizer {
         let shape = x.shape();
         let layout = self.layout(&shape.dims::<D>());
         let view = layout.to_view(x);
+        if observe && quantize && self.config.learning == Learning::Fixed && self.clip_free() {
+            // Observed and quantized in one kernel where it runs (one launch on a GPU).
+            let spec = &self.config.spec;
+            if let Some(y) = self
+                .observer
+                .observe_and_fake_quantize(&view, &layout, spec)
+            {
+                return layout.from_view(y, shape);
+            }
+        }
         let observed = if observe {
             self.observe_view(view.clone(), &layout)
         } else {

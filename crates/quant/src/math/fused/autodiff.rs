@@ -189,6 +189,49 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
         )
     }
 
+    fn observe_fake_quant(
+        x: FloatTensor<Self>,
+        min: FloatTensor<Self>,
+        max: FloatTensor<Self>,
+        view: [usize; 4],
+        per_group: bool,
+        num_params: usize,
+        symmetric: bool,
+        averaging: f32,
+        qmin: f32,
+        qmax: f32,
+        symmetric_zero_point: f32,
+        eps: f32,
+    ) -> (Observed<Self>, FloatTensor<Self>) {
+        let (x, x_node) = x.into_parts();
+        let (((min, max), (scale, zero_point)), dequantized) = B::observe_fake_quant(
+            x,
+            Self::inner(min),
+            Self::inner(max),
+            view,
+            per_group,
+            num_params,
+            symmetric,
+            averaging,
+            qmin,
+            qmax,
+            symmetric_zero_point,
+            eps,
+        );
+        // The new range holds every element: nothing clips, the gradient passes straight through.
+        let dequantized = StraightThrough
+            .prepare::<C>([x_node])
+            .compute_bound()
+            .stateless(dequantized);
+        (
+            (
+                (Self::from_inner(min), Self::from_inner(max)),
+                (Self::from_inner(scale), Self::from_inner(zero_point)),
+            ),
+            dequantized,
+        )
+    }
+
     fn fake_quant_backward(
         grad: FloatTensor<Self>,
         x: FloatTensor<Self>,

@@ -7,7 +7,9 @@ use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{Shape, TensorData};
 
-use super::{FakeQuantKernels, ObserveRule, Observed, SCALE_FLOOR, StepRule};
+use super::{
+    FakeQuantKernels, ObserveRule, Observed, SCALE_FLOOR, StepRule, observe_then_fake_quant,
+};
 use rayon::prelude::*;
 
 use super::runs::{Run, Runs, split_min};
@@ -625,14 +627,8 @@ impl FakeQuantKernels for Flex {
             (vec![f32::INFINITY; n], vec![f32::NEG_INFINITY; n])
         };
         let (batch_min, batch_max) = range_per_param(x, view, per_group, n, symmetric);
-        let rule = ObserveRule {
-            averaging,
-            qmin,
-            qmax,
-            symmetric,
-            symmetric_zero_point,
-            eps,
-        };
+        let rule =
+            ObserveRule::from_args(symmetric, averaging, qmin, qmax, symmetric_zero_point, eps);
         let mut out = [(); 4].map(|_| vec![0f32; n]);
         for p in 0..n {
             // A symmetric range is `max |x|` alone (no minima are computed).
@@ -644,6 +640,26 @@ impl FakeQuantKernels for Flex {
         }
         let [min, max, scale, zero_point] = out.map(flat);
         ((min, max), (scale, zero_point))
+    }
+
+    fn observe_fake_quant(
+        x: FlexTensor,
+        min: FlexTensor,
+        max: FlexTensor,
+        view: [usize; 4],
+        per_group: bool,
+        n: usize,
+        symmetric: bool,
+        averaging: f32,
+        qmin: f32,
+        qmax: f32,
+        symmetric_zero_point: f32,
+        eps: f32,
+    ) -> (Observed<Self>, FlexTensor) {
+        // On the CPU the two kernels cost what one would: no launches to save.
+        let rule =
+            ObserveRule::from_args(symmetric, averaging, qmin, qmax, symmetric_zero_point, eps);
+        observe_then_fake_quant::<Self>(x, (min, max), view, per_group, n, rule)
     }
 
     fn fake_quant_backward(

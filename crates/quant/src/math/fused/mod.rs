@@ -108,6 +108,41 @@ pub trait FakeQuantKernels: Backend {
         (FloatTensor<Self>, FloatTensor<Self>),
     );
 
+    /// [`Self::observe_range`] and then fixed-scale fake quantization of `x` with the qparams it
+    /// computed (on the same grid `qmin..=qmax`): `(observed, dq)`, `dq` of the view's shape. For
+    /// a quantizer whose freshly observed tensor cannot clip (a symmetric weight grid), so its
+    /// gradient passes straight through and no mask is kept. On a GPU one launch where the two
+    /// ops take two, when each parameter's elements fit one reduction cube (a weight's output
+    /// channels); otherwise the two ops.
+    #[allow(clippy::too_many_arguments)]
+    #[fusion(meta = |x, _min, _max, view, _pg, n, _sym, _avg, _lo, _hi, _szp, _eps| {
+        let spec = TensorSpec::new(Shape::new([*n]), x.dtype);
+        (
+            ((spec.clone(), spec.clone()), (spec.clone(), spec)),
+            TensorSpec::new(Shape::new(*view), x.dtype),
+        )
+    })]
+    fn observe_fake_quant(
+        x: FloatTensor<Self>,
+        min: FloatTensor<Self>,
+        max: FloatTensor<Self>,
+        view: [usize; 4],
+        per_group: bool,
+        num_params: usize,
+        symmetric: bool,
+        averaging: f32,
+        qmin: f32,
+        qmax: f32,
+        symmetric_zero_point: f32,
+        eps: f32,
+    ) -> (
+        (
+            (FloatTensor<Self>, FloatTensor<Self>),
+            (FloatTensor<Self>, FloatTensor<Self>),
+        ),
+        FloatTensor<Self>,
+    );
+
     /// Backward of [`Self::lsq_fake_quant`] in one pass: `(dx, ds)`, recomputing the clip mask
     /// and `∂x̂/∂s` from `x`; `dx` may reuse `grad`'s memory, `ds` is empty unless `with_scale_grad`,
     /// and multiplied by `grad_factor` (LSQ's gradient scale, so it costs no op of its own);
@@ -421,6 +456,83 @@ pub(crate) fn fused_observe(
         rule.eps,
     );
     Some([min, max, scale, zero_point].map(|t| rewrap(Tensor::<1>::from_dispatch(t))))
+}
+
+/// [`FakeQuantKernels::observe_fake_quant`] as its two ops, [`FakeQuantKernels::observe_range`]
+/// and the fixed-scale forward: where one kernel would save nothing (on the CPU) or cannot hold
+/// a parameter (more elements than one GPU cube takes).
+fn observe_then_fake_quant<B: FakeQuantKernels>(
+    x: FloatTensor<B>,
+    (min, max): (FloatTensor<B>, FloatTensor<B>),
+    view: [usize; 4],
+    per_group: bool,
+    num_params: usize,
+    rule: ObserveRule,
+) -> (Observed<B>, FloatTensor<B>) {
+    let observed = B::observe_range(
+        x.clone(),
+        min,
+        max,
+        view,
+        per_group,
+        num_params,
+        rule.symmetric,
+        rule.averaging,
+        rule.qmin,
+        rule.qmax,
+        rule.symmetric_zero_point,
+        rule.eps,
+    );
+    let (_, (scale, zero_point)) = &observed;
+    let dequantized = B::lsq_fake_quant(
+        x,
+        scale.clone(),
+        scale.clone(),
+        zero_point.clone(),
+        rule.qmin,
+        rule.qmax,
+        view,
+        per_group,
+        true,
+        1.0,
+        false,
+    );
+    (observed, dequantized)
+}
+
+/// One fused observer update of `x` and its fake quantization with the new qparams (see
+/// [`FakeQuantKernels::observe_fake_quant`]): `([min, max, scale, zero_point], dq)`, the observer's
+/// outputs without gradients and `dq` with `x`'s gradient passed straight through; or `None`
+/// where the fused kernels do not run. Only for a tensor the new range cannot clip.
+pub(crate) fn fused_observe_fake_quant(
+    x: &Tensor<4>,
+    (min, max): (Tensor<1>, Tensor<1>),
+    per_group: bool,
+    num_params: usize,
+    rule: ObserveRule,
+) -> Option<([Tensor<1>; 4], Tensor<4>)> {
+    if !has_kernels(x) {
+        return None;
+    }
+    let (((min, max), (scale, zero_point)), dq) =
+        <Dispatch as FakeQuantKernels>::observe_fake_quant(
+            x.clone().into_dispatch(),
+            min.into_dispatch(),
+            max.into_dispatch(),
+            x.dims(),
+            per_group,
+            num_params,
+            rule.symmetric,
+            rule.averaging,
+            rule.qmin,
+            rule.qmax,
+            rule.symmetric_zero_point,
+            rule.eps,
+        );
+    Some((
+        [min, max, scale, zero_point].map(Tensor::<1>::from_dispatch),
+        Tensor::from_dispatch(dq),
+    ))
 }
 
 #[cfg(test)]

@@ -32,6 +32,25 @@ impl ObserveRule {
         }
     }
 
+    /// The rule from [`super::FakeQuantKernels::observe_range`]'s arguments, in their order.
+    pub fn from_args(
+        symmetric: bool,
+        averaging: f32,
+        qmin: f32,
+        qmax: f32,
+        symmetric_zero_point: f32,
+        eps: f32,
+    ) -> Self {
+        ObserveRule {
+            averaging,
+            qmin,
+            qmax,
+            symmetric,
+            symmetric_zero_point,
+            eps,
+        }
+    }
+
     /// `[min, max, scale, zero_point]` after folding the batch range `(batch_min, batch_max)`
     /// (for a symmetric grid `batch_min` is ignored and `batch_max` is `max |x|`) into the
     /// running `(old_min, old_max)`, infinite when nothing was observed yet.

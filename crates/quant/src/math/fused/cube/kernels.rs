@@ -101,9 +101,15 @@ fn grid_of(
     qmin: f32,
     qmax: f32,
 ) -> (f32, f32, f32, f32) {
+    grid_from(raw, zero_point[p], qmin, qmax)
+}
+
+/// [`grid_of`] with the raw scale and zero point given as values.
+#[cube]
+fn grid_from(raw: f32, zero_point: f32, qmin: f32, qmax: f32) -> (f32, f32, f32, f32) {
     // Clamped to the smallest scale, `SCALE_EPS` = f32::EPSILON (see `SCALE_FLOOR`).
     let s = max(raw, f32::new(1.1920929e-7));
-    let z = clamp(zero_point[p].round(), qmin, qmax);
+    let z = clamp(zero_point.round(), qmin, qmax);
     (s, 1.0 / s, qmin - z, qmax - z)
 }
 
@@ -472,12 +478,65 @@ pub fn reduce(
     }
 }
 
+/// One parameter's observer update from its batch range `(low, high)` (`high` = max |x| when
+/// `symmetric`): the range folded into the running `(old_min, old_max)` (`averaging`: negative for
+/// running extremes, 1 or more for the batch alone, otherwise the moving-average constant; see
+/// `ObserveRule`), and the scale and zero point of the result: `(min, max, scale, zero_point)`
+/// (PyTorch's observers and `calculate_qparams`, as `Observer::observe` and
+/// `qparams_from_range` compute them).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn fold_range(
+    low: f32,
+    high: f32,
+    before_min: f32,
+    before_max: f32,
+    averaging: f32,
+    qmin: f32,
+    qmax: f32,
+    symmetric_zero_point: f32,
+    eps: f32,
+    #[comptime] symmetric: bool,
+) -> (f32, f32, f32, f32) {
+    let mut batch_min = low;
+    if symmetric {
+        batch_min = -high;
+    }
+    let mut new_min = batch_min;
+    let mut new_max = high;
+    if averaging < 0.0 {
+        new_min = min(before_min, batch_min);
+        new_max = max(before_max, high);
+    } else if averaging < 1.0 {
+        // Nothing observed yet (infinite): the batch's range.
+        if before_min.abs() <= 3.4028235e38f32 {
+            new_min = before_min + (batch_min - before_min) * averaging;
+        }
+        if before_max.abs() <= 3.4028235e38f32 {
+            new_max = before_max + (high - before_max) * averaging;
+        }
+    }
+    let min_neg = min(new_min, 0.0);
+    let max_pos = max(new_max, 0.0);
+    let (scale, zero_point) = if symmetric {
+        let bound = max(max_pos, -min_neg);
+        (
+            max(bound / ((qmax - qmin) / 2.0), eps),
+            symmetric_zero_point,
+        )
+    } else {
+        let scale = max((max_pos - min_neg) / (qmax - qmin), eps);
+        (scale, clamp(qmin - (min_neg / scale).round(), qmin, qmax))
+    };
+    (new_min, new_max, scale, zero_point)
+}
+
 /// One observer update per parameter, one cube each: the batch range of parameter `p` (max |x|
-/// when `symmetric`, from `x` itself or from partial results of [`reduce`]), folded into the
-/// running `(min, max)` (`averaging`: negative for running extremes, 1 or more for the batch
-/// alone, otherwise the moving-average constant; see `ObserveRule`), and the scale and zero point of the result. Writes
-/// the new min, max, scale and zero point (PyTorch's observers and
-/// `calculate_qparams`, as `Observer::observe` and `qparams_from_range` compute them), `n` each.
+/// when `symmetric`; from `x` itself or from partial results of [`reduce`]) folded into the
+/// running range ([`fold_range`]); unit 0 writes the new min, max, scale and zero point, `n`
+/// each. With `fake_quantize` (`low_in` and `high_in` are then `x`) the cube also writes
+/// `dq = (q - zp) · s` with the new qparams for the `m` elements it observed, as [`fake_quant`]
+/// would (the same values): a weight observed and quantized every step costs one launch.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn observe(
@@ -489,6 +548,7 @@ pub fn observe(
     out_max: &mut Tensor<f32>,
     out_scale: &mut Tensor<f32>,
     out_zero_point: &mut Tensor<f32>,
+    dq: &mut Tensor<f32>,
     averaging: f32,
     qmin: f32,
     qmax: f32,
@@ -502,6 +562,7 @@ pub fn observe(
     #[comptime] mode: u32,
     #[comptime] symmetric: bool,
     #[comptime] strided: bool,
+    #[comptime] fake_quantize: bool,
 ) {
     let p = CUBE_POS;
     if p >= n {
@@ -512,43 +573,34 @@ pub fn observe(
     } else {
         reduce_chunk(low_in, high_in, p, 0, m, g, l, i, mode, MIN_MAX, strided)
     };
+    let (new_min, new_max, scale, zero_point) = fold_range(
+        low,
+        high,
+        old_min[p],
+        old_max[p],
+        averaging,
+        qmin,
+        qmax,
+        symmetric_zero_point,
+        eps,
+        symmetric,
+    );
     if UNIT_POS == 0 {
-        let mut batch_min = low;
-        if symmetric {
-            batch_min = -high;
-        }
-        let mut new_min = batch_min;
-        let mut new_max = high;
-        let before_min = old_min[p];
-        let before_max = old_max[p];
-        if averaging < 0.0 {
-            new_min = min(before_min, batch_min);
-            new_max = max(before_max, high);
-        } else if averaging < 1.0 {
-            // Nothing observed yet (infinite): the batch's range.
-            if before_min.abs() <= 3.4028235e38f32 {
-                new_min = before_min + (batch_min - before_min) * averaging;
-            }
-            if before_max.abs() <= 3.4028235e38f32 {
-                new_max = before_max + (high - before_max) * averaging;
-            }
-        }
-        let min_neg = min(new_min, 0.0);
-        let max_pos = max(new_max, 0.0);
-        let (scale, zero_point) = if symmetric {
-            let bound = max(max_pos, -min_neg);
-            (
-                max(bound / ((qmax - qmin) / 2.0), eps),
-                symmetric_zero_point,
-            )
-        } else {
-            let scale = max((max_pos - min_neg) / (qmax - qmin), eps);
-            (scale, clamp(qmin - (min_neg / scale).round(), qmin, qmax))
-        };
         out_min[p] = new_min;
         out_max[p] = new_max;
         out_scale[p] = scale;
         out_zero_point[p] = zero_point;
+    }
+    if fake_quantize {
+        let (s, inv, lo, hi) = grid_from(scale, zero_point, qmin, qmax);
+        let mut k = UNIT_POS as usize;
+        while k < m {
+            // `dq` is laid out as the input (see `empty_like`).
+            let xe = at(high_in, element_of(p, k, g, l, i, mode), strided);
+            let (code, _mask, _v) = quantize(high_in[xe], inv, lo, hi);
+            dq[xe] = code * s;
+            k += REDUCE_UNITS;
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! The CubeCL (wgpu / Vulkan / Metal / CUDA) implementation of [`FakeQuantKernels`]: one launch
 //! per fake-quant forward, one per backward (plus one to add up the scale gradient's partial sums
-//! when a parameter has more elements than a cube takes), one or two per observer reduction.
+//! when a parameter has more elements than a cube takes), one or two per observer reduction, and
+//! one for an observer update with the fake quantization it feeds when each parameter fits a
+//! cube (a weight's output channels).
 //!
 //! Burn's `Cube` backend is `Fusion<CubeBackend>`: the extension macro wraps these launches as
 //! opaque operations of the fusion stream, so the composite ops around them still fuse.
@@ -17,7 +19,7 @@ use cubecl::calculate_cube_count_elemwise;
 use cubecl::prelude::*;
 use cubecl::server::CubeCountSelection;
 
-use super::{FakeQuantKernels, Observed, StepRule};
+use super::{FakeQuantKernels, ObserveRule, Observed, StepRule, observe_then_fake_quant};
 use kernels::{MAX_ABS, MIN_MAX, PER_CHANNEL, PER_GROUP, PER_TENSOR, REDUCE_UNITS, SUM, SUM_BOTH};
 
 /// Elements one reduction cube takes per parameter (16 per unit): large enough that the partial
@@ -295,6 +297,60 @@ fn launch_fake_quant(x: CubeTensor, grid: Grid, view: [usize; 4], per_group: boo
     out
 }
 
+/// One launch of the observe kernel: one cube per parameter folds `(low, high)` (the observed
+/// tensor itself, or its partial ranges) into the running `(min, max)` by `rule` and computes
+/// the qparams; with `dequantized` (the input then being the observed tensor, at most one chunk
+/// per parameter) the same cubes also fake-quantize it into `dequantized`.
+fn launch_observe(
+    (low, high): (CubeTensor, CubeTensor),
+    (min, max): (CubeTensor, CubeTensor),
+    layout: ViewLayout,
+    rule: ObserveRule,
+    dequantized: Option<CubeTensor>,
+) -> Observed<CubeBackend> {
+    let (min, max) = (
+        f32_input(min, "the running min"),
+        f32_input(max, "the running max"),
+    );
+    let n = layout.num_params;
+    let out = [(); 4].map(|_| empty(&high, [n], DType::F32));
+    let fake_quantize = dequantized.is_some();
+    // Not written without fake quantization.
+    let dequantized = dequantized.unwrap_or_else(|| empty(&high, [1], DType::F32));
+    let (count, dim) = reduction(&high, n);
+    let strided = strided(&[&low, &high]);
+    kernels::observe::launch(
+        &high.client.clone(),
+        count,
+        dim,
+        low.into_tensor_arg(),
+        high.into_tensor_arg(),
+        min.into_tensor_arg(),
+        max.into_tensor_arg(),
+        out[0].clone().into_tensor_arg(),
+        out[1].clone().into_tensor_arg(),
+        out[2].clone().into_tensor_arg(),
+        out[3].clone().into_tensor_arg(),
+        dequantized.into_tensor_arg(),
+        rule.averaging,
+        rule.qmin,
+        rule.qmax,
+        rule.symmetric_zero_point,
+        rule.eps,
+        layout.per_param,
+        n,
+        layout.g,
+        layout.l,
+        layout.i,
+        layout.mode,
+        rule.symmetric,
+        strided,
+        fake_quantize,
+    );
+    let [min, max, scale, zero_point] = out;
+    ((min, max), (scale, zero_point))
+}
+
 impl FakeQuantKernels for CubeBackend {
     fn max_abs_per_param(
         x: CubeTensor,
@@ -333,46 +389,47 @@ impl FakeQuantKernels for CubeBackend {
         eps: f32,
     ) -> Observed<Self> {
         let x = f32_elements(x, "the observed tensor");
-        let (min, max) = (
-            f32_input(min, "the running min"),
-            f32_input(max, "the running max"),
-        );
         let layout = ViewLayout::new(view, per_group, n);
         // Large parameters are first cut down to partial ranges; the observe kernel folds what
         // is left (at most one chunk per parameter) and writes the results.
         let op = if symmetric { MAX_ABS } else { MIN_MAX };
         let (low, high, layout) = reduce_until(x, layout, op, REDUCE_CHUNK, false);
-        let out = [(); 4].map(|_| empty(&high, [n], DType::F32));
-        let (count, dim) = reduction(&high, n);
-        let strided = strided(&[&low, &high]);
-        kernels::observe::launch(
-            &high.client.clone(),
-            count,
-            dim,
-            low.into_tensor_arg(),
-            high.into_tensor_arg(),
-            min.into_tensor_arg(),
-            max.into_tensor_arg(),
-            out[0].clone().into_tensor_arg(),
-            out[1].clone().into_tensor_arg(),
-            out[2].clone().into_tensor_arg(),
-            out[3].clone().into_tensor_arg(),
-            averaging,
-            qmin,
-            qmax,
-            symmetric_zero_point,
-            eps,
-            layout.per_param,
-            n,
-            layout.g,
-            layout.l,
-            layout.i,
-            layout.mode,
-            symmetric,
-            strided,
+        let rule =
+            ObserveRule::from_args(symmetric, averaging, qmin, qmax, symmetric_zero_point, eps);
+        launch_observe((low, high), (min, max), layout, rule, None)
+    }
+
+    fn observe_fake_quant(
+        x: CubeTensor,
+        min: CubeTensor,
+        max: CubeTensor,
+        view: [usize; 4],
+        per_group: bool,
+        n: usize,
+        symmetric: bool,
+        averaging: f32,
+        qmin: f32,
+        qmax: f32,
+        symmetric_zero_point: f32,
+        eps: f32,
+    ) -> (Observed<Self>, CubeTensor) {
+        let x = f32_elements(x, "the observed tensor");
+        let layout = ViewLayout::new(view, per_group, n);
+        let rule =
+            ObserveRule::from_args(symmetric, averaging, qmin, qmax, symmetric_zero_point, eps);
+        if layout.per_param > REDUCE_CHUNK {
+            // More elements per parameter than one cube takes: partial ranges first.
+            return observe_then_fake_quant::<Self>(x, (min, max), view, per_group, n, rule);
+        }
+        let dequantized = empty_like(&x);
+        let observed = launch_observe(
+            (x.clone(), x),
+            (min, max),
+            layout,
+            rule,
+            Some(dequantized.clone()),
         );
-        let [min, max, scale, zero_point] = out;
-        ((min, max), (scale, zero_point))
+        (observed, dequantized)
     }
 
     fn fake_quant_backward(
