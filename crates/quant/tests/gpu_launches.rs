@@ -7,11 +7,11 @@
 //! observes each channel and fake-quantizes it (the test pins that: a refactor back to an
 //! observer launch and a fake-quant launch would still be within the budget of 3).
 //!
-//! An LSQ activation quantizer on an affine grid (W4A4's) adds 4 as well: its zero point from the
-//! observer's frozen range (1 fused-observer launch), the forward kernel, the backward kernel, and,
-//! for a per-tensor scale over more than 4,096 elements, the launch that adds up the scale
-//! gradient's partial sums (1.5 M elements here). A learned scale is stored as `anchor + delta`;
-//! the kernels add the two themselves (the sum was one more launch per LSQ quantizer).
+//! An LSQ activation quantizer on an affine grid (W4A4's) adds 3: the forward kernel, the
+//! backward kernel, and, for a per-tensor scale over more than 4,096 elements, the launch that
+//! adds up the scale gradient's partial sums (1.5 M elements here). The kernels compute its zero
+//! point from the frozen observer's range themselves (that was one more launch, the observer
+//! kernel's), and add a learned scale's stored `anchor + delta` themselves (the sum was another).
 //!
 //! A layer's integer bias (`round(b / (s_w · s_x)) · s_w · s_x`, the engine's int32 bias) adds 1:
 //! one rounding kernel that computes both steps from the quantizers' state, with no backward
@@ -116,6 +116,13 @@ fn quantizers_add_at_most_three_launches_for_weights_and_four_for_observed_activ
                 w_added, 1,
                 "a W8 weight is observed and quantized in one kernel: {:?}",
                 w_count.by_kernel
+            );
+        } else {
+            assert_eq!(
+                a_added, 3,
+                "an LSQ activation's zero point comes from the observer's range inside the \
+                 kernels: {:?}",
+                a_count.by_kernel
             );
         }
         assert!(

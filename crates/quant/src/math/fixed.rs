@@ -88,6 +88,7 @@ pub fn fake_quantize_layout(
         no_grad(scale.clone()),
         None,
         no_grad(zp_or_zero()),
+        None,
         (qmin, qmax),
         per_group,
         !clip_possible,

@@ -16,7 +16,22 @@ use burn::tensor::Tensor;
 
 use super::fused::fused_lsq;
 use super::{grad_scale, round_ste};
-use crate::{Granularity, ParamLayout};
+use crate::{Granularity, ParamLayout, QuantSpec, qparams_from_range};
+
+/// The zero point an LSQ / LSQ+ quantizer applies: a given one (learned, or the observer's), or
+/// that of an observed range `(min, max)` on `spec`'s grid, which the fused kernels compute
+/// themselves (an LSQ quantizer on an affine grid applies its frozen observer's zero point; that
+/// took an observer launch per step on a GPU).
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // one short-lived value per fake-quant call
+pub(crate) enum ZeroPoint {
+    Given(Tensor<1>),
+    OfRange {
+        min: Tensor<1>,
+        max: Tensor<1>,
+        spec: QuantSpec,
+    },
+}
 
 /// LSQ/LSQ+ on a 4-D view; `scale` and `zero_point` broadcast against it and may be tracked.
 pub fn fake_quantize_learnable_view(
@@ -79,7 +94,14 @@ pub fn fake_quantize_learnable_layout(
     range: (i32, i32),
     grad_factor: f64,
 ) -> Tensor<4> {
-    learnable_layout(x, layout, (scale, None), zero_point, range, grad_factor)
+    learnable_layout(
+        x,
+        layout,
+        (scale, None),
+        ZeroPoint::Given(zero_point),
+        range,
+        grad_factor,
+    )
 }
 
 /// [`fake_quantize_learnable_layout`] with the scale stored as `anchor + delta` (see
@@ -90,7 +112,7 @@ pub(crate) fn fake_quantize_learned_layout(
     x: Tensor<4>,
     layout: &ParamLayout,
     (anchor, delta): (Tensor<1>, Tensor<1>),
-    zero_point: Tensor<1>,
+    zero_point: ZeroPoint,
     range: (i32, i32),
     grad_factor: f64,
 ) -> Tensor<4> {
@@ -110,15 +132,20 @@ fn learnable_layout(
     x: Tensor<4>,
     layout: &ParamLayout,
     (scale, offset): (Tensor<1>, Option<Tensor<1>>),
-    zero_point: Tensor<1>,
+    zero_point: ZeroPoint,
     (qmin, qmax): (i32, i32),
     grad_factor: f64,
 ) -> Tensor<4> {
+    let (given_or_min, range_max) = match &zero_point {
+        ZeroPoint::Given(zero_point) => (zero_point.clone(), None),
+        ZeroPoint::OfRange { min, max, .. } => (min.clone(), Some(max.clone())),
+    };
     if let Some(y) = fused_lsq(
         &x,
         scale.clone(),
         offset.clone(),
-        zero_point.clone(),
+        given_or_min,
+        range_max,
         (qmin, qmax),
         layout.is_per_group(),
         false,
@@ -126,6 +153,10 @@ fn learnable_layout(
     ) {
         return y;
     }
+    let zero_point = match zero_point {
+        ZeroPoint::Given(zero_point) => zero_point,
+        ZeroPoint::OfRange { min, max, spec } => qparams_from_range(min, max, &spec).zero_point,
+    };
     let scale = match offset {
         Some(offset) => offset + scale,
         None => scale,
@@ -213,7 +244,7 @@ mod tests {
                     x.clone(),
                     &layout,
                     (t(&anchor), delta_parts.clone()),
-                    zp.clone(),
+                    ZeroPoint::Given(zp.clone()),
                     (-8, 7),
                     factor,
                 );
@@ -246,6 +277,91 @@ mod tests {
                 if n > 2 {
                     assert_eq!(ds[2], 0.0, "{name}: no gradient below the floor");
                     assert_ne!(ds[1], 0.0, "{name}: a gradient above it");
+                }
+            }
+        }
+    }
+
+    /// An LSQ quantizer on an affine grid applies its frozen observer's zero point: passed as
+    /// the observer's range ([`ZeroPoint::OfRange`], computed inside the kernels, no launch of its
+    /// own on a GPU) it gives exactly what the zero point computed by `qparams_from_range` gives —
+    /// values, the input gradient and the scale gradient, bit for bit; on Flex and wgpu, ranges
+    /// across, above and below zero and one narrower than a step, per-tensor over more elements
+    /// than one GPU cube reduces and per-channel, and with a frozen scale (no scale gradient: the
+    /// fixed-scale path, which takes the zero point from the range by the observer kernel).
+    #[test]
+    fn zero_point_of_a_range_computed_in_the_kernels_equals_the_given_one() {
+        let cases = [
+            ("per-tensor", vec![96, 130], Granularity::PerTensor),
+            (
+                "per-channel",
+                vec![5, 33],
+                Granularity::PerChannel { axis: Some(0) },
+            ),
+        ];
+        let ranges = [
+            (-1.3f32, 2.7f32),
+            (0.5, 4.0),
+            (-3.0, -0.2),
+            (-0.011, 0.9),
+            (-1e-9, 2e-9),
+        ];
+        let spec = QuantSpec::new().with_bits(4).with_symmetric(false);
+        let (qmin, qmax) = (spec.qmin(), spec.qmax());
+        for device in crate::testing::kernel_devices() {
+            for (name, shape, granularity) in &cases {
+                for frozen in [false, true] {
+                    let name = format!("{device:?}: {name}, frozen scale {frozen}");
+                    let layout = ParamLayout::new(shape, granularity);
+                    let n = layout.num_params();
+                    let t = |v: Vec<f32>| Tensor::<1>::from_floats(v.as_slice(), &device);
+                    let (min, max) = (
+                        t((0..n).map(|i| ranges[i % ranges.len()].0).collect()),
+                        t((0..n).map(|i| ranges[i % ranges.len()].1).collect()),
+                    );
+                    let numel: usize = shape.iter().product();
+                    let x = layout
+                        .to_view(Tensor::<1>::random(
+                            [numel],
+                            Distribution::Normal(0.5, 1.5),
+                            &device,
+                        ))
+                        .detach()
+                        .require_grad();
+                    let dy = Tensor::<4>::random(x.dims(), Distribution::Default, &device);
+                    let anchor = t((0..n).map(|i| 0.1 + 0.02 * i as f32).collect());
+                    let delta = || {
+                        let delta = Tensor::<1>::zeros([n], &device);
+                        if frozen { delta } else { delta.require_grad() }
+                    };
+                    let factor = lsq_grad_factor(numel / n, qmax);
+                    let run = |zero_point: ZeroPoint| {
+                        let (x, delta) = (x.clone().detach().require_grad(), delta());
+                        let y = fake_quantize_learned_layout(
+                            x.clone(),
+                            &layout,
+                            (anchor.clone(), delta.clone()),
+                            zero_point,
+                            (qmin, qmax),
+                            factor,
+                        );
+                        let grads = (y.clone() * dy.clone()).sum().backward();
+                        let ds = delta.grad(&grads).map(values);
+                        (values(y), values(x.grad(&grads).unwrap()), ds)
+                    };
+                    let given = qparams_from_range(min.clone(), max.clone(), &spec).zero_point;
+                    let (y_range, dx_range, ds_range) = run(ZeroPoint::OfRange {
+                        min,
+                        max,
+                        spec: spec.clone(),
+                    });
+                    let (y_given, dx_given, ds_given) = run(ZeroPoint::Given(given));
+                    assert_same(&name, "values", &y_range, &y_given);
+                    assert_same(&name, "dx", &dx_range, &dx_given);
+                    assert_eq!(ds_range.is_some(), !frozen, "{name}: scale gradient");
+                    if let (Some(a), Some(b)) = (ds_range, ds_given) {
+                        assert_same(&name, "ds", &a, &b);
+                    }
                 }
             }
         }

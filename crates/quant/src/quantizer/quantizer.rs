@@ -22,7 +22,7 @@ use burn::tensor::{Device, Int, Tensor};
 use super::{LearnedValue, Learning, QuantizerConfig};
 use crate::kernels::fake_quantize_layout;
 use crate::math::StepSource;
-use crate::math::fake_quantize_learned_layout;
+use crate::math::{ZeroPoint, fake_quantize_learned_layout};
 use crate::{
     Granularity, Observer, ObserverKind, ParamLayout, QParams, SCALE_EPS, batch_max_abs,
     batch_min_max, lsq_grad_factor, no_grad, pact_view, qparams_from_range,
@@ -467,17 +467,27 @@ impl Quantizer {
             Learning::Lsq | Learning::LsqPlus => {
                 let factor = lsq_grad_factor(layout.elems_per_param(), qmax);
                 let zero_point = match &self.learned_zero_point {
-                    Some(zp) => pick(zp.value()),
+                    Some(zp) => ZeroPoint::Given(pick(zp.value())),
                     // A symmetric grid's zero point is a constant: no need to read the observer.
-                    None if spec.symmetric => Tensor::full(
+                    None if spec.symmetric => ZeroPoint::Given(Tensor::full(
                         [layout.num_params()],
                         spec.symmetric_zero_point() as f32,
                         &view.device(),
-                    ),
-                    None => pick(match observed {
-                        Some(qparams) => qparams.zero_point,
-                        None => self.observed_zero_point(),
-                    }),
+                    )),
+                    None => match observed {
+                        Some(qparams) => ZeroPoint::Given(pick(qparams.zero_point)),
+                        // The frozen observer's zero point, computed by the kernels from its
+                        // range (rows of a table pick a computed one).
+                        None if rows.is_none() && self.learned_initialized() => {
+                            let (min, max) = self.observer.range();
+                            ZeroPoint::OfRange {
+                                min,
+                                max,
+                                spec: spec.clone(),
+                            }
+                        }
+                        None => ZeroPoint::Given(pick(self.observed_zero_point())),
+                    },
                 };
                 // Unclamped: the fake-quant op clamps it at SCALE_EPS itself (inside the kernels),
                 // and adds the stored parts there too.
@@ -511,8 +521,9 @@ impl Quantizer {
     }
 
     /// The observer's zero point, which an LSQ quantizer on an affine grid applies (frozen once
-    /// the observer has initialised its scale): one fused-observer launch on a GPU once the
-    /// observer has seen data, the composite ops otherwise.
+    /// the observer has initialised its scale), as a tensor: one fused-observer launch on a GPU
+    /// once the observer has seen data, the composite ops otherwise. Where the zero point is not
+    /// picked by rows, the quantizer hands the kernels the range instead (`ZeroPoint::OfRange`).
     fn observed_zero_point(&self) -> Tensor<1> {
         let spec = &self.config.spec;
         self.learned_initialized()

@@ -7,9 +7,11 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::{FloatTensor, IntTensor};
-use burn::backend::{Autodiff, AutodiffBackend};
+use burn::backend::{Autodiff, AutodiffBackend, TensorMetadata};
 
-use super::{FakeQuantKernels, Observed, StepRule};
+use burn::tensor::Shape;
+
+use super::{FakeQuantKernels, Observed, SCALE_FLOOR, StepRule};
 
 /// The backward pass of [`FakeQuantKernels::lsq_fake_quant`]: with a learned scale one kernel
 /// recomputes the mask and `∂x̂/∂s` from the saved input, giving `dx = grad · mask` and
@@ -26,6 +28,9 @@ struct FakeQuantState<P> {
     scale_offset: P,
     with_offset: bool,
     zero_point: P,
+    /// With `zero_point_from_range`, `zero_point` and this are a range's minima and maxima.
+    zero_point_high: P,
+    zero_point_from_range: bool,
     range: (f32, f32),
     view: [usize; 4],
     per_group: bool,
@@ -75,6 +80,8 @@ impl<B: FakeQuantKernels> Backward<B, 3> for FakeQuantBackward {
             scale_offset,
             with_offset,
             zero_point,
+            zero_point_high,
+            zero_point_from_range,
             range: (qmin, qmax),
             view,
             per_group,
@@ -88,6 +95,7 @@ impl<B: FakeQuantKernels> Backward<B, 3> for FakeQuantBackward {
             scale,
             scale_offset,
             zero_point,
+            zero_point_high,
             qmin,
             qmax,
             view,
@@ -96,6 +104,7 @@ impl<B: FakeQuantKernels> Backward<B, 3> for FakeQuantBackward {
             with_zero_point_grad,
             grad_factor,
             with_offset,
+            zero_point_from_range,
         );
         if let Some(node) = x_parent {
             grads.register::<B>(node.id, dx);
@@ -128,6 +137,36 @@ impl<B: FakeQuantKernels> Backward<B, 1> for StraightThrough {
             grads.register::<B>(node.id, grad);
         }
     }
+}
+
+/// The zero point of the range `(min, max)` (`[n]` each) on the grid `qmin..=qmax`, by the
+/// observer kernel folding the range into itself (a frozen learned scale's fixed-scale path,
+/// off the training hot path).
+fn zero_point_of_range<B: FakeQuantKernels>(
+    min: FloatTensor<B>,
+    max: FloatTensor<B>,
+    qmin: f32,
+    qmax: f32,
+) -> FloatTensor<B> {
+    let n = min.shape().num_elements();
+    let view = [1, n, 1, 1];
+    let x = B::float_reshape(min.clone(), Shape::new(view));
+    // An affine rule that folds with a moving-average constant of 0: a finite range stays as it is.
+    let (_, (_, zero_point)) = B::observe_range(
+        x,
+        min,
+        max,
+        view,
+        false,
+        n,
+        false,
+        0.0,
+        qmin,
+        qmax,
+        0.0,
+        SCALE_FLOOR,
+    );
+    zero_point
 }
 
 impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B, C> {
@@ -238,6 +277,7 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
         scale: FloatTensor<Self>,
         scale_offset: FloatTensor<Self>,
         zero_point: FloatTensor<Self>,
+        zero_point_high: FloatTensor<Self>,
         qmin: f32,
         qmax: f32,
         view: [usize; 4],
@@ -246,6 +286,7 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
         with_zero_point_grad: bool,
         grad_factor: f32,
         with_offset: bool,
+        zero_point_from_range: bool,
     ) -> ((FloatTensor<Self>, FloatTensor<Self>), FloatTensor<Self>) {
         let ((dx, ds), dzp) = B::fake_quant_backward(
             Self::inner(grad),
@@ -253,6 +294,7 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
             Self::inner(scale),
             Self::inner(scale_offset),
             Self::inner(zero_point),
+            Self::inner(zero_point_high),
             qmin,
             qmax,
             view,
@@ -261,6 +303,7 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
             with_zero_point_grad,
             grad_factor,
             with_offset,
+            zero_point_from_range,
         );
         (
             (Self::from_inner(dx), Self::from_inner(ds)),
@@ -298,6 +341,7 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
         scale: FloatTensor<Self>,
         scale_offset: FloatTensor<Self>,
         zero_point: FloatTensor<Self>,
+        zero_point_high: FloatTensor<Self>,
         qmin: f32,
         qmax: f32,
         view: [usize; 4],
@@ -305,18 +349,21 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
         clip_free: bool,
         grad_factor: f32,
         with_offset: bool,
+        zero_point_from_range: bool,
     ) -> FloatTensor<Self> {
         let learned = scale.is_tracked() || zero_point.is_tracked();
         let (x, x_node) = x.into_parts();
         let (scale, scale_node) = scale.into_parts();
         let scale_offset = Self::inner(scale_offset);
         let (zero_point, zero_point_node) = zero_point.into_parts();
+        let zero_point_high = Self::inner(zero_point_high);
         let forward = |x: &_, scale: &_, zero_point: &_| {
             B::lsq_fake_quant(
                 Clone::clone(x),
                 Clone::clone(scale),
                 scale_offset.clone(),
                 Clone::clone(zero_point),
+                zero_point_high.clone(),
                 qmin,
                 qmax,
                 view,
@@ -324,6 +371,7 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
                 clip_free,
                 grad_factor,
                 with_offset,
+                zero_point_from_range,
             )
         };
         match FakeQuantBackward
@@ -339,6 +387,8 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
                     scale_offset,
                     with_offset,
                     zero_point,
+                    zero_point_high,
+                    zero_point_from_range,
                     range: (qmin, qmax),
                     view,
                     per_group,
@@ -355,6 +405,11 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
                     B::float_add(scale, scale_offset.clone())
                 } else {
                     scale
+                };
+                let zero_point = if zero_point_from_range {
+                    zero_point_of_range::<B>(zero_point, zero_point_high.clone(), qmin, qmax)
+                } else {
+                    zero_point
                 };
                 let (dequantized, mask) =
                     B::fake_quant_with_mask(x, scale, zero_point, qmin, qmax, view, per_group);

@@ -561,6 +561,40 @@ fn offset_scale(scale: FlexTensor, offset: FlexTensor, with_offset: bool) -> Fle
     )
 }
 
+/// The scale and zero point a kernel applies: [`offset_scale`] and [`range_zero_point`].
+fn applied_grid(
+    (scale, offset, with_offset): (FlexTensor, FlexTensor, bool),
+    (zero_point, high, from_range): (FlexTensor, FlexTensor, bool),
+    (qmin, qmax): (f32, f32),
+) -> (FlexTensor, FlexTensor) {
+    (
+        offset_scale(scale, offset, with_offset),
+        range_zero_point(zero_point, high, from_range, qmin, qmax),
+    )
+}
+
+/// The zero point a kernel applies: `zero_point`, or with `from_range` that of the range
+/// `(zero_point, high)` (minima and maxima) on the grid `qmin..=qmax`, as the observer computes
+/// it (a few values per quantizer, on the host).
+fn range_zero_point(
+    zero_point: FlexTensor,
+    high: FlexTensor,
+    from_range: bool,
+    qmin: f32,
+    qmax: f32,
+) -> FlexTensor {
+    if !from_range {
+        return zero_point;
+    }
+    let rule = ObserveRule::from_args(false, 0.0, qmin, qmax, 0.0, SCALE_FLOOR);
+    let zero_points = f32s(&zero_point)
+        .iter()
+        .zip(f32s(&high))
+        .map(|(&low, high)| rule.apply(low, high, low, high)[3])
+        .collect();
+    flat(zero_points)
+}
+
 /// What an elementwise kernel over a view starts from: `x` contiguous, the grid constants and
 /// the view's runs.
 fn prepare(
@@ -668,6 +702,7 @@ impl FakeQuantKernels for Flex {
         scale: FlexTensor,
         scale_offset: FlexTensor,
         zero_point: FlexTensor,
+        zero_point_high: FlexTensor,
         qmin: f32,
         qmax: f32,
         view: [usize; 4],
@@ -676,8 +711,13 @@ impl FakeQuantKernels for Flex {
         with_zero_point_grad: bool,
         grad_factor: f32,
         with_offset: bool,
+        zero_point_from_range: bool,
     ) -> ((FlexTensor, FlexTensor), FlexTensor) {
-        let scale = offset_scale(scale, scale_offset, with_offset);
+        let (scale, zero_point) = applied_grid(
+            (scale, scale_offset, with_offset),
+            (zero_point, zero_point_high, zero_point_from_range),
+            (qmin, qmax),
+        );
         let x = contiguous(x);
         let xs = x.as_slice::<f32>().expect("f32 input");
         let n = xs.len();
@@ -791,6 +831,7 @@ impl FakeQuantKernels for Flex {
         scale: FlexTensor,
         scale_offset: FlexTensor,
         zero_point: FlexTensor,
+        zero_point_high: FlexTensor,
         qmin: f32,
         qmax: f32,
         view: [usize; 4],
@@ -798,8 +839,13 @@ impl FakeQuantKernels for Flex {
         _clip_free: bool,
         _grad_factor: f32,
         with_offset: bool,
+        zero_point_from_range: bool,
     ) -> FlexTensor {
-        let scale = offset_scale(scale, scale_offset, with_offset);
+        let (scale, zero_point) = applied_grid(
+            (scale, scale_offset, with_offset),
+            (zero_point, zero_point_high, zero_point_from_range),
+            (qmin, qmax),
+        );
         let (x, grid, runs) = prepare(x, &scale, &zero_point, (qmin, qmax), view, per_group);
         let xs = x.as_slice::<f32>().expect("contiguous f32");
         // dq = (q - zp) · s

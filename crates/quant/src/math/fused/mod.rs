@@ -147,10 +147,11 @@ pub trait FakeQuantKernels: Backend {
     /// and `∂x̂/∂s` from `x`; `dx` may reuse `grad`'s memory, `ds` is empty unless `with_scale_grad`,
     /// and multiplied by `grad_factor` (LSQ's gradient scale, so it costs no op of its own);
     /// LSQ+'s zero-point gradient `dzp = Σ grad · ∂x̂/∂zp` likewise when `with_zero_point_grad`
-    /// (empty otherwise). With `with_offset` the scale is `scale + scale_offset` (see
-    /// [`Self::lsq_fake_quant`]). Returns `((dx, ds), dzp)`.
+    /// (empty otherwise). With `with_offset` the scale is `scale + scale_offset`, with
+    /// `zero_point_from_range` the zero point that of the range `(zero_point, zero_point_high)`
+    /// (see [`Self::lsq_fake_quant`]). Returns `((dx, ds), dzp)`.
     #[allow(clippy::too_many_arguments)]
-    #[fusion(meta = |grad, _x, s, _so, _z, _lo, _hi, view, _pg, with_ds, with_dzp, _factor, _wo| {
+    #[fusion(meta = |grad, _x, s, _so, _z, _zh, _lo, _hi, view, _pg, with_ds, with_dzp, _factor, _wo, _zr| {
         let n = s.shape.num_elements();
         (
             (
@@ -166,6 +167,7 @@ pub trait FakeQuantKernels: Backend {
         scale: FloatTensor<Self>,
         scale_offset: FloatTensor<Self>,
         zero_point: FloatTensor<Self>,
+        zero_point_high: FloatTensor<Self>,
         qmin: f32,
         qmax: f32,
         view: [usize; 4],
@@ -174,6 +176,7 @@ pub trait FakeQuantKernels: Backend {
         with_zero_point_grad: bool,
         grad_factor: f32,
         with_offset: bool,
+        zero_point_from_range: bool,
     ) -> ((FloatTensor<Self>, FloatTensor<Self>), FloatTensor<Self>);
 
     /// Fixed-scale fake quantization of a `[o, g, l, i]` view that also returns its clip mask,
@@ -210,8 +213,12 @@ pub trait FakeQuantKernels: Backend {
     /// gradient through untouched. With `with_offset` the scale is `scale + scale_offset`, the
     /// offset untracked: a learned scale stored as `anchor + delta` (`LearnedValue`), added in
     /// the kernels instead of by a launch of its own (`scale_offset` is not read otherwise).
+    /// With `zero_point_from_range` (the zero point untracked) `zero_point` and `zero_point_high`
+    /// are a range's minima and maxima and the kernels apply that range's zero point (an LSQ
+    /// quantizer on an affine grid takes its frozen observer's: computed in the kernels instead
+    /// of by an observer launch per step; `zero_point_high` is not read otherwise).
     #[allow(clippy::too_many_arguments)]
-    #[fusion(meta = |x, _s, _so, _z, _lo, _hi, view, _pg, _cf, _gf, _wo| {
+    #[fusion(meta = |x, _s, _so, _z, _zh, _lo, _hi, view, _pg, _cf, _gf, _wo, _zr| {
         TensorSpec::new(Shape::new(*view), x.dtype)
     })]
     fn lsq_fake_quant(
@@ -219,6 +226,7 @@ pub trait FakeQuantKernels: Backend {
         scale: FloatTensor<Self>,
         scale_offset: FloatTensor<Self>,
         zero_point: FloatTensor<Self>,
+        zero_point_high: FloatTensor<Self>,
         qmin: f32,
         qmax: f32,
         view: [usize; 4],
@@ -226,6 +234,7 @@ pub trait FakeQuantKernels: Backend {
         clip_free: bool,
         grad_factor: f32,
         with_offset: bool,
+        zero_point_from_range: bool,
     ) -> FloatTensor<Self>;
 
     /// `round(x / s) · s` with the step `s = s_a · s_b` computed in the kernel from two
@@ -251,13 +260,15 @@ pub trait FakeQuantKernels: Backend {
 /// they do not run: LSQ / LSQ+ when `scale` / `zero_point` are tracked (their gradients
 /// multiplied by `grad_factor`), the clipped STE with a fixed grid when neither is (the plain
 /// STE when `clip_free`). `scale` and `zero_point` are flat `[n]`; the scale applied is
-/// `scale + scale_offset` with an (untracked) offset.
+/// `scale + scale_offset` with an (untracked) offset; with `zero_point_high` the zero point
+/// applied is that of the range `(zero_point, zero_point_high)` (untracked).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn fused_lsq(
     x: &Tensor<4>,
     scale: Tensor<1>,
     scale_offset: Option<Tensor<1>>,
     zero_point: Tensor<1>,
+    zero_point_high: Option<Tensor<1>>,
     (qmin, qmax): (i32, i32),
     per_group: bool,
     clip_free: bool,
@@ -270,11 +281,15 @@ pub(crate) fn fused_lsq(
     let with_offset = scale_offset.is_some();
     // Not read without an offset.
     let scale_offset = scale_offset.unwrap_or_else(|| scale.clone());
+    let from_range = zero_point_high.is_some();
+    // Not read without a range.
+    let zero_point_high = zero_point_high.unwrap_or_else(|| zero_point.clone());
     let out = <Dispatch as FakeQuantKernels>::lsq_fake_quant(
         x.clone().into_dispatch(),
         scale.into_dispatch(),
         no_grad(scale_offset).into_dispatch(),
         zero_point.into_dispatch(),
+        no_grad(zero_point_high).into_dispatch(),
         qmin as f32,
         qmax as f32,
         view,
@@ -282,6 +297,7 @@ pub(crate) fn fused_lsq(
         clip_free,
         grad_factor as f32,
         with_offset,
+        from_range,
     );
     Some(Tensor::from_dispatch(out))
 }
@@ -489,12 +505,14 @@ fn observe_then_fake_quant<B: FakeQuantKernels>(
         scale.clone(),
         scale.clone(),
         zero_point.clone(),
+        zero_point.clone(),
         rule.qmin,
         rule.qmax,
         view,
         per_group,
         true,
         1.0,
+        false,
         false,
     );
     (observed, dequantized)
@@ -554,6 +572,7 @@ mod tests {
                 scale.clone(),
                 None,
                 zp.clone(),
+                None,
                 (-8, 7),
                 false,
                 false,

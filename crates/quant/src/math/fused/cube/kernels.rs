@@ -113,6 +113,37 @@ fn grid_from(raw: f32, zero_point: f32, qmin: f32, qmax: f32) -> (f32, f32, f32,
     (s, 1.0 / s, qmin - z, qmax - z)
 }
 
+/// The zero point of parameter `p`: `zero_point[p]`, or with `from_range` the zero point of the
+/// observed range `(zero_point[p], high[p])` (an LSQ quantizer on an affine grid applies its
+/// frozen observer's zero point: computed here, where it took an observer launch per step).
+#[cube]
+fn zero_point_at(
+    zero_point: &Tensor<f32>,
+    high: &Tensor<f32>,
+    p: usize,
+    qmin: f32,
+    qmax: f32,
+    #[comptime] from_range: bool,
+) -> f32 {
+    let mut z = zero_point[p];
+    if from_range {
+        let (_scale, range_zero_point) =
+            affine_qparams(zero_point[p], high[p], qmin, qmax, f32::new(1.1920929e-7));
+        z = range_zero_point;
+    }
+    z
+}
+
+/// The scale and zero point of an affine grid over the range `(low, high)` (widened to hold 0):
+/// PyTorch's `calculate_qparams`, as `qparams_from_range` computes it.
+#[cube]
+fn affine_qparams(low: f32, high: f32, qmin: f32, qmax: f32, eps: f32) -> (f32, f32) {
+    let min_neg = min(low, 0.0);
+    let max_pos = max(high, 0.0);
+    let scale = max((max_pos - min_neg) / (qmax - qmin), eps);
+    (scale, clamp(qmin - (min_neg / scale).round(), qmin, qmax))
+}
+
 /// The raw scale of parameter `p`: `scale[p]`, plus `offset[p]` when `with_offset` (a learned
 /// scale stored as anchor + delta, added here rather than by a launch of its own).
 #[cube]
@@ -129,6 +160,35 @@ fn raw_scale(
     raw
 }
 
+/// The grid of parameter `p` from the LSQ kernels' arguments: the raw scale ([`raw_scale`]) and
+/// `(s, 1/s, lo, hi)` ([`grid_from`]) with the zero point given or from a range
+/// ([`zero_point_at`]). Returns `(raw, s, 1/s, lo, hi)`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn learned_grid(
+    scale: &Tensor<f32>,
+    scale_offset: &Tensor<f32>,
+    zero_point: &Tensor<f32>,
+    zero_point_high: &Tensor<f32>,
+    p: usize,
+    qmin: f32,
+    qmax: f32,
+    #[comptime] with_offset: bool,
+    #[comptime] zero_point_from_range: bool,
+) -> (f32, f32, f32, f32, f32) {
+    let raw = raw_scale(scale, scale_offset, p, with_offset);
+    let z = zero_point_at(
+        zero_point,
+        zero_point_high,
+        p,
+        qmin,
+        qmax,
+        zero_point_from_range,
+    );
+    let (s, inv, lo, hi) = grid_from(raw, z, qmin, qmax);
+    (raw, s, inv, lo, hi)
+}
+
 /// Fake quantization, `dq = (q - zp) · s`, one thread per element.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
@@ -137,6 +197,7 @@ pub fn fake_quant(
     scale: &Tensor<f32>,
     scale_offset: &Tensor<f32>,
     zero_point: &Tensor<f32>,
+    zero_point_high: &Tensor<f32>,
     out: &mut Tensor<f32>,
     n: usize,
     g: usize,
@@ -147,14 +208,24 @@ pub fn fake_quant(
     #[comptime] mode: u32,
     #[comptime] strided: bool,
     #[comptime] with_offset: bool,
+    #[comptime] zero_point_from_range: bool,
 ) {
     let e = ABSOLUTE_POS;
     if e >= n {
         terminate!();
     }
     let p = param_of(e, g, l, i, mode);
-    let raw = raw_scale(scale, scale_offset, p, with_offset);
-    let (s, inv, lo, hi) = grid_of(raw, zero_point, p, qmin, qmax);
+    let (_raw, s, inv, lo, hi) = learned_grid(
+        scale,
+        scale_offset,
+        zero_point,
+        zero_point_high,
+        p,
+        qmin,
+        qmax,
+        with_offset,
+        zero_point_from_range,
+    );
     // `out` is laid out as `x` (see `empty_like`).
     let xe = at(x, e, strided);
     let (code, _mask, _v) = quantize(x[xe], inv, lo, hi);
@@ -319,6 +390,7 @@ pub fn lsq_backward(
     scale: &Tensor<f32>,
     scale_offset: &Tensor<f32>,
     zero_point: &Tensor<f32>,
+    zero_point_high: &Tensor<f32>,
     dx: &mut Tensor<f32>,
     ds: &mut Tensor<f32>,
     dzp: &mut Tensor<f32>,
@@ -336,6 +408,7 @@ pub fn lsq_backward(
     #[comptime] with_dzp: bool,
     #[comptime] strided: bool,
     #[comptime] with_offset: bool,
+    #[comptime] zero_point_from_range: bool,
 ) {
     let cube = CUBE_POS;
     if cube >= cubes {
@@ -344,8 +417,17 @@ pub fn lsq_backward(
     let p = cube / chunks;
     let start = (cube % chunks) * chunk;
     let end = min(start + chunk, m);
-    let raw = raw_scale(scale, scale_offset, p, with_offset);
-    let (s, inv, lo, hi) = grid_of(raw, zero_point, p, qmin, qmax);
+    let (raw, s, inv, lo, hi) = learned_grid(
+        scale,
+        scale_offset,
+        zero_point,
+        zero_point_high,
+        p,
+        qmin,
+        qmax,
+        with_offset,
+        zero_point_from_range,
+    );
     let mut acc = 0.0f32;
     let mut acc_zp = 0.0f32;
     let mut k = start + UNIT_POS as usize;
@@ -516,17 +598,14 @@ fn fold_range(
             new_max = before_max + (high - before_max) * averaging;
         }
     }
-    let min_neg = min(new_min, 0.0);
-    let max_pos = max(new_max, 0.0);
     let (scale, zero_point) = if symmetric {
-        let bound = max(max_pos, -min_neg);
+        let bound = max(max(new_max, 0.0), -min(new_min, 0.0));
         (
             max(bound / ((qmax - qmin) / 2.0), eps),
             symmetric_zero_point,
         )
     } else {
-        let scale = max((max_pos - min_neg) / (qmax - qmin), eps);
-        (scale, clamp(qmin - (min_neg / scale).round(), qmin, qmax))
+        affine_qparams(new_min, new_max, qmin, qmax, eps)
     };
     (new_min, new_max, scale, zero_point)
 }

@@ -233,6 +233,9 @@ struct Grid {
     /// Added to `scale` by the kernels that take it (a learned scale's anchor), if any.
     scale_offset: Option<CubeTensor>,
     zero_point: CubeTensor,
+    /// With it, `zero_point` holds a range's minima and this its maxima, and the kernels that
+    /// take it apply that range's zero point (see `FakeQuantKernels::lsq_fake_quant`).
+    zero_point_high: Option<CubeTensor>,
     qmin: f32,
     qmax: f32,
 }
@@ -243,8 +246,24 @@ impl Grid {
             scale: f32_input(scale, "the scale"),
             scale_offset: None,
             zero_point: f32_input(zero_point, "the zero point"),
+            zero_point_high: None,
             qmin,
             qmax,
+        }
+    }
+
+    /// The grid whose zero point is that of the range `(zero_point, high)` when `from_range`.
+    fn with_zero_point_range(mut self, high: CubeTensor, from_range: bool) -> Self {
+        self.zero_point_high = from_range.then(|| f32_input(high, "the range maxima"));
+        self
+    }
+
+    /// The range-maxima argument of a kernel and whether it is read (the zero point stands in
+    /// when not).
+    fn zero_point_high_arg(&self) -> (CubeTensor, bool) {
+        match &self.zero_point_high {
+            Some(high) => (high.clone(), true),
+            None => (self.zero_point.clone(), false),
         }
     }
 
@@ -275,6 +294,7 @@ fn launch_fake_quant(x: CubeTensor, grid: Grid, view: [usize; 4], per_group: boo
     let strided = strided(&[&x]);
     let (count, dim) = elementwise(&x, layout.n);
     let (offset, with_offset) = grid.offset_arg();
+    let (high, from_range) = grid.zero_point_high_arg();
     kernels::fake_quant::launch(
         &x.client.clone(),
         count,
@@ -283,6 +303,7 @@ fn launch_fake_quant(x: CubeTensor, grid: Grid, view: [usize; 4], per_group: boo
         grid.scale.into_tensor_arg(),
         offset.into_tensor_arg(),
         grid.zero_point.into_tensor_arg(),
+        high.into_tensor_arg(),
         out.clone().into_tensor_arg(),
         layout.n,
         layout.g,
@@ -293,6 +314,7 @@ fn launch_fake_quant(x: CubeTensor, grid: Grid, view: [usize; 4], per_group: boo
         layout.mode,
         strided,
         with_offset,
+        from_range,
     );
     out
 }
@@ -438,6 +460,7 @@ impl FakeQuantKernels for CubeBackend {
         scale: CubeTensor,
         scale_offset: CubeTensor,
         zero_point: CubeTensor,
+        zero_point_high: CubeTensor,
         qmin: f32,
         qmax: f32,
         view: [usize; 4],
@@ -446,11 +469,15 @@ impl FakeQuantKernels for CubeBackend {
         with_zero_point_grad: bool,
         grad_factor: f32,
         with_offset: bool,
+        zero_point_from_range: bool,
     ) -> ((CubeTensor, CubeTensor), CubeTensor) {
         let grad = f32_elements(grad, "the gradient");
         let x = f32_elements(x, "the input");
-        let grid = Grid::new(scale, zero_point, qmin, qmax).with_offset(scale_offset, with_offset);
+        let grid = Grid::new(scale, zero_point, qmin, qmax)
+            .with_offset(scale_offset, with_offset)
+            .with_zero_point_range(zero_point_high, zero_point_from_range);
         let (offset, with_offset) = grid.offset_arg();
+        let (high, from_range) = grid.zero_point_high_arg();
         let layout = ViewLayout::new(view, per_group, grid.num_params());
         let dx = empty_like(&grad);
         let strided = strided(&[&grad, &x]);
@@ -458,8 +485,9 @@ impl FakeQuantKernels for CubeBackend {
         let nothing = || empty(&x, [0], DType::F32);
         if !with_scale_grad && !with_zero_point_grad {
             // A learned scale always asks for a gradient (the autodiff op keeps the input only
-            // then), so an offset never reaches this fixed-scale kernel.
+            // then), so an offset or a range's zero point never reaches this fixed-scale kernel.
             debug_assert!(!with_offset, "masked_grad reads no scale offset");
+            debug_assert!(!from_range, "masked_grad reads a given zero point");
             let (count, dim) = elementwise(&x, layout.n);
             kernels::masked_grad::launch(
                 &client,
@@ -499,6 +527,7 @@ impl FakeQuantKernels for CubeBackend {
             grid.scale.into_tensor_arg(),
             offset.into_tensor_arg(),
             grid.zero_point.into_tensor_arg(),
+            high.into_tensor_arg(),
             dx.clone().into_tensor_arg(),
             ds.clone().into_tensor_arg(),
             dzp.clone().into_tensor_arg(),
@@ -516,6 +545,7 @@ impl FakeQuantKernels for CubeBackend {
             with_zero_point_grad,
             strided,
             with_offset,
+            from_range,
         );
         // Partial sums per (parameter, chunk): add them up, both gradients in one launch.
         let (ds, dzp) = if chunks == 1 {
@@ -596,6 +626,7 @@ impl FakeQuantKernels for CubeBackend {
         scale: CubeTensor,
         scale_offset: CubeTensor,
         zero_point: CubeTensor,
+        zero_point_high: CubeTensor,
         qmin: f32,
         qmax: f32,
         view: [usize; 4],
@@ -603,8 +634,11 @@ impl FakeQuantKernels for CubeBackend {
         _clip_free: bool,
         _grad_factor: f32,
         with_offset: bool,
+        zero_point_from_range: bool,
     ) -> CubeTensor {
-        let grid = Grid::new(scale, zero_point, qmin, qmax).with_offset(scale_offset, with_offset);
+        let grid = Grid::new(scale, zero_point, qmin, qmax)
+            .with_offset(scale_offset, with_offset)
+            .with_zero_point_range(zero_point_high, zero_point_from_range);
         launch_fake_quant(x, grid, view, per_group)
     }
 
