@@ -265,7 +265,7 @@ fn a_corrupt_tokenizer_json_is_named() {
     let runs = temp_runs("bad-tokenizer");
     let checkpoint = runs.join("checkpoint");
     std::fs::create_dir_all(&checkpoint).unwrap();
-    let fixture = root().join("models/fixtures/minilm-l2");
+    let fixture = root().join("models/fixtures/minilm-l1");
     for file in ["config.json", "model.safetensors", "vocab.txt"] {
         std::fs::copy(fixture.join(file), checkpoint.join(file)).unwrap();
     }

@@ -1,4 +1,4 @@
-//! The text tasks end to end through the trainer binary, on the committed fixtures (the 2-layer
+//! The text tasks end to end through the trainer binary, on the committed fixtures (the 1-layer
 //! MiniLM fixture, hand-written reviews and NER sentences): sentiment and NER pipelines on Flex and
 //! on wgpu, reports in the CNN runs' format with each task's metrics, and `--resume` of a BERT run.
 mod common;
@@ -45,7 +45,7 @@ fn pipeline(config: &str, backend: &str, extra: &[&str]) -> (std::path::PathBuf,
 fn check_sentiment(backend: &str, extra: &[&str]) {
     let (run_dir, report) = pipeline("configs/bert-sentiment-tiny.toml", backend, extra);
     assert_eq!(report["task"], "sentence-classification");
-    assert_eq!(report["model"], "bert:minilm-l2");
+    assert_eq!(report["model"], "bert:minilm-l1");
     for r in report["results"].as_array().unwrap() {
         assert_eq!(r["metric"], "accuracy");
         for m in ["precision", "recall", "f1"] {

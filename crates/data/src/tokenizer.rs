@@ -174,7 +174,7 @@ mod tests {
     use super::*;
 
     fn fixture() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures/minilm-l2")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures/minilm-l1")
     }
 
     #[test]

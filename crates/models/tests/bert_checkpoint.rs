@@ -19,7 +19,7 @@ fn root() -> PathBuf {
 }
 
 fn fixture() -> PathBuf {
-    root().join("models/fixtures/minilm-l2")
+    root().join("models/fixtures/minilm-l1")
 }
 
 struct Reference {
@@ -294,20 +294,20 @@ fn load_error(
 #[test]
 fn missing_unexpected_and_misshaped_tensors_are_one_error_naming_them() {
     let err = load_error("missing", |items| {
-        items.retain(|i| i.0 != "encoder.layer.1.attention.self.key.bias");
+        items.retain(|i| i.0 != "encoder.layer.0.attention.self.key.bias");
     });
     assert!(
         err.contains("model.safetensors") && err.contains("1 missing"),
         "{err}"
     );
     assert!(
-        err.contains("bert.encoder.layer.1.attention.self_attention.key.bias"),
+        err.contains("bert.encoder.layer.0.attention.self_attention.key.bias"),
         "{err}"
     );
 
     let err = load_error("unexpected", |items| {
         items.push((
-            "encoder.layer.1.extra.weight".into(),
+            "encoder.layer.0.extra.weight".into(),
             safetensors::Dtype::F16,
             vec![2],
             f16_bytes(&[0.0, 1.0]),

@@ -1,4 +1,4 @@
-//! BERT exported to the integer engine: the committed 2-layer MiniLM fixture with a sequence
+//! BERT exported to the integer engine: the committed 1-layer MiniLM fixture with a sequence
 //! head and a token head, every BERT preset: engine = interpreter bit for bit (every kernel
 //! family), interpreter ≈ fake-quant model (same predictions, logits within float rounding),
 //! and padding a batch to the artifact's longer sequence length changes no prediction.
@@ -11,7 +11,7 @@ use models::{BertArtifact, BertHeadConfig, BertInput, HfCheckpoint, Target};
 use quant::QuantMapping;
 
 fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures/minilm-l2")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures/minilm-l1")
 }
 
 /// `batch` sequences of `len` ids (SplitMix64), the last `pad[b]` tokens of sequence `b` padded.

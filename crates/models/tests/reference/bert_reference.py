@@ -1,5 +1,5 @@
 """Independent reference for the BERT test: a NumPy (float64) forward pass of Hugging Face's
-BertModel on the committed fixture checkpoint (models/fixtures/minilm-l2), written from the
+BertModel on the committed fixture checkpoint (models/fixtures/minilm-l1), written from the
 architecture, not from our Rust code.
 
 Run from the workspace root:  python3 crates/models/tests/reference/bert_reference.py
@@ -15,7 +15,7 @@ import numpy as np
 import safetensors
 from safetensors.numpy import load_file
 
-FIXTURE = "models/fixtures/minilm-l2"
+FIXTURE = "models/fixtures/minilm-l1"
 OUT = "crates/models/tests/reference/bert_reference.json"
 SENTENCES = ["a warm and funny film", "the plot makes no sense and the acting is wooden ."]
 NUM_LABELS = 3

@@ -492,7 +492,7 @@ impl RunConfig {
         }
     }
 
-    /// Short model name for reports (`lenet-bn`, `resnet-20`, `bert:minilm-l2`).
+    /// Short model name for reports (`lenet-bn`, `resnet-20`, `bert:minilm-l1`).
     pub fn model_name(&self) -> String {
         match &self.model {
             ModelConfig::Bert { checkpoint, .. } => format!(
