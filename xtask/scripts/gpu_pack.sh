@@ -47,5 +47,8 @@ o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp
 mkdir -p /tmp/amd64/partial
 # shellcheck disable=SC2086
 apt-get $o update -qq && (cd gpu-bin/gl && apt-get $o download -qq libvulkan1 libegl1 libglvnd0)
+# MiniLM-L6's shape for the step bench (`--random-weights`): its config.json, not its 90 MB weights.
+[ -f models/minilm/config.json ] || cargo xtask fetch minilm
+mkdir -p gpu-bin/minilm-l6 && cp models/minilm/config.json gpu-bin/minilm-l6/
 git log -1 --format='%h %s' >gpu-bin/commit.txt
 du -sh gpu-bin

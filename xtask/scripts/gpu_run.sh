@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs on the `device` tool's GPU machine what gpu_pack.sh packed (see there): the launch-budget
 # test and the kernels-vs-composite test on the real GPU, then the step benches at the sizes the
-# GPU issue's targets name (LeNet-BN batch 512; the MiniLM fixture at 32 × 128). Logs, the benches'
+# GPU issue's targets name (LeNet-BN batch 512; MiniLM-L6's shape at 32 × 128, random weights). Logs, the benches'
 # JSON lines and the device's name go to $OUT (or /tmp/gpu-out).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -43,5 +43,5 @@ step gpu_launches 60 "$bin/gpu_launches" --nocapture
 step fused_kernels 120 "$bin/fused_kernels"
 step qat_step_b512 180 "$bin/bench_qat_step" --backend wgpu --batch 512 --rounds 4 --steps 10
 step bert_step_32x128 150 "$bin/bench_bert_step" --backend wgpu \
-  --checkpoint models/fixtures/minilm-l1 --batch 32 --seq 128 --rounds 3 --steps 3
+  --checkpoint gpu-bin/minilm-l6 --random-weights --batch 32 --seq 128 --rounds 3 --steps 3
 grep -h '^{' "$out"/*.log >"$out/results.jsonl" || true

@@ -2,9 +2,12 @@
 //! of MiniLM-L6 with a sentence head at batch 32 × 64 tokens, float vs QAT W8A8 vs QAT W4A8.
 //!
 //! Run through `cargo xtask bench bert-step [--checkpoint DIR] [--backend B] [--batch N] [--seq L]
-//! [--rounds R] [--steps K] [--float-embeddings]` (default checkpoint `models/minilm`: `cargo xtask
-//! fetch minilm`; `--float-embeddings` times the schemes with the embedding tables left float, to
-//! see what quantizing the 30,522-row word table costs).
+//! [--rounds R] [--steps K] [--float-embeddings] [--random-weights]` (default checkpoint
+//! `models/minilm`: `cargo xtask fetch minilm`; `--float-embeddings` times the schemes with the
+//! embedding tables left float, to see what quantizing the 30,522-row word table costs;
+//! `--random-weights` needs only the folder's `config.json` and times a model of its shape with
+//! random weights, for a machine that cannot be sent the 90 MB checkpoint, such as the GPU
+//! machine).
 //! Step times come from alternating rounds in one process (machine noise hits all variants
 //! alike), compared by their medians; peak resident memory from one child process per variant
 //! (the kernel's high-water mark is per process), which also prints its live-heap peaks before
@@ -76,7 +79,7 @@ use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
 use burn::train::TrainStep;
 use data::{TextBatch, TokenIds};
-use models::{BertForSequenceClassification, BertHeadConfig, HfCheckpoint, Target};
+use models::{BertConfig, BertForSequenceClassification, BertHeadConfig, HfCheckpoint, Target};
 use quant::QuantMapping;
 use trainer::{Trainee, select_device};
 
@@ -86,26 +89,56 @@ const VARIANTS: [(&str, Option<&str>); 3] = [
     ("qat_w4a8", Some("w4a8")),
 ];
 
-/// The float model on `device`, pretrained encoder loaded.
-fn float_model(checkpoint: &HfCheckpoint, device: &Device) -> BertForSequenceClassification {
+/// What the bench times: a model of `config`'s shape, with the pretrained weights of
+/// `checkpoint` or (`--random-weights`, no checkpoint) its random initialization. The step does
+/// the same work either way.
+struct Source {
+    config: BertConfig,
+    checkpoint: Option<HfCheckpoint>,
+}
+
+impl Source {
+    /// The checkpoint in `dir`, or only its `config.json` with `random_weights`.
+    fn open(dir: &str, random_weights: bool) -> Source {
+        let fetch = "(fetch it with `cargo xtask fetch minilm`)";
+        if random_weights {
+            let config = BertConfig::from_hf_file(std::path::Path::new(dir).join("config.json"))
+                .unwrap_or_else(|e| panic!("{e} {fetch}"));
+            return Source {
+                config,
+                checkpoint: None,
+            };
+        }
+        let checkpoint = HfCheckpoint::open(dir).unwrap_or_else(|e| panic!("{e} {fetch}"));
+        Source {
+            config: checkpoint.config.clone(),
+            checkpoint: Some(checkpoint),
+        }
+    }
+}
+
+/// The float model on `device`, pretrained encoder loaded when there is a checkpoint.
+fn float_model(source: &Source, device: &Device) -> BertForSequenceClassification {
     let mut net = BertHeadConfig::new(2)
-        .init_sequence(&checkpoint.config, device)
+        .init_sequence(&source.config, device)
         .unwrap_or_else(|e| panic!("{e}"));
-    checkpoint
-        .load_into(&mut net, Target::Head)
-        .unwrap_or_else(|e| panic!("{e}"));
+    if let Some(checkpoint) = &source.checkpoint {
+        checkpoint
+            .load_into(&mut net, Target::Head)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
     net
 }
 
 /// The float model on the autodiff `device`, or its QAT twin calibrated on `batch` as the
 /// trainer's PTQ / QAT start does: on the inner device (no graph), loaded into the training model.
 fn model(
-    checkpoint: &HfCheckpoint,
+    source: &Source,
     scheme: Option<&str>,
     batch: &TextBatch,
     device: &Device,
 ) -> Trainee<BertForSequenceClassification> {
-    let net = float_model(checkpoint, device);
+    let net = float_model(source, device);
     let net = match scheme {
         None => net,
         Some(name) => {
@@ -122,7 +155,7 @@ fn model(
                 });
             }
             let inner = device.clone().without_autodiff();
-            let twin = float_model(checkpoint, &inner).quantized(&mapping).unwrap();
+            let twin = float_model(source, &inner).quantized(&mapping).unwrap();
             let ids = batch.tokens.input_ids.clone().to_device(&inner);
             let mask = batch.tokens.attention_mask.clone().to_device(&inner);
             let calibrated = quant::qat::calibrate(twin, [(ids, mask)], |n, (ids, mask)| {
@@ -191,10 +224,10 @@ fn main() {
     let (rounds, steps) = (number("--rounds", 5), number("--steps", 3));
     let device = select_device(&backend).unwrap_or_else(|e| panic!("{e}"));
     let autodiff = device.clone().autodiff();
-    let checkpoint = HfCheckpoint::open(&checkpoint_dir)
-        .unwrap_or_else(|e| panic!("{e} (fetch it with `cargo xtask fetch minilm`)"));
+    let random_weights = std::env::args().any(|a| a == "--random-weights");
     autodiff.seed(7);
-    let batch = batch(checkpoint.config.vocab_size, shape, &autodiff);
+    let source = Source::open(&checkpoint_dir, random_weights);
+    let batch = batch(source.config.vocab_size, shape, &autodiff);
 
     // Child mode: one variant, a few steps, then its peak memory.
     if let Some(name) = std::env::args().skip_while(|a| a != "--memory-of").nth(1) {
@@ -204,7 +237,7 @@ fn main() {
             None => Some(name.clone()),
         };
         let name: &'static str = name.leak();
-        let model = model(&checkpoint, scheme.as_deref(), &batch, &autodiff);
+        let model = model(&source, scheme.as_deref(), &batch, &autodiff);
         eprintln!(
             "{name}: before the first step {:.0} MiB resident, heap peak {:.0} MiB, live {:.0} MiB",
             peak_rss_mb(),
@@ -235,7 +268,7 @@ fn main() {
         .iter()
         .map(|(name, scheme)| Variant {
             name,
-            model: Some(model(&checkpoint, *scheme, &batch, &autodiff)),
+            model: Some(model(&source, *scheme, &batch, &autodiff)),
             optim: AdamWConfig::new().with_weight_decay(0.01).build().into(),
             samples_ms: Vec::new(),
         })
@@ -294,6 +327,7 @@ fn main() {
                     "--seq",
                     &shape[1].to_string(),
                 ])
+                .args(random_weights.then_some("--random-weights"))
                 .output()
                 .expect("the bench can run itself");
             // The child's live-heap peaks (resident memory also keeps what setup once used).
@@ -312,16 +346,25 @@ fn main() {
 
     let float_ms = median(&variants[0].samples_ms);
     println!(
-        "BERT ({} layers, hidden {}) fine-tuning step, batch {} × {} tokens, backend {backend}, {rounds} rounds × {steps} steps (median)",
-        checkpoint.config.num_hidden_layers, checkpoint.config.hidden_size, shape[0], shape[1]
+        "BERT ({} layer(s), hidden {}, vocabulary {}, {} weights) fine-tuning step, batch {} × {} tokens, backend {backend}, {rounds} rounds × {steps} steps (median)",
+        source.config.num_hidden_layers,
+        source.config.hidden_size,
+        source.config.vocab_size,
+        if random_weights {
+            "random"
+        } else {
+            "pretrained"
+        },
+        shape[0],
+        shape[1]
     );
     println!(
         "{:<10} {:>10} {:>8} {:>14}",
         "variant", "ms/step", "× float", "peak RSS MiB"
     );
     let mut json = format!(
-        "{{\"bench\":\"bert-step\",\"backend\":\"{backend}\",\"batch\":{},\"seq\":{}",
-        shape[0], shape[1]
+        "{{\"bench\":\"bert-step\",\"backend\":\"{backend}\",\"layers\":{},\"vocab\":{},\"random_weights\":{random_weights},\"batch\":{},\"seq\":{}",
+        source.config.num_hidden_layers, source.config.vocab_size, shape[0], shape[1]
     );
     for (v, peak) in variants.iter().zip(&peak) {
         let ms = median(&v.samples_ms);
