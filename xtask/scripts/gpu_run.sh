@@ -43,5 +43,5 @@ step gpu_launches 60 "$bin/gpu_launches" --nocapture
 step fused_kernels 120 "$bin/fused_kernels"
 step qat_step_b512 180 "$bin/bench_qat_step" --backend wgpu --batch 512 --rounds 4 --steps 10
 step bert_step_32x128 150 "$bin/bench_bert_step" --backend wgpu \
-  --checkpoint gpu-bin/minilm-l6 --random-weights --batch 32 --seq 128 --rounds 3 --steps 3
+  --checkpoint gpu-bin/minilm-l6 --random-weights --no-memory --batch 32 --seq 128 --rounds 3 --steps 3
 grep -h '^{' "$out"/*.log >"$out/results.jsonl" || true

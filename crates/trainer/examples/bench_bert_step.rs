@@ -2,12 +2,13 @@
 //! of MiniLM-L6 with a sentence head at batch 32 × 64 tokens, float vs QAT W8A8 vs QAT W4A8.
 //!
 //! Run through `cargo xtask bench bert-step [--checkpoint DIR] [--backend B] [--batch N] [--seq L]
-//! [--rounds R] [--steps K] [--float-embeddings] [--random-weights]` (default checkpoint
+//! [--rounds R] [--steps K] [--float-embeddings] [--random-weights] [--no-memory]` (default checkpoint
 //! `models/minilm`: `cargo xtask fetch minilm`; `--float-embeddings` times the schemes with the
 //! embedding tables left float, to see what quantizing the 30,522-row word table costs;
 //! `--random-weights` needs only the folder's `config.json` and times a model of its shape with
 //! random weights, for a machine that cannot be sent the 90 MB checkpoint, such as the GPU
-//! machine).
+//! machine; `--no-memory` skips the memory children, whose resident memory says nothing of a
+//! GPU's and whose start-up would cost a lent GPU's minutes).
 //! Step times come from alternating rounds in one process (machine noise hits all variants
 //! alike), compared by their medians; peak resident memory from one child process per variant
 //! (the kernel's high-water mark is per process), which also prints its live-heap peaks before
@@ -309,8 +310,10 @@ fn main() {
     }
 
     let exe = std::env::current_exe().expect("own path");
+    let measure_memory = !std::env::args().any(|a| a == "--no-memory");
     let peak: Vec<f64> = VARIANTS
         .iter()
+        .filter(|_| measure_memory)
         .map(|(name, _)| {
             let out = Command::new(&exe)
                 .args([
@@ -366,10 +369,11 @@ fn main() {
         "{{\"bench\":\"bert-step\",\"backend\":\"{backend}\",\"layers\":{},\"vocab\":{},\"random_weights\":{random_weights},\"batch\":{},\"seq\":{}",
         source.config.num_hidden_layers, source.config.vocab_size, shape[0], shape[1]
     );
-    for (v, peak) in variants.iter().zip(&peak) {
+    for (k, v) in variants.iter().enumerate() {
         let ms = median(&v.samples_ms);
+        let peak = peak.get(k).map_or("-".to_string(), |mb| format!("{mb:.0}"));
         println!(
-            "{:<10} {:>10.1} {:>8.2} {:>14.0}",
+            "{:<10} {:>10.1} {:>8.2} {:>14}",
             v.name,
             ms,
             ms / float_ms,
@@ -384,13 +388,12 @@ fn main() {
             v.name.trim_start_matches("qat_")
         ));
     }
-    let qat_peak = peak[1].max(peak[2]);
-    json.push_str(&format!(
-        ",\"float_peak_rss_mb\":{:.0},\"qat_peak_rss_mb\":{qat_peak:.0},\"qat_w8a8_peak_rss_mb\":{:.0},\"qat_w4a8_peak_rss_mb\":{:.0}}}",
-        peak[0], peak[1], peak[2]
-    ));
-    // Reopen the object for the launch fields.
-    json.pop();
+    if let [float_mb, w8a8_mb, w4a8_mb] = peak[..] {
+        json.push_str(&format!(
+            ",\"float_peak_rss_mb\":{float_mb:.0},\"qat_peak_rss_mb\":{:.0},\"qat_w8a8_peak_rss_mb\":{w8a8_mb:.0},\"qat_w4a8_peak_rss_mb\":{w4a8_mb:.0}",
+            w8a8_mb.max(w4a8_mb)
+        ));
+    }
     json.push_str(&launch_table::report(&launches));
     json.push_str(&format!(",\"fused_kernels\":{}}}", quant::fused_enabled()));
     println!("{json}");
