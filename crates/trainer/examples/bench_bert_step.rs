@@ -371,13 +371,13 @@ fn main() {
     );
     for (k, v) in variants.iter().enumerate() {
         let ms = median(&v.samples_ms);
-        let peak = peak.get(k).map_or("-".to_string(), |mb| format!("{mb:.0}"));
+        let peak_mb = peak.get(k).map_or("-".to_string(), |mb| format!("{mb:.0}"));
         println!(
             "{:<10} {:>10.1} {:>8.2} {:>14}",
             v.name,
             ms,
             ms / float_ms,
-            peak
+            peak_mb
         );
         json.push_str(&format!(",\"{}_ms\":{ms:.1}", v.name));
     }
