@@ -127,31 +127,24 @@ mod tests {
     }
 
     /// The mask keeps `1 - prob` of the elements (within 4 σ over 200,000), scales them by
-    /// `1 / (1 - prob)`, passes the gradient only through kept elements, is reproduced by the
-    /// same device seed and differs between calls.
+    /// `1 / (1 - prob)` and passes the gradient only through kept elements. That the device seed
+    /// reproduces it is tested in `tests/dropout_seed.rs`, alone in its process: the other tests
+    /// here draw from the same generator in parallel.
     #[test]
-    fn dropout_keeps_the_right_share_scaled_and_is_seeded() {
+    fn dropout_keeps_the_right_share_scaled_and_its_gradient_is_the_mask() {
         let device = Device::flex().autodiff();
         let layer = DropoutConfig::new(0.1).init();
-        let draw = |seed: u64| {
-            device.seed(seed);
-            let x = Tensor::<2>::ones([400, 500], &device).require_grad();
-            let y = dropout(&layer, x.clone());
-            let grad = x.grad(&y.clone().sum().backward()).unwrap();
-            (
-                y.into_data().try_into_vec::<f32>().unwrap(),
-                grad.into_data().try_into_vec::<f32>().unwrap(),
-            )
-        };
-        let (y, grad) = draw(11);
+        let x = Tensor::<2>::ones([400, 500], &device).require_grad();
+        let y = dropout(&layer, x.clone());
+        let grad = x.grad(&y.clone().sum().backward()).unwrap();
+        let y = y.into_data().try_into_vec::<f32>().unwrap();
+        let grad = grad.into_data().try_into_vec::<f32>().unwrap();
         assert_eq!(y, grad, "the gradient is the mask");
         let kept = y.iter().filter(|&&v| v != 0.0).count() as f64;
         let n = y.len() as f64;
         let sigma = (n * 0.9 * 0.1).sqrt();
         assert!((kept - 0.9 * n).abs() < 4.0 * sigma, "kept {kept} of {n}");
         assert!(y.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.9).abs() < 1e-6));
-        assert_eq!(draw(11).0, y, "same seed, same mask");
-        assert_ne!(draw(12).0, y, "another seed, another mask");
     }
 
     /// Inactive exactly where Burn's dropout is: evaluation (no autodiff), a frozen layer, p = 0.
