@@ -79,15 +79,17 @@ impl Observer {
     }
 
     /// [`Self::observe`] and the fake quantization of `view` with the new qparams as one fused
-    /// op (one launch on a GPU where the two take two), for min-max and moving-average observers
-    /// on devices with the fused kernels; `None` elsewhere (nothing observed then). Only for a
-    /// tensor whose new range cannot clip it (see `Quantizer::clip_free`): `view`'s gradient
-    /// passes straight through.
+    /// op (on a GPU one or two launches where the two take two to four), for min-max and
+    /// moving-average observers on devices with the fused kernels; `None` elsewhere (nothing
+    /// observed then). `view`'s gradient is masked where the new range clips it, or passes
+    /// straight through when `clip_free` (the new range cannot clip it: see
+    /// `Quantizer::clip_free`).
     pub(crate) fn observe_and_fake_quantize(
         &self,
         view: &Tensor<4>,
         layout: &ParamLayout,
         spec: &QuantSpec,
+        clip_free: bool,
     ) -> Option<Tensor<4>> {
         let averaging = self.fused_averaging()?;
         let running = (self.min.value_sync(), self.max.value_sync());
@@ -97,6 +99,7 @@ impl Observer {
             layout.is_per_group(),
             layout.num_params(),
             ObserveRule::for_spec(spec, averaging),
+            clip_free,
         )?;
         set_running(&self.min, min);
         set_running(&self.max, max);
@@ -265,14 +268,17 @@ mod tests {
         }
     }
 
-    /// Observing and fake-quantizing as one fused op (one launch on a GPU) gives what the
+    /// Observing and fake-quantizing as one fused op (on a GPU one launch, or two: a reduction
+    /// into atomic range keys, then the update and the fake quantization) gives what the
     /// observer's own update followed by the fixed-scale fake quantization gives: the same
-    /// running range and qparams and the same values, bit for bit, with the gradient passed
-    /// straight through; on Flex and wgpu, for each observer kind the op serves (with a batch
-    /// seen before, so running extremes and moving averages have something to fold into),
-    /// symmetric narrow and affine grids, and per-tensor, per-channel (strided, as a Linear's
-    /// `[in, out]` weight; a convolution's), per-group and odd layouts, and a parameter longer
-    /// than one GPU reduction cube (4,096 elements: the two-op fallback there).
+    /// running range and qparams and the same values, bit for bit, and the same gradient, passed
+    /// straight through for a tensor the range cannot clip and masked where it clips otherwise;
+    /// on Flex and wgpu, for each observer kind the op serves (with a batch seen before, so
+    /// running extremes and moving averages have something to fold into), symmetric narrow and
+    /// affine grids, and per-tensor, per-channel (strided, as a Linear's `[in, out]` weight; a
+    /// convolution's), per-group and odd layouts, parameters longer than one GPU reduction cube
+    /// (4,096 elements: several cubes fold into one parameter's keys), and tensors that lie
+    /// wholly above or below zero (the order keys of positive and negative floats).
     #[test]
     fn observing_and_fake_quantizing_in_one_op_equals_the_two_ops() {
         use crate::math::kernels::fake_quantize_layout;
@@ -286,69 +292,108 @@ mod tests {
                 averaging_constant: 0.25,
             },
         ];
+        // (shape, granularity, the mean of the values)
         let layouts = [
-            (vec![7, 13], Granularity::PerTensor),
-            (vec![37, 11], Granularity::PerChannel { axis: Some(1) }),
-            (vec![5, 3, 3, 3], Granularity::PerChannel { axis: Some(0) }),
+            (vec![7, 13], Granularity::PerTensor, 0.3),
+            (vec![37, 11], Granularity::PerChannel { axis: Some(1) }, 0.3),
+            (
+                vec![5, 3, 3, 3],
+                Granularity::PerChannel { axis: Some(0) },
+                0.3,
+            ),
             (
                 vec![8, 6],
                 Granularity::PerGroup {
                     axis: Some(0),
                     group_size: 4,
                 },
+                0.3,
             ),
-            (vec![2, 5000], Granularity::PerChannel { axis: Some(0) }),
+            (
+                vec![2, 5000],
+                Granularity::PerChannel { axis: Some(0) },
+                0.3,
+            ),
+            (vec![3, 7001], Granularity::PerTensor, 0.3),
+            (vec![64, 80], Granularity::PerTensor, 9.0),
+            (
+                vec![6, 900],
+                Granularity::PerChannel { axis: Some(1) },
+                -9.0,
+            ),
         ];
         let specs = [
             QuantSpec::new().with_narrow_range(true),
             QuantSpec::new().with_symmetric(false),
         ];
+        let mut clipped_cases = 0;
         for device in crate::testing::kernel_devices() {
             for kind in &kinds {
-                for (shape, granularity) in &layouts {
+                for (shape, granularity, mean) in &layouts {
                     for spec in &specs {
-                        let name =
-                            format!("{device:?} {kind:?} {shape:?} {granularity:?} {spec:?}");
-                        let layout = ParamLayout::new(shape, granularity);
-                        let n: usize = shape.iter().product();
-                        let batch = || {
-                            let x =
-                                Tensor::<1>::random([n], Distribution::Normal(0.3, 2.0), &device);
-                            layout.to_view(x)
-                        };
-                        let fused = Observer::new(kind.clone(), layout.num_params(), &device);
-                        let reference = Observer::new(kind.clone(), layout.num_params(), &device);
-                        let first = batch();
-                        fused.observe(first.clone(), &layout, spec);
-                        reference.observe(first, &layout, spec);
+                        for clip_free in [true, false] {
+                            let name = format!(
+                                "{device:?} {kind:?} {shape:?} {granularity:?} mean {mean} \
+                                 {spec:?} clip-free {clip_free}"
+                            );
+                            let layout = ParamLayout::new(shape, granularity);
+                            let n: usize = shape.iter().product();
+                            let batch = || {
+                                let normal = Distribution::Normal(*mean, 2.0);
+                                layout.to_view(Tensor::<1>::random([n], normal, &device))
+                            };
+                            let num_params = layout.num_params();
+                            let fused = Observer::new(kind.clone(), num_params, &device);
+                            let reference = Observer::new(kind.clone(), num_params, &device);
+                            let first = batch();
+                            fused.observe(first.clone(), &layout, spec);
+                            reference.observe(first, &layout, spec);
 
-                        let x = batch().require_grad();
-                        let y = fused
-                            .observe_and_fake_quantize(&x, &layout, spec)
-                            .expect("the fused kernels run here");
-                        let qp = reference
-                            .observe(no_grad(x.clone()), &layout, spec)
-                            .expect("the fused observer runs here");
-                        let expected = fake_quantize_layout(
-                            no_grad(x.clone()),
-                            &layout,
-                            qp.scale,
-                            Some(qp.zero_point),
-                            (spec.qmin(), spec.qmax()),
-                            false,
-                        );
-                        assert_eq!(values(y.clone()), values(expected), "{name}: values");
-                        let [(min, max), (min_ref, max_ref)] = [fused.range(), reference.range()];
-                        assert_eq!(values(min), values(min_ref), "{name}: running min");
-                        assert_eq!(values(max), values(max_ref), "{name}: running max");
-                        let dy = batch();
-                        let grads = (y * dy.clone()).sum().backward();
-                        let dx = x.grad(&grads).expect("x has a gradient");
-                        assert_eq!(values(dx), values(dy), "{name}: straight-through gradient");
+                            let x = batch().require_grad();
+                            let y = fused
+                                .observe_and_fake_quantize(&x, &layout, spec, clip_free)
+                                .expect("the fused kernels run here");
+                            let qp = reference
+                                .observe(no_grad(x.clone()), &layout, spec)
+                                .expect("the fused observer runs here");
+                            let x_ref = no_grad(x.clone()).require_grad();
+                            let expected = fake_quantize_layout(
+                                x_ref.clone(),
+                                &layout,
+                                qp.scale,
+                                Some(qp.zero_point),
+                                (spec.qmin(), spec.qmax()),
+                                !clip_free,
+                            );
+                            assert_eq!(
+                                values(y.clone()),
+                                values(expected.clone()),
+                                "{name}: values"
+                            );
+                            let [(min, max), (min_ref, max_ref)] =
+                                [fused.range(), reference.range()];
+                            assert_eq!(values(min), values(min_ref), "{name}: running min");
+                            assert_eq!(values(max), values(max_ref), "{name}: running max");
+                            let dy = batch();
+                            let grads = (y * dy.clone()).sum().backward();
+                            let dx = values(x.grad(&grads).expect("x has a gradient"));
+                            let grads = (expected * dy.clone()).sum().backward();
+                            let dx_ref = values(x_ref.grad(&grads).expect("x has a gradient"));
+                            assert_eq!(dx, dx_ref, "{name}: gradient");
+                            if clip_free {
+                                assert_eq!(dx, values(dy), "{name}: straight-through gradient");
+                            } else if dx.contains(&0.0) {
+                                clipped_cases += 1;
+                            }
+                        }
                     }
                 }
             }
         }
+        assert!(
+            clipped_cases > 0,
+            "some case clips, so the masks are checked"
+        );
     }
 
     #[test]

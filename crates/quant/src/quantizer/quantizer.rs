@@ -151,12 +151,13 @@ impl Quantizer {
         let shape = x.shape();
         let layout = self.layout(&shape.dims::<D>());
         let view = layout.to_view(x);
-        if observe && quantize && self.config.learning == Learning::Fixed && self.clip_free() {
-            // Observed and quantized in one kernel where it runs (one launch on a GPU).
+        if observe && quantize && self.config.learning == Learning::Fixed {
+            // Observed and quantized in one fused op where it runs (on a GPU one launch for a
+            // weight, two for an activation, whatever its size).
             let spec = &self.config.spec;
-            if let Some(y) = self
-                .observer
-                .observe_and_fake_quantize(&view, &layout, spec)
+            if let Some(y) =
+                self.observer
+                    .observe_and_fake_quantize(&view, &layout, spec, self.clip_free())
             {
                 return layout.from_view(y, shape);
             }

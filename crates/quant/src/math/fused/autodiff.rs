@@ -139,6 +139,28 @@ impl<B: FakeQuantKernels> Backward<B, 1> for StraightThrough {
     }
 }
 
+/// The backward pass of [`FakeQuantKernels::observe_fake_quant`] with a kept mask: the gradient
+/// masked where the freshly observed range clipped the input (the clipped straight-through
+/// estimator), one kernel; the observer's outputs get none.
+#[derive(Debug)]
+struct ClipMasked;
+
+impl<B: FakeQuantKernels> Backward<B, 1> for ClipMasked {
+    type State = IntTensor<B>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<B>(&ops.node);
+        if let [Some(node)] = ops.parents {
+            grads.register::<B>(node.id, B::apply_mask(grad, ops.state));
+        }
+    }
+}
+
 /// The zero point of the range `(min, max)` (`[n]` each) on the grid `qmin..=qmax`, by the
 /// observer kernel folding the range into itself (a frozen learned scale's fixed-scale path,
 /// off the training hot path).
@@ -241,9 +263,10 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
         qmax: f32,
         symmetric_zero_point: f32,
         eps: f32,
-    ) -> (Observed<Self>, FloatTensor<Self>) {
+        keep_mask: bool,
+    ) -> (Observed<Self>, (FloatTensor<Self>, IntTensor<Self>)) {
         let (x, x_node) = x.into_parts();
-        let (((min, max), (scale, zero_point)), dequantized) = B::observe_fake_quant(
+        let (((min, max), (scale, zero_point)), (dequantized, mask)) = B::observe_fake_quant(
             x,
             Self::inner(min),
             Self::inner(max),
@@ -256,18 +279,28 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
             qmax,
             symmetric_zero_point,
             eps,
+            keep_mask,
         );
-        // The new range holds every element: nothing clips, the gradient passes straight through.
-        let dequantized = StraightThrough
-            .prepare::<C>([x_node])
-            .compute_bound()
-            .stateless(dequantized);
+        let dequantized = if keep_mask {
+            // The new range may clip: the gradient is masked, as the fixed-scale op masks it.
+            match ClipMasked.prepare::<C>([x_node]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => prep.finish(mask.clone(), dequantized),
+                OpsKind::UnTracked(prep) => prep.finish(dequantized),
+            }
+        } else {
+            // The new range holds every element: nothing clips, the gradient passes straight
+            // through.
+            StraightThrough
+                .prepare::<C>([x_node])
+                .compute_bound()
+                .stateless(dequantized)
+        };
         (
             (
                 (Self::from_inner(min), Self::from_inner(max)),
                 (Self::from_inner(scale), Self::from_inner(zero_point)),
             ),
-            dequantized,
+            (dequantized, mask),
         )
     }
 

@@ -689,11 +689,12 @@ impl FakeQuantKernels for Flex {
         qmax: f32,
         symmetric_zero_point: f32,
         eps: f32,
-    ) -> (Observed<Self>, FlexTensor) {
+        keep_mask: bool,
+    ) -> (Observed<Self>, (FlexTensor, FlexTensor)) {
         // On the CPU the two kernels cost what one would: no launches to save.
         let rule =
             ObserveRule::from_args(symmetric, averaging, qmin, qmax, symmetric_zero_point, eps);
-        observe_then_fake_quant::<Self>(x, (min, max), view, per_group, n, rule)
+        observe_then_fake_quant::<Self>(x, (min, max), view, per_group, n, rule, keep_mask)
     }
 
     fn fake_quant_backward(

@@ -36,7 +36,9 @@ pub(crate) const SCALE_FLOOR: f32 = crate::SCALE_EPS as f32;
 
 use burn::backend::fusion::custom::TensorSpec;
 use burn::backend::tensor::{FloatTensor, IntTensor};
-use burn::backend::{Backend, DType, Dispatch, DispatchDevice, backend_extension};
+use burn::backend::{
+    Backend, DType, Dispatch, DispatchDevice, IntDType, TensorMetadata, backend_extension,
+};
 use burn::tensor::{Device, Shape, Tensor};
 
 use super::StepSource;
@@ -109,17 +111,25 @@ pub trait FakeQuantKernels: Backend {
     );
 
     /// [`Self::observe_range`] and then fixed-scale fake quantization of `x` with the qparams it
-    /// computed (on the same grid `qmin..=qmax`): `(observed, dq)`, `dq` of the view's shape. For
-    /// a quantizer whose freshly observed tensor cannot clip (a symmetric weight grid), so its
-    /// gradient passes straight through and no mask is kept. On a GPU one launch where the two
-    /// ops take two, when each parameter's elements fit one reduction cube (a weight's output
-    /// channels); otherwise the two ops.
+    /// computed (on the same grid `qmin..=qmax`): `(observed, (dq, mask))`, `dq` of the view's
+    /// shape. With `keep_mask` also the clip mask of [`Self::fake_quant_with_mask`], for the
+    /// backward pass of a tensor the new range may clip (an activation under a moving average);
+    /// without it `mask` is empty: for a tensor whose freshly observed range cannot clip it (a
+    /// symmetric weight grid), so its gradient passes straight through, or one whose gradient
+    /// is not taken. On a GPU two launches for any size where the two ops take two or three (a
+    /// reduction into atomic range keys, then the update and the fake quantization), and one
+    /// when no mask is kept and each parameter fits one reduction cube (a weight's output
+    /// channels).
     #[allow(clippy::too_many_arguments)]
-    #[fusion(meta = |x, _min, _max, view, _pg, n, _sym, _avg, _lo, _hi, _szp, _eps| {
+    #[fusion(meta = |x, _min, _max, view, _pg, n, _sym, _avg, _lo, _hi, _szp, _eps, keep_mask| {
         let spec = TensorSpec::new(Shape::new([*n]), x.dtype);
+        let words = if *keep_mask { view.iter().product::<usize>().div_ceil(32) } else { 0 };
         (
             ((spec.clone(), spec.clone()), (spec.clone(), spec)),
-            TensorSpec::new(Shape::new(*view), x.dtype),
+            (
+                TensorSpec::new(Shape::new(*view), x.dtype),
+                TensorSpec::new(Shape::new([words]), DType::U32),
+            ),
         )
     })]
     fn observe_fake_quant(
@@ -135,12 +145,13 @@ pub trait FakeQuantKernels: Backend {
         qmax: f32,
         symmetric_zero_point: f32,
         eps: f32,
+        keep_mask: bool,
     ) -> (
         (
             (FloatTensor<Self>, FloatTensor<Self>),
             (FloatTensor<Self>, FloatTensor<Self>),
         ),
-        FloatTensor<Self>,
+        (FloatTensor<Self>, IntTensor<Self>),
     );
 
     /// Backward of [`Self::lsq_fake_quant`] in one pass: `(dx, ds)`, recomputing the clip mask
@@ -475,8 +486,9 @@ pub(crate) fn fused_observe(
 }
 
 /// [`FakeQuantKernels::observe_fake_quant`] as its two ops, [`FakeQuantKernels::observe_range`]
-/// and the fixed-scale forward: where one kernel would save nothing (on the CPU) or cannot hold
-/// a parameter (more elements than one GPU cube takes).
+/// and the fixed-scale forward (with `keep_mask` the one that keeps the clip mask): where one
+/// kernel would save nothing (on the CPU) or the device lacks what the fused launches need.
+#[allow(clippy::too_many_arguments)]
 fn observe_then_fake_quant<B: FakeQuantKernels>(
     x: FloatTensor<B>,
     (min, max): (FloatTensor<B>, FloatTensor<B>),
@@ -484,7 +496,8 @@ fn observe_then_fake_quant<B: FakeQuantKernels>(
     per_group: bool,
     num_params: usize,
     rule: ObserveRule,
-) -> (Observed<B>, FloatTensor<B>) {
+    keep_mask: bool,
+) -> (Observed<B>, (FloatTensor<B>, IntTensor<B>)) {
     let observed = B::observe_range(
         x.clone(),
         min,
@@ -500,6 +513,19 @@ fn observe_then_fake_quant<B: FakeQuantKernels>(
         rule.eps,
     );
     let (_, (scale, zero_point)) = &observed;
+    if keep_mask {
+        let dequantized = B::fake_quant_with_mask(
+            x,
+            scale.clone(),
+            zero_point.clone(),
+            rule.qmin,
+            rule.qmax,
+            view,
+            per_group,
+        );
+        return (observed, dequantized);
+    }
+    let no_mask = B::int_empty(Shape::new([0]), &x.device(), IntDType::U32);
     let dequantized = B::lsq_fake_quant(
         x,
         scale.clone(),
@@ -515,24 +541,28 @@ fn observe_then_fake_quant<B: FakeQuantKernels>(
         false,
         false,
     );
-    (observed, dequantized)
+    (observed, (dequantized, no_mask))
 }
 
 /// One fused observer update of `x` and its fake quantization with the new qparams (see
 /// [`FakeQuantKernels::observe_fake_quant`]): `([min, max, scale, zero_point], dq)`, the observer's
-/// outputs without gradients and `dq` with `x`'s gradient passed straight through; or `None`
-/// where the fused kernels do not run. Only for a tensor the new range cannot clip.
+/// outputs without gradients and `dq` with `x`'s gradient masked where the new range clips it
+/// (`clip_free`: it cannot, and the gradient passes straight through); or `None` where the fused
+/// kernels do not run.
 pub(crate) fn fused_observe_fake_quant(
     x: &Tensor<4>,
     (min, max): (Tensor<1>, Tensor<1>),
     per_group: bool,
     num_params: usize,
     rule: ObserveRule,
+    clip_free: bool,
 ) -> Option<([Tensor<1>; 4], Tensor<4>)> {
     if !has_kernels(x) {
         return None;
     }
-    let (((min, max), (scale, zero_point)), dq) =
+    // A mask is kept only for a gradient that may be clipped.
+    let keep_mask = !clip_free && x.device().is_autodiff();
+    let (((min, max), (scale, zero_point)), (dq, _mask)) =
         <Dispatch as FakeQuantKernels>::observe_fake_quant(
             x.clone().into_dispatch(),
             min.into_dispatch(),
@@ -546,6 +576,7 @@ pub(crate) fn fused_observe_fake_quant(
             rule.qmax,
             rule.symmetric_zero_point,
             rule.eps,
+            keep_mask,
         );
     Some((
         [min, max, scale, zero_point].map(Tensor::<1>::from_dispatch),

@@ -1,8 +1,11 @@
 //! The CubeCL (wgpu / Vulkan / Metal / CUDA) implementation of [`FakeQuantKernels`]: one launch
 //! per fake-quant forward, one per backward (plus one to add up the scale gradient's partial sums
-//! when a parameter has more elements than a cube takes), one or two per observer reduction, and
-//! one for an observer update with the fake quantization it feeds when each parameter fits a
-//! cube (a weight's output channels).
+//! when a parameter has more elements than a cube takes), one or two per observer reduction, one
+//! for an observer update with the fake quantization it feeds when each parameter fits a cube
+//! and no clip mask is kept (a weight's output channels), and two for it at any size otherwise
+//! (an activation): the reduction cubes fold their ranges into each parameter's range by atomic
+//! min / max on order-preserving `u32` keys, then one kernel updates the observer from them and
+//! fake-quantizes, keeping the clip mask.
 //!
 //! Burn's `Cube` backend is `Fusion<CubeBackend>`: the extension macro wraps these launches as
 //! opaque operations of the fusion stream, so the composite ops around them still fuse.
@@ -16,6 +19,8 @@ use burn_cubecl::kernel::{into_contiguous, untile};
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::calculate_cube_count_elemwise;
+use cubecl::features::AtomicUsage;
+use cubecl::ir::{ElemType, Type, UIntKind};
 use cubecl::prelude::*;
 use cubecl::server::CubeCountSelection;
 
@@ -373,6 +378,109 @@ fn launch_observe(
     ((min, max), (scale, zero_point))
 }
 
+/// Whether `t`'s device reduces `u32`s by atomic min / max, which [`launch_observe_by_keys`]
+/// needs: where its runtime says so (SPIR-V, Metal, CUDA), and on wgpu's WGSL compiler, whose
+/// language has `atomicMin` / `atomicMax` on every `atomic<u32>` and which emits them, though
+/// cubecl-wgpu 0.11 registers only load, store, exchange and add there.
+fn has_atomic_min_max(t: &CubeTensor) -> bool {
+    let u32_type = Type::atomic(ElemType::UInt(UIntKind::U32));
+    let registered = t
+        .client
+        .properties()
+        .atomic_type_usage(u32_type)
+        .contains(AtomicUsage::MinMax);
+    registered || t.client.name() == "wgpu<wgsl>"
+}
+
+/// An observer update and the fake quantization it feeds in two launches, for any number of
+/// elements per parameter: every (parameter, chunk) cube folds its range into the parameter's
+/// atomic range keys, then one thread per mask word folds each parameter's range into its
+/// running range and fake-quantizes (with `keep_mask`, keeping the clip mask). Returns
+/// `(observed, (dq, mask))`, `mask` empty without `keep_mask`.
+fn launch_observe_by_keys(
+    x: CubeTensor,
+    (min, max): (CubeTensor, CubeTensor),
+    layout: ViewLayout,
+    rule: ObserveRule,
+    keep_mask: bool,
+) -> (Observed<CubeBackend>, (CubeTensor, CubeTensor)) {
+    let n = layout.num_params;
+    // The identities of min and max over order keys, uploaded rather than filled: a fill is a
+    // launch.
+    let identities: Vec<u32> = [u32::MAX, 0].iter().flat_map(|&v| vec![v; n]).collect();
+    let handle = x.client.create_from_slice(u32::as_bytes(&identities));
+    let keys = CubeTensor::new_contiguous(
+        x.client.clone(),
+        x.device.clone(),
+        Shape::new([2 * n]),
+        handle,
+        DType::U32,
+    );
+    let chunks = layout.per_param.div_ceil(REDUCE_CHUNK).max(1);
+    let cubes = n * chunks;
+    let strided = strided(&[&x]);
+    let (count, dim) = reduction(&x, cubes);
+    kernels::reduce_to_range_keys::launch(
+        &x.client.clone(),
+        count,
+        dim,
+        x.clone().into_tensor_arg(),
+        keys.clone().into_tensor_arg(),
+        layout.per_param,
+        REDUCE_CHUNK,
+        chunks,
+        cubes,
+        n,
+        layout.g,
+        layout.l,
+        layout.i,
+        layout.mode,
+        rule.symmetric,
+        strided,
+    );
+    let (min, max) = (
+        f32_input(min, "the running min"),
+        f32_input(max, "the running max"),
+    );
+    let out = [(); 4].map(|_| empty(&x, [n], DType::F32));
+    let words = layout.n.div_ceil(32);
+    let dq = empty_like(&x);
+    let mask = empty(&x, [if keep_mask { words } else { 0 }], DType::U32);
+    let (count, dim) = elementwise(&x, words);
+    kernels::fold_and_fake_quant::launch(
+        &x.client.clone(),
+        count,
+        dim,
+        x.into_tensor_arg(),
+        keys.into_tensor_arg(),
+        min.into_tensor_arg(),
+        max.into_tensor_arg(),
+        out[0].clone().into_tensor_arg(),
+        out[1].clone().into_tensor_arg(),
+        out[2].clone().into_tensor_arg(),
+        out[3].clone().into_tensor_arg(),
+        dq.clone().into_tensor_arg(),
+        mask.clone().into_tensor_arg(),
+        rule.averaging,
+        rule.qmin,
+        rule.qmax,
+        rule.symmetric_zero_point,
+        rule.eps,
+        layout.n,
+        words,
+        n,
+        layout.g,
+        layout.l,
+        layout.i,
+        layout.mode,
+        rule.symmetric,
+        strided,
+        keep_mask,
+    );
+    let [min, max, scale, zero_point] = out;
+    (((min, max), (scale, zero_point)), (dq, mask))
+}
+
 impl FakeQuantKernels for CubeBackend {
     fn max_abs_per_param(
         x: CubeTensor,
@@ -434,24 +542,36 @@ impl FakeQuantKernels for CubeBackend {
         qmax: f32,
         symmetric_zero_point: f32,
         eps: f32,
-    ) -> (Observed<Self>, CubeTensor) {
+        keep_mask: bool,
+    ) -> (Observed<Self>, (CubeTensor, CubeTensor)) {
         let x = f32_elements(x, "the observed tensor");
         let layout = ViewLayout::new(view, per_group, n);
         let rule =
             ObserveRule::from_args(symmetric, averaging, qmin, qmax, symmetric_zero_point, eps);
-        if layout.per_param > REDUCE_CHUNK {
-            // More elements per parameter than one cube takes: partial ranges first.
-            return observe_then_fake_quant::<Self>(x, (min, max), view, per_group, n, rule);
+        if !keep_mask && layout.per_param <= REDUCE_CHUNK {
+            // Each parameter fits one cube, which observes and fake-quantizes it: one launch.
+            let dequantized = empty_like(&x);
+            let observed = launch_observe(
+                (x.clone(), x.clone()),
+                (min, max),
+                layout,
+                rule,
+                Some(dequantized.clone()),
+            );
+            return (observed, (dequantized, empty(&x, [0], DType::U32)));
         }
-        let dequantized = empty_like(&x);
-        let observed = launch_observe(
-            (x.clone(), x),
-            (min, max),
-            layout,
-            rule,
-            Some(dequantized.clone()),
-        );
-        (observed, dequantized)
+        if !has_atomic_min_max(&x) {
+            return observe_then_fake_quant::<Self>(
+                x,
+                (min, max),
+                view,
+                per_group,
+                n,
+                rule,
+                keep_mask,
+            );
+        }
+        launch_observe_by_keys(x, (min, max), layout, rule, keep_mask)
     }
 
     fn fake_quant_backward(
