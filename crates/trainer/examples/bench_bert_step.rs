@@ -71,134 +71,14 @@ use std::time::Instant;
 
 #[path = "common/bench_args.rs"]
 mod bench_args;
+#[path = "common/bert_step.rs"]
+mod bert_step;
 #[path = "common/launch_table.rs"]
 mod launch_table;
 
 use bench_args::{arg, median, number};
-use burn::module::Module;
-use burn::optim::{AdamWConfig, ModuleOptimizer};
-use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
-use burn::train::TrainStep;
-use data::{TextBatch, TokenIds};
-use models::{BertConfig, BertForSequenceClassification, BertHeadConfig, HfCheckpoint, Target};
-use quant::QuantMapping;
-use trainer::{Trainee, select_device};
-
-const VARIANTS: [(&str, Option<&str>); 3] = [
-    ("float", None),
-    ("qat_w8a8", Some("w8a8")),
-    ("qat_w4a8", Some("w4a8")),
-];
-
-/// What the bench times: a model of `config`'s shape, with the pretrained weights of
-/// `checkpoint` or (`--random-weights`, no checkpoint) its random initialization. The step does
-/// the same work either way.
-struct Source {
-    config: BertConfig,
-    checkpoint: Option<HfCheckpoint>,
-}
-
-impl Source {
-    /// The checkpoint in `dir`, or only its `config.json` with `random_weights`.
-    fn open(dir: &str, random_weights: bool) -> Source {
-        let fetch = "(fetch it with `cargo xtask fetch minilm`)";
-        if random_weights {
-            let config = BertConfig::from_hf_file(std::path::Path::new(dir).join("config.json"))
-                .unwrap_or_else(|e| panic!("{e} {fetch}"));
-            return Source {
-                config,
-                checkpoint: None,
-            };
-        }
-        let checkpoint = HfCheckpoint::open(dir).unwrap_or_else(|e| panic!("{e} {fetch}"));
-        Source {
-            config: checkpoint.config.clone(),
-            checkpoint: Some(checkpoint),
-        }
-    }
-}
-
-/// The float model on `device`, pretrained encoder loaded when there is a checkpoint.
-fn float_model(source: &Source, device: &Device) -> BertForSequenceClassification {
-    let mut net = BertHeadConfig::new(2)
-        .init_sequence(&source.config, device)
-        .unwrap_or_else(|e| panic!("{e}"));
-    if let Some(checkpoint) = &source.checkpoint {
-        checkpoint
-            .load_into(&mut net, Target::Head)
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    net
-}
-
-/// The float model on the autodiff `device`, or its QAT twin calibrated on `batch` as the
-/// trainer's PTQ / QAT start does: on the inner device (no graph), loaded into the training model.
-fn model(
-    source: &Source,
-    scheme: Option<&str>,
-    batch: &TextBatch,
-    device: &Device,
-) -> Trainee<BertForSequenceClassification> {
-    let net = float_model(source, device);
-    let net = match scheme {
-        None => net,
-        Some(name) => {
-            let mut mapping = QuantMapping::preset(name).unwrap();
-            if std::env::args().any(|a| a == "--float-embeddings") {
-                // Where the time goes: the same scheme with the embedding tables left float.
-                mapping.rules.push(quant::QuantRule {
-                    pattern: Some(r"embeddings\.".into()),
-                    layer: None,
-                    rank: None,
-                    weight: None,
-                    activation: None,
-                    float: true,
-                });
-            }
-            let inner = device.clone().without_autodiff();
-            let twin = float_model(source, &inner).quantized(&mapping).unwrap();
-            let ids = batch.tokens.input_ids.clone().to_device(&inner);
-            let mask = batch.tokens.attention_mask.clone().to_device(&inner);
-            let calibrated = quant::qat::calibrate(twin, [(ids, mask)], |n, (ids, mask)| {
-                n.forward(trainer::task::bert_input(TokenIds {
-                    input_ids: ids,
-                    attention_mask: mask,
-                }));
-            });
-            net.quantized(&mapping)
-                .unwrap()
-                .load_record(calibrated.into_record())
-        }
-    };
-    Trainee::new(net, None)
-}
-
-fn batch(vocab: usize, [batch, seq]: [usize; 2], device: &Device) -> TextBatch {
-    TextBatch {
-        tokens: TokenIds {
-            input_ids: Tensor::<2, Int>::random(
-                [batch, seq],
-                Distribution::Uniform(1.0, vocab as f64 - 1.0),
-                device,
-            ),
-            attention_mask: Tensor::<2, Bool>::ones([batch, seq], device),
-        },
-        targets: Tensor::<1, Int>::random([batch], Distribution::Uniform(0.0, 2.0), device),
-    }
-}
-
-struct Variant {
-    name: &'static str,
-    model: Option<Trainee<BertForSequenceClassification>>,
-    optim: ModuleOptimizer,
-    samples_ms: Vec<f64>,
-}
-
-fn step(v: &mut Variant, batch: &TextBatch) {
-    let model = v.model.take().unwrap();
-    let output = TrainStep::step(&model, batch.clone());
-    v.model = Some(model.optimize(&mut v.optim, 5e-5.into(), output.grads));
-}
+use bert_step::{Source, VARIANTS, Variant, batch, model, step};
+use trainer::select_device;
 
 /// Peak resident memory of this process, MiB (`VmHWM`).
 fn peak_rss_mb() -> f64 {
@@ -226,6 +106,7 @@ fn main() {
     let device = select_device(&backend).unwrap_or_else(|e| panic!("{e}"));
     let autodiff = device.clone().autodiff();
     let random_weights = std::env::args().any(|a| a == "--random-weights");
+    let float_embeddings = std::env::args().any(|a| a == "--float-embeddings");
     autodiff.seed(7);
     let source = Source::open(&checkpoint_dir, random_weights);
     let batch = batch(source.config.vocab_size, shape, &autodiff);
@@ -238,7 +119,13 @@ fn main() {
             None => Some(name.clone()),
         };
         let name: &'static str = name.leak();
-        let model = model(&source, scheme.as_deref(), &batch, &autodiff);
+        let model = model(
+            &source,
+            scheme.as_deref(),
+            float_embeddings,
+            &batch,
+            &autodiff,
+        );
         eprintln!(
             "{name}: before the first step {:.0} MiB resident, heap peak {:.0} MiB, live {:.0} MiB",
             peak_rss_mb(),
@@ -246,12 +133,7 @@ fn main() {
             LIVE.load(Relaxed) as f64 / (1024.0 * 1024.0)
         );
         reset_peak_heap();
-        let mut v = Variant {
-            name,
-            model: Some(model),
-            optim: AdamWConfig::new().with_weight_decay(0.01).build().into(),
-            samples_ms: Vec::new(),
-        };
+        let mut v = Variant::new(name, model);
         for _ in 0..steps.max(2) {
             step(&mut v, &batch);
         }
@@ -267,11 +149,9 @@ fn main() {
 
     let mut variants: Vec<Variant> = VARIANTS
         .iter()
-        .map(|(name, scheme)| Variant {
-            name,
-            model: Some(model(&source, *scheme, &batch, &autodiff)),
-            optim: AdamWConfig::new().with_weight_decay(0.01).build().into(),
-            samples_ms: Vec::new(),
+        .map(|(name, scheme)| {
+            let model = model(&source, *scheme, float_embeddings, &batch, &autodiff);
+            Variant::new(name, model)
         })
         .collect();
     for v in variants.iter_mut() {
