@@ -844,24 +844,38 @@ pub fn fold_and_fake_quant(
         p += words;
     }
     let mut bits = 0u32;
+    // The grid of parameter `last`, recomputed only when an element belongs to another one (a
+    // per-tensor view: once per thread).
+    let mut last = n;
+    let mut s = 1.0f32;
+    let mut inv = 1.0f32;
+    let mut lo = 0.0f32;
+    let mut hi = 0.0f32;
     for k in 0..32u32 {
         let e = t + (k as usize) * words;
         if e < len {
             let q = param_of(e, g, l, i, mode);
-            let (_min, _max, scale, zero_point) = fold_range_keys(
-                keys,
-                old_min,
-                old_max,
-                q,
-                n,
-                averaging,
-                qmin,
-                qmax,
-                symmetric_zero_point,
-                eps,
-                symmetric,
-            );
-            let (s, inv, lo, hi) = grid_from(scale, zero_point, qmin, qmax);
+            if q != last {
+                let (_min, _max, scale, zero_point) = fold_range_keys(
+                    keys,
+                    old_min,
+                    old_max,
+                    q,
+                    n,
+                    averaging,
+                    qmin,
+                    qmax,
+                    symmetric_zero_point,
+                    eps,
+                    symmetric,
+                );
+                let (s_q, inv_q, lo_q, hi_q) = grid_from(scale, zero_point, qmin, qmax);
+                s = s_q;
+                inv = inv_q;
+                lo = lo_q;
+                hi = hi_q;
+                last = q;
+            }
             // `dq` is laid out as `x` (see `empty_like`).
             let xe = at(x, e, strided);
             let (code, m, _v) = quantize(x[xe], inv, lo, hi);
