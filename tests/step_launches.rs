@@ -31,7 +31,9 @@ static COUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
 fn lenet_qat_steps_add_at_most_three_launches_per_weight_and_four_per_activation_quantizer() {
-    let _alone = COUNTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _alone = COUNTING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let device = select_device("wgpu").expect("wgpu (lavapipe in CI)");
     let autodiff = device.clone().autodiff();
     let batch = embedded_batch(16, &autodiff);
@@ -88,7 +90,9 @@ fn lenet_qat_steps_add_at_most_three_launches_per_weight_and_four_per_activation
 /// written), W4A8's own kernels too.
 #[test]
 fn minilm_qat_w8a8_step_adds_at_most_three_launches_per_weight_and_four_per_activation_quantizer() {
-    let _alone = COUNTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _alone = COUNTING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let device = select_device("wgpu").expect("wgpu (lavapipe in CI)");
     let autodiff = device.clone().autodiff();
     autodiff.seed(7);
