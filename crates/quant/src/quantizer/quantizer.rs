@@ -153,7 +153,8 @@ impl Quantizer {
         let view = layout.to_view(x);
         if observe && quantize && self.config.learning == Learning::Fixed {
             // Observed and quantized in one fused op where it runs (on a GPU one launch for a
-            // weight, two for an activation, whatever its size).
+            // clip-free weight whose output channels each fit a cube, otherwise two whatever the
+            // size, the clip mask kept for the backward where the new range may clip).
             let spec = &self.config.spec;
             if let Some(y) =
                 self.observer
