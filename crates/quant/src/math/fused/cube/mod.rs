@@ -324,6 +324,25 @@ fn launch_fake_quant(x: CubeTensor, grid: Grid, view: [usize; 4], per_group: boo
     out
 }
 
+/// The running range an observer kernel reads, as `f32` inputs, and the four `[n]` outputs it
+/// writes: `((min, max), [new min, new max, scale, zero point])`.
+fn observer_buffers(
+    like: &CubeTensor,
+    (min, max): (CubeTensor, CubeTensor),
+    n: usize,
+) -> ((CubeTensor, CubeTensor), [CubeTensor; 4]) {
+    let running = (
+        f32_input(min, "the running min"),
+        f32_input(max, "the running max"),
+    );
+    (running, [(); 4].map(|_| empty(like, [n], DType::F32)))
+}
+
+/// The observer kernel's four outputs as [`Observed`].
+fn observed([min, max, scale, zero_point]: [CubeTensor; 4]) -> Observed<CubeBackend> {
+    ((min, max), (scale, zero_point))
+}
+
 /// One launch of the observe kernel: one cube per parameter folds `(low, high)` (the observed
 /// tensor itself, or its partial ranges) into the running `(min, max)` by `rule` and computes
 /// the qparams; with `dequantized` (the input then being the observed tensor, at most one chunk
@@ -335,12 +354,8 @@ fn launch_observe(
     rule: ObserveRule,
     dequantized: Option<CubeTensor>,
 ) -> Observed<CubeBackend> {
-    let (min, max) = (
-        f32_input(min, "the running min"),
-        f32_input(max, "the running max"),
-    );
     let n = layout.num_params;
-    let out = [(); 4].map(|_| empty(&high, [n], DType::F32));
+    let ((min, max), out) = observer_buffers(&high, (min, max), n);
     let fake_quantize = dequantized.is_some();
     // Not written without fake quantization.
     let dequantized = dequantized.unwrap_or_else(|| empty(&high, [1], DType::F32));
@@ -374,8 +389,7 @@ fn launch_observe(
         strided,
         fake_quantize,
     );
-    let [min, max, scale, zero_point] = out;
-    ((min, max), (scale, zero_point))
+    observed(out)
 }
 
 /// Whether `t`'s device reduces `u32`s by atomic min / max, which [`launch_observe_by_keys`]
@@ -438,11 +452,7 @@ fn launch_observe_by_keys(
         rule.symmetric,
         strided,
     );
-    let (min, max) = (
-        f32_input(min, "the running min"),
-        f32_input(max, "the running max"),
-    );
-    let out = [(); 4].map(|_| empty(&x, [n], DType::F32));
+    let ((min, max), out) = observer_buffers(&x, (min, max), n);
     let words = layout.n.div_ceil(32);
     let dq = empty_like(&x);
     let mask = empty(&x, [if keep_mask { words } else { 0 }], DType::U32);
@@ -477,8 +487,7 @@ fn launch_observe_by_keys(
         strided,
         keep_mask,
     );
-    let [min, max, scale, zero_point] = out;
-    (((min, max), (scale, zero_point)), (dq, mask))
+    (observed(out), (dq, mask))
 }
 
 impl FakeQuantKernels for CubeBackend {
