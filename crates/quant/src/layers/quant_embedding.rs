@@ -97,9 +97,16 @@ mod tests {
     /// Looking up fake-quantized rows ([`Quantizer::forward_rows`]) equals fake-quantizing the
     /// whole table and then looking up, in values and in the table's gradient (repeated ids
     /// included): W8 (fixed scale, current observer, per row), W4 (LSQ per row), and a
-    /// per-tensor W8.
+    /// per-tensor W8; on a table with more rows than the lookup (the looked-up rows alone are
+    /// quantized) and on one with fewer (the whole table is).
     #[test]
     fn row_lookup_equals_quantizing_the_whole_table() {
+        for n_embedding in [50, 6] {
+            lookup_equals_quantizing_the_whole_table(n_embedding);
+        }
+    }
+
+    fn lookup_equals_quantizing_the_whole_table(n_embedding: usize) {
         let device = Device::flex().autodiff();
         let mut per_tensor = QuantMapping::w8().weight.unwrap();
         per_tensor.spec.granularity = Granularity::PerTensor;
@@ -110,10 +117,11 @@ mod tests {
         ];
         for (name, weight) in configs {
             device.seed(5);
-            let layer = QuantEmbeddingConfig::new(50, 12)
+            let layer = QuantEmbeddingConfig::new(n_embedding, 12)
                 .with_weight(weight)
                 .init(&device);
-            let ids = Tensor::<2, Int>::from_ints([[3, 7, 3, 49], [0, 7, 11, 3]], &device);
+            let last = n_embedding as i64 - 1;
+            let ids = Tensor::<2, Int>::from_ints([[3, 4, 3, last], [0, 4, 1, 3]], &device);
             let dy = Tensor::<3>::random([2, 4, 12], Distribution::Default, &device);
             let ours = layer.forward(ids.clone());
             let reference = embedding(layer.weight.val(), ids);
@@ -125,7 +133,7 @@ mod tests {
             let [ours, reference] = [&grad_ours, &grad_reference].map(|g| table.grad(g).unwrap());
             assert!(
                 ours.clone().abs().sum().into_scalar::<f32>() > 0.0,
-                "{name}: no gradient"
+                "{name}, {n_embedding} rows: no gradient"
             );
             ours.to_data()
                 .assert_approx_eq::<f32>(&reference.to_data(), Tolerance::absolute(1e-6));

@@ -193,8 +193,14 @@ impl Quantizer {
     /// `self.forward_weight(table).select(0, rows)`, but only the looked-up rows are
     /// fake-quantized (an embedding lookup touches `batch × seq` of its 30,522 rows). The observer
     /// still sees the whole table. Per-row and per-tensor quantizers take this path; others
-    /// quantize the table first.
+    /// quantize the table first, and so does any quantizer of a table with no more rows than the
+    /// lookup (BERT's position and token-type tables): there the whole table is no more work than
+    /// the looked-up rows, and it spares the looked-up rows' scales their gather and, for a learned
+    /// scale, their gradient's scatter back into the table's scales (two launches on a GPU).
     pub fn forward_rows(&self, table: Tensor<2>, rows: Tensor<1, Int>) -> Tensor<2> {
+        if table.dims()[0] <= rows.dims()[0] {
+            return self.fake_quantize(table).select(0, rows);
+        }
         let per_row = match self.config.spec.granularity {
             Granularity::PerChannel {
                 axis: None | Some(0),
