@@ -194,9 +194,10 @@ impl Quantizer {
     /// fake-quantized (an embedding lookup touches `batch × seq` of its 30,522 rows). The observer
     /// still sees the whole table. Per-row and per-tensor quantizers take this path; others
     /// quantize the table first, and so does any quantizer of a table with no more rows than the
-    /// lookup (BERT's position and token-type tables): there the whole table is no more work than
-    /// the looked-up rows, and it spares the looked-up rows' scales their gather and, for a learned
-    /// scale, their gradient's scatter back into the table's scales (two launches on a GPU).
+    /// lookup (BERT's two-row token-type table; its position table, looked up once per sequence
+    /// position, is not): there the whole table is no more work than the looked-up rows, and it
+    /// spares the looked-up rows' scales their gather and, for a learned scale, their gradient's
+    /// scatter back into the table's scales (two launches on a GPU).
     pub fn forward_rows(&self, table: Tensor<2>, rows: Tensor<1, Int>) -> Tensor<2> {
         if table.dims()[0] <= rows.dims()[0] {
             return self.fake_quantize(table).select(0, rows);
