@@ -38,6 +38,21 @@ impl LaunchCount {
     }
 }
 
+/// The launches of two stretches of work together (a step's forward + backward and its optimizer
+/// update, counted apart).
+impl std::ops::Add for LaunchCount {
+    type Output = LaunchCount;
+
+    fn add(mut self, other: LaunchCount) -> LaunchCount {
+        self.total += other.total;
+        self.ours += other.ours;
+        for (kernel, n) in other.by_kernel {
+            *self.by_kernel.entry(kernel).or_default() += n;
+        }
+        self
+    }
+}
+
 /// Runs `step` and, on a CubeCL device (wgpu, CUDA, …), returns the kernel launches it issued,
 /// with the device synced before and after so that burn-fusion's deferred launches are counted
 /// where they belong. `None` on other devices (Flex runs no kernels to count).
@@ -144,6 +159,23 @@ fn short_name(name: &str) -> String {
     let head = name.split('<').next().unwrap_or(name);
     let parts: Vec<&str> = head.rsplit("::").take(2).collect();
     parts.into_iter().rev().collect::<Vec<_>>().join("::")
+}
+
+#[cfg(test)]
+mod sum_tests {
+    use super::*;
+
+    #[test]
+    fn two_counts_add_up_kernel_by_kernel() {
+        let count = |total, ours, kernels: &[(&str, usize)]| LaunchCount {
+            total,
+            ours,
+            by_kernel: kernels.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+        };
+        let sum =
+            count(5, 2, &[("a", 3), ("ours", 2)]) + count(4, 1, &[("a", 1), ("b", 2), ("ours", 1)]);
+        assert_eq!(sum, count(9, 3, &[("a", 4), ("b", 2), ("ours", 3)]));
+    }
 }
 
 #[cfg(all(test, feature = "cube"))]

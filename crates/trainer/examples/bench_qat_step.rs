@@ -68,19 +68,22 @@ fn main() {
                 .push(start.elapsed().as_secs_f64() * 1e3 / steps as f64);
         }
     }
-    // Launches of one more step per variant (GPU backends only).
+    // Launches of one more step per variant (GPU backends only), forward + backward and the
+    // optimizer's update apart.
     let mut launches = Vec::new();
     for v in variants.iter_mut() {
-        if let Some(count) = quant::launches::count_step(&device, || step(v, &batch)) {
-            let (weights, activations) =
-                quant::qat::quantizer_paths(&v.model.as_ref().unwrap().net);
-            launches.push(launch_table::StepLaunches {
-                name: v.name,
-                count,
-                weight_quantizers: weights.len(),
-                activation_quantizers: activations.len(),
-            });
+        let model = v.model.take().unwrap();
+        let (model, count) = launch_table::counted_step(
+            &device,
+            model,
+            &mut v.optim,
+            cnn_step::LEARNING_RATE,
+            batch.clone(),
+        );
+        if let Some(count) = count {
+            launches.push(launch_table::StepLaunches::new(v.name, count, &model.net));
         }
+        v.model = Some(model);
     }
     let float_ms = median(&variants[0].samples_ms);
     println!(

@@ -141,9 +141,12 @@ impl Variant {
     }
 }
 
+/// The step's learning rate (a BERT fine-tuning one).
+pub const LEARNING_RATE: f64 = 5e-5;
+
 /// One training step of `v` on `batch`: the trainer's `TrainStep` and the optimizer update.
 pub fn step(v: &mut Variant, batch: &TextBatch) {
     let model = v.model.take().unwrap();
     let output = TrainStep::step(&model, batch.clone());
-    v.model = Some(model.optimize(&mut v.optim, 5e-5.into(), output.grads));
+    v.model = Some(model.optimize(&mut v.optim, LEARNING_RATE.into(), output.grads));
 }

@@ -66,11 +66,14 @@ pub fn variants(model: &ModelConfig, batch: &ImageBatch, device: &Device) -> [Va
     ]
 }
 
+/// The step's learning rate.
+pub const LEARNING_RATE: f64 = 1e-4;
+
 /// One training step of `v` on `batch`.
 pub fn step(v: &mut Variant, batch: &ImageBatch) {
     let model = v.model.take().unwrap();
     let output = TrainStep::step(&model, batch.clone());
-    let model = model.optimize(&mut v.optim, 1e-4.into(), output.grads);
+    let model = model.optimize(&mut v.optim, LEARNING_RATE.into(), output.grads);
     v.model = Some(model);
 }
 
