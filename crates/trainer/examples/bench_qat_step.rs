@@ -70,21 +70,19 @@ fn main() {
     }
     // Launches of one more step per variant (GPU backends only), forward + backward and the
     // optimizer's update apart.
-    let mut launches = Vec::new();
-    for v in variants.iter_mut() {
-        let model = v.model.take().unwrap();
-        let (model, count) = launch_table::counted_step(
-            &device,
-            model,
-            &mut v.optim,
-            cnn_step::LEARNING_RATE,
-            batch.clone(),
-        );
-        if let Some(count) = count {
-            launches.push(launch_table::StepLaunches::new(v.name, count, &model.net));
-        }
-        v.model = Some(model);
-    }
+    let launches: Vec<_> = variants
+        .iter_mut()
+        .filter_map(|v| {
+            launch_table::counted_step(
+                &device,
+                v.name,
+                &mut v.model,
+                &mut v.optim,
+                cnn_step::LEARNING_RATE,
+                batch.clone(),
+            )
+        })
+        .collect();
     let float_ms = median(&variants[0].samples_ms);
     println!(
         "{model_name} training step, batch {batch_size}, backend {backend}, {rounds} rounds × {steps} steps (median)"

@@ -19,34 +19,39 @@ pub struct StepCount {
     pub optimizer: LaunchCount,
 }
 
-/// Runs one training step of `model` on `batch` (the trainer's `TrainStep`, then `optim`'s update
-/// at `lr`) and, on a CubeCL device, counts the launches of its two parts apart (`None` on other
-/// devices). The device is synced between the parts, which burn-fusion's chains then cannot
-/// span: measured on 2026-12-06, MiniLM's parts add up to its step counted whole in every variant,
-/// LeNet-BN's float step to 117 against 118 (`tests/step_launches.rs` counts the step whole).
+/// Runs one training step of variant `name`'s `model` on `batch` (the trainer's `TrainStep`, then
+/// `optim`'s update at `lr`) and, on a CubeCL device, returns its row of the table, the launches
+/// of the two parts counted apart (`None` on other devices). The device is synced between the
+/// parts, which burn-fusion's chains then cannot span: measured on 2026-12-06, MiniLM's parts add
+/// up to its step counted whole in every variant, LeNet-BN's float step to 117 against 118
+/// (`tests/step_launches.rs` counts the step whole).
 pub fn counted_step<N: TaskNet>(
     device: &Device,
-    model: Trainee<N>,
+    name: &'static str,
+    model: &mut Option<Trainee<N>>,
     optim: &mut ModuleOptimizer,
     lr: f64,
     batch: N::Batch,
-) -> (Trainee<N>, Option<StepCount>) {
+) -> Option<StepLaunches> {
+    let trainee = model.take().expect("the variant has its model");
     let mut output = None;
     let forward_backward = count_step(device, || {
-        output = Some(TrainStep::step(&model, batch));
+        output = Some(TrainStep::step(&trainee, batch));
     });
     let grads = output.expect("the step ran").grads;
-    let mut updated = None;
     let optimizer = count_step(device, || {
-        updated = Some(model.optimize(optim, lr.into(), grads));
+        *model = Some(trainee.optimize(optim, lr.into(), grads));
     });
-    let count = forward_backward
-        .zip(optimizer)
-        .map(|(forward_backward, optimizer)| StepCount {
+    let net = &model.as_ref().expect("the update ran").net;
+    let (forward_backward, optimizer) = forward_backward.zip(optimizer)?;
+    Some(StepLaunches::new(
+        name,
+        StepCount {
             forward_backward,
             optimizer,
-        });
-    (updated.expect("the update ran"), count)
+        },
+        net,
+    ))
 }
 
 /// One variant's launches in one training step, and the quantizers its model has.
