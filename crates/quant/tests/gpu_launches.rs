@@ -187,30 +187,37 @@ fn integer_bias_launches(device: &Device) -> String {
 }
 
 /// The launches a per-row embedding lookup adds over the float lookup, W8 (observed) and W4
-/// (LSQ), on a table with more rows than the lookup (512 rows, 32 ids: only the looked-up rows
-/// are fake-quantized) and on one with fewer (16 rows: the whole table is, and then looked up).
+/// (LSQ), on a large table with more rows than the lookup (512 rows of 520, 32 ids: only the
+/// looked-up rows are fake-quantized) and on a small one (16 rows: the whole table is, and then
+/// looked up; see `quant::WHOLE_TABLE_ELEMENTS`).
 ///
-/// - A small table adds what the quantizer adds to any weight (W8: 1, W4: 2): the rows' scales
-///   need no gather and their gradient no scatter.
+/// - A small table adds what the quantizer adds to any weight (W8: 1, W4: 2): the observer and
+///   the fake quantization are one launch, and the rows' grids need no pick.
 /// - A large W8 table adds 3: the observer over the table, the looked-up rows' scales and zero
 ///   points, and the fake-quant kernel of the rows. The observer's
 ///   qparams are passed on, not recomputed from its range (that was +5 here; in the BERT step,
 ///   where they did not fuse, a dozen launches per table).
-/// - A large W4 table adds 5, two over a weight quantizer's 3: the looked-up rows' learned scales
-///   are gathered (1), and their gradient is scattered back into the table's scales (2, a fill
-///   and the scatter, as the float lookup's own gradient takes). Quantizing the whole table
-///   instead would take 2, but at BERT's 30,522 rows and 4,096 looked-up tokens it streams the
-///   table 7× over, forward and backward, every step.
+/// - A large W4 table adds 3: the fake-quant kernel, which reads each looked-up row's learned
+///   scale in the table's scales, the LSQ backward kernel, and one launch (a single cube) that
+///   adds the rows' scale gradients into the table's. Gathering the rows' scales first and
+///   scattering their gradient back took 5 (a gather, a fill and a scatter); quantizing the
+///   whole table would take 2, but at BERT's 30,522 rows and 4,096 looked-up tokens it streams
+///   the table 7× over, forward and backward, every step.
 fn embedding_launches(device: &Device) -> String {
     let mut report = Vec::new();
     // (preset, quantizer, launches added on a large table, on a small one)
     for (preset, mapping, large_adds, small_adds) in [
         ("w8", QuantMapping::w8a8(), 3, 1),
-        ("w4", QuantMapping::w4a4(), 5, 2),
+        ("w4", QuantMapping::w4a4(), 3, 2),
     ] {
         for (rows, expected) in [(512, large_adds), (16, small_adds)] {
-            let float = QuantEmbeddingConfig::new(rows, 64).init(device);
-            let quantized = QuantEmbeddingConfig::new(rows, 64)
+            assert_eq!(
+                rows * 520 > quant::WHOLE_TABLE_ELEMENTS,
+                rows == 512,
+                "the large table is above the whole-table size, the small one below"
+            );
+            let float = QuantEmbeddingConfig::new(rows, 520).init(device);
+            let quantized = QuantEmbeddingConfig::new(rows, 520)
                 .with_weight(mapping.weight.clone())
                 .init(device);
             let lookup = |layer: &quant::QuantEmbedding| {

@@ -95,34 +95,53 @@ mod tests {
     use crate::{Granularity, QuantMapping};
 
     /// Looking up fake-quantized rows ([`Quantizer::forward_rows`]) equals fake-quantizing the
-    /// whole table and then looking up, in values and in the table's gradient (repeated ids
-    /// included): W8 (fixed scale, current observer, per row), W4 (LSQ per row), and a
-    /// per-tensor W8; on a table with more rows than the lookup (the looked-up rows alone are
-    /// quantized) and on one with fewer (the whole table is).
+    /// whole table and then looking up, in values, in the table's gradient (repeated ids
+    /// included) and in a learned scale's: W8 (fixed scale, current observer, per row), W4 (LSQ
+    /// per row, on its symmetric grid and on an affine one whose zero point the kernels compute
+    /// from the frozen range), and a per-tensor W8; on Flex and on wgpu; on large tables with
+    /// more rows than the lookup (the looked-up rows alone are quantized, the kernels reading
+    /// each row's parameters in the table and adding its scale gradient back into the table's),
+    /// one of them with rows longer than a GPU reduction cube takes (partial sums per row); on a
+    /// small table and on one with fewer rows than the lookup (the whole table is quantized).
     #[test]
     fn row_lookup_equals_quantizing_the_whole_table() {
-        for n_embedding in [50, 6] {
-            lookup_equals_quantizing_the_whole_table(n_embedding);
+        for device in crate::testing::kernel_devices() {
+            // Above WHOLE_TABLE_ELEMENTS the row path; below it by size, and by rows.
+            for (n_embedding, d_model) in [(300, 900), (70, 4100), (50, 12), (6, 12)] {
+                let large = n_embedding * d_model > crate::WHOLE_TABLE_ELEMENTS;
+                assert_eq!(large, n_embedding > 6 && d_model > 12, "the cases' sizes");
+                lookup_equals_quantizing_the_whole_table(&device, n_embedding, d_model);
+            }
         }
     }
 
-    fn lookup_equals_quantizing_the_whole_table(n_embedding: usize) {
-        let device = Device::flex().autodiff();
+    fn lookup_equals_quantizing_the_whole_table(
+        device: &Device,
+        n_embedding: usize,
+        d_model: usize,
+    ) {
         let mut per_tensor = QuantMapping::w8().weight.unwrap();
         per_tensor.spec.granularity = Granularity::PerTensor;
+        let mut affine = QuantMapping::w4().weight.unwrap();
+        affine.spec.symmetric = false;
         let configs = [
             ("w8", QuantMapping::w8().weight),
             ("w4 lsq", QuantMapping::w4().weight),
+            ("w4 lsq affine", Some(affine)),
             ("w8 per tensor", Some(per_tensor)),
         ];
         for (name, weight) in configs {
+            let name = format!("{device:?}, {name}, {n_embedding} × {d_model}");
             device.seed(5);
-            let layer = QuantEmbeddingConfig::new(n_embedding, 12)
+            let layer = QuantEmbeddingConfig::new(n_embedding, d_model)
                 .with_weight(weight)
-                .init(&device);
+                .init(device);
             let last = n_embedding as i64 - 1;
-            let ids = Tensor::<2, Int>::from_ints([[3, 4, 3, last], [0, 4, 1, 3]], &device);
-            let dy = Tensor::<3>::random([2, 4, 12], Distribution::Default, &device);
+            let ids = Tensor::<2, Int>::from_ints([[3, 4, 3, last], [0, 4, 1, 3]], device);
+            // A first lookup initialises a learned scale from the observer, so the one checked
+            // trains it.
+            let _ = layer.forward(ids.clone());
+            let dy = Tensor::<3>::random([2, 4, d_model], Distribution::Default, device);
             let ours = layer.forward(ids.clone());
             let reference = embedding(layer.weight.val(), ids);
             ours.to_data()
@@ -133,10 +152,22 @@ mod tests {
             let [ours, reference] = [&grad_ours, &grad_reference].map(|g| table.grad(g).unwrap());
             assert!(
                 ours.clone().abs().sum().into_scalar::<f32>() > 0.0,
-                "{name}, {n_embedding} rows: no gradient"
+                "{name}: no gradient"
             );
             ours.to_data()
                 .assert_approx_eq::<f32>(&reference.to_data(), Tolerance::absolute(1e-6));
+            let quantizer = layer.weight.reparameterization::<Quantizer>().unwrap();
+            if let Some(learned) = &quantizer.learned_scale {
+                let delta = learned.delta.val();
+                let [ours, reference] =
+                    [&grad_ours, &grad_reference].map(|g| delta.grad(g).unwrap());
+                assert!(
+                    ours.clone().abs().sum().into_scalar::<f32>() > 0.0,
+                    "{name}: no scale gradient"
+                );
+                ours.to_data()
+                    .assert_approx_eq::<f32>(&reference.to_data(), Tolerance::absolute(1e-5));
+            }
         }
     }
 }

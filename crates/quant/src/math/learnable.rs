@@ -12,9 +12,9 @@
 //! rounding before adding the zero point as PyTorch does (adding first can move a value that sits
 //! a rounding error from a half-way point to the other code).
 
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor};
 
-use super::fused::fused_lsq;
+use super::fused::{fused_lsq, fused_lsq_rows};
 use super::{grad_scale, round_ste};
 use crate::{Granularity, ParamLayout, QuantSpec, qparams_from_range};
 
@@ -120,6 +120,76 @@ pub(crate) fn fake_quantize_learned_layout(
         x,
         layout,
         (delta, Some(anchor)),
+        zero_point,
+        range,
+        grad_factor,
+    )
+}
+
+/// [`fake_quantize_learned_layout`] of rows `rows` looked up in a table (`x` their view, one
+/// parameter per row) whose learned scale (`anchor + delta`) and untracked zero point are one per
+/// table row: each row on its table row's grid, `delta`'s gradient summed over each row's
+/// lookups. The fused kernels read the rows' parameters themselves (on a GPU that spares the
+/// launch that picks them and, in the backward pass, the fill and the scatter of their
+/// gradient); elsewhere the parameters are picked first.
+pub(crate) fn fake_quantize_learned_rows(
+    x: Tensor<4>,
+    layout: &ParamLayout,
+    (anchor, delta): (Tensor<1>, Tensor<1>),
+    zero_point: ZeroPoint,
+    rows: &Tensor<1, Int>,
+    range: (i32, i32),
+    grad_factor: f64,
+) -> Tensor<4> {
+    let (given_or_min, range_max) = match &zero_point {
+        ZeroPoint::Given(zero_point) => (zero_point.clone(), None),
+        ZeroPoint::OfRange { min, max, .. } => (min.clone(), Some(max.clone())),
+    };
+    if let Some(y) = fused_lsq_rows(
+        &x,
+        (delta.clone(), Some(anchor.clone())),
+        (given_or_min, range_max),
+        rows,
+        range,
+        grad_factor,
+    ) {
+        return y;
+    }
+    learned_rows_picked(
+        x,
+        layout,
+        (anchor, delta),
+        zero_point,
+        rows,
+        range,
+        grad_factor,
+    )
+}
+
+/// [`fake_quantize_learned_rows`] by picking the rows' parameters out of the table first, and
+/// then [`fake_quantize_learned_layout`]: where the fused kernels do not run.
+fn learned_rows_picked(
+    x: Tensor<4>,
+    layout: &ParamLayout,
+    (anchor, delta): (Tensor<1>, Tensor<1>),
+    zero_point: ZeroPoint,
+    rows: &Tensor<1, Int>,
+    range: (i32, i32),
+    grad_factor: f64,
+) -> Tensor<4> {
+    let pick = |t: Tensor<1>| t.select(0, rows.clone());
+    let zero_point = match zero_point {
+        ZeroPoint::Given(zero_point) => ZeroPoint::Given(pick(zero_point)),
+        ZeroPoint::OfRange { min, max, spec } => ZeroPoint::OfRange {
+            min: pick(min),
+            max: pick(max),
+            spec,
+        },
+    };
+    fake_quantize_learned_layout(
+        x,
+        layout,
+        (pick(anchor), pick(delta)),
         zero_point,
         range,
         grad_factor,
@@ -361,6 +431,126 @@ mod tests {
                     assert_eq!(ds_range.is_some(), !frozen, "{name}: scale gradient");
                     if let (Some(a), Some(b)) = (ds_range, ds_given) {
                         assert_same(&name, "ds", &a, &b);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Rows looked up in a table, each read on its own table row's grid by the kernels
+    /// ([`fake_quantize_learned_rows`]), equal picking the rows' parameters out of the table
+    /// first (what runs without the kernels): values and the input gradient exactly, the table's
+    /// scale gradient (summed over repeated rows, zero for rows not looked up) to summation
+    /// order; symmetric and affine zero points given, the zero point of a frozen range, one
+    /// scale below the floor, a frozen scale; rows of 12 and of 4,100 elements (more than a GPU
+    /// reduction cube takes); on Flex and on wgpu.
+    #[test]
+    fn rows_read_in_the_table_equal_the_picked_rows() {
+        let spec = QuantSpec::new().with_bits(4).with_symmetric(false);
+        let (qmin, qmax) = (spec.qmin(), spec.qmax());
+        let table_rows = 40;
+        let ids = [3i64, 7, 3, 39, 0, 7, 7, 12];
+        for device in crate::testing::kernel_devices() {
+            for row_len in [12, 4100] {
+                let shape = [ids.len(), row_len];
+                let layout = ParamLayout::new(&shape, &Granularity::PerChannel { axis: Some(0) });
+                let t = |v: Vec<f32>| Tensor::<1>::from_floats(v.as_slice(), &device);
+                let rows = Tensor::<1, Int>::from_ints(ids, &device);
+                let anchor = t((0..table_rows).map(|r| 0.05 + 0.01 * r as f32).collect());
+                // Row 7's scale, 0.12 - 0.12 + 1e-9, sits below the floor: no gradient there.
+                let delta_values: Vec<f32> = (0..table_rows)
+                    .map(|r| {
+                        if r == 7 {
+                            -0.12 + 1e-9
+                        } else {
+                            0.002 * r as f32
+                        }
+                    })
+                    .collect();
+                let (min, max) = (
+                    t((0..table_rows).map(|r| -0.5 - 0.1 * r as f32).collect()),
+                    t((0..table_rows).map(|r| 0.3 + 0.05 * r as f32).collect()),
+                );
+                let zero_points = [
+                    ("symmetric", ZeroPoint::Given(t(vec![0.0; table_rows]))),
+                    (
+                        "affine",
+                        ZeroPoint::Given(t((0..table_rows)
+                            .map(|r| (r % 5) as f32 - 2.0)
+                            .collect())),
+                    ),
+                    (
+                        "of a range",
+                        ZeroPoint::OfRange {
+                            min,
+                            max,
+                            spec: spec.clone(),
+                        },
+                    ),
+                ];
+                let x = layout.to_view(Tensor::<2>::random(
+                    shape,
+                    Distribution::Normal(0.0, 0.6),
+                    &device,
+                ));
+                let dy = Tensor::<4>::random(x.dims(), Distribution::Default, &device);
+                let factor = lsq_grad_factor(row_len, qmax);
+                for (zp_name, zero_point) in &zero_points {
+                    for frozen in [false, true] {
+                        let name =
+                            format!("{device:?}: {row_len} a row, {zp_name}, frozen {frozen}");
+                        let run = |by_kernels: bool| {
+                            let x = x.clone().detach().require_grad();
+                            let delta = t(delta_values.clone());
+                            let delta = if frozen { delta } else { delta.require_grad() };
+                            let parts = (anchor.clone(), delta.clone());
+                            let zp = zero_point.clone();
+                            let range = (qmin, qmax);
+                            let y = if by_kernels {
+                                fake_quantize_learned_rows(
+                                    x.clone(),
+                                    &layout,
+                                    parts,
+                                    zp,
+                                    &rows,
+                                    range,
+                                    factor,
+                                )
+                            } else {
+                                learned_rows_picked(
+                                    x.clone(),
+                                    &layout,
+                                    parts,
+                                    zp,
+                                    &rows,
+                                    range,
+                                    factor,
+                                )
+                            };
+                            let grads = (y.clone() * dy.clone()).sum().backward();
+                            let ds = delta.grad(&grads).map(values);
+                            (values(y), values(x.grad(&grads).unwrap()), ds)
+                        };
+                        let (y_kernels, dx_kernels, ds_kernels) = run(true);
+                        let (y_picked, dx_picked, ds_picked) = run(false);
+                        assert_same(&name, "values", &y_kernels, &y_picked);
+                        assert_same(&name, "dx", &dx_kernels, &dx_picked);
+                        assert_eq!(ds_kernels.is_some(), !frozen, "{name}: scale gradient");
+                        if let (Some(a), Some(b)) = (ds_kernels, ds_picked) {
+                            assert_eq!(a.len(), table_rows, "{name}: one gradient per table row");
+                            for (r, (a, b)) in a.iter().zip(&b).enumerate() {
+                                let looked_up = ids.contains(&(r as i64));
+                                assert!(
+                                    (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                                    "{name}: ds[{r}] = {a} vs {b}"
+                                );
+                                assert_eq!(
+                                    *a != 0.0,
+                                    looked_up && r != 7,
+                                    "{name}: ds[{r}] = {a}, looked up {looked_up}"
+                                );
+                            }
+                        }
                     }
                 }
             }

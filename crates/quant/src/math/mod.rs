@@ -23,7 +23,7 @@ pub use fixed::{
     fake_quantize_per_channel_affine, fake_quantize_per_group_affine,
     fake_quantize_per_tensor_affine,
 };
-pub(crate) use learnable::{ZeroPoint, fake_quantize_learned_layout};
+pub(crate) use learnable::{ZeroPoint, fake_quantize_learned_layout, fake_quantize_learned_rows};
 pub use learnable::{fake_quantize_learnable, lsq_grad_factor};
 
 /// The kernels behind the quantizers, on 4-D views (see [`crate::ParamLayout`]) with flat

@@ -140,27 +140,6 @@ impl Observer {
         Some(QParams { scale, zero_point })
     }
 
-    /// [`Self::qparams`] through the fused observer kernel where it runs (`None` elsewhere): one
-    /// launch on a GPU where the composite ops take three (burn-fusion does not fuse the zero
-    /// point's rounding). The kernel folds the observer's own minimum back in with a moving-average
-    /// constant of 0, which leaves a finite range exactly as it is, and computes its qparams.
-    ///
-    /// Only for an observer that has seen data (its caller knows: an initialised learned
-    /// quantizer): an unseen observer's infinite range gives an infinite scale here, where
-    /// [`Self::qparams`] gives the smallest.
-    pub(crate) fn qparams_of_seen_range(&self, spec: &QuantSpec) -> Option<QParams> {
-        let (min, max) = self.range();
-        let [n] = min.dims();
-        let [_, _, scale, zero_point] = fused_observe(
-            &min.clone().reshape([1, n, 1, 1]),
-            Some((min, max)),
-            false,
-            n,
-            ObserveRule::for_spec(spec, 0.0),
-        )?;
-        Some(QParams { scale, zero_point })
-    }
-
     /// The accumulated `(min, max)`, `[n]` each.
     pub fn range(&self) -> (Tensor<1>, Tensor<1>) {
         (self.min.value_sync(), self.max.value_sync())
@@ -226,46 +205,6 @@ mod tests {
             min.to_data().try_to_vec::<f32>().unwrap(),
             max.to_data().try_to_vec::<f32>().unwrap(),
         )
-    }
-
-    /// The fused one-launch qparams of a seen range equal the composite ones, on Flex and on
-    /// wgpu, for affine and symmetric grids and ranges that sit across, above and below zero.
-    #[test]
-    fn qparams_of_seen_range_equal_the_composite_qparams() {
-        let devices = crate::testing::kernel_devices();
-        let ranges = [
-            (-1.3, 2.7),
-            (0.5, 4.0),
-            (-3.0, -0.2),
-            (-0.011, 0.9),
-            (-7.25, 7.25),
-        ];
-        let specs = [
-            QuantSpec::new().with_symmetric(false).with_signed(false),
-            QuantSpec::new().with_symmetric(false).with_bits(4),
-            QuantSpec::new(),
-        ];
-        for device in devices {
-            let mut observer = Observer::new(ObserverKind::MinMax, ranges.len(), &device);
-            let (min, max): (Vec<f32>, Vec<f32>) = ranges.iter().copied().unzip();
-            observer.min = RunningState::new(Tensor::from_floats(min.as_slice(), &device));
-            observer.max = RunningState::new(Tensor::from_floats(max.as_slice(), &device));
-            for spec in &specs {
-                let fused = observer
-                    .qparams_of_seen_range(spec)
-                    .expect("the fused observer runs on Flex and wgpu");
-                let composite = observer.qparams(spec);
-                let name = format!("{device:?}, {spec:?}");
-                assert_eq!(
-                    values(fused.zero_point),
-                    values(composite.zero_point),
-                    "{name}"
-                );
-                for (a, b) in values(fused.scale).iter().zip(values(composite.scale)) {
-                    assert!((a - b).abs() <= 1e-6 * b, "{name}: scale {a} vs {b}");
-                }
-            }
-        }
     }
 
     /// Observing and fake-quantizing as one fused op (on a GPU one launch, or two: a reduction

@@ -22,11 +22,18 @@ use burn::tensor::{Device, Int, Tensor};
 use super::{LearnedValue, Learning, QuantizerConfig};
 use crate::kernels::fake_quantize_layout;
 use crate::math::StepSource;
-use crate::math::{ZeroPoint, fake_quantize_learned_layout};
+use crate::math::{ZeroPoint, fake_quantize_learned_layout, fake_quantize_learned_rows};
 use crate::{
     Granularity, Observer, ObserverKind, ParamLayout, QParams, SCALE_EPS, batch_max_abs,
     batch_min_max, lsq_grad_factor, no_grad, pact_view, qparams_from_range,
 };
+
+/// Tables of at most this many elements (1 MiB of `f32`) are fake-quantized whole before an
+/// embedding lookup ([`Quantizer::forward_rows`]), whatever the lookup. On a GPU a pass over
+/// 1 MiB costs about a microsecond, less than the launches the row path adds; on the CPU it is a
+/// fraction of a millisecond. MiniLM's 512 × 384 position table is one, BERT-base's 512 × 768
+/// is not.
+pub const WHOLE_TABLE_ELEMENTS: usize = 1 << 18;
 
 /// The activation fake-quantizer: a [`Quantizer`] placed in a model's `forward`.
 pub type FakeQuant = Quantizer;
@@ -193,13 +200,15 @@ impl Quantizer {
     /// `self.forward_weight(table).select(0, rows)`, but only the looked-up rows are
     /// fake-quantized (an embedding lookup touches `batch × seq` of its 30,522 rows). The observer
     /// still sees the whole table. Per-row and per-tensor quantizers take this path; others
-    /// quantize the table first, and so does any quantizer of a table with no more rows than the
-    /// lookup (BERT's two-row token-type table; its position table, looked up once per sequence
-    /// position, is not): there the whole table is no more work than the looked-up rows, and it
-    /// spares the looked-up rows' scales their gather and, for a learned scale, their gradient's
-    /// scatter back into the table's scales (two launches on a GPU).
+    /// quantize the table first, and so does any quantizer of a small table (see
+    /// [`WHOLE_TABLE_ELEMENTS`]) or of one with no more rows than the lookup (BERT's two-row
+    /// token-type table): there the whole table is no more work than the looked-up rows, or
+    /// little enough, and it spares a GPU the launches of the row path (the observer's own pass
+    /// and the pick of the rows' fixed grids: 2 more than quantizing the table, 1 more under a
+    /// learned scale).
     pub fn forward_rows(&self, table: Tensor<2>, rows: Tensor<1, Int>) -> Tensor<2> {
-        if table.dims()[0] <= rows.dims()[0] {
+        let [table_rows, row_len] = table.dims();
+        if table_rows <= rows.dims()[0] || table_rows * row_len <= WHOLE_TABLE_ELEMENTS {
             return self.fake_quantize(table).select(0, rows);
         }
         let per_row = match self.config.spec.granularity {
@@ -437,9 +446,43 @@ impl Quantizer {
         fused
     }
 
+    /// The zero point a learned scale without a learned zero point applies, `num_params` of
+    /// them: a symmetric grid's constant (no need to read the observer), the observation's
+    /// (`observed`, just computed), the frozen observer's (computed by the kernels from its
+    /// range), or the observer's before it has seen data.
+    fn unlearned_zero_point(
+        &self,
+        num_params: usize,
+        observed: Option<QParams>,
+        device: &Device,
+    ) -> ZeroPoint {
+        let spec = &self.config.spec;
+        if spec.symmetric {
+            return ZeroPoint::Given(Tensor::full(
+                [num_params],
+                spec.symmetric_zero_point() as f32,
+                device,
+            ));
+        }
+        match observed {
+            Some(qparams) => ZeroPoint::Given(qparams.zero_point),
+            None if self.learned_initialized() => {
+                let (min, max) = self.observer.range();
+                ZeroPoint::OfRange {
+                    min,
+                    max,
+                    spec: spec.clone(),
+                }
+            }
+            // An observer that has not seen data: the composite qparams (the smallest scale).
+            None => ZeroPoint::Given(self.observer.qparams(spec).zero_point),
+        }
+    }
+
     /// `just_observed`: the observer has folded this very tensor in (see [`Self::clip_free`]).
     /// `rows`: `view` holds these rows of the observed tensor, one parameter each (see
-    /// [`Self::forward_rows`]), so the parameters are picked by them. `observed`: the observer's
+    /// [`Self::forward_rows`]), so each reads its own row's parameters (picked out of the
+    /// table, or read in it by the LSQ kernels under a learned scale alone). `observed`: the observer's
     /// qparams when the observation just computed them (saves recomputing them).
     fn fake_quantize_view(
         &self,
@@ -475,38 +518,37 @@ impl Quantizer {
             }
             Learning::Lsq | Learning::LsqPlus => {
                 let factor = lsq_grad_factor(layout.elems_per_param(), qmax);
+                let learned = self.learned_scale_param();
+                let anchor = learned.anchor.value_sync();
+                let delta = learned.delta.val();
+                // Rows of a table under a learned scale alone: the kernels read each row's
+                // parameters in the table, one per table row.
+                if let (Some(rows), None) = (rows, &self.learned_zero_point) {
+                    let table_rows = anchor.dims()[0];
+                    let device = view.device();
+                    return fake_quantize_learned_rows(
+                        view,
+                        layout,
+                        (anchor, delta),
+                        self.unlearned_zero_point(table_rows, observed, &device),
+                        rows,
+                        (qmin, qmax),
+                        factor,
+                    );
+                }
                 let zero_point = match &self.learned_zero_point {
                     Some(zp) => ZeroPoint::Given(pick(zp.value())),
-                    // A symmetric grid's zero point is a constant: no need to read the observer.
-                    None if spec.symmetric => ZeroPoint::Given(Tensor::full(
-                        [layout.num_params()],
-                        spec.symmetric_zero_point() as f32,
-                        &view.device(),
-                    )),
-                    None => match observed {
-                        Some(qparams) => ZeroPoint::Given(pick(qparams.zero_point)),
-                        // The frozen observer's zero point, computed by the kernels from its
-                        // range (rows of a table pick a computed one).
-                        None if rows.is_none() && self.learned_initialized() => {
-                            let (min, max) = self.observer.range();
-                            ZeroPoint::OfRange {
-                                min,
-                                max,
-                                spec: spec.clone(),
-                            }
-                        }
-                        None => ZeroPoint::Given(pick(self.observed_zero_point())),
-                    },
+                    // No rows here: rows without a learned zero point took the branch above.
+                    None => {
+                        self.unlearned_zero_point(layout.num_params(), observed, &view.device())
+                    }
                 };
                 // Unclamped: the fake-quant op clamps it at SCALE_EPS itself (inside the kernels),
                 // and adds the stored parts there too.
-                let learned = self.learned_scale_param();
-                let anchor = pick(learned.anchor.value_sync());
-                let delta = pick(learned.delta.val());
                 fake_quantize_learned_layout(
                     view,
                     layout,
-                    (anchor, delta),
+                    (pick(anchor), pick(delta)),
                     zero_point,
                     (qmin, qmax),
                     factor,
@@ -527,19 +569,6 @@ impl Quantizer {
         let spec = &self.config.spec;
         let own_range = matches!(self.config.observer, ObserverKind::MovingAverageMinMax { averaging_constant } if averaging_constant >= 1.0);
         own_range && spec.symmetric && spec.signed && spec.narrow_range
-    }
-
-    /// The observer's zero point, which an LSQ quantizer on an affine grid applies (frozen once
-    /// the observer has initialised its scale), as a tensor: one fused-observer launch on a GPU
-    /// once the observer has seen data, the composite ops otherwise. Where the zero point is not
-    /// picked by rows, the quantizer hands the kernels the range instead (`ZeroPoint::OfRange`).
-    fn observed_zero_point(&self) -> Tensor<1> {
-        let spec = &self.config.spec;
-        self.learned_initialized()
-            .then(|| self.observer.qparams_of_seen_range(spec))
-            .flatten()
-            .unwrap_or_else(|| self.observer.qparams(spec))
-            .zero_point
     }
 
     /// Whether the observer has seen data (so learned parameters were initialised); read from the

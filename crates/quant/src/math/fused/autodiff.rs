@@ -161,6 +161,64 @@ impl<B: FakeQuantKernels> Backward<B, 1> for ClipMasked {
     }
 }
 
+/// The backward pass of [`FakeQuantKernels::lsq_fake_quant_rows`]: one kernel (on a GPU, and
+/// one launch that adds the lookups' scale gradients into the table's rows) gives the rows'
+/// `dx = grad · mask` and the table's scale gradient.
+#[derive(Debug)]
+struct RowsBackward;
+
+/// What [`RowsBackward`] needs: the looked-up rows, their indices, and the table's grid.
+#[derive(Debug, Clone)]
+struct RowsState<P, I> {
+    x: P,
+    rows: I,
+    scale: P,
+    scale_offset: P,
+    with_offset: bool,
+    zero_point: P,
+    zero_point_high: P,
+    zero_point_from_range: bool,
+    range: (f32, f32),
+    view: [usize; 4],
+    grad_factor: f32,
+}
+
+impl<B: FakeQuantKernels> Backward<B, 2> for RowsBackward {
+    type State = RowsState<FloatTensor<B>, IntTensor<B>>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<B>(&ops.node);
+        let [x_parent, scale_parent] = ops.parents;
+        let s = ops.state;
+        let (dx, ds) = B::lsq_backward_rows(
+            grad,
+            s.x,
+            s.scale,
+            s.scale_offset,
+            s.zero_point,
+            s.zero_point_high,
+            s.rows,
+            s.range.0,
+            s.range.1,
+            s.view,
+            s.grad_factor,
+            s.with_offset,
+            s.zero_point_from_range,
+        );
+        if let Some(node) = x_parent {
+            grads.register::<B>(node.id, dx);
+        }
+        if let Some(node) = scale_parent {
+            grads.register::<B>(node.id, ds);
+        }
+    }
+}
+
 /// The zero point of the range `(min, max)` (`[n]` each) on the grid `qmin..=qmax`, by the
 /// observer kernel folding the range into itself (a frozen learned scale's fixed-scale path,
 /// off the training hot path).
@@ -450,6 +508,97 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
             }
             OpsKind::UnTracked(prep) => prep.finish(forward(&x, &scale, &zero_point)),
         }
+    }
+
+    fn lsq_fake_quant_rows(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        scale_offset: FloatTensor<Self>,
+        zero_point: FloatTensor<Self>,
+        zero_point_high: FloatTensor<Self>,
+        rows: IntTensor<Self>,
+        qmin: f32,
+        qmax: f32,
+        view: [usize; 4],
+        grad_factor: f32,
+        with_offset: bool,
+        zero_point_from_range: bool,
+    ) -> FloatTensor<Self> {
+        let (x, x_node) = x.into_parts();
+        let (scale, scale_node) = scale.into_parts();
+        let scale_offset = Self::inner(scale_offset);
+        let zero_point = Self::inner(zero_point);
+        let zero_point_high = Self::inner(zero_point_high);
+        let dequantized = B::lsq_fake_quant_rows(
+            x.clone(),
+            scale.clone(),
+            scale_offset.clone(),
+            zero_point.clone(),
+            zero_point_high.clone(),
+            rows.clone(),
+            qmin,
+            qmax,
+            view,
+            grad_factor,
+            with_offset,
+            zero_point_from_range,
+        );
+        match RowsBackward
+            .prepare::<C>([x_node, scale_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = RowsState {
+                    x,
+                    rows,
+                    scale,
+                    scale_offset,
+                    with_offset,
+                    zero_point,
+                    zero_point_high,
+                    zero_point_from_range,
+                    range: (qmin, qmax),
+                    view,
+                    grad_factor,
+                };
+                prep.finish(state, dequantized)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(dequantized),
+        }
+    }
+
+    fn lsq_backward_rows(
+        grad: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        scale_offset: FloatTensor<Self>,
+        zero_point: FloatTensor<Self>,
+        zero_point_high: FloatTensor<Self>,
+        rows: IntTensor<Self>,
+        qmin: f32,
+        qmax: f32,
+        view: [usize; 4],
+        grad_factor: f32,
+        with_offset: bool,
+        zero_point_from_range: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (dx, ds) = B::lsq_backward_rows(
+            Self::inner(grad),
+            Self::inner(x),
+            Self::inner(scale),
+            Self::inner(scale_offset),
+            Self::inner(zero_point),
+            Self::inner(zero_point_high),
+            rows,
+            qmin,
+            qmax,
+            view,
+            grad_factor,
+            with_offset,
+            zero_point_from_range,
+        );
+        (Self::from_inner(dx), Self::from_inner(ds))
     }
 
     fn round_to_step_product(

@@ -853,6 +853,97 @@ impl FakeQuantKernels for Flex {
         let dq = grid.map(&runs, xs, |x, s, inv, lo, hi| code(x, inv, lo, hi) * s);
         FlexTensor::from_data(TensorData::new(dq, Shape::new(view)))
     }
+
+    // On the CPU picking the rows' parameters and adding their gradients back costs a few
+    // hundred scalar copies: no launches to save, so the rows reuse the kernels above.
+    fn lsq_fake_quant_rows(
+        x: FlexTensor,
+        scale: FlexTensor,
+        scale_offset: FlexTensor,
+        zero_point: FlexTensor,
+        zero_point_high: FlexTensor,
+        rows: FlexTensor,
+        qmin: f32,
+        qmax: f32,
+        view: [usize; 4],
+        grad_factor: f32,
+        with_offset: bool,
+        zero_point_from_range: bool,
+    ) -> FlexTensor {
+        let rows = row_indices(rows);
+        let pick = |t: &FlexTensor| pick_rows(t, &rows);
+        Self::lsq_fake_quant(
+            x,
+            pick(&scale),
+            pick(&scale_offset),
+            pick(&zero_point),
+            pick(&zero_point_high),
+            qmin,
+            qmax,
+            view,
+            false,
+            false,
+            grad_factor,
+            with_offset,
+            zero_point_from_range,
+        )
+    }
+
+    fn lsq_backward_rows(
+        grad: FlexTensor,
+        x: FlexTensor,
+        scale: FlexTensor,
+        scale_offset: FlexTensor,
+        zero_point: FlexTensor,
+        zero_point_high: FlexTensor,
+        rows: FlexTensor,
+        qmin: f32,
+        qmax: f32,
+        view: [usize; 4],
+        grad_factor: f32,
+        with_offset: bool,
+        zero_point_from_range: bool,
+    ) -> (FlexTensor, FlexTensor) {
+        let rows = row_indices(rows);
+        let pick = |t: &FlexTensor| pick_rows(t, &rows);
+        let ((dx, ds), _) = Self::fake_quant_backward(
+            grad,
+            x,
+            pick(&scale),
+            pick(&scale_offset),
+            pick(&zero_point),
+            pick(&zero_point_high),
+            qmin,
+            qmax,
+            view,
+            false,
+            true,
+            false,
+            grad_factor,
+            with_offset,
+            zero_point_from_range,
+        );
+        // Each table row's gradient is the sum over its lookups, in lookup order.
+        let mut table = vec![0f32; scale.layout().shape().num_elements()];
+        for (&row, d) in rows.iter().zip(f32s(&ds)) {
+            table[row] += d;
+        }
+        (dx, flat(table))
+    }
+}
+
+/// The row indices of an embedding lookup, whatever integer type they came in.
+fn row_indices(rows: FlexTensor) -> Vec<usize> {
+    rows.into_data()
+        .iter::<i64>()
+        .map(|r| usize::try_from(r).expect("a looked-up row is not negative"))
+        .collect()
+}
+
+/// The values of a per-row parameter (`[table rows]`) at the looked-up rows.
+fn pick_rows(t: &FlexTensor, rows: &[usize]) -> FlexTensor {
+    let values = f32s(t);
+    flat(rows.iter().map(|&r| values[r]).collect())
 }
 
 #[cfg(test)]

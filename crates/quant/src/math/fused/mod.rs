@@ -39,7 +39,7 @@ use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{
     Backend, DType, Dispatch, DispatchDevice, IntDType, TensorMetadata, backend_extension,
 };
-use burn::tensor::{Device, Shape, Tensor};
+use burn::tensor::{Device, DispatchTensor, Int, Shape, Tensor};
 
 use super::StepSource;
 use crate::no_grad;
@@ -248,6 +248,59 @@ pub trait FakeQuantKernels: Backend {
         zero_point_from_range: bool,
     ) -> FloatTensor<Self>;
 
+    /// [`Self::lsq_fake_quant`] of rows looked up in a table (an embedding lookup): the `[o, 1,
+    /// 1, i]` view holds rows `rows` (`[o]`) of a table whose per-row parameters (`scale`,
+    /// `scale_offset`, `zero_point`, `zero_point_high`) are one per table row; the kernel reads
+    /// row `rows[r]`'s, where picking them out of the table first took a launch of its own on a
+    /// GPU. The scale is a learned one stored as `anchor + delta` when `with_offset`; the zero
+    /// point is untracked (given, or of a range with `zero_point_from_range`).
+    #[allow(clippy::too_many_arguments)]
+    #[fusion(meta = |x, _s, _so, _z, _zh, _rows, _lo, _hi, view, _gf, _wo, _zr| {
+        TensorSpec::new(Shape::new(*view), x.dtype)
+    })]
+    fn lsq_fake_quant_rows(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        scale_offset: FloatTensor<Self>,
+        zero_point: FloatTensor<Self>,
+        zero_point_high: FloatTensor<Self>,
+        rows: IntTensor<Self>,
+        qmin: f32,
+        qmax: f32,
+        view: [usize; 4],
+        grad_factor: f32,
+        with_offset: bool,
+        zero_point_from_range: bool,
+    ) -> FloatTensor<Self>;
+
+    /// Backward of [`Self::lsq_fake_quant_rows`]: `(dx, ds)`, `ds` one per table row, each row's
+    /// LSQ scale gradient summed over its lookups (times `grad_factor`; 0 for rows not looked
+    /// up), as the gradient of picking the rows' scales out of the table would sum it. On a GPU
+    /// the backward kernel and one launch that adds the lookups' sums into the table's rows,
+    /// where the pick's gradient took a fill and a scatter.
+    #[allow(clippy::too_many_arguments)]
+    #[fusion(meta = |grad, _x, s, _so, _z, _zh, _rows, _lo, _hi, view, _gf, _wo, _zr| {
+        (
+            TensorSpec::new(Shape::new(*view), grad.dtype),
+            TensorSpec::new(Shape::new([s.shape.num_elements()]), grad.dtype),
+        )
+    })]
+    fn lsq_backward_rows(
+        grad: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        scale_offset: FloatTensor<Self>,
+        zero_point: FloatTensor<Self>,
+        zero_point_high: FloatTensor<Self>,
+        rows: IntTensor<Self>,
+        qmin: f32,
+        qmax: f32,
+        view: [usize; 4],
+        grad_factor: f32,
+        with_offset: bool,
+        zero_point_from_range: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
     /// `round(x / s) · s` with the step `s = s_a · s_b` computed in the kernel from two
     /// quantizers' states, `(a_low, a_high)` and `(b_low, b_high)` (`[1]` each, or one per element
     /// of the flat `x`), by `a_rule` and `b_rule`; codes clamped at `±limit`. The integer bias at
@@ -289,23 +342,63 @@ pub(crate) fn fused_lsq(
         return None;
     }
     let view = x.dims();
-    let with_offset = scale_offset.is_some();
-    // Not read without an offset.
-    let scale_offset = scale_offset.unwrap_or_else(|| scale.clone());
-    let from_range = zero_point_high.is_some();
-    // Not read without a range.
-    let zero_point_high = zero_point_high.unwrap_or_else(|| zero_point.clone());
+    let (scale_offset, with_offset) = optional_input(scale_offset, &scale);
+    let (zero_point_high, from_range) = optional_input(zero_point_high, &zero_point);
     let out = <Dispatch as FakeQuantKernels>::lsq_fake_quant(
         x.clone().into_dispatch(),
         scale.into_dispatch(),
-        no_grad(scale_offset).into_dispatch(),
+        scale_offset,
         zero_point.into_dispatch(),
-        no_grad(zero_point_high).into_dispatch(),
+        zero_point_high,
         qmin as f32,
         qmax as f32,
         view,
         per_group,
         clip_free,
+        grad_factor as f32,
+        with_offset,
+        from_range,
+    );
+    Some(Tensor::from_dispatch(out))
+}
+
+/// An optional untracked input of the LSQ kernels (a scale offset, a range's maxima) as what
+/// is passed, and whether the kernels read it: without one `stand_in` is passed, unread.
+fn optional_input(t: Option<Tensor<1>>, stand_in: &Tensor<1>) -> (DispatchTensor, bool) {
+    let read = t.is_some();
+    let t = t.unwrap_or_else(|| stand_in.clone());
+    (no_grad(t).into_dispatch(), read)
+}
+
+/// LSQ fake quantization of rows `rows` of a table, `x` their `[o, 1, 1, i]` view, each row on
+/// its table row's grid: `scale` (tracked: its gradient sums over each row's lookups),
+/// `scale_offset`, `zero_point` and, with it, `zero_point_high` (a range whose zero point is
+/// applied) are one per table row. `None` where the fused kernels do not run. See
+/// [`FakeQuantKernels::lsq_fake_quant_rows`].
+pub(crate) fn fused_lsq_rows(
+    x: &Tensor<4>,
+    (scale, scale_offset): (Tensor<1>, Option<Tensor<1>>),
+    (zero_point, zero_point_high): (Tensor<1>, Option<Tensor<1>>),
+    rows: &Tensor<1, Int>,
+    (qmin, qmax): (i32, i32),
+    grad_factor: f64,
+) -> Option<Tensor<4>> {
+    if !has_kernels(x) {
+        return None;
+    }
+    let view = x.dims();
+    let (scale_offset, with_offset) = optional_input(scale_offset, &scale);
+    let (zero_point_high, from_range) = optional_input(zero_point_high, &zero_point);
+    let out = <Dispatch as FakeQuantKernels>::lsq_fake_quant_rows(
+        x.clone().into_dispatch(),
+        scale.into_dispatch(),
+        scale_offset,
+        no_grad(zero_point).into_dispatch(),
+        zero_point_high,
+        rows.clone().into_dispatch(),
+        qmin as f32,
+        qmax as f32,
+        view,
         grad_factor as f32,
         with_offset,
         from_range,

@@ -189,7 +189,20 @@ fn learned_grid(
     (raw, s, inv, lo, hi)
 }
 
-/// Fake quantization, `dq = (q - zp) · s`, one thread per element.
+/// Which entry of the parameter tensors parameter `p` of the view reads: `rows[p]` when
+/// `with_rows` (the view holds rows looked up in a table, whose parameters are one per table row),
+/// `p` itself otherwise.
+#[cube]
+fn table_row(rows: &Tensor<i32>, p: usize, #[comptime] with_rows: bool) -> usize {
+    let mut q = p;
+    if with_rows {
+        q = usize::cast_from(rows[p]);
+    }
+    q
+}
+
+/// Fake quantization, `dq = (q - zp) · s`, one thread per element (parameter `p` reading its
+/// grid at [`table_row`]).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn fake_quant(
@@ -198,6 +211,7 @@ pub fn fake_quant(
     scale_offset: &Tensor<f32>,
     zero_point: &Tensor<f32>,
     zero_point_high: &Tensor<f32>,
+    rows: &Tensor<i32>,
     out: &mut Tensor<f32>,
     n: usize,
     g: usize,
@@ -209,6 +223,7 @@ pub fn fake_quant(
     #[comptime] strided: bool,
     #[comptime] with_offset: bool,
     #[comptime] zero_point_from_range: bool,
+    #[comptime] with_rows: bool,
 ) {
     let e = ABSOLUTE_POS;
     if e >= n {
@@ -220,7 +235,7 @@ pub fn fake_quant(
         scale_offset,
         zero_point,
         zero_point_high,
-        p,
+        table_row(rows, p, with_rows),
         qmin,
         qmax,
         with_offset,
@@ -391,6 +406,7 @@ pub fn lsq_backward(
     scale_offset: &Tensor<f32>,
     zero_point: &Tensor<f32>,
     zero_point_high: &Tensor<f32>,
+    rows: &Tensor<i32>,
     dx: &mut Tensor<f32>,
     ds: &mut Tensor<f32>,
     dzp: &mut Tensor<f32>,
@@ -409,6 +425,7 @@ pub fn lsq_backward(
     #[comptime] strided: bool,
     #[comptime] with_offset: bool,
     #[comptime] zero_point_from_range: bool,
+    #[comptime] with_rows: bool,
 ) {
     let cube = CUBE_POS;
     if cube >= cubes {
@@ -422,7 +439,7 @@ pub fn lsq_backward(
         scale_offset,
         zero_point,
         zero_point_high,
-        p,
+        table_row(rows, p, with_rows),
         qmin,
         qmax,
         with_offset,
@@ -459,6 +476,38 @@ pub fn lsq_backward(
         let total_zp = cube_sum(acc_zp, &mut shared);
         if UNIT_POS == 0 {
             dzp[cube] = -s * total_zp * grad_factor;
+        }
+    }
+}
+
+/// A table's per-row scale gradient from its looked-up rows' partial sums, in one cube:
+/// `out[r] = Σ_{p : rows[p] = r} Σ_c partials[p · chunks + c]`, 0 for rows not looked up. Unit
+/// `u` owns the table rows `r ≡ u (mod REDUCE_UNITS)`: it zeroes them, then adds their lookups'
+/// sums in lookup order, so no two units write one row (no atomics) and the sums come out the
+/// same on every run. Where the zeroing was a fill launch and the adding a scatter launch.
+#[cube(launch)]
+pub fn add_into_table_rows(
+    partials: &Tensor<f32>,
+    rows: &Tensor<i32>,
+    out: &mut Tensor<f32>,
+    lookups: usize,
+    chunks: usize,
+    table_rows: usize,
+) {
+    let unit = UNIT_POS as usize;
+    let mut r = unit;
+    while r < table_rows {
+        out[r] = 0.0;
+        r += REDUCE_UNITS;
+    }
+    for p in 0..lookups {
+        let row = usize::cast_from(rows[p]);
+        if row % REDUCE_UNITS == unit && row < table_rows {
+            let mut sum = 0.0f32;
+            for c in 0..chunks {
+                sum += partials[p * chunks + c];
+            }
+            out[row] += sum;
         }
     }
 }

@@ -110,6 +110,16 @@ fn strided(tensors: &[&CubeTensor]) -> bool {
     tensors.iter().any(|t| !t.is_contiguous())
 }
 
+/// Looked-up row indices as the contiguous `i32` tensor the kernels read (cast only when they
+/// came as another integer type).
+fn row_indices(rows: CubeTensor) -> CubeTensor {
+    let rows = match rows.dtype {
+        DType::I32 | DType::U32 => rows,
+        _ => burn_cubecl::kernel::cast(rows, DType::I32),
+    };
+    into_contiguous(rows)
+}
+
 /// A fresh contiguous tensor on `like`'s device.
 fn empty(like: &CubeTensor, shape: impl Into<Shape>, dtype: DType) -> CubeTensor {
     empty_device_contiguous_dtype(
@@ -241,6 +251,9 @@ struct Grid {
     /// With it, `zero_point` holds a range's minima and this its maxima, and the kernels that
     /// take it apply that range's zero point (see `FakeQuantKernels::lsq_fake_quant`).
     zero_point_high: Option<CubeTensor>,
+    /// With it the view holds these rows of a table, and each reads its row's parameters (see
+    /// `FakeQuantKernels::lsq_fake_quant_rows`).
+    rows: Option<CubeTensor>,
     qmin: f32,
     qmax: f32,
 }
@@ -252,8 +265,23 @@ impl Grid {
             scale_offset: None,
             zero_point: f32_input(zero_point, "the zero point"),
             zero_point_high: None,
+            rows: None,
             qmin,
             qmax,
+        }
+    }
+
+    /// The grid of rows `rows` looked up in a table whose parameters these are.
+    fn with_rows(mut self, rows: CubeTensor) -> Self {
+        self.rows = Some(row_indices(rows));
+        self
+    }
+
+    /// The rows argument of a kernel and whether it is read (the scale stands in when not).
+    fn rows_arg(&self) -> (CubeTensor, bool) {
+        match &self.rows {
+            Some(rows) => (rows.clone(), true),
+            None => (self.scale.clone(), false),
         }
     }
 
@@ -286,8 +314,14 @@ impl Grid {
         }
     }
 
+    /// The parameters the view is cut into: one per looked-up row, else one per entry.
     fn num_params(&self) -> usize {
-        self.scale.meta.shape().num_elements()
+        self.rows
+            .as_ref()
+            .unwrap_or(&self.scale)
+            .meta
+            .shape()
+            .num_elements()
     }
 }
 
@@ -300,6 +334,7 @@ fn launch_fake_quant(x: CubeTensor, grid: Grid, view: [usize; 4], per_group: boo
     let (count, dim) = elementwise(&x, layout.n);
     let (offset, with_offset) = grid.offset_arg();
     let (high, from_range) = grid.zero_point_high_arg();
+    let (rows, with_rows) = grid.rows_arg();
     kernels::fake_quant::launch(
         &x.client.clone(),
         count,
@@ -309,6 +344,7 @@ fn launch_fake_quant(x: CubeTensor, grid: Grid, view: [usize; 4], per_group: boo
         offset.into_tensor_arg(),
         grid.zero_point.into_tensor_arg(),
         high.into_tensor_arg(),
+        rows.into_tensor_arg(),
         out.clone().into_tensor_arg(),
         layout.n,
         layout.g,
@@ -320,6 +356,7 @@ fn launch_fake_quant(x: CubeTensor, grid: Grid, view: [usize; 4], per_group: boo
         strided,
         with_offset,
         from_range,
+        with_rows,
     );
     out
 }
@@ -490,6 +527,65 @@ fn launch_observe_by_keys(
     (observed(out), (dq, mask))
 }
 
+/// The LSQ / LSQ+ backward kernel over `x` viewed by `layout` on `grid`: `(dx, ds, dzp, chunks)`,
+/// `ds` (and with `with_zero_point_grad` `dzp`, else one unread entry) one partial sum per
+/// (parameter, chunk), `chunks` per parameter.
+fn launch_lsq_backward(
+    grad: CubeTensor,
+    x: CubeTensor,
+    grid: &Grid,
+    layout: ViewLayout,
+    with_zero_point_grad: bool,
+    grad_factor: f32,
+) -> (CubeTensor, CubeTensor, CubeTensor, usize) {
+    let (offset, with_offset) = grid.offset_arg();
+    let (high, from_range) = grid.zero_point_high_arg();
+    let (rows, with_rows) = grid.rows_arg();
+    let dx = empty_like(&grad);
+    let strided = strided(&[&grad, &x]);
+    let chunks = layout.per_param.div_ceil(REDUCE_CHUNK).max(1);
+    let cubes = layout.num_params * chunks;
+    let ds = empty(&x, [cubes], DType::F32);
+    let dzp = empty(
+        &x,
+        [if with_zero_point_grad { cubes } else { 1 }],
+        DType::F32,
+    );
+    let (count, dim) = reduction(&x, cubes);
+    kernels::lsq_backward::launch(
+        &x.client.clone(),
+        count,
+        dim,
+        grad.into_tensor_arg(),
+        x.into_tensor_arg(),
+        grid.scale.clone().into_tensor_arg(),
+        offset.into_tensor_arg(),
+        grid.zero_point.clone().into_tensor_arg(),
+        high.into_tensor_arg(),
+        rows.into_tensor_arg(),
+        dx.clone().into_tensor_arg(),
+        ds.clone().into_tensor_arg(),
+        dzp.clone().into_tensor_arg(),
+        layout.per_param,
+        REDUCE_CHUNK,
+        chunks,
+        cubes,
+        layout.g,
+        layout.l,
+        layout.i,
+        grid.qmin,
+        grid.qmax,
+        grad_factor,
+        layout.mode,
+        with_zero_point_grad,
+        strided,
+        with_offset,
+        from_range,
+        with_rows,
+    );
+    (dx, ds, dzp, chunks)
+}
+
 impl FakeQuantKernels for CubeBackend {
     fn max_abs_per_param(
         x: CubeTensor,
@@ -605,21 +701,21 @@ impl FakeQuantKernels for CubeBackend {
         let grid = Grid::new(scale, zero_point, qmin, qmax)
             .with_offset(scale_offset, with_offset)
             .with_zero_point_range(zero_point_high, zero_point_from_range);
-        let (offset, with_offset) = grid.offset_arg();
-        let (high, from_range) = grid.zero_point_high_arg();
         let layout = ViewLayout::new(view, per_group, grid.num_params());
-        let dx = empty_like(&grad);
-        let strided = strided(&[&grad, &x]);
-        let client = x.client.clone();
         let nothing = || empty(&x, [0], DType::F32);
         if !with_scale_grad && !with_zero_point_grad {
             // A learned scale always asks for a gradient (the autodiff op keeps the input only
             // then), so an offset or a range's zero point never reaches this fixed-scale kernel.
             debug_assert!(!with_offset, "masked_grad reads no scale offset");
-            debug_assert!(!from_range, "masked_grad reads a given zero point");
+            debug_assert!(
+                !zero_point_from_range,
+                "masked_grad reads a given zero point"
+            );
+            let dx = empty_like(&grad);
+            let strided = strided(&[&grad, &x]);
             let (count, dim) = elementwise(&x, layout.n);
             kernels::masked_grad::launch(
-                &client,
+                &x.client.clone(),
                 count,
                 dim,
                 grad.into_tensor_arg(),
@@ -638,43 +734,13 @@ impl FakeQuantKernels for CubeBackend {
             );
             return ((dx, nothing()), nothing());
         }
-        let chunks = layout.per_param.div_ceil(REDUCE_CHUNK).max(1);
-        let cubes = layout.num_params * chunks;
-        let ds = empty(&x, [cubes], DType::F32);
-        let dzp = empty(
-            &x,
-            [if with_zero_point_grad { cubes } else { 1 }],
-            DType::F32,
-        );
-        let (count, dim) = reduction(&x, cubes);
-        kernels::lsq_backward::launch(
-            &client,
-            count,
-            dim,
-            grad.into_tensor_arg(),
-            x.clone().into_tensor_arg(),
-            grid.scale.into_tensor_arg(),
-            offset.into_tensor_arg(),
-            grid.zero_point.into_tensor_arg(),
-            high.into_tensor_arg(),
-            dx.clone().into_tensor_arg(),
-            ds.clone().into_tensor_arg(),
-            dzp.clone().into_tensor_arg(),
-            layout.per_param,
-            REDUCE_CHUNK,
-            chunks,
-            cubes,
-            layout.g,
-            layout.l,
-            layout.i,
-            grid.qmin,
-            grid.qmax,
-            grad_factor,
-            layout.mode,
+        let (dx, ds, dzp, chunks) = launch_lsq_backward(
+            grad,
+            x.clone(),
+            &grid,
+            layout,
             with_zero_point_grad,
-            strided,
-            with_offset,
-            from_range,
+            grad_factor,
         );
         // Partial sums per (parameter, chunk): add them up, both gradients in one launch.
         let (ds, dzp) = if chunks == 1 {
@@ -769,6 +835,68 @@ impl FakeQuantKernels for CubeBackend {
             .with_offset(scale_offset, with_offset)
             .with_zero_point_range(zero_point_high, zero_point_from_range);
         launch_fake_quant(x, grid, view, per_group)
+    }
+
+    fn lsq_fake_quant_rows(
+        x: CubeTensor,
+        scale: CubeTensor,
+        scale_offset: CubeTensor,
+        zero_point: CubeTensor,
+        zero_point_high: CubeTensor,
+        rows: CubeTensor,
+        qmin: f32,
+        qmax: f32,
+        view: [usize; 4],
+        _grad_factor: f32,
+        with_offset: bool,
+        zero_point_from_range: bool,
+    ) -> CubeTensor {
+        let grid = Grid::new(scale, zero_point, qmin, qmax)
+            .with_offset(scale_offset, with_offset)
+            .with_zero_point_range(zero_point_high, zero_point_from_range)
+            .with_rows(rows);
+        launch_fake_quant(x, grid, view, false)
+    }
+
+    fn lsq_backward_rows(
+        grad: CubeTensor,
+        x: CubeTensor,
+        scale: CubeTensor,
+        scale_offset: CubeTensor,
+        zero_point: CubeTensor,
+        zero_point_high: CubeTensor,
+        rows: CubeTensor,
+        qmin: f32,
+        qmax: f32,
+        view: [usize; 4],
+        grad_factor: f32,
+        with_offset: bool,
+        zero_point_from_range: bool,
+    ) -> (CubeTensor, CubeTensor) {
+        let grad = f32_elements(grad, "the gradient");
+        let x = f32_elements(x, "the input");
+        let table_rows = scale.meta.shape().num_elements();
+        let grid = Grid::new(scale, zero_point, qmin, qmax)
+            .with_offset(scale_offset, with_offset)
+            .with_zero_point_range(zero_point_high, zero_point_from_range)
+            .with_rows(rows);
+        let layout = ViewLayout::new(view, false, grid.num_params());
+        let (dx, partials, _, chunks) =
+            launch_lsq_backward(grad, x, &grid, layout, false, grad_factor);
+        let rows = grid.rows.expect("a grid of rows");
+        let ds = empty(&partials, [table_rows], DType::F32);
+        kernels::add_into_table_rows::launch(
+            &partials.client.clone(),
+            CubeCount::Static(1, 1, 1),
+            CubeDim::new_1d(REDUCE_UNITS as u32),
+            partials.into_tensor_arg(),
+            rows.into_tensor_arg(),
+            ds.clone().into_tensor_arg(),
+            layout.num_params,
+            chunks,
+            table_rows,
+        );
+        (dx, ds)
     }
 
     fn round_to_step_product(
