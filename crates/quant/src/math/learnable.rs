@@ -249,7 +249,7 @@ pub fn lsq_grad_factor(elems_per_scale: usize, qmax: i32) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::Distribution;
+    use burn::tensor::{Distribution, IntDType};
 
     use super::*;
     use crate::testing::values;
@@ -443,7 +443,8 @@ mod tests {
     /// scale gradient (summed over repeated rows, zero for rows not looked up) to summation
     /// order; symmetric and affine zero points given, the zero point of a frozen range, one
     /// scale below the floor, a frozen scale; rows of 12 and of 4,100 elements (more than a GPU
-    /// reduction cube takes); on Flex and on wgpu.
+    /// reduction cube takes); on Flex and on wgpu; row ids as `i32` and as `i64` (cast for the GPU
+    /// kernels).
     #[test]
     fn rows_read_in_the_table_equal_the_picked_rows() {
         let spec = QuantSpec::new().with_bits(4).with_symmetric(false);
@@ -455,7 +456,8 @@ mod tests {
                 let shape = [ids.len(), row_len];
                 let layout = ParamLayout::new(&shape, &Granularity::PerChannel { axis: Some(0) });
                 let t = |v: Vec<f32>| Tensor::<1>::from_floats(v.as_slice(), &device);
-                let rows = Tensor::<1, Int>::from_ints(ids, &device);
+                let rows = Tensor::<1, Int>::from_ints(ids, &device).cast(IntDType::I32);
+                let rows_i64 = rows.clone().cast(IntDType::I64);
                 let anchor = t((0..table_rows).map(|r| 0.05 + 0.01 * r as f32).collect());
                 // Row 7's scale, 0.12 - 0.12 + 1e-9, sits below the floor: no gradient there.
                 let delta_values: Vec<f32> = (0..table_rows)
@@ -499,7 +501,7 @@ mod tests {
                     for frozen in [false, true] {
                         let name =
                             format!("{device:?}: {row_len} a row, {zp_name}, frozen {frozen}");
-                        let run = |by_kernels: bool| {
+                        let run = |by_kernels: bool, rows: &Tensor<1, Int>| {
                             let x = x.clone().detach().require_grad();
                             let delta = t(delta_values.clone());
                             let delta = if frozen { delta } else { delta.require_grad() };
@@ -512,7 +514,7 @@ mod tests {
                                     &layout,
                                     parts,
                                     zp,
-                                    &rows,
+                                    rows,
                                     range,
                                     factor,
                                 )
@@ -522,7 +524,7 @@ mod tests {
                                     &layout,
                                     parts,
                                     zp,
-                                    &rows,
+                                    rows,
                                     range,
                                     factor,
                                 )
@@ -531,8 +533,12 @@ mod tests {
                             let ds = delta.grad(&grads).map(values);
                             (values(y), values(x.grad(&grads).unwrap()), ds)
                         };
-                        let (y_kernels, dx_kernels, ds_kernels) = run(true);
-                        let (y_picked, dx_picked, ds_picked) = run(false);
+                        let (y_kernels, dx_kernels, ds_kernels) = run(true, &rows);
+                        let (y_picked, dx_picked, ds_picked) = run(false, &rows);
+                        let (y_i64, dx_i64, ds_i64) = run(true, &rows_i64);
+                        assert_same(&name, "values with i64 ids", &y_i64, &y_kernels);
+                        assert_same(&name, "dx with i64 ids", &dx_i64, &dx_kernels);
+                        assert_eq!(ds_i64, ds_kernels, "{name}: ds with i64 ids");
                         assert_same(&name, "values", &y_kernels, &y_picked);
                         assert_same(&name, "dx", &dx_kernels, &dx_picked);
                         assert_eq!(ds_kernels.is_some(), !frozen, "{name}: scale gradient");
