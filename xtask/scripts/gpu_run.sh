@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs on the `device` tool's GPU machine what gpu_pack.sh packed (see there): the launch-budget
-# test and the kernels-vs-composite test on the real GPU, then the step benches at the sizes the
+# test, the kernels-vs-composite test and the quant crate's unit tests on the real GPU, then the step benches at the sizes the
 # GPU issue's targets name (LeNet-BN batch 512; MiniLM-L6's shape at 32 × 128, random weights). Logs, the benches'
 # JSON lines and the device's name go to $OUT (or /tmp/gpu-out).
 set -uo pipefail
@@ -40,7 +40,9 @@ step() {
   tail -n 12 "$out/$name.log"
 }
 step gpu_launches 60 "$bin/gpu_launches" --nocapture
-step fused_kernels 120 "$bin/fused_kernels"
+step fused_kernels 90 "$bin/fused_kernels"
+# The quant crate's unit tests that run the GPU kernels (the rest run too; they are quick).
+step quant_unit_tests 45 "$bin/quant"
 step qat_step_b512 180 "$bin/bench_qat_step" --backend wgpu --batch 512 --rounds 4 --steps 10
 step bert_step_32x128 150 "$bin/bench_bert_step" --backend wgpu \
   --checkpoint gpu-bin/minilm-l6 --random-weights --no-memory --batch 32 --seq 128 --rounds 3 --steps 3
