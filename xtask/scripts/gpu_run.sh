@@ -46,4 +46,17 @@ step quant_unit_tests 45 "$bin/quant"
 step qat_step_b512 180 "$bin/bench_qat_step" --backend wgpu --batch 512 --rounds 4 --steps 10
 step bert_step_32x128 150 "$bin/bench_bert_step" --backend wgpu \
   --checkpoint gpu-bin/minilm-l6 --random-weights --no-memory --batch 32 --seq 128 --rounds 3 --steps 3
+# If time is left: the same MiniLM step under burn-fusion's beam width 3 (`burn.toml`, read from
+# the working directory; burn's default is 5), which on lavapipe cut MiniLM-L6's launches by
+# 11-13% in every variant (float 1004 -> 892) but not LeNet-BN's: does it run faster on a GPU?
+if [ "$SECONDS" -lt 330 ]; then
+  blocks=$(mktemp -d)
+  printf '[fusion.beam_search]\nmax_blocks = 3\n' >"$blocks/burn.toml"
+  root=$PWD
+  (cd "$blocks" && step bert_step_32x128_blocks3 150 "$bin/bench_bert_step" --backend wgpu \
+    --checkpoint "$root/gpu-bin/minilm-l6" --random-weights --no-memory --batch 32 --seq 128 \
+    --rounds 3 --steps 3)
+else
+  echo "== bert_step_32x128_blocks3: skipped, ${SECONDS} s gone"
+fi
 grep -h '^{' "$out"/*.log >"$out/results.jsonl" || true
