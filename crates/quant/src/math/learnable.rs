@@ -443,20 +443,27 @@ mod tests {
     /// scale gradient (summed over repeated rows, zero for rows not looked up) to summation
     /// order; symmetric and affine zero points given, the zero point of a frozen range, one
     /// scale below the floor, a frozen scale; rows of 12 and of 4,100 elements (more than a GPU
-    /// reduction cube takes); on Flex and on wgpu; row ids as `i32` and as `i64` (cast for the GPU
-    /// kernels).
+    /// reduction cube takes); 8 lookups and 600 (the GPU kernel that adds the lookups' gradients
+    /// into the table's takes them 256 at a time); on Flex and on wgpu; row ids as `i32` and as
+    /// `i64` (cast for the GPU kernels).
     #[test]
     fn rows_read_in_the_table_equal_the_picked_rows() {
         let spec = QuantSpec::new().with_bits(4).with_symmetric(false);
         let (qmin, qmax) = (spec.qmin(), spec.qmax());
         let table_rows = 40;
-        let ids = [3i64, 7, 3, 39, 0, 7, 7, 12];
+        let few = vec![3i64, 7, 3, 39, 0, 7, 7, 12];
+        // Rows 0..37 in a scrambled order, each several times; 37..40 never.
+        let many: Vec<i64> = (0..600).map(|i| (i * 7919 % 37) as i64).collect();
         for device in crate::testing::kernel_devices() {
-            for row_len in [12, 4100] {
+            for (ids, row_len) in [(&few, 12), (&few, 4100), (&many, 12)] {
                 let shape = [ids.len(), row_len];
                 let layout = ParamLayout::new(&shape, &Granularity::PerChannel { axis: Some(0) });
                 let t = |v: Vec<f32>| Tensor::<1>::from_floats(v.as_slice(), &device);
-                let rows = Tensor::<1, Int>::from_ints(ids, &device).cast(IntDType::I32);
+                let rows = Tensor::<1, Int>::from_data(
+                    burn::tensor::TensorData::new(ids.clone(), [ids.len()]),
+                    &device,
+                )
+                .cast(IntDType::I32);
                 let rows_i64 = rows.clone().cast(IntDType::I64);
                 let anchor = t((0..table_rows).map(|r| 0.05 + 0.01 * r as f32).collect());
                 // Row 7's scale, 0.12 - 0.12 + 1e-9, sits below the floor: no gradient there.
@@ -499,8 +506,10 @@ mod tests {
                 let factor = lsq_grad_factor(row_len, qmax);
                 for (zp_name, zero_point) in &zero_points {
                     for frozen in [false, true] {
-                        let name =
-                            format!("{device:?}: {row_len} a row, {zp_name}, frozen {frozen}");
+                        let name = format!(
+                            "{device:?}: {} lookups of {row_len}, {zp_name}, frozen {frozen}",
+                            ids.len()
+                        );
                         let run = |by_kernels: bool, rows: &Tensor<1, Int>| {
                             let x = x.clone().detach().require_grad();
                             let delta = t(delta_values.clone());

@@ -484,7 +484,9 @@ pub fn lsq_backward(
 /// `out[r] = Σ_{p : rows[p] = r} Σ_c partials[p · chunks + c]`, 0 for rows not looked up. Unit
 /// `u` owns the table rows `r ≡ u (mod REDUCE_UNITS)`: it zeroes them, then adds their lookups'
 /// sums in lookup order, so no two units write one row (no atomics) and the sums come out the
-/// same on every run. Where the zeroing was a fill launch and the adding a scatter launch.
+/// same on every run. The lookups go through shared memory a tile of `REDUCE_UNITS` at a time,
+/// each read from global memory once (its row and its chunks' sum), then scanned by every unit.
+/// Where the zeroing was a fill launch and the adding a scatter launch.
 #[cube(launch)]
 pub fn add_into_table_rows(
     partials: &Tensor<f32>,
@@ -500,15 +502,32 @@ pub fn add_into_table_rows(
         out[r] = 0.0;
         r += REDUCE_UNITS;
     }
-    for p in 0..lookups {
-        let row = usize::cast_from(rows[p]);
-        if row % REDUCE_UNITS == unit && row < table_rows {
-            let mut sum = 0.0f32;
+    let mut tile_rows = Shared::<[u32]>::new_slice(REDUCE_UNITS);
+    let mut tile_sums = Shared::<[f32]>::new_slice(REDUCE_UNITS);
+    let mut start = 0usize;
+    while start < lookups {
+        let p = start + unit;
+        // A lookup past the end belongs to no table row.
+        let mut row = u32::cast_from(table_rows);
+        let mut sum = 0.0f32;
+        if p < lookups {
+            row = u32::cast_from(rows[p]);
             for c in 0..chunks {
                 sum += partials[p * chunks + c];
             }
-            out[row] += sum;
         }
+        tile_rows[unit] = row;
+        tile_sums[unit] = sum;
+        sync_cube();
+        let in_tile = min(REDUCE_UNITS, lookups - start);
+        for k in 0..in_tile {
+            let row = usize::cast_from(tile_rows[k]);
+            if row % REDUCE_UNITS == unit && row < table_rows {
+                out[row] += tile_sums[k];
+            }
+        }
+        sync_cube();
+        start += REDUCE_UNITS;
     }
 }
 
