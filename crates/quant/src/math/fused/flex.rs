@@ -940,9 +940,13 @@ fn row_indices(rows: FlexTensor) -> Vec<usize> {
         .collect()
 }
 
-/// The values of a per-row parameter (`[table rows]`) at the looked-up rows.
+/// The values of a per-row parameter (`[table rows]`) at the looked-up rows, read in place (the
+/// table's parameters are not copied whole: 30,522 rows for BERT's word table).
 fn pick_rows(t: &FlexTensor, rows: &[usize]) -> FlexTensor {
-    let values = f32s(t);
+    let t = t.to_contiguous();
+    let values = t
+        .as_slice::<f32>()
+        .expect("fused fake-quant takes f32 tensors");
     flat(rows.iter().map(|&r| values[r]).collect())
 }
 
