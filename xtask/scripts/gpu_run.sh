@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs on the `device` tool's GPU machine what gpu_pack.sh packed (see there): the launch-budget
 # test, the kernels-vs-composite test and the quant crate's unit tests on the real GPU, then the step benches at the sizes the
-# GPU issue's targets name (LeNet-BN batch 512; MiniLM-L6's shape at 32 × 128, random weights). Logs, the benches'
-# JSON lines and the device's name go to $OUT (or /tmp/gpu-out).
+# GPU issue's targets name (LeNet-BN batch 512; MiniLM-L6's shape at 32 × 128, random weights), and
+# as time allows the MiniLM step's kernel times by kernel (kernel_times.txt) and the MiniLM step
+# under burn-fusion's beam width 3. Logs, the benches' JSON lines and the device's name go to $OUT
+# (or /tmp/gpu-out).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp/gpu-out}"
@@ -46,17 +48,38 @@ step quant_unit_tests 45 "$bin/quant"
 step qat_step_b512 180 "$bin/bench_qat_step" --backend wgpu --batch 512 --rounds 4 --steps 10
 step bert_step_32x128 150 "$bin/bench_bert_step" --backend wgpu \
   --checkpoint gpu-bin/minilm-l6 --random-weights --no-memory --batch 32 --seq 128 --rounds 3 --steps 3
+# If time is left: where the MiniLM step's GPU time goes, kernel by kernel, float beside QAT
+# (CubeCL's profiler, which syncs after every kernel, so its times add up to more than a step;
+# see kernel_times.awk for how its windows map to the variants).
+if [ "$SECONDS" -lt 380 ]; then
+  profiled=$(mktemp -d)
+  printf '[profiling.logger]\nlevel = "basic"\nfile = "%s"\nappend = false\n' \
+    "$out/kernel_profile.log" >"$profiled/cubecl.toml"
+  root=$PWD
+  (cd "$profiled" && step bert_step_32x128_profiled 100 "$bin/bench_bert_step" --backend wgpu \
+    --checkpoint "$root/gpu-bin/minilm-l6" --random-weights --no-memory --batch 32 --seq 128 \
+    --rounds 1 --steps 1)
+  awk -f xtask/scripts/kernel_times.awk -v top=25 "$out/kernel_profile.log" \
+    >"$out/kernel_times.txt" 2>&1
+  cat "$out/kernel_times.txt"
+  xz -9 "$out/kernel_profile.log" || true
+else
+  echo "== bert_step_32x128_profiled: skipped, ${SECONDS} s gone"
+fi
 # If time is left: the same MiniLM step under burn-fusion's beam width 3 (`burn.toml`, read from
 # the working directory; burn's default is 5), which on lavapipe cut MiniLM-L6's launches by
 # 11-13% in every variant (float 1004 -> 892) but not LeNet-BN's: does it run faster on a GPU?
-if [ "$SECONDS" -lt 330 ]; then
+if [ "$SECONDS" -lt 390 ]; then
   blocks=$(mktemp -d)
   printf '[fusion.beam_search]\nmax_blocks = 3\n' >"$blocks/burn.toml"
   root=$PWD
-  (cd "$blocks" && step bert_step_32x128_blocks3 150 "$bin/bench_bert_step" --backend wgpu \
+  (cd "$blocks" && step bert_step_32x128_blocks3 140 "$bin/bench_bert_step" --backend wgpu \
     --checkpoint "$root/gpu-bin/minilm-l6" --random-weights --no-memory --batch 32 --seq 128 \
     --rounds 3 --steps 3)
 else
   echo "== bert_step_32x128_blocks3: skipped, ${SECONDS} s gone"
 fi
-grep -h '^{' "$out"/*.log >"$out/results.jsonl" || true
+# The timed runs' JSON lines (not the profiled run's, whose times include the profiler's syncs).
+for log in "$out"/*.log; do
+  case "$log" in *profiled*) ;; *) grep -h '^{' "$log" ;; esac
+done >"$out/results.jsonl"

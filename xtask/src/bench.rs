@@ -1,8 +1,11 @@
 //! `cargo xtask bench <name>`: runs a benchmark binary with the workspace's optimised build.
+//! `bench bert-step --kernel-times` runs it under CubeCL's profiler and prints where each
+//! variant's kernel time goes (`xtask/scripts/kernel_times.awk`).
 
+use std::path::Path;
 use std::process::Command;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 /// Benchmark name → (package, example binary).
 const BENCHES: &[(&str, &str, &str)] = &[
@@ -22,7 +25,205 @@ pub fn run(args: &[String]) -> Result<()> {
         bail!("unknown benchmark `{name}`; available: {names}");
     };
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["run", "--quiet", "-p", package, "--example", example, "--"]);
+    // The workspace's manifest named, so that the bench can run in another directory too.
+    cmd.args(["run", "--quiet", "--manifest-path"])
+        .arg(crate::root().join("Cargo.toml"))
+        .args(["-p", package, "--example", example, "--"]);
+    if args.iter().any(|a| a == KERNEL_TIMES) {
+        if *name != "bert-step" {
+            bail!("{KERNEL_TIMES} is for bert-step, whose device syncs delimit its variants");
+        }
+        return kernel_times(cmd, &args[1..]);
+    }
     cmd.args(&args[1..]);
     crate::run_command(cmd)
+}
+
+/// The flag that runs a bench under CubeCL's profiler.
+const KERNEL_TIMES: &str = "--kernel-times";
+
+/// Runs the bert-step bench `cmd` under CubeCL's profiler (a `cubecl.toml` in a scratch working
+/// directory, which CubeCL finds there) for one round, then summarizes its kernel times per
+/// variant with `xtask/scripts/kernel_times.awk`. The memory children are skipped: they would
+/// profile into the same log. A relative `--checkpoint` is taken from the workspace root, where
+/// the bench runs otherwise.
+fn kernel_times(mut cmd: Command, args: &[String]) -> Result<()> {
+    let dir = std::env::temp_dir().join("burn-qat-kernel-times");
+    std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+    let log = dir.join("profile.log");
+    let config = format!(
+        "[profiling.logger]\nlevel = \"basic\"\nfile = {:?}\nappend = false\n",
+        log.display().to_string()
+    );
+    let config_path = dir.join("cubecl.toml");
+    std::fs::write(&config_path, config)
+        .with_context(|| format!("could not write {}", config_path.display()))?;
+    let mut rest = args.iter().filter(|a| *a != KERNEL_TIMES);
+    while let Some(a) = rest.next() {
+        cmd.arg(a);
+        if a == "--checkpoint"
+            && let Some(dir) = rest.next()
+        {
+            cmd.arg(crate::root().join(dir));
+        }
+    }
+    for (flag, default) in [("--rounds", Some("1")), ("--no-memory", None)] {
+        if !args.iter().any(|a| a == flag) {
+            cmd.arg(flag).args(default);
+        }
+    }
+    // A log left by an earlier run must not stand in for this one's.
+    let _ = std::fs::remove_file(&log);
+    crate::run_command_in(cmd, &dir)?;
+    if !log.exists() {
+        bail!(
+            "the bench wrote no profile to {}: {KERNEL_TIMES} needs a CubeCL backend (--backend wgpu, vulkan, metal or cuda)",
+            log.display()
+        );
+    }
+    let script = crate::root().join("xtask/scripts/kernel_times.awk");
+    let mut awk = Command::new("awk");
+    awk.arg("-f").arg(&script).arg(&log);
+    crate::run_command_in(awk, Path::new("."))?;
+    println!("(profile log: {})", log.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One summary table as CubeCL's profiler writes it at a device sync.
+    fn table(rows: &[(&str, &str, usize)]) -> String {
+        let mut text = String::from(
+            "|⎺⎺⎺⎺| \n| Name                 | Duration   | Num Computed | Ratio |\n|⎼⎼⎼⎼| \n",
+        );
+        for (name, duration, count) in rows {
+            text += &format!("| {name:<20} | {duration:<10} | {count:<12} | 10 %  |\n");
+        }
+        text + "|⎼⎼⎼⎼| \n| Total                | 1s         | 99           | 100 % |\n|⎯⎯⎯⎯| \n"
+    }
+
+    /// `kernel_times.awk` on `log`: (exit status, stdout, stderr).
+    fn summarize(log: &str) -> (bool, String, String) {
+        let dir = std::env::temp_dir().join(format!("kernel-times-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{}.log", log.len()));
+        std::fs::write(&path, log).unwrap();
+        let out = Command::new("awk")
+            .arg("-f")
+            .arg(crate::root().join("xtask/scripts/kernel_times.awk"))
+            .arg(&path)
+            .output()
+            .expect("awk runs");
+        (
+            out.status.success(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+
+    #[test]
+    fn each_variant_window_is_summed_and_compared_with_the_float_step() {
+        let warm_up = table(&[("Autotune_00aa11bb", "900ms", 500)]);
+        let float = table(&[
+            ("MatmulEntry | TensorArgs_1234abcd", "2ms", 3),
+            ("ElemwiseFuse_0000ffff", "500µs", 4),
+            ("ElemwiseFuse_1111eeee", "500µs", 1),
+        ]);
+        let w8a8 = table(&[
+            ("MatmulEntry | TensorArgs_1234abcd", "2ms", 3),
+            ("ElemwiseFuse_0000ffff", "1.5ms", 6),
+            ("Observe_c22a3b59", "3ms", 2),
+            ("ApplyMask_059b137e", "250000ns", 5),
+        ]);
+        let w4a8 = table(&[
+            ("MatmulEntry | TensorArgs_1234abcd", "0.002s", 3),
+            ("LsqBackward_5e5e5e5e", "4ms", 2),
+        ]);
+        // Per-execution lines (a finer profiling level) outside the tables are not counted.
+        let log = format!("{warm_up}| 22.24µs    | Stray_aaaa\n{float}{w8a8}{w4a8}{float}");
+        let (ok, out, err) = summarize(&log);
+        assert!(ok, "{err}");
+        let line = |start: &str| {
+            out.lines()
+                .find(|l| l.starts_with(start))
+                .unwrap_or_else(|| panic!("no line starting {start:?} in\n{out}"))
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(line("float "), "float 8 3.000 0.000 ( 0%) 1.00x");
+        assert_eq!(line("qat_w8a8 "), "qat_w8a8 16 6.750 3.250 (48%) 2.25x");
+        assert_eq!(line("qat_w4a8 "), "qat_w4a8 5 6.000 4.000 (67%) 2.00x");
+        // By the most time a variant adds: LSQ backward (+4), observe (+3), the fused chains'
+        // two instances together (+0.5), the mask (+0.25); the matmul adds nothing.
+        let order: Vec<&str> = out
+            .lines()
+            .skip_while(|l| !l.starts_with("kernels by"))
+            .skip(2)
+            .map(|l| {
+                l.trim_start_matches(['*', ' '])
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "LsqBackward",
+                "Observe",
+                "ElemwiseFuse",
+                "ApplyMask",
+                "MatmulEntry|TensorArgs"
+            ]
+        );
+        assert!(line("* Observe").contains("3.000 ( 2)"), "{out}");
+        assert!(line("  ElemwiseFuse").starts_with("ElemwiseFuse 1.000 ( 5) 1.500 ( 6)"));
+    }
+
+    #[test]
+    fn too_few_windows_for_the_variants_is_an_error() {
+        let (ok, _, err) = summarize(&table(&[("Observe_c22a3b59", "3ms", 2)]).repeat(2));
+        assert!(!ok);
+        assert!(err.contains("2 summary windows"), "{err}");
+    }
+
+    /// The summary marks this crate's kernels by name: every kernel the quant crate launches
+    /// (`#[cube(launch)]` in its kernels file, CubeCL naming them in CamelCase) and no other.
+    #[test]
+    fn the_summary_knows_every_kernel_of_the_quant_crate() {
+        let kernels = std::fs::read_to_string(
+            crate::root().join("crates/quant/src/math/fused/cube/kernels.rs"),
+        )
+        .unwrap();
+        let mut launched: Vec<String> = kernels
+            .split("#[cube(launch")
+            .skip(1)
+            .map(|rest| {
+                let name = rest
+                    .split("pub fn ")
+                    .nth(1)
+                    .unwrap()
+                    .split('(')
+                    .next()
+                    .unwrap();
+                name.split('_')
+                    .map(|w| w[..1].to_uppercase() + &w[1..])
+                    .collect::<String>()
+            })
+            .collect();
+        launched.sort();
+        let script =
+            std::fs::read_to_string(crate::root().join("xtask/scripts/kernel_times.awk")).unwrap();
+        let list = script
+            .split("name ~ /^(")
+            .nth(1)
+            .and_then(|rest| rest.split(")$/").next())
+            .expect("the script's list of this crate's kernels");
+        let mut marked: Vec<String> = list.split('|').map(String::from).collect();
+        marked.sort();
+        assert_eq!(marked, launched);
+    }
 }

