@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs on the `device` tool's GPU machine what gpu_pack.sh packed (see there): the launch-budget
-# test, the kernels-vs-composite test and the quant crate's unit tests on the real GPU, then the step benches at the sizes the
-# GPU issue's targets name (LeNet-BN batch 512; MiniLM-L6's shape at 32 × 128, random weights), and
-# as time allows the MiniLM step's kernel times by kernel (kernel_times.txt) and the MiniLM step
-# under burn-fusion's beam width 3. Logs, the benches' JSON lines and the device's name go to $OUT
-# (or /tmp/gpu-out).
+# test, the kernels-vs-composite test and the quant crate's unit tests on the real GPU, then the
+# step benches at the sizes the GPU issue's targets name (LeNet-BN batch 512; MiniLM-L6's shape
+# at 32 × 128, random weights), and as time allows the MiniLM step's kernel times by kernel
+# (*_profiled.txt), the MiniLM step under burn-fusion's beam width 3 and LeNet-BN's kernel times.
+# Logs, the benches' JSON lines and the device's name go to $OUT (or /tmp/gpu-out).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp/gpu-out}"
@@ -48,21 +48,27 @@ step quant_unit_tests 45 "$bin/quant"
 step qat_step_b512 180 "$bin/bench_qat_step" --backend wgpu --batch 512 --rounds 4 --steps 10
 step bert_step_32x128 150 "$bin/bench_bert_step" --backend wgpu \
   --checkpoint gpu-bin/minilm-l6 --random-weights --no-memory --batch 32 --seq 128 --rounds 3 --steps 3
-# If time is left: where the MiniLM step's GPU time goes, kernel by kernel, float beside QAT
-# (CubeCL's profiler, which syncs after every kernel, so its times add up to more than a step;
-# see kernel_times.awk for how its windows map to the variants).
-if [ "$SECONDS" -lt 380 ]; then
-  profiled=$(mktemp -d)
+# Where a step's GPU time goes, kernel by kernel, float beside QAT: `profile NAME LABELS LIMIT
+# BENCH ARGS…` runs a bench for one round of one step under CubeCL's profiler (which syncs after
+# every kernel, so its times add up to more than a step) and summarizes its tables into
+# $OUT/NAME.txt with kernel_times.awk (LABELS: the bench's variants, in its order).
+profile() {
+  local name=$1 labels=$2 limit=$3 dir
+  shift 3
+  dir=$(mktemp -d)
   printf '[profiling.logger]\nlevel = "basic"\nfile = "%s"\nappend = false\n' \
-    "$out/kernel_profile.log" >"$profiled/cubecl.toml"
-  root=$PWD
-  (cd "$profiled" && step bert_step_32x128_profiled 100 "$bin/bench_bert_step" --backend wgpu \
-    --checkpoint "$root/gpu-bin/minilm-l6" --random-weights --no-memory --batch 32 --seq 128 \
-    --rounds 1 --steps 1)
-  awk -f xtask/scripts/kernel_times.awk -v top=25 "$out/kernel_profile.log" \
-    >"$out/kernel_times.txt" 2>&1
-  cat "$out/kernel_times.txt"
-  xz -9 "$out/kernel_profile.log" || true
+    "$out/$name.profile" >"$dir/cubecl.toml"
+  (cd "$dir" && step "$name" "$limit" "$@" --rounds 1 --steps 1)
+  awk -v labels="$labels" -v top=25 -f xtask/scripts/kernel_times.awk "$out/$name.profile" \
+    >"$out/$name.txt" 2>&1
+  cat "$out/$name.txt"
+  xz -9 "$out/$name.profile" || true
+}
+root=$PWD
+if [ "$SECONDS" -lt 380 ]; then
+  profile bert_step_32x128_profiled float,qat_w8a8,qat_w4a8 100 "$bin/bench_bert_step" \
+    --backend wgpu --checkpoint "$root/gpu-bin/minilm-l6" --random-weights --no-memory \
+    --batch 32 --seq 128
 else
   echo "== bert_step_32x128_profiled: skipped, ${SECONDS} s gone"
 fi
@@ -72,12 +78,17 @@ fi
 if [ "$SECONDS" -lt 390 ]; then
   blocks=$(mktemp -d)
   printf '[fusion.beam_search]\nmax_blocks = 3\n' >"$blocks/burn.toml"
-  root=$PWD
   (cd "$blocks" && step bert_step_32x128_blocks3 140 "$bin/bench_bert_step" --backend wgpu \
     --checkpoint "$root/gpu-bin/minilm-l6" --random-weights --no-memory --batch 32 --seq 128 \
     --rounds 3 --steps 3)
 else
   echo "== bert_step_32x128_blocks3: skipped, ${SECONDS} s gone"
+fi
+if [ "$SECONDS" -lt 460 ]; then
+  profile qat_step_b512_profiled float,qat_w8a8,qat_w4a4 60 "$bin/bench_qat_step" \
+    --backend wgpu --batch 512
+else
+  echo "== qat_step_b512_profiled: skipped, ${SECONDS} s gone"
 fi
 # The timed runs' JSON lines (not the profiled run's, whose times include the profiler's syncs).
 for log in "$out"/*.log; do

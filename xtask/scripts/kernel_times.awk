@@ -4,15 +4,17 @@
 # CubeCL (profiling logger at level "basic", set by a `cubecl.toml` in the working directory:
 # `[profiling.logger]` with `level = "basic"` and `file = "…"`) writes one summary table per
 # device sync, of the kernels run since the last one, and `bench_bert_step` / `bench_qat_step`
-# sync after each variant's steps in a round. So with `--rounds 1`, window 1 is the warm-up of
-# every variant (autotune included) and windows 2, 3, … are the first round's variants in the
-# bench's order (float, then the QAT schemes); the windows after them are the launch-counting
-# steps. Each window's kernel count can be checked against the bench's launch table.
+# sync after each variant's steps in a round. So window 1 is the warm-up of every variant
+# (autotune included) and windows 2, 3, … are the first round's variants in the bench's order
+# (float, then the QAT schemes), each its `--steps` steps (`bench_qat_step`'s with the forward
+# pass that reads them back); the windows after them are later rounds and the launch-counting
+# steps. With `--steps 1` a bert-step window's kernel count is the bench's launch count.
 #
 #   awk -v labels=float,qat_w8a8,qat_w4a8 -f xtask/scripts/kernel_times.awk profile.log
 #
 # Variables: `labels` names windows 2, 3, … (the first is the baseline the others are compared
-# with; default float,qat_w8a8,qat_w4a8), `top` how many kernels each table lists (default 15).
+# with; default float,qat_w8a8,qat_w4a8, bert-step's; qat-step's are float,qat_w8a8,qat_w4a4),
+# `top` how many kernels the table lists (default 15).
 # Kernel instances that differ only in their hash suffix are added up under one name; this
 # crate's kernels (`quant::math::fused::cube::kernels`) are marked `*`.
 
@@ -80,10 +82,10 @@ inside && window >= 2 && window <= variants + 1 && /^\| / {
 
 END {
   if (window < 1 + variants) {
-    printf "kernel_times: %d summary windows, fewer than the warm-up and %d variants (%s): was the log written at level \"basic\" by a bench run with --rounds 1?\n", window, variants, labels > "/dev/stderr"
+    printf "kernel_times: %d summary windows, fewer than the warm-up and %d variants (%s): was the log written at level \"basic\" by a bench run?\n", window, variants, labels > "/dev/stderr"
     exit 1
   }
-  printf "Kernel time per step (CubeCL profiler, summed over the window's steps); * = this crate's kernels\n\n"
+  printf "Kernel time of each variant's steps in the first round (CubeCL's profiler); * = this crate's kernels\n\n"
   printf "%-10s %9s %12s %14s %10s\n", "variant", "kernels", "kernel ms", "ours ms", "x " label[1]
   for (v = 1; v <= variants; v++) {
     w = v + 1

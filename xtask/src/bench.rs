@@ -1,6 +1,6 @@
 //! `cargo xtask bench <name>`: runs a benchmark binary with the workspace's optimised build.
-//! `bench bert-step --kernel-times` runs it under CubeCL's profiler and prints where each
-//! variant's kernel time goes (`xtask/scripts/kernel_times.awk`).
+//! `bench bert-step --kernel-times` (or `qat-step`) runs it under CubeCL's profiler and prints
+//! where each variant's kernel time goes (`xtask/scripts/kernel_times.awk`).
 
 use std::path::Path;
 use std::process::Command;
@@ -30,10 +30,12 @@ pub fn run(args: &[String]) -> Result<()> {
         .arg(crate::root().join("Cargo.toml"))
         .args(["-p", package, "--example", example, "--"]);
     if args.iter().any(|a| a == KERNEL_TIMES) {
-        if *name != "bert-step" {
-            bail!("{KERNEL_TIMES} is for bert-step, whose device syncs delimit its variants");
-        }
-        return kernel_times(cmd, &args[1..]);
+        let Some((_, variants, extra)) = PROFILED.iter().find(|b| b.0 == name) else {
+            bail!(
+                "{KERNEL_TIMES} is for bert-step and qat-step, whose device syncs delimit their variants"
+            );
+        };
+        return kernel_times(cmd, &args[1..], variants, extra);
     }
     cmd.args(&args[1..]);
     crate::run_command(cmd)
@@ -42,12 +44,30 @@ pub fn run(args: &[String]) -> Result<()> {
 /// The flag that runs a bench under CubeCL's profiler.
 const KERNEL_TIMES: &str = "--kernel-times";
 
-/// Runs the bert-step bench `cmd` under CubeCL's profiler (a `cubecl.toml` in a scratch working
-/// directory, which CubeCL finds there) for one round, then summarizes its kernel times per
-/// variant with `xtask/scripts/kernel_times.awk`. The memory children are skipped: they would
-/// profile into the same log. A relative `--checkpoint` is taken from the workspace root, where
-/// the bench runs otherwise.
-fn kernel_times(mut cmd: Command, args: &[String]) -> Result<()> {
+/// The benches `--kernel-times` profiles: name → (their variants in the order they run, which
+/// the profiler's tables follow; flags added to the run).
+const PROFILED: &[(&str, &str, &[&str])] = &[
+    // The memory children would profile into the same log.
+    ("bert-step", "float,qat_w8a8,qat_w4a8", &["--no-memory"]),
+    ("qat-step", "float,qat_w8a8,qat_w4a4", &[]),
+];
+
+/// Runs the bench `cmd` under CubeCL's profiler (a `cubecl.toml` in a scratch working directory,
+/// which CubeCL finds there) for one round of one step unless `args` say otherwise, then
+/// summarizes its kernel times per variant (`variants`, comma-separated) with
+/// `xtask/scripts/kernel_times.awk`. A relative `--checkpoint` is taken from the workspace root,
+/// where the bench runs otherwise.
+fn kernel_times(mut cmd: Command, args: &[String], variants: &str, extra: &[&str]) -> Result<()> {
+    let backend = args
+        .iter()
+        .position(|a| a == "--backend")
+        .and_then(|i| args.get(i + 1))
+        .map_or("flex", String::as_str);
+    if matches!(backend, "flex" | "ndarray") {
+        bail!(
+            "{KERNEL_TIMES} profiles CubeCL kernels, which the {backend} backend does not run: add --backend wgpu (or vulkan, metal, cuda)"
+        );
+    }
     let dir = std::env::temp_dir().join("burn-qat-kernel-times");
     std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
     let log = dir.join("profile.log");
@@ -67,11 +87,12 @@ fn kernel_times(mut cmd: Command, args: &[String]) -> Result<()> {
             cmd.arg(crate::root().join(dir));
         }
     }
-    for (flag, default) in [("--rounds", Some("1")), ("--no-memory", None)] {
+    for flag in ["--rounds", "--steps"] {
         if !args.iter().any(|a| a == flag) {
-            cmd.arg(flag).args(default);
+            cmd.args([flag, "1"]);
         }
     }
+    cmd.args(extra);
     // A log left by an earlier run must not stand in for this one's.
     let _ = std::fs::remove_file(&log);
     crate::run_command_in(cmd, &dir)?;
@@ -83,7 +104,11 @@ fn kernel_times(mut cmd: Command, args: &[String]) -> Result<()> {
     }
     let script = crate::root().join("xtask/scripts/kernel_times.awk");
     let mut awk = Command::new("awk");
-    awk.arg("-f").arg(&script).arg(&log);
+    awk.arg("-v")
+        .arg(format!("labels={variants}"))
+        .arg("-f")
+        .arg(&script)
+        .arg(&log);
     crate::run_command_in(awk, Path::new("."))?;
     println!("(profile log: {})", log.display());
     Ok(())

@@ -39,7 +39,7 @@ fn run() -> Result<()> {
 const USAGE: &str = "usage: cargo xtask <command>
   bench fake-quant [--rounds N] [--steps K] [--only NAME]
                                              fake-quant vs float training step (flex)
-  bench qat-step [--model lenet|resnet] [--backend B] [--batch N] [--rounds N] [--steps K]
+  bench qat-step [--model lenet|resnet] [--backend B] [--batch N] [--rounds N] [--steps K] [--kernel-times]
                                              the trainer's step, float vs QAT W8A8 / W4A4
                                              (GPU backends: + kernel launches per step)
   bench deploy [--model lenet|resnet|all] [--rounds R] [--threads T]

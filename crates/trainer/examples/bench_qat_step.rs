@@ -62,8 +62,10 @@ fn main() {
             for _ in 0..steps {
                 step(v, &batch);
             }
-            // Wait for the queued GPU work, so that it is timed.
+            // Wait for the queued GPU work, so that it is timed; the sync also closes the
+            // variant's table of kernel times under CubeCL's profiler (`--kernel-times`).
             read_back(v, &batch);
+            device.sync().ok();
             v.samples_ms
                 .push(start.elapsed().as_secs_f64() * 1e3 / steps as f64);
         }
