@@ -48,27 +48,29 @@ step quant_unit_tests 45 "$bin/quant"
 step qat_step_b512 180 "$bin/bench_qat_step" --backend wgpu --batch 512 --rounds 4 --steps 10
 step bert_step_32x128 150 "$bin/bench_bert_step" --backend wgpu \
   --checkpoint gpu-bin/minilm-l6 --random-weights --no-memory --batch 32 --seq 128 --rounds 3 --steps 3
-# Where a step's GPU time goes, kernel by kernel, float beside QAT: `profile NAME LABELS LIMIT
-# BENCH ARGS…` runs a bench for one round of one step under CubeCL's profiler (which syncs after
-# every kernel, so its times add up to more than a step) and summarizes its tables into
-# $OUT/NAME.txt with kernel_times.awk (LABELS: the bench's variants, in its order).
+# Where a step's GPU time goes, kernel by kernel, float beside QAT: `profile NAME LABELS WINDOWS
+# LIMIT BENCH ARGS…` runs a bench (its ARGS naming the rounds) for steps of one step under
+# CubeCL's profiler (which syncs after every kernel, so its times add up to more than a step) and
+# summarizes its tables into $OUT/NAME.txt with kernel_times.awk (LABELS: the bench's variants,
+# in its order; WINDOWS: the tables of their steps, as `cargo xtask bench … --kernel-times`
+# picks them: see PROFILED in xtask/src/bench.rs).
 profile() {
-  local name=$1 labels=$2 limit=$3 dir
-  shift 3
+  local name=$1 labels=$2 windows=$3 limit=$4 dir
+  shift 4
   dir=$(mktemp -d)
   printf '[profiling.logger]\nlevel = "basic"\nfile = "%s"\nappend = false\n' \
     "$out/$name.profile" >"$dir/cubecl.toml"
-  (cd "$dir" && step "$name" "$limit" "$@" --rounds 1 --steps 1)
-  awk -v labels="$labels" -v top=25 -f xtask/scripts/kernel_times.awk "$out/$name.profile" \
+  (cd "$dir" && step "$name" "$limit" "$@" --steps 1)
+  awk -v labels="$labels" -v windows="$windows" -v top=25 -f xtask/scripts/kernel_times.awk "$out/$name.profile" \
     >"$out/$name.txt" 2>&1
   cat "$out/$name.txt"
   xz -9 "$out/$name.profile" || true
 }
 root=$PWD
 if [ "$SECONDS" -lt 380 ]; then
-  profile bert_step_32x128_profiled float,qat_w8a8,qat_w4a8 100 "$bin/bench_bert_step" \
+  profile bert_step_32x128_profiled float,qat_w8a8,qat_w4a8 2,3,4 100 "$bin/bench_bert_step" \
     --backend wgpu --checkpoint "$root/gpu-bin/minilm-l6" --random-weights --no-memory \
-    --batch 32 --seq 128
+    --batch 32 --seq 128 --rounds 1
 else
   echo "== bert_step_32x128_profiled: skipped, ${SECONDS} s gone"
 fi
@@ -85,8 +87,8 @@ else
   echo "== bert_step_32x128_blocks3: skipped, ${SECONDS} s gone"
 fi
 if [ "$SECONDS" -lt 460 ]; then
-  profile qat_step_b512_profiled float,qat_w8a8,qat_w4a4 60 "$bin/bench_qat_step" \
-    --backend wgpu --batch 512
+  profile qat_step_b512_profiled float,qat_w8a8,qat_w4a4 8,10,12 60 "$bin/bench_qat_step" \
+    --backend wgpu --batch 512 --rounds 2
 else
   echo "== qat_step_b512_profiled: skipped, ${SECONDS} s gone"
 fi

@@ -3,18 +3,20 @@
 #
 # CubeCL (profiling logger at level "basic", set by a `cubecl.toml` in the working directory:
 # `[profiling.logger]` with `level = "basic"` and `file = "…"`) writes one summary table per
-# device sync, of the kernels run since the last one, and `bench_bert_step` / `bench_qat_step`
-# sync after each variant's steps in a round. So window 1 is the warm-up of every variant
-# (autotune included) and windows 2, 3, … are the first round's variants in the bench's order
-# (float, then the QAT schemes), each its `--steps` steps (`bench_qat_step`'s with the forward
-# pass that reads them back); the windows after them are later rounds and the launch-counting
-# steps. With `--steps 1` a bert-step window's kernel count is the bench's launch count.
+# device sync, of the kernels run since the last one, and the step benches sync where a
+# variant's steps end. Window 1 is the warm-up of every variant (autotune included); after it
+# `bench_bert_step`'s windows 2, 3, 4 are the first round's variants in its order (float, then
+# the QAT schemes); `bench_qat_step` syncs after each variant's steps and after the forward pass
+# that reads them back, and its windows 8, 10, 12 are the second round's steps (in the first the
+# float steps follow the warm-up rather than a read-back, and burn-fusion's choices depend on
+# what ran before). `cargo xtask bench … --kernel-times` picks these; with `--steps 1` a window's
+# kernel count is then the bench's launch count.
 #
-#   awk -v labels=float,qat_w8a8,qat_w4a8 -f xtask/scripts/kernel_times.awk profile.log
+#   awk -v labels=float,qat_w8a8,qat_w4a8 -v windows=2,3,4 -f xtask/scripts/kernel_times.awk profile.log
 #
-# Variables: `labels` names windows 2, 3, … (the first is the baseline the others are compared
+# Variables: `labels` names the variants (the first is the baseline the others are compared
 # with; default float,qat_w8a8,qat_w4a8, bert-step's; qat-step's are float,qat_w8a8,qat_w4a4),
-# `top` how many kernels the table lists (default 15).
+# `windows` their windows (default 2, 3, …), `top` how many kernels the table lists (default 15).
 # Kernel instances that differ only in their hash suffix are added up under one name; this
 # crate's kernels (`quant::math::fused::cube::kernels`) are marked `*`.
 
@@ -52,6 +54,17 @@ BEGIN {
   if (labels == "") labels = "float,qat_w8a8,qat_w4a8"
   if (top == "") top = 15
   variants = split(labels, label, ",")
+  if (windows == "") for (v = 1; v <= variants; v++) variant_of[v + 1] = v
+  else {
+    if (split(windows, numbers, ",") != variants) {
+      printf "kernel_times: %d labels (%s) but windows %s\n", variants, labels, windows > "/dev/stderr"
+      failed = 1
+      exit 2
+    }
+    for (v = 1; v <= variants; v++) variant_of[numbers[v] + 0] = v
+  }
+  last = 0
+  for (w in variant_of) if (w + 0 > last) last = w + 0
   window = 0
   inside = 0
 }
@@ -63,8 +76,10 @@ inside && /^\| Total / {
   next
 }
 
-# A kernel's row in a variant's window (the warm-up's and the counting steps' are passed over).
-inside && window >= 2 && window <= variants + 1 && /^\| / {
+# A kernel's row in a variant's window (the warm-up's, read-backs' and counting steps' are
+# passed over).
+inside && (window in variant_of) && /^\| / {
+  v = variant_of[window]
   fields = split($0, part, "|")
   # `| name (may hold " | ") | duration | count | ratio |`: the last three cells are fixed.
   count = trim(part[fields - 2]) + 0
@@ -72,31 +87,31 @@ inside && window >= 2 && window <= variants + 1 && /^\| / {
   name = ""
   for (f = 2; f <= fields - 4; f++) name = name (f > 2 ? "|" : "") part[f]
   name = kernel_name(trim(name))
-  time[window, name] += ms
-  runs[window, name] += count
-  total[window] += ms
-  launches[window] += count
-  if (ours(name)) { our_time[window] += ms; our_runs[window] += count }
+  time[v, name] += ms
+  runs[v, name] += count
+  total[v] += ms
+  launches[v] += count
+  if (ours(name)) { our_time[v] += ms; our_runs[v] += count }
   if (!(name in known)) { known[name] = 1; names[++distinct] = name }
 }
 
 END {
-  if (window < 1 + variants) {
-    printf "kernel_times: %d summary windows, fewer than the warm-up and %d variants (%s): was the log written at level \"basic\" by a bench run?\n", window, variants, labels > "/dev/stderr"
+  if (failed) exit 2
+  if (window < last) {
+    printf "kernel_times: %d summary windows, fewer than the %d the variants' windows need (%s): was the log written at level \"basic\" by a bench run?\n", window, last, labels > "/dev/stderr"
     exit 1
   }
-  printf "Kernel time of each variant's steps in the first round (CubeCL's profiler); * = this crate's kernels\n\n"
+  printf "Kernel time of each variant's profiled steps (CubeCL's profiler); * = this crate's kernels\n\n"
   printf "%-10s %9s %12s %14s %10s\n", "variant", "kernels", "kernel ms", "ours ms", "x " label[1]
   for (v = 1; v <= variants; v++) {
-    w = v + 1
-    printf "%-10s %9d %12.3f %8.3f (%2.0f%%) %9.2fx\n", label[v], launches[w], total[w], our_time[w], share(our_time[w], total[w]), ratio(total[w], total[2])
+    printf "%-10s %9d %12.3f %8.3f (%2.0f%%) %9.2fx\n", label[v], launches[v], total[v], our_time[v], share(our_time[v], total[v]), ratio(total[v], total[1])
   }
   # The kernels by what each variant adds over the baseline's time, largest first.
   for (i = 1; i <= distinct; i++) {
     name = names[i]
     added[name] = 0
     for (v = 2; v <= variants; v++) {
-      delta = time[v + 1, name] - time[2, name]
+      delta = time[v, name] - time[1, name]
       if (delta > added[name]) added[name] = delta
     }
     order[i] = name
@@ -113,7 +128,7 @@ END {
   for (i = 1; i <= distinct && i <= top; i++) {
     name = order[i]
     printf "%s %-58s", ours(name) ? "*" : " ", name
-    for (v = 1; v <= variants; v++) printf " %9.3f (%4d)", time[v + 1, name], runs[v + 1, name]
+    for (v = 1; v <= variants; v++) printf " %9.3f (%4d)", time[v, name], runs[v, name]
     printf "\n"
   }
 }

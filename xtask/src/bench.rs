@@ -30,12 +30,12 @@ pub fn run(args: &[String]) -> Result<()> {
         .arg(crate::root().join("Cargo.toml"))
         .args(["-p", package, "--example", example, "--"]);
     if args.iter().any(|a| a == KERNEL_TIMES) {
-        let Some((_, variants, extra)) = PROFILED.iter().find(|b| b.0 == name) else {
+        let Some((_, variants, windows, extra)) = PROFILED.iter().find(|b| b.0 == name) else {
             bail!(
                 "{KERNEL_TIMES} is for bert-step and qat-step, whose device syncs delimit their variants"
             );
         };
-        return kernel_times(cmd, &args[1..], variants, extra);
+        return kernel_times(cmd, &args[1..], (variants, windows), extra);
     }
     cmd.args(&args[1..]);
     crate::run_command(cmd)
@@ -44,25 +44,49 @@ pub fn run(args: &[String]) -> Result<()> {
 /// The flag that runs a bench under CubeCL's profiler.
 const KERNEL_TIMES: &str = "--kernel-times";
 
-/// The benches `--kernel-times` profiles: name → (their variants in the order they run, which
-/// the profiler's tables follow; flags added to the run).
-const PROFILED: &[(&str, &str, &[&str])] = &[
-    // The memory children would profile into the same log.
-    ("bert-step", "float,qat_w8a8,qat_w4a8", &["--no-memory"]),
-    ("qat-step", "float,qat_w8a8,qat_w4a4", &[]),
+/// The benches `--kernel-times` profiles: name → (their variants in the order they run; the
+/// profiler's tables, one per device sync, that hold each variant's steps; flags added to the
+/// run, `--rounds` among them). The tables picked are those whose kernels the bench's launch
+/// table counts: burn-fusion's choices depend on what ran before.
+const PROFILED: &[(&str, &str, &str, &[&str])] = &[
+    // The warm-up, then round 1's variants (the memory children would profile into the same
+    // log).
+    (
+        "bert-step",
+        "float,qat_w8a8,qat_w4a8",
+        "2,3,4",
+        &["--no-memory", "--rounds", "1"],
+    ),
+    // The warm-up, then each variant's steps and the forward pass that reads them back; in round
+    // 1 the float steps follow the warm-up, in round 2 (tables 8, 10, 12) a read-back, as the
+    // steps the bench times and counts do.
+    (
+        "qat-step",
+        "float,qat_w8a8,qat_w4a4",
+        "8,10,12",
+        &["--rounds", "2"],
+    ),
 ];
 
 /// Runs the bench `cmd` under CubeCL's profiler (a `cubecl.toml` in a scratch working directory,
-/// which CubeCL finds there) for one round of one step unless `args` say otherwise, then
-/// summarizes its kernel times per variant (`variants`, comma-separated) with
-/// `xtask/scripts/kernel_times.awk`. A relative `--checkpoint` is taken from the workspace root,
+/// which CubeCL finds there) for the rounds `extra` sets, of one step unless `args` say otherwise,
+/// then summarizes its kernel times per variant (`variants` and their `windows`,
+/// comma-separated) with `xtask/scripts/kernel_times.awk`. A relative `--checkpoint` is taken from the workspace root,
 /// where the bench runs otherwise.
-fn kernel_times(mut cmd: Command, args: &[String], variants: &str, extra: &[&str]) -> Result<()> {
+fn kernel_times(
+    mut cmd: Command,
+    args: &[String],
+    (variants, windows): (&str, &str),
+    extra: &[&str],
+) -> Result<()> {
     let backend = args
         .iter()
         .position(|a| a == "--backend")
         .and_then(|i| args.get(i + 1))
         .map_or("flex", String::as_str);
+    if args.iter().any(|a| a == "--rounds") {
+        bail!("{KERNEL_TIMES} sets --rounds itself: the tables it reads are those of given rounds");
+    }
     if matches!(backend, "flex" | "ndarray") {
         bail!(
             "{KERNEL_TIMES} profiles CubeCL kernels, which the {backend} backend does not run: add --backend wgpu (or vulkan, metal, cuda)"
@@ -87,10 +111,8 @@ fn kernel_times(mut cmd: Command, args: &[String], variants: &str, extra: &[&str
             cmd.arg(crate::root().join(dir));
         }
     }
-    for flag in ["--rounds", "--steps"] {
-        if !args.iter().any(|a| a == flag) {
-            cmd.args([flag, "1"]);
-        }
+    if !args.iter().any(|a| a == "--steps") {
+        cmd.args(["--steps", "1"]);
     }
     cmd.args(extra);
     // A log left by an earlier run must not stand in for this one's.
@@ -106,6 +128,8 @@ fn kernel_times(mut cmd: Command, args: &[String], variants: &str, extra: &[&str
     let mut awk = Command::new("awk");
     awk.arg("-v")
         .arg(format!("labels={variants}"))
+        .arg("-v")
+        .arg(format!("windows={windows}"))
         .arg("-f")
         .arg(&script)
         .arg(&log);
@@ -129,13 +153,17 @@ mod tests {
         text + "|⎼⎼⎼⎼| \n| Total                | 1s         | 99           | 100 % |\n|⎯⎯⎯⎯| \n"
     }
 
-    /// `kernel_times.awk` on `log`: (exit status, stdout, stderr).
-    fn summarize(log: &str) -> (bool, String, String) {
+    /// `kernel_times.awk` on `log` with `vars` (`name=value`): (exit status, stdout, stderr).
+    fn summarize_with(log: &str, vars: &[&str]) -> (bool, String, String) {
         let dir = std::env::temp_dir().join(format!("kernel-times-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{}.log", log.len()));
         std::fs::write(&path, log).unwrap();
-        let out = Command::new("awk")
+        let mut awk = Command::new("awk");
+        for var in vars {
+            awk.args(["-v", var]);
+        }
+        let out = awk
             .arg("-f")
             .arg(crate::root().join("xtask/scripts/kernel_times.awk"))
             .arg(&path)
@@ -146,6 +174,11 @@ mod tests {
             String::from_utf8(out.stdout).unwrap(),
             String::from_utf8(out.stderr).unwrap(),
         )
+    }
+
+    /// `kernel_times.awk` on `log` with its defaults (bert-step's variants and windows).
+    fn summarize(log: &str) -> (bool, String, String) {
+        summarize_with(log, &[])
     }
 
     #[test]
@@ -209,10 +242,43 @@ mod tests {
     }
 
     #[test]
+    fn named_windows_pass_over_the_tables_between_them() {
+        // Each variant's steps, then a forward pass that reads them back (as qat-step's).
+        let steps = |ms| table(&[("DirectConv2dKernel_0a0b0c0d", ms, 6)]);
+        let read_back = table(&[("DirectConv2dKernel_0a0b0c0d", "100ms", 3)]);
+        let log = [
+            steps("900ms"),
+            steps("1ms"),
+            read_back.clone(),
+            steps("2ms"),
+            read_back.clone(),
+            steps("4ms"),
+            read_back,
+        ]
+        .concat();
+        let vars = ["labels=float,qat_w8a8,qat_w4a4", "windows=2,4,6"];
+        let (ok, out, err) = summarize_with(&log, &vars);
+        assert!(ok, "{err}");
+        for expected in [
+            "float 6 1.000 0.000 ( 0%) 1.00x",
+            "qat_w8a8 6 2.000 0.000 ( 0%) 2.00x",
+            "qat_w4a4 6 4.000 0.000 ( 0%) 4.00x",
+        ] {
+            let found = out
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == expected);
+            assert!(found, "no line {expected:?} in\n{out}");
+        }
+        let (ok, _, err) = summarize_with(&log, &["labels=float,qat_w8a8", "windows=2,4,6"]);
+        assert!(!ok);
+        assert!(err.contains("2 labels"), "{err}");
+    }
+
+    #[test]
     fn too_few_windows_for_the_variants_is_an_error() {
         let (ok, _, err) = summarize(&table(&[("Observe_c22a3b59", "3ms", 2)]).repeat(2));
         assert!(!ok);
-        assert!(err.contains("2 summary windows"), "{err}");
+        assert!(err.contains("2 summary windows, fewer than the 4"), "{err}");
     }
 
     /// The summary marks this crate's kernels by name: every kernel the quant crate launches

@@ -62,8 +62,10 @@ fn main() {
             for _ in 0..steps {
                 step(v, &batch);
             }
-            // Wait for the queued GPU work, so that it is timed; the sync also closes the
-            // variant's table of kernel times under CubeCL's profiler (`--kernel-times`).
+            // Wait for the queued GPU work, so that it is timed. Each sync also closes a table
+            // of kernel times under CubeCL's profiler (`--kernel-times`): the steps', then the
+            // read-back's.
+            device.sync().ok();
             read_back(v, &batch);
             device.sync().ok();
             v.samples_ms
