@@ -92,7 +92,11 @@ if [ "$SECONDS" -lt 460 ]; then
 else
   echo "== qat_step_b512_profiled: skipped, ${SECONDS} s gone"
 fi
-# The timed runs' JSON lines (not the profiled run's, whose times include the profiler's syncs).
-for log in "$out"/*.log; do
-  case "$log" in *profiled*) ;; *) grep -h '^{' "$log" ;; esac
-done >"$out/results.jsonl"
+# The timed runs' JSON lines (not the profiled runs', whose times include the profiler's syncs),
+# then the kernel-time summaries'.
+{
+  for log in "$out"/*.log; do
+    case "$log" in *profiled*) ;; *) grep -h '^{' "$log" ;; esac
+  done
+  cat "$out"/*_profiled.txt 2>/dev/null | grep '^{'
+} >"$out/results.jsonl"

@@ -1,5 +1,6 @@
 # Kernel time by kernel, per step variant, from CubeCL's profiling log: where a QAT step's GPU
-# time goes, beside the float step's. Plain awk, so it runs on the GPU machine too (no toolchain).
+# time goes, beside the float step's, as tables and, on the last line, one JSON object. Plain
+# awk, so it runs on the GPU machine too (no toolchain).
 #
 # CubeCL (profiling logger at level "basic", set by a `cubecl.toml` in the working directory:
 # `[profiling.logger]` with `level = "basic"` and `file = "…"`) writes one summary table per
@@ -41,6 +42,16 @@ function kernel_name(text) {
   if (length(text) > 56) text = substr(text, 1, 53) "..."
   return text
 }
+
+# `text` as a JSON string.
+function json_string(text) {
+  gsub(/\\/, "\\\\", text)
+  gsub(/"/, "\\\"", text)
+  return "\"" text "\""
+}
+
+# The separator before item `i` of a JSON list.
+function comma(i) { return i > 1 ? "," : "" }
 
 function share(part, whole) { return whole > 0 ? 100 * part / whole : 0 }
 
@@ -131,4 +142,19 @@ END {
     for (v = 1; v <= variants; v++) printf " %9.3f (%4d)", time[v, name], runs[v, name]
     printf "\n"
   }
+  # The same as one JSON object, the last line, for programs.
+  printf "{\"kernel_times\":{\"variants\":["
+  for (v = 1; v <= variants; v++) {
+    printf "%s{\"name\":%s,\"kernels\":%d,\"kernel_ms\":%.4f,\"ours_ms\":%.4f,\"ours_kernels\":%d}", comma(v), json_string(label[v]), launches[v], total[v], our_time[v], our_runs[v]
+  }
+  printf "],\"kernels\":["
+  for (i = 1; i <= distinct && i <= top; i++) {
+    name = order[i]
+    printf "%s{\"name\":%s,\"ours\":%s,\"ms\":[", comma(i), json_string(name), ours(name) ? "true" : "false"
+    for (v = 1; v <= variants; v++) printf "%s%.4f", comma(v), time[v, name]
+    printf "],\"launches\":["
+    for (v = 1; v <= variants; v++) printf "%s%d", comma(v), runs[v, name]
+    printf "]}"
+  }
+  printf "]}}\n"
 }

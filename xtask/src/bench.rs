@@ -220,6 +220,7 @@ mod tests {
             .lines()
             .skip_while(|l| !l.starts_with("kernels by"))
             .skip(2)
+            .take_while(|l| !l.starts_with('{'))
             .map(|l| {
                 l.trim_start_matches(['*', ' '])
                     .split_whitespace()
@@ -239,6 +240,20 @@ mod tests {
         );
         assert!(line("* Observe").contains("3.000 ( 2)"), "{out}");
         assert!(line("  ElemwiseFuse").starts_with("ElemwiseFuse 1.000 ( 5) 1.500 ( 6)"));
+        // The last line says the same for programs.
+        let json: serde_json::Value =
+            serde_json::from_str(out.lines().last().unwrap()).expect("a JSON last line");
+        let summary = &json["kernel_times"];
+        let w8a8 = &summary["variants"][1];
+        assert_eq!(w8a8["name"], "qat_w8a8");
+        assert_eq!(w8a8["kernels"], 16);
+        assert_eq!(w8a8["ours_kernels"], 7);
+        assert_eq!(w8a8["kernel_ms"], 6.75);
+        let first = &summary["kernels"][0];
+        assert_eq!(first["name"], "LsqBackward");
+        assert_eq!(first["ours"], true);
+        assert_eq!(first["launches"], serde_json::json!([0, 0, 2]));
+        assert_eq!(summary["kernels"][4]["name"], "MatmulEntry|TensorArgs");
     }
 
     #[test]
