@@ -87,8 +87,8 @@ else
   echo "== bert_step_32x128_blocks3: skipped, ${SECONDS} s gone"
 fi
 if [ "$SECONDS" -lt 460 ]; then
-  profile qat_step_b512_profiled float,qat_w8a8,qat_w4a4 8,10,12 60 "$bin/bench_qat_step" \
-    --backend wgpu --batch 512 --rounds 2
+  profile qat_step_b512_profiled float,qat_w8a8,qat_w4a4 2,4,6 60 "$bin/bench_qat_step" \
+    --backend wgpu --batch 512 --rounds 1
 else
   echo "== qat_step_b512_profiled: skipped, ${SECONDS} s gone"
 fi

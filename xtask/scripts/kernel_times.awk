@@ -8,16 +8,16 @@
 # variant's steps end. Window 1 is the warm-up of every variant (autotune included); after it
 # `bench_bert_step`'s windows 2, 3, 4 are the first round's variants in its order (float, then
 # the QAT schemes); `bench_qat_step` syncs after each variant's steps and after the forward pass
-# that reads them back, and its windows 8, 10, 12 are the second round's steps (in the first the
-# float steps follow the warm-up rather than a read-back, and burn-fusion's choices depend on
-# what ran before). `cargo xtask bench … --kernel-times` picks these; with `--steps 1` a window's
-# kernel count is then the bench's launch count.
+# that reads them back, so its windows 2, 4, 6 are the first round's steps. `cargo xtask bench …
+# --kernel-times` picks these; with `--steps 1` a window's kernel count is then the bench's
+# launch count.
 #
 #   awk -v labels=float,qat_w8a8,qat_w4a8 -v windows=2,3,4 -f xtask/scripts/kernel_times.awk profile.log
 #
 # Variables: `labels` names the variants (the first is the baseline the others are compared
 # with; default float,qat_w8a8,qat_w4a8, bert-step's; qat-step's are float,qat_w8a8,qat_w4a4),
-# `windows` their windows (default 2, 3, …), `top` how many kernels the table lists (default 15).
+# `windows` their windows (default 2, 3, …; qat-step's are 2,4,6), `top` how many kernels the
+# table lists (default 15).
 # Kernel instances that differ only in their hash suffix are added up under one name; this
 # crate's kernels (`quant::math::fused::cube::kernels`) are marked `*`.
 
