@@ -45,32 +45,26 @@ pub fn run(args: &[String]) -> Result<()> {
 const KERNEL_TIMES: &str = "--kernel-times";
 
 /// The benches `--kernel-times` profiles: name → (their variants in the order they run; the
-/// profiler's tables, one per device sync, that hold each variant's steps; flags added to the
-/// run, `--rounds` among them). The tables picked are those whose kernels the bench's launch
-/// table counts: burn-fusion's choices depend on what ran before.
+/// profiler's tables, one per device sync, that hold each variant's steps in round 1: those
+/// whose kernels the bench's launch table counts; flags added to the run).
 const PROFILED: &[(&str, &str, &str, &[&str])] = &[
-    // The warm-up, then round 1's variants (the memory children would profile into the same
+    // The warm-up, then each variant's steps (the memory children would profile into the same
     // log).
     (
         "bert-step",
         "float,qat_w8a8,qat_w4a8",
         "2,3,4",
-        &["--no-memory", "--rounds", "1"],
+        &["--no-memory"],
     ),
     // The warm-up, then each variant's steps and the forward pass that reads them back.
-    (
-        "qat-step",
-        "float,qat_w8a8,qat_w4a4",
-        "2,4,6",
-        &["--rounds", "1"],
-    ),
+    ("qat-step", "float,qat_w8a8,qat_w4a4", "2,4,6", &[]),
 ];
 
 /// Runs the bench `cmd` under CubeCL's profiler (a `cubecl.toml` in a scratch working directory,
-/// which CubeCL finds there) for the rounds `extra` sets, of one step unless `args` say otherwise,
-/// then summarizes its kernel times per variant (`variants` and their `windows`,
-/// comma-separated) with `xtask/scripts/kernel_times.awk`. A relative `--checkpoint` is taken from the workspace root,
-/// where the bench runs otherwise.
+/// which CubeCL finds there) for one round, of one step unless `args` say otherwise, then
+/// summarizes its kernel times per variant (`variants` and their `windows`, comma-separated)
+/// with `xtask/scripts/kernel_times.awk`. A relative `--checkpoint` is taken from the workspace
+/// root, where the bench runs otherwise.
 fn kernel_times(
     mut cmd: Command,
     args: &[String],
@@ -83,7 +77,7 @@ fn kernel_times(
         .and_then(|i| args.get(i + 1))
         .map_or("flex", String::as_str);
     if args.iter().any(|a| a == "--rounds") {
-        bail!("{KERNEL_TIMES} sets --rounds itself: the tables it reads are those of given rounds");
+        bail!("{KERNEL_TIMES} runs one round: the profiler's tables it reads are round 1's");
     }
     if matches!(backend, "flex" | "ndarray") {
         bail!(
@@ -112,7 +106,7 @@ fn kernel_times(
     if !args.iter().any(|a| a == "--steps") {
         cmd.args(["--steps", "1"]);
     }
-    cmd.args(extra);
+    cmd.args(["--rounds", "1"]).args(extra);
     // A log left by an earlier run must not stand in for this one's.
     let _ = std::fs::remove_file(&log);
     crate::run_command_in(cmd, &dir)?;
