@@ -76,7 +76,7 @@ mod bert_step;
 #[path = "common/launch_table.rs"]
 mod launch_table;
 
-use bench_args::{arg, cpu_ms, median, number};
+use bench_args::{arg, median, number};
 use bert_step::{Source, VARIANTS, Variant, batch, model, step};
 use trainer::select_device;
 
@@ -160,14 +160,13 @@ fn main() {
     device.sync().ok();
     for round in 0..rounds {
         for v in variants.iter_mut() {
-            let (start, cpu) = (Instant::now(), cpu_ms());
+            let start = Instant::now();
             for _ in 0..steps {
                 step(v, &batch);
             }
             device.sync().ok();
             v.samples_ms
                 .push(start.elapsed().as_secs_f64() * 1e3 / steps as f64);
-            v.cpu_samples_ms.push((cpu_ms() - cpu) / steps as f64);
         }
         eprintln!("round {}/{rounds} done", round + 1);
     }
@@ -244,28 +243,24 @@ fn main() {
         shape[1]
     );
     println!(
-        "{:<10} {:>10} {:>8} {:>12} {:>14}",
-        "variant", "ms/step", "× float", "CPU ms/step", "peak RSS MiB"
+        "{:<10} {:>10} {:>8} {:>14}",
+        "variant", "ms/step", "× float", "peak RSS MiB"
     );
     let mut json = format!(
         "{{\"bench\":\"bert-step\",\"backend\":\"{backend}\",\"layers\":{},\"vocab\":{},\"random_weights\":{random_weights},\"batch\":{},\"seq\":{}",
         source.config.num_hidden_layers, source.config.vocab_size, shape[0], shape[1]
     );
     for (k, v) in variants.iter().enumerate() {
-        let (ms, cpu) = (median(&v.samples_ms), median(&v.cpu_samples_ms));
+        let ms = median(&v.samples_ms);
         let peak_mb = peak.get(k).map_or("-".to_string(), |mb| format!("{mb:.0}"));
         println!(
-            "{:<10} {:>10.1} {:>8.2} {:>12.1} {:>14}",
+            "{:<10} {:>10.1} {:>8.2} {:>14}",
             v.name,
             ms,
             ms / float_ms,
-            cpu,
             peak_mb
         );
-        json.push_str(&format!(
-            ",\"{}_ms\":{ms:.1},\"{}_cpu_ms\":{cpu:.1}",
-            v.name, v.name
-        ));
+        json.push_str(&format!(",\"{}_ms\":{ms:.1}", v.name));
     }
     for v in &variants[1..] {
         let ratio = median(&v.samples_ms) / float_ms;

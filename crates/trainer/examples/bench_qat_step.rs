@@ -23,7 +23,7 @@ mod cnn_step;
 #[path = "common/launch_table.rs"]
 mod launch_table;
 
-use bench_args::{arg, cpu_ms, median, number};
+use bench_args::{arg, median, number};
 use cnn_step::{embedded_batch, read_back, step, variants};
 use trainer::{ModelConfig, select_device};
 
@@ -62,7 +62,7 @@ fn main() {
     device.sync().ok();
     for _ in 0..rounds {
         for v in variants.iter_mut() {
-            let (start, cpu) = (Instant::now(), cpu_ms());
+            let start = Instant::now();
             for _ in 0..steps {
                 step(v, &batch);
             }
@@ -74,7 +74,6 @@ fn main() {
             device.sync().ok();
             v.samples_ms
                 .push(start.elapsed().as_secs_f64() * 1e3 / steps as f64);
-            v.cpu_samples_ms.push((cpu_ms() - cpu) / steps as f64);
         }
     }
     // Launches of one more step per variant (GPU backends only), forward + backward and the
@@ -96,26 +95,14 @@ fn main() {
     println!(
         "{model_name} training step, batch {batch_size}, backend {backend}, {rounds} rounds × {steps} steps (median)"
     );
-    println!(
-        "{:<10} {:>10} {:>8} {:>12}",
-        "variant", "ms/step", "× float", "CPU ms/step"
-    );
+    println!("{:<10} {:>10} {:>8}", "variant", "ms/step", "× float");
     let mut json = format!(
         "{{\"bench\":\"qat-step\",\"model\":\"{model_name}\",\"backend\":\"{backend}\",\"batch\":{batch_size}"
     );
     for v in &variants {
-        let (ms, cpu) = (median(&v.samples_ms), median(&v.cpu_samples_ms));
-        println!(
-            "{:<10} {:>10.2} {:>8.2} {:>12.2}",
-            v.name,
-            ms,
-            ms / float_ms,
-            cpu
-        );
-        json.push_str(&format!(
-            ",\"{}_ms\":{ms:.3},\"{}_cpu_ms\":{cpu:.3}",
-            v.name, v.name
-        ));
+        let ms = median(&v.samples_ms);
+        println!("{:<10} {:>10.2} {:>8.2}", v.name, ms, ms / float_ms);
+        json.push_str(&format!(",\"{}_ms\":{ms:.3}", v.name));
     }
     for v in &variants[1..] {
         json.push_str(&format!(

@@ -127,8 +127,6 @@ pub struct Variant {
     pub model: Option<Trainee<BertForSequenceClassification>>,
     pub optim: ModuleOptimizer,
     pub samples_ms: Vec<f64>,
-    /// The process's CPU time per step, one sample per round (see `bench_args::cpu_ms`).
-    pub cpu_samples_ms: Vec<f64>,
 }
 
 impl Variant {
@@ -139,7 +137,6 @@ impl Variant {
             model: Some(model),
             optim: AdamWConfig::new().with_weight_decay(0.01).build().into(),
             samples_ms: Vec::new(),
-            cpu_samples_ms: Vec::new(),
         }
     }
 }

@@ -19,8 +19,6 @@ pub struct Variant {
     pub model: Option<Trainee<Net>>,
     pub optim: ModuleOptimizer,
     pub samples_ms: Vec<f64>,
-    /// The process's CPU time per step, one sample per round (see `bench_args::cpu_ms`).
-    pub cpu_samples_ms: Vec<f64>,
 }
 
 /// The first `batch_size` images of the embedded Fashion-MNIST subset, normalised as its
@@ -59,7 +57,6 @@ pub fn variants(model: &ModelConfig, batch: &ImageBatch, device: &Device) -> [Va
             model: Some(Trainee::new(net, None)),
             optim: AdamWConfig::new().build().into(),
             samples_ms: Vec::new(),
-            cpu_samples_ms: Vec::new(),
         }
     };
     [
