@@ -2,8 +2,9 @@
 # Runs on the `device` tool's GPU machine what gpu_pack.sh packed (see there): the launch-budget
 # test, the kernels-vs-composite test and the quant crate's unit tests on the real GPU, then the
 # step benches at the sizes the GPU issue's targets name (LeNet-BN batch 512; MiniLM-L6's shape
-# at 32 × 128, random weights), and as time allows the MiniLM step's kernel times by kernel
-# (*_profiled.txt), the MiniLM step under burn-fusion's beam width 3 and LeNet-BN's kernel times.
+# at 32 × 128, random weights), and as time allows the same steps at their smallest shapes (the
+# launch-bound floor), both steps' kernel times by kernel (*_profiled.txt) and the MiniLM step
+# under burn-fusion's beam width 3.
 # Logs, the benches' JSON lines and the device's name go to $OUT (or /tmp/gpu-out).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -48,15 +49,43 @@ step quant_unit_tests 45 "$bin/quant"
 step qat_step_b512 180 "$bin/bench_qat_step" --backend wgpu --batch 512 --rounds 4 --steps 10
 step bert_step_32x128 150 "$bin/bench_bert_step" --backend wgpu \
   --checkpoint gpu-bin/minilm-l6 --random-weights --no-memory --batch 32 --seq 128 --rounds 3 --steps 3
-# Where a step's GPU time goes, kernel by kernel, float beside QAT: `profile NAME LABELS WINDOWS
-# LIMIT BENCH ARGS…` runs a bench (its ARGS naming the rounds) for steps of one step under
+# What is left of the call's time decides what else runs, in this order (`optional NAME MIN LIMIT
+# CMD…` runs CMD as `step` does, with a limit of at most LIMIT s and of what is left, if at least
+# MIN s are left; or says it skipped it).
+budget=530
+optional() {
+  local name=$1 min=$2 limit=$3 left=$((budget - SECONDS))
+  shift 3
+  if [ "$left" -lt "$min" ]; then
+    echo "== $name: skipped, ${SECONDS} s gone"
+    return
+  fi
+  [ "$limit" -le "$left" ] || limit=$left
+  "$@" "$name" "$limit"
+}
+# The launch-bound floor: the same steps at the smallest shapes (LeNet-BN at batch 1, MiniLM-L6
+# at 1 × 8 tokens), where the GPU's arithmetic is next to nothing and a step costs what its
+# launches cost: the host's work (graph, autodiff, burn-fusion's planning, encoding and
+# submitting) and each kernel's fixed latency. Where a step at the target shape takes about its
+# floor, it is launch-bound and its QAT ratio is the floor's. (Process CPU time cannot tell this:
+# CubeCL's and burn-fusion's device threads spin while they wait, so it grows with any wait.)
+floor_lenet() { step "$1" "$2" "$bin/bench_qat_step" --backend wgpu --batch 1 --rounds 3 --steps 10; }
+floor_bert() {
+  step "$1" "$2" "$bin/bench_bert_step" --backend wgpu --checkpoint gpu-bin/minilm-l6 \
+    --random-weights --no-memory --batch 1 --seq 8 --rounds 3 --steps 3
+}
+optional qat_step_b1_floor 20 45 floor_lenet
+optional bert_step_1x8_floor 30 70 floor_bert
+# Where a step's GPU time goes, kernel by kernel, float beside QAT: `profile LABELS WINDOWS
+# BENCH ARGS… NAME LIMIT` runs a bench (its ARGS naming the rounds) for steps of one step under
 # CubeCL's profiler (which syncs after every kernel, so its times add up to more than a step) and
 # summarizes its tables into $OUT/NAME.txt with kernel_times.awk (LABELS: the bench's variants,
 # in its order; WINDOWS: the tables of their steps, as `cargo xtask bench … --kernel-times`
 # picks them: see PROFILED in xtask/src/bench.rs).
 profile() {
-  local name=$1 labels=$2 windows=$3 limit=$4 dir
-  shift 4
+  local labels=$1 windows=$2 name=${*: -2:1} limit=${*: -1} dir
+  shift 2
+  set -- "${@:1:$(($# - 2))}"
   dir=$(mktemp -d)
   printf '[profiling.logger]\nlevel = "basic"\nfile = "%s"\nappend = false\n' \
     "$out/$name.profile" >"$dir/cubecl.toml"
@@ -67,36 +96,30 @@ profile() {
   xz -9 "$out/$name.profile" || true
 }
 root=$PWD
-if [ "$SECONDS" -lt 380 ]; then
-  profile bert_step_32x128_profiled float,qat_w8a8,qat_w4a8 2,3,4 100 "$bin/bench_bert_step" \
-    --backend wgpu --checkpoint "$root/gpu-bin/minilm-l6" --random-weights --no-memory \
-    --batch 32 --seq 128 --rounds 1
-else
-  echo "== bert_step_32x128_profiled: skipped, ${SECONDS} s gone"
-fi
-# If time is left: the same MiniLM step under burn-fusion's beam width 3 (`burn.toml`, read from
-# the working directory; burn's default is 5), which on lavapipe cut MiniLM-L6's launches by
-# 11-13% in every variant (float 1004 -> 892) but not LeNet-BN's: does it run faster on a GPU?
-if [ "$SECONDS" -lt 390 ]; then
-  blocks=$(mktemp -d)
-  printf '[fusion.beam_search]\nmax_blocks = 3\n' >"$blocks/burn.toml"
-  (cd "$blocks" && step bert_step_32x128_blocks3 140 "$bin/bench_bert_step" --backend wgpu \
+optional bert_step_32x128_profiled 60 100 profile float,qat_w8a8,qat_w4a8 2,3,4 \
+  "$bin/bench_bert_step" --backend wgpu --checkpoint "$root/gpu-bin/minilm-l6" --random-weights \
+  --no-memory --batch 32 --seq 128 --rounds 1
+optional qat_step_b512_profiled 30 60 profile float,qat_w8a8,qat_w4a4 2,4,6 \
+  "$bin/bench_qat_step" --backend wgpu --batch 512 --rounds 1
+# Last: the same MiniLM step under burn-fusion's beam width 3 (`burn.toml`, read from the working
+# directory; burn's default is 5), which on lavapipe cut MiniLM-L6's launches by 11-13% in every
+# variant (float 1004 -> 892) but not LeNet-BN's: does it run faster on a GPU?
+blocks3() {
+  local dir
+  dir=$(mktemp -d)
+  printf '[fusion.beam_search]\nmax_blocks = 3\n' >"$dir/burn.toml"
+  (cd "$dir" && step "$1" "$2" "$bin/bench_bert_step" --backend wgpu \
     --checkpoint "$root/gpu-bin/minilm-l6" --random-weights --no-memory --batch 32 --seq 128 \
     --rounds 3 --steps 3)
-else
-  echo "== bert_step_32x128_blocks3: skipped, ${SECONDS} s gone"
-fi
-if [ "$SECONDS" -lt 460 ]; then
-  profile qat_step_b512_profiled float,qat_w8a8,qat_w4a4 2,4,6 60 "$bin/bench_qat_step" \
-    --backend wgpu --batch 512 --rounds 1
-else
-  echo "== qat_step_b512_profiled: skipped, ${SECONDS} s gone"
-fi
+}
+optional bert_step_32x128_blocks3 60 140 blocks3
 # The timed runs' JSON lines (not the profiled runs', whose times include the profiler's syncs),
-# then the kernel-time summaries'.
+# then the kernel-time summaries', each with the run's name first ("run": the log's name).
 {
-  for log in "$out"/*.log; do
-    case "$log" in *profiled*) ;; *) grep -h '^{' "$log" ;; esac
+  for log in "$out"/*.log "$out"/*_profiled.txt; do
+    [ -e "$log" ] || continue
+    name=$(basename "${log%.*}")
+    case "$log" in *profiled.log) continue ;; esac
+    grep -h '^{' "$log" | sed "s/^{/{\"run\":\"$name\",/"
   done
-  cat "$out"/*_profiled.txt 2>/dev/null | grep '^{'
 } >"$out/results.jsonl"
