@@ -1,6 +1,8 @@
 //! `cargo xtask bench <name>`: runs a benchmark binary with the workspace's optimised build.
 //! `bench bert-step --kernel-times` (or `qat-step`) runs it under CubeCL's profiler and prints
-//! where each variant's kernel time goes (`xtask/scripts/kernel_times.awk`).
+//! where each variant's kernel time goes (`xtask/scripts/kernel_times.awk`); `--host-work` runs
+//! it under Linux perf and prints each variant's host CPU time per step by thread, without the
+//! device threads' spin-waits (`xtask/scripts/host_work.awk`).
 
 use std::path::Path;
 use std::process::Command;
@@ -29,13 +31,21 @@ pub fn run(args: &[String]) -> Result<()> {
     cmd.args(["run", "--quiet", "--manifest-path"])
         .arg(crate::root().join("Cargo.toml"))
         .args(["-p", package, "--example", example, "--"]);
-    if args.iter().any(|a| a == KERNEL_TIMES) {
+    for flag in [KERNEL_TIMES, HOST_WORK] {
+        if !args.iter().any(|a| a == flag) {
+            continue;
+        }
         let Some((_, variants, windows, extra)) = PROFILED.iter().find(|b| b.0 == name) else {
             bail!(
-                "{KERNEL_TIMES} is for bert-step and qat-step, whose device syncs delimit their variants"
+                "{flag} is for bert-step and qat-step, which mark where their variants' steps run"
             );
         };
-        return kernel_times(cmd, &args[1..], (variants, windows), extra);
+        refuse_cpu_backend(&args[1..], flag)?;
+        return if flag == KERNEL_TIMES {
+            kernel_times(cmd, &args[1..], (variants, windows), extra)
+        } else {
+            host_work(cmd, &args[1..], variants, extra)
+        };
     }
     cmd.args(&args[1..]);
     crate::run_command(cmd)
@@ -44,9 +54,12 @@ pub fn run(args: &[String]) -> Result<()> {
 /// The flag that runs a bench under CubeCL's profiler.
 const KERNEL_TIMES: &str = "--kernel-times";
 
-/// The benches `--kernel-times` profiles: name → (their variants in the order they run; the
-/// profiler's tables, one per device sync, that hold each variant's steps in round 1: those
-/// whose kernels the bench's launch table counts; flags added to the run).
+/// The flag that runs a bench under Linux perf and prints its host work per variant.
+const HOST_WORK: &str = "--host-work";
+
+/// The benches `--kernel-times` and `--host-work` profile: name → (their variants in the order
+/// they run; the profiler's tables, one per device sync, that hold each variant's steps in
+/// round 1: those whose kernels the bench's launch table counts; flags added to the run).
 const PROFILED: &[(&str, &str, &str, &[&str])] = &[
     // The warm-up, then each variant's steps (the memory children would profile into the same
     // log).
@@ -71,18 +84,8 @@ fn kernel_times(
     (variants, windows): (&str, &str),
     extra: &[&str],
 ) -> Result<()> {
-    let backend = args
-        .iter()
-        .position(|a| a == "--backend")
-        .and_then(|i| args.get(i + 1))
-        .map_or("flex", String::as_str);
     if args.iter().any(|a| a == "--rounds") {
         bail!("{KERNEL_TIMES} runs one round: the profiler's tables it reads are round 1's");
-    }
-    if matches!(backend, "flex" | "ndarray") {
-        bail!(
-            "{KERNEL_TIMES} profiles CubeCL kernels, which the {backend} backend does not run: add --backend wgpu (or vulkan, metal, cuda)"
-        );
     }
     let dir = std::env::temp_dir().join("burn-qat-kernel-times");
     std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
@@ -94,15 +97,7 @@ fn kernel_times(
     let config_path = dir.join("cubecl.toml");
     std::fs::write(&config_path, config)
         .with_context(|| format!("could not write {}", config_path.display()))?;
-    let mut rest = args.iter().filter(|a| *a != KERNEL_TIMES);
-    while let Some(a) = rest.next() {
-        cmd.arg(a);
-        if a == "--checkpoint"
-            && let Some(dir) = rest.next()
-        {
-            cmd.arg(crate::root().join(dir));
-        }
-    }
+    pass_args(&mut cmd, args, KERNEL_TIMES);
     if !args.iter().any(|a| a == "--steps") {
         cmd.args(["--steps", "1"]);
     }
@@ -116,17 +111,136 @@ fn kernel_times(
             log.display()
         );
     }
-    let script = crate::root().join("xtask/scripts/kernel_times.awk");
-    let mut awk = Command::new("awk");
-    awk.arg("-v")
-        .arg(format!("labels={variants}"))
-        .arg("-v")
-        .arg(format!("windows={windows}"))
-        .arg("-f")
-        .arg(&script)
-        .arg(&log);
-    crate::run_command_in(awk, Path::new("."))?;
+    run_awk(
+        "kernel_times.awk",
+        &[format!("labels={variants}"), format!("windows={windows}")],
+        &log,
+    )?;
     println!("(profile log: {})", log.display());
+    Ok(())
+}
+
+/// Runs `xtask/scripts/<script>` with awk's `vars` (`name=value`) on `input`, its output to ours.
+fn run_awk(script: &str, vars: &[String], input: &Path) -> Result<()> {
+    let mut awk = Command::new("awk");
+    for var in vars {
+        awk.arg("-v").arg(var);
+    }
+    awk.arg("-f")
+        .arg(crate::root().join("xtask/scripts").join(script))
+        .arg(input);
+    crate::run_command_in(awk, Path::new("."))
+}
+
+/// Refuses `flag` on a backend with no device threads nor CubeCL kernels (Flex, NdArray): what
+/// it measures is not there.
+fn refuse_cpu_backend(args: &[String], flag: &str) -> Result<()> {
+    let backend = args
+        .iter()
+        .position(|a| a == "--backend")
+        .and_then(|i| args.get(i + 1))
+        .map_or("flex", String::as_str);
+    if matches!(backend, "flex" | "ndarray") {
+        bail!(
+            "{flag} measures CubeCL's device pipeline, which the {backend} backend does not run: add --backend wgpu (or vulkan, metal, cuda)"
+        );
+    }
+    Ok(())
+}
+
+/// Passes the bench `args` but `flag` to `cmd`, a relative `--checkpoint` taken from the
+/// workspace root (the bench runs in a scratch directory).
+fn pass_args(cmd: &mut Command, args: &[String], flag: &str) {
+    let mut rest = args.iter().filter(|a| *a != flag);
+    while let Some(a) = rest.next() {
+        cmd.arg(a);
+        if a == "--checkpoint"
+            && let Some(dir) = rest.next()
+        {
+            cmd.arg(crate::root().join(dir));
+        }
+    }
+}
+
+/// The number after `name` in `args`, or `default`.
+fn number(args: &[String], name: &str, default: usize) -> Result<usize> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("{name} takes a number")),
+    }
+}
+
+/// Runs the bench `cmd` under `perf record` (a CPU-clock sample every 0.25 ms of each thread's
+/// CPU time, with call chains), 3 rounds of 3 steps unless `args` say otherwise, then summarizes
+/// each variant's (`variants`, comma-separated) host CPU time per step by thread with
+/// `xtask/scripts/host_work.awk`.
+fn host_work(cmd: Command, args: &[String], variants: &str, extra: &[&str]) -> Result<()> {
+    let perf = Command::new("perf").arg("--version").output();
+    if !perf.is_ok_and(|out| out.status.success()) {
+        bail!("{HOST_WORK} needs Linux perf on the PATH (Debian: apt-get install linux-perf)");
+    }
+    let steps = number(args, "--steps", 3)?;
+    let dir = std::env::temp_dir().join("burn-qat-host-work");
+    std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+    let (data, script) = (dir.join("perf.data"), dir.join("perf.txt"));
+    let _ = std::fs::remove_file(&data);
+    let mut record = Command::new("perf");
+    record
+        .args([
+            "record",
+            "--quiet",
+            "-e",
+            "cpu-clock",
+            "-c",
+            "250000",
+            "-g",
+            "-o",
+        ])
+        .arg(&data)
+        .arg("--")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    pass_args(&mut record, args, HOST_WORK);
+    for (flag, default) in [("--rounds", "3"), ("--steps", "3")] {
+        if !args.iter().any(|a| a == flag) {
+            record.args([flag, default]);
+        }
+    }
+    record.args(extra);
+    crate::run_command_in(record, &dir)?;
+    let out = Command::new("perf")
+        .args([
+            "script",
+            "--no-inline",
+            "-F",
+            "comm,pid,tid,time,ip,sym",
+            "-i",
+        ])
+        .arg(&data)
+        .output()
+        .context("could not run perf script")?;
+    if !out.status.success() {
+        bail!(
+            "perf script failed on {}: {}",
+            data.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::write(&script, &out.stdout)
+        .with_context(|| format!("could not write {}", script.display()))?;
+    run_awk(
+        "host_work.awk",
+        &[
+            format!("labels={variants}"),
+            format!("steps={steps}"),
+            "period_ms=0.25".into(),
+        ],
+        &script,
+    )?;
+    println!("(perf samples: {})", script.display());
     Ok(())
 }
 
@@ -147,9 +261,16 @@ mod tests {
 
     /// `kernel_times.awk` on `log` with `vars` (`name=value`): (exit status, stdout, stderr).
     fn summarize_with(log: &str, vars: &[&str]) -> (bool, String, String) {
-        let dir = std::env::temp_dir().join(format!("kernel-times-test-{}", std::process::id()));
+        awk_script("kernel_times.awk", log, vars)
+    }
+
+    /// `xtask/scripts/<script>` on `log` with `vars` (`name=value`): (exit status, stdout,
+    /// stderr).
+    fn awk_script(script: &str, log: &str, vars: &[&str]) -> (bool, String, String) {
+        let dir = std::env::temp_dir().join(format!("awk-script-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{}.log", log.len()));
+        // Named by content, so that tests running at once never share a file.
+        let path = dir.join(format!("{script}-{:x}.log", fnv1a(log)));
         std::fs::write(&path, log).unwrap();
         let mut awk = Command::new("awk");
         for var in vars {
@@ -157,7 +278,7 @@ mod tests {
         }
         let out = awk
             .arg("-f")
-            .arg(crate::root().join("xtask/scripts/kernel_times.awk"))
+            .arg(crate::root().join("xtask/scripts").join(script))
             .arg(&path)
             .output()
             .expect("awk runs");
@@ -323,5 +444,113 @@ mod tests {
         let mut marked: Vec<String> = list.split('|').map(String::from).collect();
         marked.sort();
         assert_eq!(marked, launched);
+    }
+
+    /// A 64-bit FNV-1a hash of `text`.
+    fn fnv1a(text: &str) -> u64 {
+        text.bytes().fold(0xcbf29ce484222325, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100000001b3)
+        })
+    }
+
+    /// One sample as `perf script -F comm,pid,tid,time,ip,sym` prints it, innermost frame first.
+    fn sample(comm: &str, pid: u32, tid: u32, frames: &[&str]) -> String {
+        let mut text = format!("{comm} {pid}/{tid} 100.000001: \n");
+        for (i, frame) in frames.iter().enumerate() {
+            text += &format!("\t    {:x} {frame}\n", 0x1000 + i);
+        }
+        text + "\n"
+    }
+
+    /// `n` copies of a sample.
+    fn samples(n: usize, comm: &str, pid: u32, tid: u32, frames: &[&str]) -> String {
+        sample(comm, pid, tid, frames).repeat(n)
+    }
+
+    /// One round of a variant's window in process 7: its main thread marked, then `work`
+    /// samples of burn-fusion's thread at work, `spins` of it waiting, and 3 lavapipe shader
+    /// samples on the runtime's thread.
+    fn round(variant: &str, work: usize, spins: usize) -> String {
+        let main = format!("T{variant}");
+        samples(2, &main, 7, 7, &["burn_autodiff::graph::Graph::register"])
+            + &samples(
+                work,
+                "DSU-100-0",
+                7,
+                9,
+                &["burn_fusion::stream::Processor::process"],
+            )
+            + &samples(
+                spins,
+                "DSU-100-0",
+                7,
+                9,
+                &["cubecl_common::device::handle::channel::ChannelDeviceHandle::submit_inner"],
+            )
+            + &samples(3, "DSD-4-0", 7, 8, &["[unknown]"])
+            + &sample(
+                "DSD-4-0",
+                7,
+                8,
+                &["cubecl_wgpu::compute::stream::WgpuStream::enqueue_task"],
+            )
+            + &sample("idle", 7, 7, &["bench_qat_step::read_back"])
+    }
+
+    #[test]
+    fn host_work_is_each_variants_median_round_of_non_waiting_samples() {
+        // Before the windows: the bench's setup, and another process (cargo), are not counted.
+        let mut text = samples(50, "bench_bert_step", 7, 7, &["quant::qat::calibrate"])
+            + &samples(50, "cargo", 3, 3, &["cargo::ops::compile"])
+            + &samples(
+                50,
+                "DSU-100-0",
+                7,
+                9,
+                &["burn_fusion::search::Explorer::explore"],
+            );
+        // float's rounds do 4 / 40 / 8 samples of fusion work: the median round is the third.
+        // The first W8A8 round explores (100), the others 10 and 12: its median round has 12.
+        for (float, w8a8) in [(4, 100), (40, 10), (8, 12)] {
+            text += &round("float", float, 5);
+            text += &round("qat_w8a8", w8a8, 1);
+        }
+        let vars = ["labels=float,qat_w8a8", "steps=2", "period_ms=0.5"];
+        let (ok, out, err) = awk_script("host_work.awk", &text, &vars);
+        assert!(ok, "{err}\n{out}");
+        let json: serde_json::Value = serde_json::from_str(
+            out.lines()
+                .find(|l| l.starts_with('{'))
+                .unwrap_or_else(|| panic!("no JSON line in\n{out}")),
+        )
+        .unwrap();
+        let variants = json["host_work"]["variants"].as_array().unwrap();
+        let field = |v: usize, name: &str| variants[v][name].as_f64().unwrap();
+        // Per step (2 steps a round), 0.5 ms a sample: float's median round, 8 fusion samples
+        // (2 ms), 2 model samples (0.5 ms), 1 runtime sample (0.25 ms); its waits are the 5
+        // spins (1.25 ms), its shaders the 3 unsymbolized runtime samples (0.75 ms).
+        assert_eq!(variants[0]["name"], "float");
+        assert_eq!(variants[0]["rounds"], 3);
+        assert_eq!(field(0, "fusion_ms"), 2.0);
+        assert_eq!(field(0, "model_ms"), 0.5);
+        assert_eq!(field(0, "runtime_ms"), 0.25);
+        assert_eq!(field(0, "host_ms"), 2.75);
+        assert_eq!(field(0, "waits_ms"), 1.25);
+        assert_eq!(field(0, "shaders_ms"), 0.75);
+        assert_eq!(field(1, "fusion_ms"), 3.0);
+        assert_eq!(field(1, "host_ms"), 3.75);
+        let table = out
+            .lines()
+            .find(|l| l.starts_with("qat_w8a8"))
+            .unwrap_or_else(|| panic!("no qat_w8a8 row in\n{out}"));
+        assert!(table.contains("1.36x"), "{table}");
+    }
+
+    #[test]
+    fn host_work_names_a_variant_with_no_window() {
+        let text = round("float", 4, 0);
+        let (ok, _, err) = awk_script("host_work.awk", &text, &["labels=float,qat_w8a8"]);
+        assert!(!ok);
+        assert!(err.contains("qat_w8a8"), "{err}");
     }
 }

@@ -76,7 +76,7 @@ mod bert_step;
 #[path = "common/launch_table.rs"]
 mod launch_table;
 
-use bench_args::{arg, median, number};
+use bench_args::{arg, median, name_thread, number};
 use bert_step::{Source, VARIANTS, Variant, batch, model, step};
 use trainer::select_device;
 
@@ -161,10 +161,12 @@ fn main() {
     for round in 0..rounds {
         for v in variants.iter_mut() {
             let start = Instant::now();
+            name_thread(&format!("T{}", v.name));
             for _ in 0..steps {
                 step(v, &batch);
             }
             device.sync().ok();
+            name_thread("idle");
             v.samples_ms
                 .push(start.elapsed().as_secs_f64() * 1e3 / steps as f64);
         }

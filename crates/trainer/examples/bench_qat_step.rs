@@ -23,7 +23,7 @@ mod cnn_step;
 #[path = "common/launch_table.rs"]
 mod launch_table;
 
-use bench_args::{arg, median, number};
+use bench_args::{arg, median, name_thread, number};
 use cnn_step::{embedded_batch, read_back, step, variants};
 use trainer::{ModelConfig, select_device};
 
@@ -63,6 +63,7 @@ fn main() {
     for _ in 0..rounds {
         for v in variants.iter_mut() {
             let start = Instant::now();
+            name_thread(&format!("T{}", v.name));
             for _ in 0..steps {
                 step(v, &batch);
             }
@@ -70,6 +71,7 @@ fn main() {
             // of kernel times under CubeCL's profiler (`--kernel-times`): the steps', then the
             // read-back's.
             device.sync().ok();
+            name_thread("idle");
             read_back(v, &batch);
             device.sync().ok();
             v.samples_ms
