@@ -372,7 +372,36 @@ fn observer_buffers(
         f32_input(min, "the running min"),
         f32_input(max, "the running max"),
     );
-    (running, [(); 4].map(|_| empty(like, [n], DType::F32)))
+    (running, packed_f32(like, n))
+}
+
+/// `K` fresh `[n]` `f32` tensors in one allocation, each at an offset the device can bind: an
+/// observer's outputs. One allocation rather than `K` matters on the host: CubeCL's memory pool
+/// scans and rebuilds a page's list of slices on every allocation in it, so each small tensor
+/// makes every later allocation in its page slower, and a QAT step observes dozens of tensors
+/// (`cargo xtask bench bert-step --host-work`: the runtime thread's work per MiniLM-L6 step fell
+/// by a sixth, float's too, as they share the pool; packing the range keys' upload in as well
+/// measured slower, and is not done).
+fn packed_f32<const K: usize>(like: &CubeTensor, n: usize) -> [CubeTensor; K] {
+    let bytes = (n * size_of::<f32>()) as u64;
+    let stride = bytes.next_multiple_of(like.client.properties().memory.alignment.max(4));
+    let total = stride * K as u64;
+    let whole = empty(like, [total as usize / size_of::<f32>()], DType::F32);
+    std::array::from_fn(|k| {
+        let start = stride * k as u64;
+        let handle = whole
+            .handle
+            .clone()
+            .offset_start(start)
+            .offset_end(total - start - bytes);
+        CubeTensor::new_contiguous(
+            like.client.clone(),
+            like.device.clone(),
+            Shape::new([n]),
+            handle,
+            DType::F32,
+        )
+    })
 }
 
 /// The observer kernel's four outputs as [`Observed`].
