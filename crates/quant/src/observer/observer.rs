@@ -93,7 +93,7 @@ impl Observer {
     ) -> Option<Tensor<4>> {
         let averaging = self.fused_averaging()?;
         let running = (self.min.value_sync(), self.max.value_sync());
-        let ([min, max, _, _], dequantized) = fused_observe_fake_quant(
+        let ((min, max), dequantized) = fused_observe_fake_quant(
             view,
             running,
             layout.is_per_group(),

@@ -11,7 +11,7 @@ use burn::backend::{Autodiff, AutodiffBackend, TensorMetadata};
 
 use burn::tensor::Shape;
 
-use super::{FakeQuantKernels, Observed, SCALE_FLOOR, StepRule};
+use super::{FakeQuantKernels, Observed, Range, SCALE_FLOOR, StepRule};
 
 /// The backward pass of [`FakeQuantKernels::lsq_fake_quant`]: with a learned scale one kernel
 /// recomputes the mask and `∂x̂/∂s` from the saved input, giving `dx = grad · mask` and
@@ -322,9 +322,9 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
         symmetric_zero_point: f32,
         eps: f32,
         keep_mask: bool,
-    ) -> (Observed<Self>, (FloatTensor<Self>, IntTensor<Self>)) {
+    ) -> (Range<Self>, (FloatTensor<Self>, IntTensor<Self>)) {
         let (x, x_node) = x.into_parts();
-        let (((min, max), (scale, zero_point)), (dequantized, mask)) = B::observe_fake_quant(
+        let ((min, max), (dequantized, mask)) = B::observe_fake_quant(
             x,
             Self::inner(min),
             Self::inner(max),
@@ -354,10 +354,7 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
                 .stateless(dequantized)
         };
         (
-            (
-                (Self::from_inner(min), Self::from_inner(max)),
-                (Self::from_inner(scale), Self::from_inner(zero_point)),
-            ),
+            (Self::from_inner(min), Self::from_inner(max)),
             (dequantized, mask),
         )
     }

@@ -8,7 +8,7 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::{Shape, TensorData};
 
 use super::{
-    FakeQuantKernels, ObserveRule, Observed, SCALE_FLOOR, StepRule, observe_then_fake_quant,
+    FakeQuantKernels, ObserveRule, Observed, Range, SCALE_FLOOR, StepRule, observe_then_fake_quant,
 };
 use rayon::prelude::*;
 
@@ -690,7 +690,7 @@ impl FakeQuantKernels for Flex {
         symmetric_zero_point: f32,
         eps: f32,
         keep_mask: bool,
-    ) -> (Observed<Self>, (FlexTensor, FlexTensor)) {
+    ) -> (Range<Self>, (FlexTensor, FlexTensor)) {
         // On the CPU the two kernels cost what one would: no launches to save.
         let rule =
             ObserveRule::from_args(symmetric, averaging, qmin, qmax, symmetric_zero_point, eps);

@@ -50,6 +50,11 @@ pub type Observed<B> = (
     (FloatTensor<B>, FloatTensor<B>),
 );
 
+/// An observer's new running range, `(min, max)`: what [`FakeQuantKernels::observe_fake_quant`]
+/// returns of its update (the qparams it computed stay inside the op; under burn-fusion every
+/// output is a tensor of the stream, and one dropped unread is an operation of its own).
+pub type Range<B> = (FloatTensor<B>, FloatTensor<B>);
+
 /// Fused fake-quant kernels; implemented for Flex and CubeCL, dispatched from `Tensor`s by
 /// [`fused_lsq`] and friends. Under burn-fusion (`Fusion`) each call is one opaque operation
 /// of the stream, described by the `#[fusion(meta)]` output shapes.
@@ -111,8 +116,9 @@ pub trait FakeQuantKernels: Backend {
     );
 
     /// [`Self::observe_range`] and then fixed-scale fake quantization of `x` with the qparams it
-    /// computed (on the same grid `qmin..=qmax`): `(observed, (dq, mask))`, `dq` of the view's
-    /// shape. With `keep_mask` also the clip mask of [`Self::fake_quant_with_mask`], for the
+    /// computed (on the same grid `qmin..=qmax`): `((new min, new max), (dq, mask))`, `dq` of the
+    /// view's shape; the qparams themselves are not returned (a caller wanting them calls
+    /// `observe_range`). With `keep_mask` also the clip mask of [`Self::fake_quant_with_mask`], for the
     /// backward pass of a tensor the new range may clip (an activation under a moving average);
     /// without it `mask` is empty: for a tensor whose freshly observed range cannot clip it (a
     /// symmetric weight grid), so its gradient passes straight through, or one whose gradient
@@ -125,7 +131,7 @@ pub trait FakeQuantKernels: Backend {
         let spec = TensorSpec::new(Shape::new([*n]), x.dtype);
         let words = if *keep_mask { view.iter().product::<usize>().div_ceil(32) } else { 0 };
         (
-            ((spec.clone(), spec.clone()), (spec.clone(), spec)),
+            (spec.clone(), spec),
             (
                 TensorSpec::new(Shape::new(*view), x.dtype),
                 TensorSpec::new(Shape::new([words]), DType::U32),
@@ -147,10 +153,7 @@ pub trait FakeQuantKernels: Backend {
         eps: f32,
         keep_mask: bool,
     ) -> (
-        (
-            (FloatTensor<Self>, FloatTensor<Self>),
-            (FloatTensor<Self>, FloatTensor<Self>),
-        ),
+        (FloatTensor<Self>, FloatTensor<Self>),
         (FloatTensor<Self>, IntTensor<Self>),
     );
 
@@ -590,8 +593,8 @@ fn observe_then_fake_quant<B: FakeQuantKernels>(
     num_params: usize,
     rule: ObserveRule,
     keep_mask: bool,
-) -> (Observed<B>, (FloatTensor<B>, IntTensor<B>)) {
-    let observed = B::observe_range(
+) -> (Range<B>, (FloatTensor<B>, IntTensor<B>)) {
+    let (range, (scale, zero_point)) = B::observe_range(
         x.clone(),
         min,
         max,
@@ -605,18 +608,17 @@ fn observe_then_fake_quant<B: FakeQuantKernels>(
         rule.symmetric_zero_point,
         rule.eps,
     );
-    let (_, (scale, zero_point)) = &observed;
     if keep_mask {
         let dequantized = B::fake_quant_with_mask(
             x,
             scale.clone(),
-            zero_point.clone(),
+            zero_point,
             rule.qmin,
             rule.qmax,
             view,
             per_group,
         );
-        return (observed, dequantized);
+        return (range, dequantized);
     }
     let no_mask = B::int_empty(Shape::new([0]), &x.device(), IntDType::U32);
     let dequantized = B::lsq_fake_quant(
@@ -624,7 +626,7 @@ fn observe_then_fake_quant<B: FakeQuantKernels>(
         scale.clone(),
         scale.clone(),
         zero_point.clone(),
-        zero_point.clone(),
+        zero_point,
         rule.qmin,
         rule.qmax,
         view,
@@ -634,12 +636,12 @@ fn observe_then_fake_quant<B: FakeQuantKernels>(
         false,
         false,
     );
-    (observed, (dequantized, no_mask))
+    (range, (dequantized, no_mask))
 }
 
 /// One fused observer update of `x` and its fake quantization with the new qparams (see
-/// [`FakeQuantKernels::observe_fake_quant`]): `([min, max, scale, zero_point], dq)`, the observer's
-/// outputs without gradients and `dq` with `x`'s gradient masked where the new range clips it
+/// [`FakeQuantKernels::observe_fake_quant`]): `((min, max), dq)`, the observer's new range without
+/// gradients and `dq` with `x`'s gradient masked where the new range clips it
 /// (`clip_free`: it cannot, and the gradient passes straight through); or `None` where the fused
 /// kernels do not run.
 pub(crate) fn fused_observe_fake_quant(
@@ -649,30 +651,29 @@ pub(crate) fn fused_observe_fake_quant(
     num_params: usize,
     rule: ObserveRule,
     clip_free: bool,
-) -> Option<([Tensor<1>; 4], Tensor<4>)> {
+) -> Option<((Tensor<1>, Tensor<1>), Tensor<4>)> {
     if !has_kernels(x) {
         return None;
     }
     // A mask is kept only for a gradient that may be clipped.
     let keep_mask = !clip_free && x.device().is_autodiff();
-    let (((min, max), (scale, zero_point)), (dq, _mask)) =
-        <Dispatch as FakeQuantKernels>::observe_fake_quant(
-            x.clone().into_dispatch(),
-            min.into_dispatch(),
-            max.into_dispatch(),
-            x.dims(),
-            per_group,
-            num_params,
-            rule.symmetric,
-            rule.averaging,
-            rule.qmin,
-            rule.qmax,
-            rule.symmetric_zero_point,
-            rule.eps,
-            keep_mask,
-        );
+    let ((min, max), (dq, _mask)) = <Dispatch as FakeQuantKernels>::observe_fake_quant(
+        x.clone().into_dispatch(),
+        min.into_dispatch(),
+        max.into_dispatch(),
+        x.dims(),
+        per_group,
+        num_params,
+        rule.symmetric,
+        rule.averaging,
+        rule.qmin,
+        rule.qmax,
+        rule.symmetric_zero_point,
+        rule.eps,
+        keep_mask,
+    );
     Some((
-        [min, max, scale, zero_point].map(Tensor::<1>::from_dispatch),
+        (Tensor::from_dispatch(min), Tensor::from_dispatch(max)),
         Tensor::from_dispatch(dq),
     ))
 }

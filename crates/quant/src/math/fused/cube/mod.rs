@@ -24,7 +24,7 @@ use cubecl::ir::{ElemType, Type, UIntKind};
 use cubecl::prelude::*;
 use cubecl::server::CubeCountSelection;
 
-use super::{FakeQuantKernels, ObserveRule, Observed, StepRule, observe_then_fake_quant};
+use super::{FakeQuantKernels, ObserveRule, Observed, Range, StepRule, observe_then_fake_quant};
 use kernels::{MAX_ABS, MIN_MAX, PER_CHANNEL, PER_GROUP, PER_TENSOR, REDUCE_UNITS, SUM, SUM_BOTH};
 
 /// Elements one reduction cube takes per parameter (16 per unit): large enough that the partial
@@ -476,14 +476,15 @@ fn has_atomic_min_max(t: &CubeTensor) -> bool {
 /// elements per parameter: every (parameter, chunk) cube folds its range into the parameter's
 /// atomic range keys, then one thread per mask word folds each parameter's range into its
 /// running range and fake-quantizes (with `keep_mask`, keeping the clip mask). Returns
-/// `(observed, (dq, mask))`, `mask` empty without `keep_mask`.
+/// `((new min, new max), (dq, mask))`, `mask` empty without `keep_mask`; the kernel writes the
+/// qparams too (`n` values each, in the range's allocation), which nothing reads.
 fn launch_observe_by_keys(
     x: CubeTensor,
     (min, max): (CubeTensor, CubeTensor),
     layout: ViewLayout,
     rule: ObserveRule,
     keep_mask: bool,
-) -> (Observed<CubeBackend>, (CubeTensor, CubeTensor)) {
+) -> (Range<CubeBackend>, (CubeTensor, CubeTensor)) {
     let n = layout.num_params;
     // The identities of min and max over order keys, uploaded rather than filled: a fill is a
     // launch.
@@ -553,7 +554,8 @@ fn launch_observe_by_keys(
         strided,
         keep_mask,
     );
-    (observed(out), (dq, mask))
+    let [min, max, _scale, _zero_point] = out;
+    ((min, max), (dq, mask))
 }
 
 /// The LSQ / LSQ+ backward kernel over `x` viewed by `layout` on `grid`: `(dx, ds, dzp, chunks)`,
@@ -677,7 +679,7 @@ impl FakeQuantKernels for CubeBackend {
         symmetric_zero_point: f32,
         eps: f32,
         keep_mask: bool,
-    ) -> (Observed<Self>, (CubeTensor, CubeTensor)) {
+    ) -> (Range<Self>, (CubeTensor, CubeTensor)) {
         let x = f32_elements(x, "the observed tensor");
         let layout = ViewLayout::new(view, per_group, n);
         let rule =
@@ -692,7 +694,8 @@ impl FakeQuantKernels for CubeBackend {
                 rule,
                 Some(dequantized.clone()),
             );
-            return (observed, (dequantized, empty(&x, [0], DType::U32)));
+            let (range, _qparams) = observed;
+            return (range, (dequantized, empty(&x, [0], DType::U32)));
         }
         if !has_atomic_min_max(&x) {
             return observe_then_fake_quant::<Self>(
