@@ -51,8 +51,8 @@ pub type Observed<B> = (
 );
 
 /// An observer's new running range, `(min, max)`: what [`FakeQuantKernels::observe_fake_quant`]
-/// returns of its update (the qparams it computed stay inside the op; under burn-fusion every
-/// output is a tensor of the stream, and one dropped unread is an operation of its own).
+/// returns of its update. The qparams it computed stay inside the op: its one caller never read
+/// them, and under burn-fusion every output is one more tensor of the stream to create and free.
 pub type Range<B> = (FloatTensor<B>, FloatTensor<B>);
 
 /// Fused fake-quant kernels; implemented for Flex and CubeCL, dispatched from `Tensor`s by
@@ -118,11 +118,11 @@ pub trait FakeQuantKernels: Backend {
     /// [`Self::observe_range`] and then fixed-scale fake quantization of `x` with the qparams it
     /// computed (on the same grid `qmin..=qmax`): `((new min, new max), (dq, mask))`, `dq` of the
     /// view's shape; the qparams themselves are not returned (a caller wanting them calls
-    /// `observe_range`). With `keep_mask` also the clip mask of [`Self::fake_quant_with_mask`], for the
-    /// backward pass of a tensor the new range may clip (an activation under a moving average);
-    /// without it `mask` is empty: for a tensor whose freshly observed range cannot clip it (a
-    /// symmetric weight grid), so its gradient passes straight through, or one whose gradient
-    /// is not taken. On a GPU two launches for any size where the two ops take two or three (a
+    /// `observe_range`). With `keep_mask` also the clip mask of [`Self::fake_quant_with_mask`],
+    /// for the backward pass of a tensor the new range may clip (an activation under a moving
+    /// average); without it `mask` is empty: for a tensor whose freshly observed range cannot
+    /// clip it (a symmetric weight grid), so its gradient passes straight through, or one whose
+    /// gradient is not taken. On a GPU two launches for any size where the two ops take two or three (a
     /// reduction into atomic range keys, then the update and the fake quantization), and one
     /// when no mask is kept and each parameter fits one reduction cube (a weight's output
     /// channels).
