@@ -120,6 +120,32 @@ fn unknown_backend() {
 }
 
 #[test]
+fn a_bad_gpu_memory_pool_is_named() {
+    let runs = temp_runs("bad-gpu-memory");
+    let cases = [
+        ("sliced", "wgpu", "expected `adaptive` or `exclusive`"),
+        ("exclusive", "flex", "applies to `--backend wgpu` only"),
+    ];
+    for (value, backend, expected) in cases {
+        let output = trainer(&runs, &["--backend", backend, "train"])
+            .env(trainer::GPU_MEMORY_VAR, value)
+            .output()
+            .expect("trainer binary runs");
+        let (stdout, stderr) = text(&output);
+        assert!(!output.status.success(), "should fail: {value}\n{stdout}");
+        let line = stderr.trim();
+        assert!(
+            line.starts_with("error: ") && !line.contains('\n'),
+            "{stderr}"
+        );
+        assert!(
+            line.contains(trainer::GPU_MEMORY_VAR) && line.contains(expected),
+            "{line}"
+        );
+    }
+}
+
+#[test]
 fn existing_outputs_are_not_overwritten_silently() {
     let runs = temp_runs("bad-existing");
     let stage = runs.join("fashion-mnist-tiny/float");

@@ -13,12 +13,15 @@ fn report_classes(run_dir: &std::path::Path) -> Value {
     artifact.meta["labels"].clone()
 }
 
-fn pipeline_on(backend: &str, extra: &[&str]) {
+fn pipeline_on(backend: &str, extra: &[&str], env: &[(&str, &str)]) {
     let runs = temp_runs(&format!("pipeline-{backend}"));
     let mut args = vec!["--backend", backend, "--set", "name=\"e2e\""];
     args.extend(QUICK);
     args.extend(extra);
-    let output = run(&runs, &args);
+    let output = trainer(&runs, &args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("trainer binary runs");
     let (stdout, stderr) = text(&output);
     assert!(
         output.status.success(),
@@ -215,7 +218,7 @@ fn pipeline_on(backend: &str, extra: &[&str]) {
 
 #[test]
 fn pipeline_on_flex() {
-    pipeline_on("flex", &[]);
+    pipeline_on("flex", &[], &[]);
 }
 
 #[test]
@@ -229,6 +232,9 @@ fn pipeline_on_wgpu() {
             "--set",
             "schemes=[\"w8a8\"]",
         ],
+        // CubeCL's exclusive memory pages (burn's default pool runs the text pipeline's wgpu
+        // tests and every kernel test).
+        &[(trainer::GPU_MEMORY_VAR, "exclusive")],
     );
 }
 

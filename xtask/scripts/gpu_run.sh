@@ -3,8 +3,8 @@
 # test, the kernels-vs-composite test and the quant crate's unit tests on the real GPU, then the
 # step benches at the sizes the GPU issue's targets name (LeNet-BN batch 512; MiniLM-L6's shape
 # at 32 × 128, random weights), and as time allows the same steps at their smallest shapes (the
-# launch-bound floor), both steps' kernel times by kernel (*_profiled.txt) and the MiniLM step
-# under burn-fusion's beam width 3.
+# launch-bound floor), the MiniLM step with exclusive memory pages, both steps' kernel times by
+# kernel (*_profiled.txt) and the MiniLM step under burn-fusion's beam width 3.
 # Logs, the benches' JSON lines and the device's name go to $OUT (or /tmp/gpu-out).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -76,6 +76,14 @@ floor_bert() {
 }
 optional qat_step_b1_floor 20 45 floor_lenet
 optional bert_step_1x8_floor 30 70 floor_bert
+# The MiniLM step with CubeCL's exclusive memory pages (`QAT_GPU_MEMORY=exclusive`), which on
+# lavapipe cut the runtime thread's host work by 38-65% (README, *Host work*): is the step
+# faster on a GPU, float and QAT alike?
+exclusive_pages() {
+  step "$1" "$2" env QAT_GPU_MEMORY=exclusive "$bin/bench_bert_step" --backend wgpu \
+    --checkpoint gpu-bin/minilm-l6 --random-weights --no-memory --batch 32 --seq 128 --rounds 3 --steps 3
+}
+optional bert_step_32x128_exclusive 60 150 exclusive_pages
 # Where a step's GPU time goes, kernel by kernel, float beside QAT: `profile NAME LIMIT LABELS
 # WINDOWS BENCH ARGS…` runs a bench (its ARGS naming the rounds) for steps of one step under
 # CubeCL's profiler (which syncs after every kernel, so its times add up to more than a step) and

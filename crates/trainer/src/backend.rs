@@ -4,6 +4,7 @@
 use burn::tensor::{Device, DeviceKind, Tensor};
 
 use crate::TrainerError;
+use crate::gpu_memory::{GPU_MEMORY_VAR, GpuMemory};
 
 /// Every backend name the CLI knows, compiled in or not.
 pub const ALL_BACKENDS: [&str; 6] = ["flex", "ndarray", "wgpu", "vulkan", "metal", "cuda"];
@@ -54,6 +55,17 @@ fn construct(name: &str) -> Option<Device> {
     }
 }
 
+/// Sets up `name`'s runtime with the memory pool `memory` (see [`GpuMemory`]): only wgpu's.
+fn set_up_memory(name: &str, memory: GpuMemory) -> Result<(), TrainerError> {
+    match name {
+        #[cfg(feature = "wgpu")]
+        "wgpu" => crate::gpu_memory::set_up_wgpu(memory),
+        _ => Err(TrainerError::Backend(format!(
+            "{GPU_MEMORY_VAR} ({memory:?}) applies to `--backend wgpu` only, not `{name}`; unset it"
+        ))),
+    }
+}
+
 /// The device for `name`, after checking it can run a tensor op here (GPU backends panic inside
 /// Burn when no adapter exists; that panic is caught and reported as an error).
 pub fn select_device(name: &str) -> Result<Device, TrainerError> {
@@ -63,6 +75,12 @@ pub fn select_device(name: &str) -> Result<Device, TrainerError> {
             "unknown backend `{name}`; known: {}; compiled into this binary: {compiled}",
             ALL_BACKENDS.join(", ")
         )));
+    }
+    // Before the device's first use, and only for a compiled backend (else the error below).
+    if let Some(memory) = GpuMemory::from_env()?
+        && compiled_backends().contains(&name)
+    {
+        set_up_memory(name, memory)?;
     }
     let Some(device) = construct(name) else {
         return Err(TrainerError::Backend(format!(

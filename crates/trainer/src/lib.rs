@@ -14,6 +14,8 @@ mod config;
 mod dataset;
 mod error;
 mod fit;
+mod gpu_memory;
+pub use gpu_memory::{GPU_MEMORY_VAR, GpuMemory};
 pub mod integrity;
 mod interrupt;
 mod net;
