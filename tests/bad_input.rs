@@ -7,7 +7,15 @@ use common::*;
 
 /// Runs the trainer and checks it fails with one `error:` line mentioning every `expected` part.
 fn fails_cleanly(runs: &Path, args: &[&str], expected: &[&str]) {
-    let output = run(runs, args);
+    fails_cleanly_with(runs, args, &[], expected);
+}
+
+/// [`fails_cleanly`] with the environment variables `env` set.
+fn fails_cleanly_with(runs: &Path, args: &[&str], env: &[(&str, &str)], expected: &[&str]) {
+    let output = trainer(runs, args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("trainer binary runs");
     let (stdout, stderr) = text(&output);
     assert!(!output.status.success(), "should fail: {args:?}\n{stdout}");
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -127,20 +135,11 @@ fn a_bad_gpu_memory_pool_is_named() {
         ("exclusive", "flex", "applies to `--backend wgpu` only"),
     ];
     for (value, backend, expected) in cases {
-        let output = trainer(&runs, &["--backend", backend, "train"])
-            .env(trainer::GPU_MEMORY_VAR, value)
-            .output()
-            .expect("trainer binary runs");
-        let (stdout, stderr) = text(&output);
-        assert!(!output.status.success(), "should fail: {value}\n{stdout}");
-        let line = stderr.trim();
-        assert!(
-            line.starts_with("error: ") && !line.contains('\n'),
-            "{stderr}"
-        );
-        assert!(
-            line.contains(trainer::GPU_MEMORY_VAR) && line.contains(expected),
-            "{line}"
+        fails_cleanly_with(
+            &runs,
+            &["--backend", backend, "train"],
+            &[(trainer::GPU_MEMORY_VAR, value)],
+            &[trainer::GPU_MEMORY_VAR, expected],
         );
     }
 }
