@@ -634,3 +634,106 @@ fn fused_kernels_take_channels_last_tensors() {
         }
     }
 }
+
+/// The fused ops take a tensor in its own shape, with its layout beside it (the quantizers pass
+/// their tensors so, saving two reshapes and their backward per quantizer per step), and return
+/// it in that shape: the same values and gradients as on its 4-D view, which the tests above
+/// pin to the composite ops. An activation `[batch, seq, hidden]` per tensor and per hidden
+/// channel, and a transposed weight (not contiguous: the kernels read it through its strides).
+#[test]
+fn fused_ops_take_tensors_in_their_own_shape() {
+    let _serial = serial();
+    for (device_name, device) in kernel_devices() {
+        for granularity in [
+            Granularity::PerTensor,
+            Granularity::PerChannel { axis: Some(2) },
+        ] {
+            let x = Tensor::<3>::random([3, 5, 8], Distribution::Normal(0.0, 2.0), &device);
+            let name = format!("{device_name}: [3, 5, 8] {granularity:?}");
+            own_shape_equals_view(&name, x, &granularity);
+        }
+        let w = Tensor::<2>::random([10, 6], Distribution::Normal(0.0, 2.0), &device);
+        let name = format!("{device_name}: [10, 6] transposed, per channel");
+        own_shape_equals_view(
+            &name,
+            w.transpose(),
+            &Granularity::PerChannel { axis: Some(1) },
+        );
+    }
+}
+
+/// Fixed-scale and LSQ fake quantization of `x` as it is against the same on its view: the
+/// result's shape, values, `dx` and (LSQ) the scale's gradient.
+fn own_shape_equals_view<const D: usize>(name: &str, x: Tensor<D>, granularity: &Granularity) {
+    let device = x.device();
+    let dims = x.dims();
+    let layout = ParamLayout::new(&dims, granularity);
+    let n = layout.num_params();
+    let dy = Tensor::<D>::random(dims, Distribution::Default, &device);
+    let dy_view = layout.to_view(dy.clone());
+    let scale = Tensor::<1>::random([n], Distribution::Uniform(0.05, 0.4), &device);
+    let zp = Tensor::<1>::random([n], Distribution::Uniform(-3.0, 3.0), &device).round();
+    for lsq in [false, true] {
+        let what = if lsq { "lsq" } else { "fixed" };
+        let leaf = |t: Tensor<1>| {
+            let t = t.detach();
+            if lsq { t.require_grad() } else { t }
+        };
+        let (scale_own, scale_view) = (leaf(scale.clone()), leaf(scale.clone()));
+        let x_own = x.clone().detach().require_grad();
+        let x_view = layout.to_view(x.clone().detach()).require_grad();
+        let y_own = fake_quantize_either(lsq, x_own.clone(), &layout, scale_own.clone(), &zp);
+        let y_view = fake_quantize_either(lsq, x_view.clone(), &layout, scale_view.clone(), &zp);
+        assert_eq!(
+            y_own.dims(),
+            dims,
+            "{name} {what}: the result keeps the input's shape"
+        );
+        let (y_own_values, y_view_values) = (values(y_own.clone()), values(y_view.clone()));
+        assert_close(
+            name,
+            &format!("{what} y"),
+            &y_own_values,
+            &y_view_values,
+            0.0,
+            0.0,
+        );
+        let grads_own = (y_own * dy.clone()).sum().backward();
+        let grads_view = (y_view * dy_view.clone()).sum().backward();
+        let dx_own = x_own.grad(&grads_own).expect("x has a gradient");
+        assert_eq!(
+            dx_own.dims(),
+            dims,
+            "{name} {what}: dx has the input's shape"
+        );
+        let dx_view = values(x_view.grad(&grads_view).expect("the view has a gradient"));
+        assert_close(
+            name,
+            &format!("{what} dx"),
+            &values(dx_own),
+            &dx_view,
+            0.0,
+            0.0,
+        );
+        if lsq {
+            let ds_own = values(scale_own.grad(&grads_own).expect("a scale gradient"));
+            let ds_view = values(scale_view.grad(&grads_view).expect("a scale gradient"));
+            assert_close(name, "lsq dscale", &ds_own, &ds_view, 1e-6, 1e-6);
+        }
+    }
+}
+
+/// LSQ (gradient factor 0.1) or fixed-scale int4 fake quantization of `x` laid out by `layout`.
+fn fake_quantize_either<const D: usize>(
+    lsq: bool,
+    x: Tensor<D>,
+    layout: &ParamLayout,
+    scale: Tensor<1>,
+    zp: &Tensor<1>,
+) -> Tensor<D> {
+    if lsq {
+        fake_quantize_learnable_layout(x, layout, scale, zp.clone(), (-8, 7), 0.1)
+    } else {
+        fake_quantize_layout(x, layout, scale, Some(zp.clone()), (-8, 7), true)
+    }
+}
