@@ -67,18 +67,17 @@ pub fn fake_quantize_view_with(
     dequantized + (x - constant) * in_range
 }
 
-/// Fixed-parameter fake quantization of `x` laid out by `layout` (`x` of the shape the layout
-/// was made for, or its view), with flat `[n]` parameters: the fused kernels where they run,
-/// which take `x` as it is, [`fake_quantize_view_with`] on its view elsewhere (same values and
+/// Fixed-parameter fake quantization of a view laid out by `layout`, with flat `[n]` parameters:
+/// the fused Flex kernel where available, [`fake_quantize_view_with`] elsewhere (same values and
 /// gradients). `zero_point: None` means 0; see [`fake_quantize_view_with`] for `clip_possible`.
-pub fn fake_quantize_layout<const D: usize>(
-    x: Tensor<D>,
+pub fn fake_quantize_layout(
+    x: Tensor<4>,
     layout: &ParamLayout,
     scale: Tensor<1>,
     zero_point: Option<Tensor<1>>,
     (qmin, qmax): (i32, i32),
     clip_possible: bool,
-) -> Tensor<D> {
+) -> Tensor<4> {
     let zp_or_zero = || zero_point.clone().unwrap_or_else(|| scale.zeros_like());
     let per_group = layout.is_per_group();
     // Where the kernels run: a custom autodiff op when tracked (one forward and one backward
@@ -86,7 +85,6 @@ pub fn fake_quantize_layout<const D: usize>(
     // composite ops.
     let fused = fused_lsq(
         &x,
-        layout.view,
         no_grad(scale.clone()),
         None,
         no_grad(zp_or_zero()),
@@ -98,16 +96,14 @@ pub fn fake_quantize_layout<const D: usize>(
     );
     fused.unwrap_or_else(|| {
         let zero_point = zero_point.map(|zp| layout.broadcast(zp));
-        layout.on_view(x, |view| {
-            fake_quantize_view_with(
-                view,
-                layout.broadcast(scale),
-                zero_point,
-                qmin,
-                qmax,
-                clip_possible,
-            )
-        })
+        fake_quantize_view_with(
+            x,
+            layout.broadcast(scale),
+            zero_point,
+            qmin,
+            qmax,
+            clip_possible,
+        )
     })
 }
 
@@ -174,6 +170,15 @@ fn fake_quantize_with_layout<const D: usize>(
     qmin: i32,
     qmax: i32,
 ) -> Tensor<D> {
-    let layout = ParamLayout::new(&x.dims(), granularity);
-    fake_quantize_layout(x, &layout, scale, Some(zero_point), (qmin, qmax), true)
+    let shape = x.shape();
+    let layout = ParamLayout::new(&shape.dims::<D>(), granularity);
+    let y = fake_quantize_layout(
+        layout.to_view(x),
+        &layout,
+        scale,
+        Some(zero_point),
+        (qmin, qmax),
+        true,
+    );
+    layout.from_view(y, shape)
 }

@@ -73,24 +73,27 @@ pub fn fake_quantize_learnable<const D: usize>(
     qmax: i32,
     grad_factor: f64,
 ) -> Tensor<D> {
-    let layout = ParamLayout::new(&x.dims(), granularity);
-    fake_quantize_learnable_layout(x, &layout, scale, zero_point, (qmin, qmax), grad_factor)
+    let shape = x.shape();
+    let layout = ParamLayout::new(&shape.dims::<D>(), granularity);
+    let view = layout.to_view(x);
+    let y =
+        fake_quantize_learnable_layout(view, &layout, scale, zero_point, (qmin, qmax), grad_factor);
+    layout.from_view(y, shape)
 }
 
-/// LSQ/LSQ+ on `x` laid out by `layout` (`x` of the shape the layout was made for, or its
-/// view) with flat `[n]` (possibly tracked) parameters whose gradients are multiplied by
-/// `grad_factor`: the fused kernel where available (which applies the factor in its backward
-/// pass), [`fake_quantize_learnable_view`] on the view elsewhere (same values and gradients).
-/// The scale is used clamped to at least `SCALE_EPS` (and gets no gradient below it), inside
-/// the kernels where they run.
-pub fn fake_quantize_learnable_layout<const D: usize>(
-    x: Tensor<D>,
+/// LSQ/LSQ+ on a view laid out by `layout` with flat `[n]` (possibly tracked) parameters whose
+/// gradients are multiplied by `grad_factor`: the fused kernel where available (which applies
+/// the factor in its backward pass), [`fake_quantize_learnable_view`] elsewhere (same values and
+/// gradients). The scale is used clamped to at least `SCALE_EPS` (and gets no gradient below
+/// it), inside the kernels where they run.
+pub fn fake_quantize_learnable_layout(
+    x: Tensor<4>,
     layout: &ParamLayout,
     scale: Tensor<1>,
     zero_point: Tensor<1>,
     range: (i32, i32),
     grad_factor: f64,
-) -> Tensor<D> {
+) -> Tensor<4> {
     learnable_layout(
         x,
         layout,
@@ -105,14 +108,14 @@ pub fn fake_quantize_learnable_layout<const D: usize>(
 /// `crate::quantizer::LearnedValue`; `delta` learned, `anchor` set by observers): the fused
 /// kernels add the two themselves, so the sum costs no launch of its own on a GPU (it was one
 /// per learned quantizer per step).
-pub(crate) fn fake_quantize_learned_layout<const D: usize>(
-    x: Tensor<D>,
+pub(crate) fn fake_quantize_learned_layout(
+    x: Tensor<4>,
     layout: &ParamLayout,
     (anchor, delta): (Tensor<1>, Tensor<1>),
     zero_point: ZeroPoint,
     range: (i32, i32),
     grad_factor: f64,
-) -> Tensor<D> {
+) -> Tensor<4> {
     learnable_layout(
         x,
         layout,
@@ -123,28 +126,27 @@ pub(crate) fn fake_quantize_learned_layout<const D: usize>(
     )
 }
 
-/// [`fake_quantize_learned_layout`] of rows `rows` looked up in a table (`x` the rows, one
+/// [`fake_quantize_learned_layout`] of rows `rows` looked up in a table (`x` their view, one
 /// parameter per row) whose learned scale (`anchor + delta`) and untracked zero point are one per
 /// table row: each row on its table row's grid, `delta`'s gradient summed over each row's
 /// lookups. The fused kernels read the rows' parameters themselves (on a GPU that spares the
 /// launch that picks them and, in the backward pass, the fill and the scatter of their
 /// gradient); elsewhere the parameters are picked first.
-pub(crate) fn fake_quantize_learned_rows<const D: usize>(
-    x: Tensor<D>,
+pub(crate) fn fake_quantize_learned_rows(
+    x: Tensor<4>,
     layout: &ParamLayout,
     (anchor, delta): (Tensor<1>, Tensor<1>),
     zero_point: ZeroPoint,
     rows: &Tensor<1, Int>,
     range: (i32, i32),
     grad_factor: f64,
-) -> Tensor<D> {
+) -> Tensor<4> {
     let (given_or_min, range_max) = match &zero_point {
         ZeroPoint::Given(zero_point) => (zero_point.clone(), None),
         ZeroPoint::OfRange { min, max, .. } => (min.clone(), Some(max.clone())),
     };
     if let Some(y) = fused_lsq_rows(
         &x,
-        layout.view,
         (delta.clone(), Some(anchor.clone())),
         (given_or_min, range_max),
         rows,
@@ -166,15 +168,15 @@ pub(crate) fn fake_quantize_learned_rows<const D: usize>(
 
 /// [`fake_quantize_learned_rows`] by picking the rows' parameters out of the table first, and
 /// then [`fake_quantize_learned_layout`]: where the fused kernels do not run.
-fn learned_rows_picked<const D: usize>(
-    x: Tensor<D>,
+fn learned_rows_picked(
+    x: Tensor<4>,
     layout: &ParamLayout,
     (anchor, delta): (Tensor<1>, Tensor<1>),
     zero_point: ZeroPoint,
     rows: &Tensor<1, Int>,
     range: (i32, i32),
     grad_factor: f64,
-) -> Tensor<D> {
+) -> Tensor<4> {
     let pick = |t: Tensor<1>| t.select(0, rows.clone());
     let zero_point = match zero_point {
         ZeroPoint::Given(zero_point) => ZeroPoint::Given(pick(zero_point)),
@@ -196,21 +198,20 @@ fn learned_rows_picked<const D: usize>(
 
 /// LSQ/LSQ+ with the scale `offset + scale` (`scale` alone without an offset; the offset gets no
 /// gradient): the fused kernel where it runs, the composite ops elsewhere.
-fn learnable_layout<const D: usize>(
-    x: Tensor<D>,
+fn learnable_layout(
+    x: Tensor<4>,
     layout: &ParamLayout,
     (scale, offset): (Tensor<1>, Option<Tensor<1>>),
     zero_point: ZeroPoint,
     (qmin, qmax): (i32, i32),
     grad_factor: f64,
-) -> Tensor<D> {
+) -> Tensor<4> {
     let (given_or_min, range_max) = match &zero_point {
         ZeroPoint::Given(zero_point) => (zero_point.clone(), None),
         ZeroPoint::OfRange { min, max, .. } => (min.clone(), Some(max.clone())),
     };
     if let Some(y) = fused_lsq(
         &x,
-        layout.view,
         scale.clone(),
         offset.clone(),
         given_or_min,
@@ -232,15 +233,13 @@ fn learnable_layout<const D: usize>(
     };
     let scale = grad_scale(scale, grad_factor).clamp_min(crate::SCALE_EPS);
     let zero_point = grad_scale(zero_point, grad_factor);
-    layout.on_view(x, |view| {
-        fake_quantize_learnable_view(
-            view,
-            layout.broadcast(scale),
-            layout.broadcast(zero_point),
-            qmin,
-            qmax,
-        )
-    })
+    fake_quantize_learnable_view(
+        x,
+        layout.broadcast(scale),
+        layout.broadcast(zero_point),
+        qmin,
+        qmax,
+    )
 }
 
 /// LSQ's gradient factor `1 / sqrt(N · qmax)` for `N` elements sharing one scale.

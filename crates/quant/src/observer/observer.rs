@@ -78,24 +78,23 @@ impl Observer {
         None
     }
 
-    /// [`Self::observe`] and the fake quantization of `x` (laid out by `layout`, in its own
-    /// shape) with the new qparams as one fused op (on a GPU one or two launches where the two
-    /// take two to four), for min-max and moving-average observers on devices with the fused
-    /// kernels; `None` elsewhere (nothing observed then). `x`'s gradient is masked where the new
-    /// range clips it, or passes straight through when `clip_free` (the new range cannot clip
-    /// it: see `Quantizer::clip_free`).
-    pub(crate) fn observe_and_fake_quantize<const D: usize>(
+    /// [`Self::observe`] and the fake quantization of `view` with the new qparams as one fused
+    /// op (on a GPU one or two launches where the two take two to four), for min-max and
+    /// moving-average observers on devices with the fused kernels; `None` elsewhere (nothing
+    /// observed then). `view`'s gradient is masked where the new range clips it, or passes
+    /// straight through when `clip_free` (the new range cannot clip it: see
+    /// `Quantizer::clip_free`).
+    pub(crate) fn observe_and_fake_quantize(
         &self,
-        x: &Tensor<D>,
+        view: &Tensor<4>,
         layout: &ParamLayout,
         spec: &QuantSpec,
         clip_free: bool,
-    ) -> Option<Tensor<D>> {
+    ) -> Option<Tensor<4>> {
         let averaging = self.fused_averaging()?;
         let running = (self.min.value_sync(), self.max.value_sync());
         let ((min, max), dequantized) = fused_observe_fake_quant(
-            x,
-            layout.view,
+            view,
             running,
             layout.is_per_group(),
             layout.num_params(),
@@ -334,55 +333,6 @@ mod tests {
             clipped_cases > 0,
             "some case clips, so the masks are checked"
         );
-    }
-
-    /// A quantizer hands the fused op its tensor in its own shape (no reshape to the view and
-    /// back): the result keeps that shape, with the values, gradient and running range the op
-    /// gives on the view (pinned to the two ops above). An activation `[batch, seq, hidden]`
-    /// per tensor with a clip mask kept, per hidden channel clip-free; a second batch, so the
-    /// moving average folds and may clip.
-    #[test]
-    fn observing_a_tensor_in_its_own_shape_equals_its_view() {
-        use burn::tensor::Distribution;
-        let spec = QuantSpec::new().with_narrow_range(true);
-        let kind = ObserverKind::MovingAverageMinMax {
-            averaging_constant: 0.25,
-        };
-        for device in crate::testing::kernel_devices() {
-            for (granularity, clip_free) in [
-                (Granularity::PerTensor, false),
-                (Granularity::PerChannel { axis: Some(2) }, true),
-            ] {
-                let name = format!("{device:?} {granularity:?}");
-                let dims = [3, 5, 8];
-                let layout = ParamLayout::new(&dims, &granularity);
-                let n = layout.num_params();
-                let [own, viewed] = [(); 2].map(|_| Observer::new(kind.clone(), n, &device));
-                for batch in 0..2 {
-                    let x = Tensor::<3>::random(dims, Distribution::Normal(0.3, 2.0), &device);
-                    let x_own = x.clone().require_grad();
-                    let x_view = layout.to_view(x).require_grad();
-                    let y_own = own
-                        .observe_and_fake_quantize(&x_own, &layout, &spec, clip_free)
-                        .expect("the fused kernels run here");
-                    let y_view = viewed
-                        .observe_and_fake_quantize(&x_view, &layout, &spec, clip_free)
-                        .expect("the fused kernels run here");
-                    let case = format!("{name} batch {batch}");
-                    assert_eq!(y_own.dims(), dims, "{case}: the result keeps x's shape");
-                    assert_eq!(values(y_own.clone()), values(y_view.clone()), "{case}");
-                    assert_eq!(values(own.range().0), values(viewed.range().0), "{case}");
-                    assert_eq!(values(own.range().1), values(viewed.range().1), "{case}");
-                    let dy = Tensor::<3>::random(dims, Distribution::Default, &device);
-                    let grads_own = (y_own * dy.clone()).sum().backward();
-                    let grads_view = (y_view * layout.to_view(dy)).sum().backward();
-                    let dx_own = x_own.grad(&grads_own).expect("x has a gradient");
-                    assert_eq!(dx_own.dims(), dims, "{case}: dx keeps x's shape");
-                    let dx_view = x_view.grad(&grads_view).expect("x has a gradient");
-                    assert_eq!(values(dx_own), values(dx_view), "{case}: gradient");
-                }
-            }
-        }
     }
 
     #[test]

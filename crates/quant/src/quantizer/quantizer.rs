@@ -155,7 +155,9 @@ impl Quantizer {
         if !observe && !quantize {
             return x;
         }
-        let layout = self.layout(&x.dims());
+        let shape = x.shape();
+        let layout = self.layout(&shape.dims::<D>());
+        let view = layout.to_view(x);
         if observe && quantize && self.config.learning == Learning::Fixed {
             // Observed and quantized in one fused op where it runs (on a GPU one launch for a
             // clip-free weight whose output channels each fit a cube, otherwise two whatever the
@@ -163,20 +165,21 @@ impl Quantizer {
             let spec = &self.config.spec;
             if let Some(y) =
                 self.observer
-                    .observe_and_fake_quantize(&x, &layout, spec, self.clip_free())
+                    .observe_and_fake_quantize(&view, &layout, spec, self.clip_free())
             {
-                return y;
+                return layout.from_view(y, shape);
             }
         }
         let observed = if observe {
-            self.observe_view(layout.to_view(x.clone()), &layout)
+            self.observe_view(view.clone(), &layout)
         } else {
             None
         };
         if !quantize {
-            return x;
+            return layout.from_view(view, shape);
         }
-        self.fake_quantize_laid_out(x, &layout, observe, None, observed)
+        let y = self.fake_quantize_view(view, &layout, observe, None, observed);
+        layout.from_view(y, shape)
     }
 
     /// What one call does under the switches: `(observe first, fake-quantize)`. Fixed
@@ -231,9 +234,14 @@ impl Quantizer {
         if !quantize {
             return picked;
         }
-        let layout = self.layout(&picked.dims());
+        let shape = picked.shape();
+        let layout = self.layout(&shape.dims::<2>());
+        let view = layout.to_view(picked);
         let rows = per_row.then_some(&rows);
-        self.fake_quantize_laid_out(picked, &layout, observe, rows, observed)
+        layout.from_view(
+            self.fake_quantize_view(view, &layout, observe, rows, observed),
+            shape,
+        )
     }
 
     /// Fake-quantizes a weight (or any tensor outside the traced integer program), observing it
@@ -248,18 +256,21 @@ impl Quantizer {
             return x;
         }
         let spec = &self.config.spec;
-        let layout = self.layout(&x.dims());
-        let qp = self.dynamic_qparams(&layout.to_view(x.clone()), &layout);
+        let shape = x.shape();
+        let layout = self.layout(&shape.dims::<D>());
+        let view = layout.to_view(x);
+        let qp = self.dynamic_qparams(&view, &layout);
         let zero_point = (!spec.symmetric || !spec.signed).then_some(qp.zero_point);
         let clip_free = spec.symmetric && spec.signed && spec.narrow_range;
-        fake_quantize_layout(
-            x,
+        let y = fake_quantize_layout(
+            view,
             &layout,
             qp.scale,
             zero_point,
             (spec.qmin(), spec.qmax()),
             !clip_free,
-        )
+        );
+        layout.from_view(y, shape)
     }
 
     /// The qparams of `view`'s own per-row ranges: one fused kernel where it runs (the range
@@ -468,20 +479,19 @@ impl Quantizer {
         }
     }
 
-    /// Fake-quantizes `x`, laid out by `layout`, on this quantizer's grid.
     /// `just_observed`: the observer has folded this very tensor in (see [`Self::clip_free`]).
-    /// `rows`: `x` holds these rows of the observed tensor, one parameter each (see
+    /// `rows`: `view` holds these rows of the observed tensor, one parameter each (see
     /// [`Self::forward_rows`]), so each reads its own row's parameters (picked out of the
     /// table, or read in it by the LSQ kernels under a learned scale alone). `observed`: the observer's
     /// qparams when the observation just computed them (saves recomputing them).
-    fn fake_quantize_laid_out<const D: usize>(
+    fn fake_quantize_view(
         &self,
-        x: Tensor<D>,
+        view: Tensor<4>,
         layout: &ParamLayout,
         just_observed: bool,
         rows: Option<&Tensor<1, Int>>,
         observed: Option<QParams>,
-    ) -> Tensor<D> {
+    ) -> Tensor<4> {
         let spec = &self.config.spec;
         let (qmin, qmax) = (spec.qmin(), spec.qmax());
         let pick = |params: Tensor<1>| match rows {
@@ -498,7 +508,7 @@ impl Quantizer {
                     (computed || !spec.symmetric || !spec.signed).then(|| pick(qp.zero_point));
                 let clip_possible = !(just_observed && self.clip_free());
                 fake_quantize_layout(
-                    x,
+                    view,
                     layout,
                     pick(qp.scale),
                     zero_point,
@@ -515,9 +525,9 @@ impl Quantizer {
                 // parameters in the table, one per table row.
                 if let (Some(rows), None) = (rows, &self.learned_zero_point) {
                     let table_rows = anchor.dims()[0];
-                    let device = x.device();
+                    let device = view.device();
                     return fake_quantize_learned_rows(
-                        x,
+                        view,
                         layout,
                         (anchor, delta),
                         self.unlearned_zero_point(table_rows, observed, &device),
@@ -529,12 +539,14 @@ impl Quantizer {
                 let zero_point = match &self.learned_zero_point {
                     Some(zp) => ZeroPoint::Given(pick(zp.value())),
                     // No rows here: rows without a learned zero point took the branch above.
-                    None => self.unlearned_zero_point(layout.num_params(), observed, &x.device()),
+                    None => {
+                        self.unlearned_zero_point(layout.num_params(), observed, &view.device())
+                    }
                 };
                 // Unclamped: the fake-quant op clamps it at SCALE_EPS itself (inside the kernels),
                 // and adds the stored parts there too.
                 fake_quantize_learned_layout(
-                    x,
+                    view,
                     layout,
                     (pick(anchor), pick(delta)),
                     zero_point,
@@ -542,14 +554,12 @@ impl Quantizer {
                     factor,
                 )
             }
-            Learning::Pact => layout.on_view(x, |view| {
-                pact_view(
-                    view,
-                    layout.broadcast(self.scale_value()),
-                    spec.bits,
-                    spec.signed,
-                )
-            }),
+            Learning::Pact => pact_view(
+                view,
+                layout.broadcast(self.scale_value()),
+                spec.bits,
+                spec.signed,
+            ),
         }
     }
 

@@ -11,10 +11,7 @@
 //! - per-token: `[rows, 1, d, 1]` (one group spanning the last axis), one parameter per row.
 //!
 //! Parameters live in a flat `[n]` tensor and broadcast as [`ParamLayout::param_shape`], so one
-//! fake-quant kernel serves all granularities. Reshapes of contiguous tensors copy nothing, but
-//! under autodiff on a GPU each is one more operation for the host to record (and one more in
-//! the backward pass), so the fused kernels take the tensor as it is with the view beside it,
-//! and only the composite ops reshape ([`ParamLayout::on_view`]).
+//! fake-quant kernel serves all granularities. Reshapes of contiguous tensors are free.
 
 use burn::tensor::{Shape, Tensor};
 
@@ -112,23 +109,9 @@ impl ParamLayout {
         self.view.iter().product::<usize>() / self.num_params()
     }
 
-    /// Views `x` as the 4-D tensor of this layout (no operation when it has that shape already).
+    /// Views `x` as the 4-D tensor of this layout.
     pub fn to_view<const D: usize>(&self, x: Tensor<D>) -> Tensor<4> {
-        if x.dims().as_slice() == self.view.as_slice() {
-            return Tensor::from_dispatch(x.into_dispatch());
-        }
         x.reshape(self.view)
-    }
-
-    /// `f` applied to `x`'s view, the result in `x`'s shape again: for the ops that need the 4-D
-    /// view to broadcast parameters against (the composite ops).
-    pub fn on_view<const D: usize>(
-        &self,
-        x: Tensor<D>,
-        f: impl FnOnce(Tensor<4>) -> Tensor<4>,
-    ) -> Tensor<D> {
-        let shape = x.shape();
-        self.from_view(f(self.to_view(x)), shape)
     }
 
     /// Reshapes a flat `[n]` parameter tensor so that it broadcasts against the view.
@@ -162,12 +145,8 @@ impl ParamLayout {
         }
     }
 
-    /// Converts a 4-D view back to the original tensor shape (no operation when it has that
-    /// shape already).
+    /// Converts a 4-D view back to the original tensor shape.
     pub fn from_view<const D: usize>(&self, view: Tensor<4>, shape: Shape) -> Tensor<D> {
-        if view.shape() == shape {
-            return Tensor::from_dispatch(view.into_dispatch());
-        }
         view.reshape(shape)
     }
 }

@@ -5,7 +5,7 @@ use std::mem::MaybeUninit;
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
-use burn::tensor::TensorData;
+use burn::tensor::{Shape, TensorData};
 
 use super::{
     FakeQuantKernels, ObserveRule, Observed, Range, SCALE_FLOOR, StepRule, observe_then_fake_quant,
@@ -754,7 +754,7 @@ impl FakeQuantKernels for Flex {
                 };
             }
         }
-        ((dx, flat(ds)), flat(dzp))
+        ((dx.reshape(Shape::new(view)), flat(ds)), flat(dzp))
     }
 
     fn fake_quant_with_mask(
@@ -777,7 +777,7 @@ impl FakeQuantKernels for Flex {
         let bits = pack_bits(&mask);
         let n = bits.len();
         (
-            FlexTensor::from_data(TensorData::new(dq, x.layout().shape().clone())),
+            FlexTensor::from_data(TensorData::new(dq, Shape::new(view))),
             FlexTensor::from_data(TensorData::new(bits, [n])),
         )
     }
@@ -851,7 +851,7 @@ impl FakeQuantKernels for Flex {
         let xs = x.as_slice::<f32>().expect("contiguous f32");
         // dq = (q - zp) · s
         let dq = grid.map(&runs, xs, |x, s, inv, lo, hi| code(x, inv, lo, hi) * s);
-        FlexTensor::from_data(TensorData::new(dq, x.layout().shape().clone()))
+        FlexTensor::from_data(TensorData::new(dq, Shape::new(view)))
     }
 
     // On the CPU picking the rows' parameters and adding their gradients back costs a few

@@ -58,14 +58,6 @@ pub type Range<B> = (FloatTensor<B>, FloatTensor<B>);
 /// Fused fake-quant kernels; implemented for Flex and CubeCL, dispatched from `Tensor`s by
 /// [`fused_lsq`] and friends. Under burn-fusion (`Fusion`) each call is one opaque operation
 /// of the stream, described by the `#[fusion(meta)]` output shapes.
-///
-/// A tensor argument "viewed as `[o, g, l, i]`" may have any shape whose row-major elements are
-/// those of `view` (see [`crate::ParamLayout`]); the kernels address elements by their row-major
-/// index, and a result of the input's size takes the input's shape. So a quantizer hands its
-/// tensor over as it is: reshaping it to the view and back cost four operations per quantizer
-/// per step under autodiff and burn-fusion (two reshapes and their backward; a MiniLM-L6 W8A8
-/// step registers 3,791 operations instead of 4,184, though its host work did not change
-/// measurably: a reshape launches and allocates nothing).
 #[backend_extension(
     Flex,
     Autodiff,
@@ -124,8 +116,8 @@ pub trait FakeQuantKernels: Backend {
     );
 
     /// [`Self::observe_range`] and then fixed-scale fake quantization of `x` with the qparams it
-    /// computed (on the same grid `qmin..=qmax`): `((new min, new max), (dq, mask))`, `dq` of `x`'s
-    /// shape; the qparams themselves are not returned (a caller wanting them calls
+    /// computed (on the same grid `qmin..=qmax`): `((new min, new max), (dq, mask))`, `dq` of the
+    /// view's shape; the qparams themselves are not returned (a caller wanting them calls
     /// `observe_range`). With `keep_mask` also the clip mask of [`Self::fake_quant_with_mask`],
     /// for the backward pass of a tensor the new range may clip (an activation under a moving
     /// average); without it `mask` is empty: for a tensor whose freshly observed range cannot
@@ -141,7 +133,7 @@ pub trait FakeQuantKernels: Backend {
         (
             (spec.clone(), spec),
             (
-                TensorSpec::new(x.shape.clone(), x.dtype),
+                TensorSpec::new(Shape::new(*view), x.dtype),
                 TensorSpec::new(Shape::new([words]), DType::U32),
             ),
         )
@@ -173,11 +165,11 @@ pub trait FakeQuantKernels: Backend {
     /// `zero_point_from_range` the zero point that of the range `(zero_point, zero_point_high)`
     /// (see [`Self::lsq_fake_quant`]). Returns `((dx, ds), dzp)`.
     #[allow(clippy::too_many_arguments)]
-    #[fusion(meta = |grad, _x, s, _so, _z, _zh, _lo, _hi, _view, _pg, with_ds, with_dzp, _factor, _wo, _zr| {
+    #[fusion(meta = |grad, _x, s, _so, _z, _zh, _lo, _hi, view, _pg, with_ds, with_dzp, _factor, _wo, _zr| {
         let n = s.shape.num_elements();
         (
             (
-                TensorSpec::new(grad.shape.clone(), grad.dtype),
+                TensorSpec::new(Shape::new(*view), grad.dtype),
                 TensorSpec::new(Shape::new([if *with_ds { n } else { 0 }]), grad.dtype),
             ),
             TensorSpec::new(Shape::new([if *with_dzp { n } else { 0 }]), grad.dtype),
@@ -209,7 +201,7 @@ pub trait FakeQuantKernels: Backend {
     #[fusion(meta = |x, _s, _z, _lo, _hi, view, _pg| {
         let words = view.iter().product::<usize>().div_ceil(32);
         (
-            TensorSpec::new(x.shape.clone(), x.dtype),
+            TensorSpec::new(Shape::new(*view), x.dtype),
             TensorSpec::new(Shape::new([words]), DType::U32),
         )
     })]
@@ -240,8 +232,8 @@ pub trait FakeQuantKernels: Backend {
     /// quantizer on an affine grid takes its frozen observer's: computed in the kernels instead
     /// of by an observer launch per step; `zero_point_high` is not read otherwise).
     #[allow(clippy::too_many_arguments)]
-    #[fusion(meta = |x, _s, _so, _z, _zh, _lo, _hi, _view, _pg, _cf, _gf, _wo, _zr| {
-        TensorSpec::new(x.shape.clone(), x.dtype)
+    #[fusion(meta = |x, _s, _so, _z, _zh, _lo, _hi, view, _pg, _cf, _gf, _wo, _zr| {
+        TensorSpec::new(Shape::new(*view), x.dtype)
     })]
     fn lsq_fake_quant(
         x: FloatTensor<Self>,
@@ -266,8 +258,8 @@ pub trait FakeQuantKernels: Backend {
     /// GPU. The scale is a learned one stored as `anchor + delta` when `with_offset`; the zero
     /// point is untracked (given, or of a range with `zero_point_from_range`).
     #[allow(clippy::too_many_arguments)]
-    #[fusion(meta = |x, _s, _so, _z, _zh, _rows, _lo, _hi, _view, _gf, _wo, _zr| {
-        TensorSpec::new(x.shape.clone(), x.dtype)
+    #[fusion(meta = |x, _s, _so, _z, _zh, _rows, _lo, _hi, view, _gf, _wo, _zr| {
+        TensorSpec::new(Shape::new(*view), x.dtype)
     })]
     fn lsq_fake_quant_rows(
         x: FloatTensor<Self>,
@@ -290,9 +282,9 @@ pub trait FakeQuantKernels: Backend {
     /// the backward kernel and one launch that adds the lookups' sums into the table's rows,
     /// where the pick's gradient took a fill and a scatter.
     #[allow(clippy::too_many_arguments)]
-    #[fusion(meta = |grad, _x, s, _so, _z, _zh, _rows, _lo, _hi, _view, _gf, _wo, _zr| {
+    #[fusion(meta = |grad, _x, s, _so, _z, _zh, _rows, _lo, _hi, view, _gf, _wo, _zr| {
         (
-            TensorSpec::new(grad.shape.clone(), grad.dtype),
+            TensorSpec::new(Shape::new(*view), grad.dtype),
             TensorSpec::new(Shape::new([s.shape.num_elements()]), grad.dtype),
         )
     })]
@@ -338,9 +330,8 @@ pub trait FakeQuantKernels: Backend {
 /// `scale + scale_offset` with an (untracked) offset; with `zero_point_high` the zero point
 /// applied is that of the range `(zero_point, zero_point_high)` (untracked).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn fused_lsq<const D: usize>(
-    x: &Tensor<D>,
-    view: [usize; 4],
+pub(crate) fn fused_lsq(
+    x: &Tensor<4>,
     scale: Tensor<1>,
     scale_offset: Option<Tensor<1>>,
     zero_point: Tensor<1>,
@@ -349,10 +340,11 @@ pub(crate) fn fused_lsq<const D: usize>(
     per_group: bool,
     clip_free: bool,
     grad_factor: f64,
-) -> Option<Tensor<D>> {
+) -> Option<Tensor<4>> {
     if !has_kernels(x) {
         return None;
     }
+    let view = x.dims();
     let (scale_offset, with_offset) = optional_input(scale_offset, &scale);
     let (zero_point_high, from_range) = optional_input(zero_point_high, &zero_point);
     let out = <Dispatch as FakeQuantKernels>::lsq_fake_quant(
@@ -381,24 +373,23 @@ fn optional_input(t: Option<Tensor<1>>, stand_in: &Tensor<1>) -> (DispatchTensor
     (no_grad(t).into_dispatch(), read)
 }
 
-/// LSQ fake quantization of rows `rows` of a table, `x` the rows (`view` their `[o, 1, 1, i]`
-/// view), each row on
+/// LSQ fake quantization of rows `rows` of a table, `x` their `[o, 1, 1, i]` view, each row on
 /// its table row's grid: `scale` (tracked: its gradient sums over each row's lookups),
 /// `scale_offset`, `zero_point` and, with it, `zero_point_high` (a range whose zero point is
 /// applied) are one per table row. `None` where the fused kernels do not run. See
 /// [`FakeQuantKernels::lsq_fake_quant_rows`].
-pub(crate) fn fused_lsq_rows<const D: usize>(
-    x: &Tensor<D>,
-    view: [usize; 4],
+pub(crate) fn fused_lsq_rows(
+    x: &Tensor<4>,
     (scale, scale_offset): (Tensor<1>, Option<Tensor<1>>),
     (zero_point, zero_point_high): (Tensor<1>, Option<Tensor<1>>),
     rows: &Tensor<1, Int>,
     (qmin, qmax): (i32, i32),
     grad_factor: f64,
-) -> Option<Tensor<D>> {
+) -> Option<Tensor<4>> {
     if !has_kernels(x) {
         return None;
     }
+    let view = x.dims();
     let (scale_offset, with_offset) = optional_input(scale_offset, &scale);
     let (zero_point_high, from_range) = optional_input(zero_point_high, &zero_point);
     let out = <Dispatch as FakeQuantKernels>::lsq_fake_quant_rows(
@@ -512,7 +503,7 @@ pub(crate) fn fused_min_max(
 /// Whether `x` lives where the fused kernels run (with or without autodiff): on Flex, and on
 /// CubeCL devices for `f32` tensors. `QUANT_FUSED=off` turns them off everywhere (the composite
 /// ops then run), so benchmarks can measure what the kernels buy.
-fn has_kernels<const D: usize>(x: &Tensor<D>) -> bool {
+fn has_kernels(x: &Tensor<4>) -> bool {
     kernel_host(&x.device(), x.dtype()).is_some()
 }
 
@@ -648,21 +639,19 @@ fn observe_then_fake_quant<B: FakeQuantKernels>(
     (range, (dequantized, no_mask))
 }
 
-/// One fused observer update of `x` (viewed as `view`) and its fake quantization with the new
-/// qparams (see [`FakeQuantKernels::observe_fake_quant`]): `((min, max), dq)`, `dq` of `x`'s
-/// shape, the observer's new range without
+/// One fused observer update of `x` and its fake quantization with the new qparams (see
+/// [`FakeQuantKernels::observe_fake_quant`]): `((min, max), dq)`, the observer's new range without
 /// gradients and `dq` with `x`'s gradient masked where the new range clips it
 /// (`clip_free`: it cannot, and the gradient passes straight through); or `None` where the fused
 /// kernels do not run.
-pub(crate) fn fused_observe_fake_quant<const D: usize>(
-    x: &Tensor<D>,
-    view: [usize; 4],
+pub(crate) fn fused_observe_fake_quant(
+    x: &Tensor<4>,
     (min, max): (Tensor<1>, Tensor<1>),
     per_group: bool,
     num_params: usize,
     rule: ObserveRule,
     clip_free: bool,
-) -> Option<((Tensor<1>, Tensor<1>), Tensor<D>)> {
+) -> Option<((Tensor<1>, Tensor<1>), Tensor<4>)> {
     if !has_kernels(x) {
         return None;
     }
@@ -672,7 +661,7 @@ pub(crate) fn fused_observe_fake_quant<const D: usize>(
         x.clone().into_dispatch(),
         min.into_dispatch(),
         max.into_dispatch(),
-        view,
+        x.dims(),
         per_group,
         num_params,
         rule.symmetric,
@@ -705,7 +694,6 @@ mod tests {
             let zp = Tensor::<1>::zeros([3], &device);
             let fused = fused_lsq(
                 &x,
-                x.dims(),
                 scale.clone(),
                 None,
                 zp.clone(),
