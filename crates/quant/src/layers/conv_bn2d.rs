@@ -19,7 +19,7 @@ use burn::tensor::{Device, Tensor, module::conv2d};
 
 use super::conv_options::conv2d_options;
 use super::quant_conv2d::QuantConv2dConfig;
-use super::{LayerQuant, finish_output, integer_bias, io_quantizers, quantize_opt};
+use super::{LayerQuant, finish_output, io_quantizers, quantize_opt, quantized_weight_and_bias};
 use crate::{FakeQuant, LayerKind, QuantError, Quantizer};
 
 /// Configuration of a [`ConvBn2d`]: the convolution (its `weight` quantizer applies to the folded
@@ -189,9 +189,16 @@ impl ConvBn2d {
             && self.bn.training.is_enabled()
             && !self.bn_frozen.is_enabled();
         if !bn_live {
-            let weight = self.quantized_folded_weight();
             let producer = self.input_quant.as_ref().or(producer);
-            let bias = integer_bias(self.folded_bias(), producer, self.weight_quant.as_ref());
+            let (weight, bias) = match &self.weight_quant {
+                Some(quant) => quantized_weight_and_bias(
+                    quant,
+                    self.folded_weight(),
+                    self.folded_bias(),
+                    producer,
+                ),
+                None => (self.folded_weight(), self.folded_bias()),
+            };
             let y = conv2d(input, weight, Some(bias), options);
             return finish_output(y, self.relu, &self.output_quant);
         }

@@ -24,6 +24,7 @@ use burn::module::{Module, Param};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use crate::math::StepSource;
 use crate::{FakeQuant, LayerKind, QuantError, QuantMapping, Quantizer, QuantizerConfig};
 
 /// Attaches `weight` (if any) to the `weight` parameter of a freshly built layer.
@@ -125,16 +126,57 @@ pub(crate) fn integer_bias(
     input: Option<&Quantizer>,
     weight: Option<&Quantizer>,
 ) -> Tensor<1> {
-    let (Some(input), Some(weight)) = (input, weight) else {
+    let on_autodiff = bias.device().is_autodiff();
+    let (Some(input), Some(weight)) = (bias_input_step(input, on_autodiff), weight) else {
         return bias;
     };
-    let on_autodiff = bias.device().is_autodiff();
-    let per_tensor = input.config.spec.granularity == crate::Granularity::PerTensor;
-    if !per_tensor || !input.grid_ready(on_autodiff) || !weight.grid_ready(on_autodiff) {
+    if !weight.grid_ready(on_autodiff) {
         return bias;
     }
-    let (weight, input) = (weight.step_source(), input.step_source());
-    crate::math::round_to_step_product_ste(bias, &weight, Some(&input))
+    crate::math::round_to_step_product_ste(bias, &weight.step_source(), Some(&input))
+}
+
+/// The step of the input quantizer an integer bias is rounded with: `input`'s, when it has one
+/// step (per-tensor) and its grid is in force.
+fn bias_input_step(input: Option<&Quantizer>, on_autodiff: bool) -> Option<StepSource> {
+    let input = input?;
+    let per_tensor = input.config.spec.granularity == crate::Granularity::PerTensor;
+    (per_tensor && input.grid_ready(on_autodiff)).then(|| input.step_source())
+}
+
+/// A layer's weight through its quantizer (`weight.val()`) and its bias as the integer engine
+/// adds it ([`integer_bias`], the input produced by `producer`): on a GPU the weight quantizer's
+/// launch rounds the bias too, where the rounding took a launch of its own.
+pub(crate) fn weight_and_bias<const D: usize>(
+    weight: &Param<Tensor<D>>,
+    bias: Option<Tensor<1>>,
+    producer: Option<&Quantizer>,
+) -> (Tensor<D>, Option<Tensor<1>>) {
+    match (weight.reparameterization::<Quantizer>(), bias) {
+        (Some(quant), Some(bias)) => {
+            let (weight, bias) = quantized_weight_and_bias(quant, weight.base(), bias, producer);
+            (weight, Some(bias))
+        }
+        // Without a weight quantizer the bias stays float.
+        (_, bias) => (weight.val(), bias),
+    }
+}
+
+/// [`weight_and_bias`] of a float `weight` (a parameter's base value, a BN-folded weight) and its
+/// quantizer `quant`.
+pub(crate) fn quantized_weight_and_bias<const D: usize>(
+    quant: &Quantizer,
+    weight: Tensor<D>,
+    bias: Tensor<1>,
+    producer: Option<&Quantizer>,
+) -> (Tensor<D>, Tensor<1>) {
+    let Some(input) = bias_input_step(producer, bias.device().is_autodiff()) else {
+        return (quant.forward_weight(weight), bias);
+    };
+    match quant.forward_weight_with_bias(weight, bias.clone(), &input) {
+        (weight, Some(rounded)) => (weight, rounded),
+        (weight, None) => (weight, integer_bias(bias, producer, Some(quant))),
+    }
 }
 
 /// The end of a layer: the optional fused ReLU, then the output quantizer.
@@ -145,4 +187,128 @@ pub(crate) fn finish_output<const D: usize>(
 ) -> Tensor<D> {
     let y = if fused_relu { relu(y) } else { y };
     quantize_opt(output_quant, y)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Distribution, Tensor};
+
+    use super::*;
+    use crate::testing::{kernel_devices, values};
+    use crate::{Granularity, QuantLinear, QuantLinearConfig};
+
+    /// Weight quantizers whose launch may round the bias too, with the layer's shape: W8A8's
+    /// (its observer kernel, one parameter per output channel), W4's (LSQ: its fake-quant
+    /// kernel), each also per tensor (one step for every bias element) and per group (not one
+    /// step per bias element: left to the two ops); W8 with channels past a reduction cube
+    /// (`d_in` = 4100: left to the two ops too); and a layer with more outputs than weights per
+    /// output (each bias element still has its thread in the LSQ kernel).
+    fn weight_quantizers() -> Vec<(String, QuantizerConfig, [usize; 2])> {
+        let w8 = QuantMapping::w8a8().weight.expect("W8A8 quantizes weights");
+        let w4 = QuantMapping::w4a4().weight.expect("W4A4 quantizes weights");
+        let with = |config: &QuantizerConfig, granularity| {
+            let mut config = config.clone();
+            config.spec.granularity = granularity;
+            config
+        };
+        let per_group = Granularity::PerGroup {
+            axis: None,
+            group_size: 16,
+        };
+        let mut cases = Vec::new();
+        for (bits, config) in [("W8", &w8), ("W4", &w4)] {
+            cases.extend([
+                (format!("{bits} per channel"), config.clone(), [48, 20]),
+                (
+                    format!("{bits} per tensor"),
+                    with(config, Granularity::PerTensor),
+                    [48, 20],
+                ),
+                (
+                    format!("{bits} per group"),
+                    with(config, per_group.clone()),
+                    [48, 20],
+                ),
+                (format!("{bits} wide"), config.clone(), [2, 300]),
+            ]);
+        }
+        cases.push(("W8 channels past a cube".into(), w8, [4100, 3]));
+        cases
+    }
+
+    /// The bias rounded in the weight quantizer's launch ([`weight_and_bias`]; one kernel on
+    /// wgpu) against the weight's quantizer and then [`integer_bias`] (two): the same weight,
+    /// bias, observer range and gradients (the weight's, the bias's and an LSQ scale's), bit for
+    /// bit. The W8 observer takes each weight's own range and an LSQ quantizer observes only
+    /// its first call, so quantizing the same weight twice leaves the same state.
+    #[test]
+    fn bias_rounded_in_the_weight_launch_equals_rounding_it_after() {
+        for device in kernel_devices() {
+            for (name, weight_config, [d_in, d_out]) in weight_quantizers() {
+                let name = format!("{device:?}, {name}");
+                let producer = QuantMapping::w8a8()
+                    .activation
+                    .expect("W8A8 quantizes activations")
+                    .init(LayerKind::Activation, &[1, d_in], &device)
+                    .expect("input quantizer");
+                let x = Tensor::<2>::random([8, d_in], Distribution::Normal(0.0, 1.0), &device);
+                let _ = producer.forward(x);
+                let layer: QuantLinear = QuantLinearConfig::new(d_in, d_out)
+                    .with_weight(Some(weight_config))
+                    .init(&device);
+                let quant = layer.weight.reparameterization::<Quantizer>();
+                let bias = layer.bias.as_ref().expect("a bias").val();
+                // The weight's observer has seen it once, as in any step after the first.
+                let _ = layer.weight.val();
+                let range = || {
+                    let quant = quant.expect("a weight quantizer");
+                    let (min, max) = quant.observer.range();
+                    let scale = quant.learned_scale.as_ref().map(|s| values(s.value()));
+                    (values(min), values(max), scale)
+                };
+                let before = range();
+                let (w_fused, b_fused) =
+                    weight_and_bias(&layer.weight, Some(bias.clone()), Some(&producer));
+                let b_fused = b_fused.expect("a bias");
+                assert_eq!(range(), before, "{name}: the observer's range, one launch");
+                let w_two = layer.weight.val();
+                let b_two = integer_bias(bias.clone(), Some(&producer), quant);
+                assert_eq!(range(), before, "{name}: the observer's range, two");
+                assert_eq!(
+                    values(w_fused.clone()),
+                    values(w_two.clone()),
+                    "{name}: weight"
+                );
+                assert_eq!(
+                    values(b_fused.clone()),
+                    values(b_two.clone()),
+                    "{name}: bias"
+                );
+                assert_ne!(
+                    values(b_two.clone()),
+                    values(bias.clone()),
+                    "{name}: bias rounded"
+                );
+                let dw = Tensor::<2>::random([d_in, d_out], Distribution::Default, &device);
+                let db = Tensor::<1>::random([d_out], Distribution::Default, &device);
+                let quant = quant.expect("a weight quantizer");
+                let grads_of = |w: Tensor<2>, b: Tensor<1>| {
+                    let grads = ((w * dw.clone()).sum() + (b * db.clone()).sum()).backward();
+                    let base = layer.weight.base().grad(&grads).expect("weight gradient");
+                    let bias = bias.grad(&grads).expect("bias gradient");
+                    let scale = quant
+                        .learned_scale
+                        .as_ref()
+                        .map(|scale| values(scale.delta.val().grad(&grads).expect("ds")));
+                    (values(base), values(bias), scale)
+                };
+                let (dw_fused, db_fused, ds_fused) = grads_of(w_fused, b_fused);
+                let (dw_two, db_two, ds_two) = grads_of(w_two, b_two);
+                assert_eq!(dw_fused, dw_two, "{name}: weight gradient");
+                assert_eq!(db_fused, db_two, "{name}: bias gradient");
+                assert_eq!(ds_fused, ds_two, "{name}: scale gradient");
+                assert_eq!(db_fused, values(db.clone()), "{name}: straight through");
+            }
+        }
+    }
 }

@@ -8,8 +8,8 @@ use burn::tensor::{Device, Tensor, module::conv2d};
 
 use super::conv_options::conv2d_options;
 use super::{
-    LayerQuant, attach_weight_quantizer, finish_output, integer_bias, io_quantizers, quantize_opt,
-    without_weight_quantizer,
+    LayerQuant, attach_weight_quantizer, finish_output, io_quantizers, quantize_opt,
+    weight_and_bias, without_weight_quantizer,
 };
 use crate::{FakeQuant, LayerKind, QuantError, Quantizer, QuantizerConfig};
 
@@ -174,11 +174,8 @@ impl QuantConv2d {
             self.groups,
         );
         let producer = self.input_quant.as_ref().or(producer);
-        let weight = self.weight.val();
-        let bias = self
-            .bias
-            .as_ref()
-            .map(|b| integer_bias(b.val(), producer, weight_quant));
+        let bias = self.bias.as_ref().map(|b| b.val());
+        let (weight, bias) = weight_and_bias(&self.weight, bias, producer);
         let y = conv2d(input, weight, bias, options);
         finish_output(y, self.relu, &self.output_quant)
     }

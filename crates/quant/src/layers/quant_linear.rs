@@ -6,8 +6,8 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, module::linear};
 
 use super::{
-    LayerQuant, attach_weight_quantizer, finish_output, integer_bias, io_quantizers, quantize_opt,
-    without_weight_quantizer,
+    LayerQuant, attach_weight_quantizer, finish_output, io_quantizers, quantize_opt,
+    weight_and_bias, without_weight_quantizer,
 };
 use crate::{FakeQuant, LayerKind, QuantError, Quantizer, QuantizerConfig};
 
@@ -140,11 +140,8 @@ impl QuantLinear {
             crate::program::record_integer_input("QuantLinear", &input);
         }
         let producer = self.input_quant.as_ref().or(producer);
-        let weight = self.weight.val();
-        let bias = self
-            .bias
-            .as_ref()
-            .map(|b| integer_bias(b.val(), producer, weight_quant));
+        let bias = self.bias.as_ref().map(|b| b.val());
+        let (weight, bias) = weight_and_bias(&self.weight, bias, producer);
         let y = linear(input, weight, bias);
         finish_output(y, self.relu, &self.output_quant)
     }

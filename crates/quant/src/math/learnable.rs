@@ -14,8 +14,8 @@
 
 use burn::tensor::{Int, Tensor};
 
-use super::fused::{fused_lsq, fused_lsq_rows};
-use super::{grad_scale, round_ste};
+use super::fused::{StepRule, fused_lsq, fused_lsq_bias, fused_lsq_rows};
+use super::{StepSource, grad_scale, round_ste};
 use crate::{Granularity, ParamLayout, QuantSpec, qparams_from_range};
 
 /// The zero point an LSQ / LSQ+ quantizer applies: a given one (learned, or the observer's), or
@@ -123,6 +123,39 @@ pub(crate) fn fake_quantize_learned_layout(
         zero_point,
         range,
         grad_factor,
+    )
+}
+
+/// [`fake_quantize_learned_layout`] of a layer's weight under a learned scale alone (its zero
+/// point untracked), with the layer's `bias` rounded at the accumulator step `s_w · s_x` in the
+/// same launch on a GPU (`weight_rule`: how the weight's step is made of `anchor` and `delta`;
+/// `input`: the step of the quantizer that produced the layer's input): `(dq, rounded bias)`,
+/// the bias's gradient straight through; or `None` where the fused kernels do not run (the
+/// caller then quantizes the weight and rounds the bias on its own).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fake_quantize_learned_layout_with_bias(
+    x: Tensor<4>,
+    layout: &ParamLayout,
+    (anchor, delta): (Tensor<1>, Tensor<1>),
+    zero_point: ZeroPoint,
+    range: (i32, i32),
+    grad_factor: f64,
+    bias: Tensor<1>,
+    (weight_rule, input): (StepRule, &StepSource),
+) -> Option<(Tensor<4>, Tensor<1>)> {
+    let zero_point = match zero_point {
+        ZeroPoint::Given(zero_point) => (zero_point, None),
+        ZeroPoint::OfRange { min, max, .. } => (min, Some(max)),
+    };
+    fused_lsq_bias(
+        &x,
+        (anchor, delta),
+        zero_point,
+        range,
+        layout.is_per_group(),
+        grad_factor,
+        bias,
+        (weight_rule, input),
     )
 }
 

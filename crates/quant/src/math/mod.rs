@@ -9,7 +9,7 @@ mod fused;
 pub use fused::fused_enabled;
 pub(crate) use fused::{
     ObserveRule, fused_max_abs, fused_min_max, fused_observe, fused_observe_fake_quant,
-    round_to_step_product,
+    fused_observe_fake_quant_bias, round_to_step_product,
 };
 mod learnable;
 mod pact;
@@ -23,7 +23,10 @@ pub use fixed::{
     fake_quantize_per_channel_affine, fake_quantize_per_group_affine,
     fake_quantize_per_tensor_affine,
 };
-pub(crate) use learnable::{ZeroPoint, fake_quantize_learned_layout, fake_quantize_learned_rows};
+pub(crate) use learnable::{
+    ZeroPoint, fake_quantize_learned_layout, fake_quantize_learned_layout_with_bias,
+    fake_quantize_learned_rows,
+};
 pub use learnable::{fake_quantize_learnable, lsq_grad_factor};
 
 /// The kernels behind the quantizers, on 4-D views (see [`crate::ParamLayout`]) with flat

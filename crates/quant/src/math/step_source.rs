@@ -209,3 +209,38 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod observe_rule_tests {
+    use burn::tensor::{Device, Tensor};
+
+    use super::*;
+    use crate::math::ObserveRule;
+
+    /// The rule by which the observer kernel makes a weight's step for the integer bias it
+    /// rounds ([`ObserveRule::step_rule`]) is the rule the rounding kernel would read from the
+    /// same quantizer's state ([`StepSource::range`]), for symmetric and affine grids of several
+    /// widths.
+    #[test]
+    fn observer_step_rule_is_the_range_step_rule() {
+        let device = Device::flex();
+        let range = Tensor::<1>::zeros([1], &device);
+        for bits in [2, 4, 8] {
+            for (symmetric, signed, narrow_range) in [
+                (true, true, true),
+                (true, true, false),
+                (false, false, false),
+                (false, true, false),
+            ] {
+                let spec = QuantSpec::new()
+                    .with_bits(bits)
+                    .with_symmetric(symmetric)
+                    .with_signed(signed)
+                    .with_narrow_range(narrow_range);
+                let from_state = StepSource::range(range.clone(), range.clone(), &spec).rule;
+                let from_observer = ObserveRule::for_spec(&spec, 1.0).step_rule();
+                assert_eq!(from_observer, from_state, "{spec:?}");
+            }
+        }
+    }
+}

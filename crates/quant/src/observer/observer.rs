@@ -4,7 +4,9 @@ use burn::module::{Module, ModuleMapper, Param, RunningState};
 use burn::tensor::{Device, Tensor};
 
 use super::{ObserverKind, batch_max_abs, batch_min_max, batch_mse_optimal, batch_percentile};
-use crate::math::{ObserveRule, fused_observe, fused_observe_fake_quant};
+use crate::math::{
+    ObserveRule, StepSource, fused_observe, fused_observe_fake_quant, fused_observe_fake_quant_bias,
+};
 use crate::{ParamLayout, QParams, QuantSpec, no_grad, qparams_from_range, scale_from_range};
 
 /// Running `min` / `max` per quantization parameter, saved in module records.
@@ -104,6 +106,35 @@ impl Observer {
         set_running(&self.min, min);
         set_running(&self.max, max);
         Some(dequantized)
+    }
+
+    /// [`Self::observe_and_fake_quantize`] of a weight whose new range cannot clip it (see
+    /// `Quantizer::clip_free`), with its layer's `bias` rounded at the accumulator step
+    /// `s_w · s_x`, `s_x` the input quantizer's step `input` (the integer bias, as
+    /// `crate::layers::integer_bias` rounds it): `(dq, rounded bias)`, in one launch on a GPU
+    /// where the two took two; `None` where [`Self::observe_and_fake_quantize`] is (nothing
+    /// observed then).
+    pub(crate) fn observe_and_fake_quantize_with_bias(
+        &self,
+        view: &Tensor<4>,
+        layout: &ParamLayout,
+        spec: &QuantSpec,
+        bias: Tensor<1>,
+        input: &StepSource,
+    ) -> Option<(Tensor<4>, Tensor<1>)> {
+        let averaging = self.fused_averaging()?;
+        let running = (self.min.value_sync(), self.max.value_sync());
+        let ((min, max), dequantized, rounded) = fused_observe_fake_quant_bias(
+            view,
+            running,
+            bias,
+            input,
+            (layout.is_per_group(), layout.num_params()),
+            ObserveRule::for_spec(spec, averaging),
+        )?;
+        set_running(&self.min, min);
+        set_running(&self.max, max);
+        Some((dequantized, rounded))
     }
 
     /// The fused observer kernel's `averaging` argument for this observer's kind (see

@@ -22,7 +22,10 @@ use burn::tensor::{Device, Int, Tensor};
 use super::{LearnedValue, Learning, QuantizerConfig};
 use crate::kernels::fake_quantize_layout;
 use crate::math::StepSource;
-use crate::math::{ZeroPoint, fake_quantize_learned_layout, fake_quantize_learned_rows};
+use crate::math::{
+    ZeroPoint, fake_quantize_learned_layout, fake_quantize_learned_layout_with_bias,
+    fake_quantize_learned_rows,
+};
 use crate::{
     Granularity, Observer, ObserverKind, ParamLayout, QParams, SCALE_EPS, batch_max_abs,
     batch_min_max, lsq_grad_factor, no_grad, pact_view, qparams_from_range,
@@ -148,12 +151,24 @@ impl Quantizer {
     }
 
     fn fake_quantize<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        self.fake_quantize_folding(x, None).0
+    }
+
+    /// [`Self::fake_quantize`], which with `bias` (a layer's bias and its input quantizer's
+    /// step) also rounds the bias at `s_w · s_x` where the weight's fused launch can (an
+    /// observed clip-free weight's observer kernel, an LSQ weight's fake-quant kernel): the
+    /// rounded bias then, `None` otherwise.
+    fn fake_quantize_folding<const D: usize>(
+        &self,
+        x: Tensor<D>,
+        bias: Option<(Tensor<1>, &StepSource)>,
+    ) -> (Tensor<D>, Option<Tensor<1>>) {
         if self.config.spec.granularity == Granularity::PerToken {
-            return self.fake_quantize_dynamic(x);
+            return (self.fake_quantize_dynamic(x), None);
         }
         let (observe, quantize) = self.plan(x.device().is_autodiff());
         if !observe && !quantize {
-            return x;
+            return (x, None);
         }
         let shape = x.shape();
         let layout = self.layout(&shape.dims::<D>());
@@ -163,11 +178,28 @@ impl Quantizer {
             // clip-free weight whose output channels each fit a cube, otherwise two whatever the
             // size, the clip mask kept for the backward where the new range may clip).
             let spec = &self.config.spec;
-            if let Some(y) =
-                self.observer
-                    .observe_and_fake_quantize(&view, &layout, spec, self.clip_free())
-            {
-                return layout.from_view(y, shape);
+            let clip_free = self.clip_free();
+            match &bias {
+                // A clip-free weight's launch rounds its layer's bias too.
+                Some((bias, input)) if clip_free => {
+                    if let Some((y, rounded)) = self.observer.observe_and_fake_quantize_with_bias(
+                        &view,
+                        &layout,
+                        spec,
+                        bias.clone(),
+                        input,
+                    ) {
+                        return (layout.from_view(y, shape), Some(rounded));
+                    }
+                }
+                _ => {
+                    if let Some(y) = self
+                        .observer
+                        .observe_and_fake_quantize(&view, &layout, spec, clip_free)
+                    {
+                        return (layout.from_view(y, shape), None);
+                    }
+                }
             }
         }
         let observed = if observe {
@@ -176,10 +208,55 @@ impl Quantizer {
             None
         };
         if !quantize {
-            return layout.from_view(view, shape);
+            return (layout.from_view(view, shape), None);
+        }
+        if let Some((bias, input)) = bias
+            && let Some((y, rounded)) =
+                self.fake_quantize_learned_with_bias(&view, &layout, observed.clone(), bias, input)
+        {
+            return (layout.from_view(y, shape), Some(rounded));
         }
         let y = self.fake_quantize_view(view, &layout, observe, None, observed);
-        layout.from_view(y, shape)
+        (layout.from_view(y, shape), None)
+    }
+
+    /// The LSQ fake quantization of [`Self::fake_quantize_view`] (a learned scale alone, no rows)
+    /// with the layer's `bias` rounded at `s_w · s_x` in its launch where the fused kernels run
+    /// (`input`: the input quantizer's step): `(dq, rounded bias)`, or `None` for any other
+    /// quantizer or device.
+    fn fake_quantize_learned_with_bias(
+        &self,
+        view: &Tensor<4>,
+        layout: &ParamLayout,
+        observed: Option<QParams>,
+        bias: Tensor<1>,
+        input: &StepSource,
+    ) -> Option<(Tensor<4>, Tensor<1>)> {
+        if self.config.learning != Learning::Lsq || self.learned_zero_point.is_some() {
+            return None;
+        }
+        let spec = &self.config.spec;
+        let (factor, anchor, delta) = self.lsq_scale_parts(layout);
+        let zero_point = self.unlearned_zero_point(layout.num_params(), observed, &view.device());
+        // The step the rounding kernel would read: `step_source`'s for LSQ.
+        let weight = StepSource::learned(anchor.clone(), delta.clone(), 1.0).rule;
+        fake_quantize_learned_layout_with_bias(
+            view.clone(),
+            layout,
+            (anchor, delta),
+            zero_point,
+            (spec.qmin(), spec.qmax()),
+            factor,
+            bias,
+            (weight, input),
+        )
+    }
+
+    /// LSQ's gradient factor for `layout` and the learned scale's stored parts `(anchor, delta)`.
+    fn lsq_scale_parts(&self, layout: &ParamLayout) -> (f64, Tensor<1>, Tensor<1>) {
+        let factor = lsq_grad_factor(layout.elems_per_param(), self.config.spec.qmax());
+        let learned = self.learned_scale_param();
+        (factor, learned.anchor.value_sync(), learned.delta.val())
     }
 
     /// What one call does under the switches: `(observe first, fake-quantize)`. Fixed
@@ -248,6 +325,20 @@ impl Quantizer {
     /// first when the observer is enabled.
     pub fn forward_weight<const D: usize>(&self, w: Tensor<D>) -> Tensor<D> {
         self.fake_quantize(w)
+    }
+
+    /// [`Self::forward_weight`] of a layer's weight that also rounds the layer's `bias` at the
+    /// accumulator step `s_w · s_x` (`input`: the step of the quantizer that produced the
+    /// layer's input) where the weight's fused kernel can, in its launch (on a GPU one launch
+    /// where the two took two): the rounded bias then, with a straight-through gradient;
+    /// `None` otherwise, for the caller to round it (`crate::layers`).
+    pub(crate) fn forward_weight_with_bias<const D: usize>(
+        &self,
+        w: Tensor<D>,
+        bias: Tensor<1>,
+        input: &StepSource,
+    ) -> (Tensor<D>, Option<Tensor<1>>) {
+        self.fake_quantize_folding(w, Some((bias, input)))
     }
 
     /// Per-token quantization: scales from this very tensor, one per row, nothing stored.
@@ -517,10 +608,7 @@ impl Quantizer {
                 )
             }
             Learning::Lsq | Learning::LsqPlus => {
-                let factor = lsq_grad_factor(layout.elems_per_param(), qmax);
-                let learned = self.learned_scale_param();
-                let anchor = learned.anchor.value_sync();
-                let delta = learned.delta.val();
+                let (factor, anchor, delta) = self.lsq_scale_parts(layout);
                 // Rows of a table under a learned scale alone: the kernels read each row's
                 // parameters in the table, one per table row.
                 if let (Some(rows), None) = (rows, &self.learned_zero_point) {

@@ -11,7 +11,10 @@ use burn::backend::{Autodiff, AutodiffBackend, TensorMetadata};
 
 use burn::tensor::Shape;
 
-use super::{FakeQuantKernels, Observed, Range, SCALE_FLOOR, StepRule};
+use super::{
+    FakeQuantKernels, LsqBiasGrid, ObserveRule, Observed, Range, SCALE_FLOOR, StepRule,
+    lsq_fake_quant_then_round_bias,
+};
 
 /// The backward pass of [`FakeQuantKernels::lsq_fake_quant`]: with a learned scale one kernel
 /// recomputes the mask and `∂x̂/∂s` from the saved input, giving `dx = grad · mask` and
@@ -507,6 +510,76 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
         }
     }
 
+    fn lsq_fake_quant_bias(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        scale_offset: FloatTensor<Self>,
+        zero_point: FloatTensor<Self>,
+        zero_point_high: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        input_low: FloatTensor<Self>,
+        input_high: FloatTensor<Self>,
+        grid: LsqBiasGrid,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        if !scale.is_tracked() {
+            // A frozen scale takes the fixed-scale path, which keeps the clip mask instead.
+            return lsq_fake_quant_then_round_bias::<Self>(
+                x,
+                (scale, scale_offset),
+                (zero_point, zero_point_high),
+                bias,
+                (input_low, input_high),
+                grid,
+            );
+        }
+        let (x, x_node) = x.into_parts();
+        let (scale, scale_node) = scale.into_parts();
+        let (zero_point, zero_point_node) = zero_point.into_parts();
+        let (bias, bias_node) = bias.into_parts();
+        let scale_offset = Self::inner(scale_offset);
+        let zero_point_high = Self::inner(zero_point_high);
+        let (dequantized, rounded) = B::lsq_fake_quant_bias(
+            x.clone(),
+            scale.clone(),
+            scale_offset.clone(),
+            zero_point.clone(),
+            zero_point_high.clone(),
+            bias,
+            Self::inner(input_low),
+            Self::inner(input_high),
+            grid,
+        );
+        // The weight's gradients as the LSQ op gives them; the bias's straight through.
+        let dequantized = match FakeQuantBackward
+            .prepare::<C>([x_node, scale_node, zero_point_node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = FakeQuantState {
+                    x,
+                    scale,
+                    scale_offset,
+                    with_offset: true,
+                    zero_point,
+                    zero_point_high,
+                    zero_point_from_range: grid.zero_point_from_range,
+                    range: grid.range,
+                    view: grid.view,
+                    per_group: grid.per_group,
+                    grad_factor: grid.grad_factor,
+                };
+                prep.finish(Saved::Input(state), dequantized)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(dequantized),
+        };
+        let rounded = StraightThrough
+            .prepare::<C>([bias_node])
+            .compute_bound()
+            .stateless(rounded);
+        (dequantized, rounded)
+    }
+
     fn lsq_fake_quant_rows(
         x: FloatTensor<Self>,
         scale: FloatTensor<Self>,
@@ -596,6 +669,52 @@ impl<B: FakeQuantKernels, C: CheckpointStrategy> FakeQuantKernels for Autodiff<B
             zero_point_from_range,
         );
         (Self::from_inner(dx), Self::from_inner(ds))
+    }
+
+    fn observe_fake_quant_bias(
+        x: FloatTensor<Self>,
+        min: FloatTensor<Self>,
+        max: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        input_low: FloatTensor<Self>,
+        input_high: FloatTensor<Self>,
+        view: [usize; 4],
+        per_group: bool,
+        num_params: usize,
+        rule: ObserveRule,
+        input_rule: StepRule,
+        limit: f32,
+    ) -> (Range<Self>, (FloatTensor<Self>, FloatTensor<Self>)) {
+        let (x, x_node) = x.into_parts();
+        let (bias, bias_node) = bias.into_parts();
+        let ((min, max), (dequantized, rounded)) = B::observe_fake_quant_bias(
+            x,
+            Self::inner(min),
+            Self::inner(max),
+            bias,
+            Self::inner(input_low),
+            Self::inner(input_high),
+            view,
+            per_group,
+            num_params,
+            rule,
+            input_rule,
+            limit,
+        );
+        // The new range holds every element of the weight, and the bias is rounded: both
+        // gradients pass straight through.
+        let dequantized = StraightThrough
+            .prepare::<C>([x_node])
+            .compute_bound()
+            .stateless(dequantized);
+        let rounded = StraightThrough
+            .prepare::<C>([bias_node])
+            .compute_bound()
+            .stateless(rounded);
+        (
+            (Self::from_inner(min), Self::from_inner(max)),
+            (dequantized, rounded),
+        )
     }
 
     fn round_to_step_product(

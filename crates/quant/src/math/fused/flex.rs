@@ -8,7 +8,8 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::{Shape, TensorData};
 
 use super::{
-    FakeQuantKernels, ObserveRule, Observed, Range, SCALE_FLOOR, StepRule, observe_then_fake_quant,
+    FakeQuantKernels, LsqBiasGrid, ObserveRule, Observed, Range, SCALE_FLOOR, StepRule,
+    lsq_fake_quant_then_round_bias, observe_fake_quant_then_round_bias, observe_then_fake_quant,
 };
 use rayon::prelude::*;
 
@@ -697,6 +698,33 @@ impl FakeQuantKernels for Flex {
         observe_then_fake_quant::<Self>(x, (min, max), view, per_group, n, rule, keep_mask)
     }
 
+    fn observe_fake_quant_bias(
+        x: FlexTensor,
+        min: FlexTensor,
+        max: FlexTensor,
+        bias: FlexTensor,
+        input_low: FlexTensor,
+        input_high: FlexTensor,
+        view: [usize; 4],
+        per_group: bool,
+        n: usize,
+        rule: ObserveRule,
+        input_rule: StepRule,
+        limit: f32,
+    ) -> (Range<Self>, (FlexTensor, FlexTensor)) {
+        // On the CPU one kernel would cost what the two do: no launches to save.
+        observe_fake_quant_then_round_bias::<Self>(
+            x,
+            (min, max),
+            bias,
+            (input_low, input_high),
+            (view, per_group, n),
+            rule,
+            input_rule,
+            limit,
+        )
+    }
+
     fn fake_quant_backward(
         grad: FlexTensor,
         x: FlexTensor,
@@ -825,6 +853,28 @@ impl FakeQuantKernels for Flex {
             })
             .collect();
         flat(rounded)
+    }
+
+    fn lsq_fake_quant_bias(
+        x: FlexTensor,
+        scale: FlexTensor,
+        scale_offset: FlexTensor,
+        zero_point: FlexTensor,
+        zero_point_high: FlexTensor,
+        bias: FlexTensor,
+        input_low: FlexTensor,
+        input_high: FlexTensor,
+        grid: LsqBiasGrid,
+    ) -> (FlexTensor, FlexTensor) {
+        // On the CPU one kernel would cost what the two do: no launches to save.
+        lsq_fake_quant_then_round_bias::<Self>(
+            x,
+            (scale, scale_offset),
+            (zero_point, zero_point_high),
+            bias,
+            (input_low, input_high),
+            grid,
+        )
     }
 
     fn lsq_fake_quant(

@@ -157,6 +157,43 @@ pub trait FakeQuantKernels: Backend {
         (FloatTensor<Self>, IntTensor<Self>),
     );
 
+    /// [`Self::observe_fake_quant`] of a weight whose freshly observed range holds it (no mask)
+    /// and the layer's `bias` rounded at its accumulator step `s_w · s_x` as
+    /// [`Self::round_to_step_product`] rounds it: `s_w` the weight's new step (`rule`'s
+    /// [`ObserveRule::step_rule`] of the new range), `s_x` the input quantizer's from its state
+    /// `(input_low, input_high)` (`[1]`) by `input_rule`, codes clamped at `±limit`. Returns
+    /// `((new min, new max), (dq, rounded bias))`. On a GPU one launch where each output
+    /// channel's weights fit one reduction cube, where the rounding took a launch of its own;
+    /// the two ops elsewhere.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    #[fusion(meta = |x, _min, _max, bias, _il, _ih, view, _pg, n, _rule, _ir, _limit| {
+        let spec = TensorSpec::new(Shape::new([*n]), x.dtype);
+        (
+            (spec.clone(), spec),
+            (
+                TensorSpec::new(Shape::new(*view), x.dtype),
+                TensorSpec::new(bias.shape.clone(), bias.dtype),
+            ),
+        )
+    })]
+    fn observe_fake_quant_bias(
+        x: FloatTensor<Self>,
+        min: FloatTensor<Self>,
+        max: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        input_low: FloatTensor<Self>,
+        input_high: FloatTensor<Self>,
+        view: [usize; 4],
+        per_group: bool,
+        num_params: usize,
+        rule: ObserveRule,
+        input_rule: StepRule,
+        limit: f32,
+    ) -> (
+        (FloatTensor<Self>, FloatTensor<Self>),
+        (FloatTensor<Self>, FloatTensor<Self>),
+    );
+
     /// Backward of [`Self::lsq_fake_quant`] in one pass: `(dx, ds)`, recomputing the clip mask
     /// and `∂x̂/∂s` from `x`; `dx` may reuse `grad`'s memory, `ds` is empty unless `with_scale_grad`,
     /// and multiplied by `grad_factor` (LSQ's gradient scale, so it costs no op of its own);
@@ -250,6 +287,32 @@ pub trait FakeQuantKernels: Backend {
         with_offset: bool,
         zero_point_from_range: bool,
     ) -> FloatTensor<Self>;
+
+    /// [`Self::lsq_fake_quant`] of a weight under a learned scale stored as `scale_offset +
+    /// scale` (anchor + delta; the zero point untracked, given or of a range), with the layer's
+    /// `bias` rounded at its accumulator step `s_w · s_x` as [`Self::round_to_step_product`]
+    /// rounds it: `s_w` from `(scale_offset, scale)`, `s_x` the input quantizer's from its state
+    /// `(input_low, input_high)` (`[1]`), by `grid`'s rules ([`LsqBiasGrid`]). Returns `(dq, rounded bias)`; the bias's gradient passes straight
+    /// through. On a GPU the fake-quant launch rounds the bias too, where the rounding took a
+    /// launch of its own; the two ops elsewhere.
+    #[allow(clippy::too_many_arguments)]
+    #[fusion(meta = |x, _s, _so, _z, _zh, bias, _il, _ih, grid| {
+        (
+            TensorSpec::new(Shape::new(grid.view), x.dtype),
+            TensorSpec::new(bias.shape.clone(), bias.dtype),
+        )
+    })]
+    fn lsq_fake_quant_bias(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        scale_offset: FloatTensor<Self>,
+        zero_point: FloatTensor<Self>,
+        zero_point_high: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        input_low: FloatTensor<Self>,
+        input_high: FloatTensor<Self>,
+        grid: LsqBiasGrid,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
     /// [`Self::lsq_fake_quant`] of rows looked up in a table (an embedding lookup): the `[o, 1,
     /// 1, i]` view holds rows `rows` (`[o]`) of a table whose per-row parameters (`scale`,
@@ -363,6 +426,48 @@ pub(crate) fn fused_lsq(
         from_range,
     );
     Some(Tensor::from_dispatch(out))
+}
+
+/// [`fused_lsq`] of a weight under a learned scale stored as `anchor + delta` (`delta` tracked;
+/// `zero_point` untracked, with `zero_point_high` that of the range), with the layer's `bias`
+/// rounded at `s_w · s_x` for the weight's step `weight` (of `anchor` and `delta`) and the
+/// input quantizer's `input` (see [`FakeQuantKernels::lsq_fake_quant_bias`]): `(dq, rounded
+/// bias)`, the bias's gradient straight through; or `None` where the fused kernels do not run.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fused_lsq_bias(
+    x: &Tensor<4>,
+    (anchor, delta): (Tensor<1>, Tensor<1>),
+    (zero_point, zero_point_high): (Tensor<1>, Option<Tensor<1>>),
+    (qmin, qmax): (i32, i32),
+    per_group: bool,
+    grad_factor: f64,
+    bias: Tensor<1>,
+    (weight, input): (StepRule, &StepSource),
+) -> Option<(Tensor<4>, Tensor<1>)> {
+    if !has_kernels(x) {
+        return None;
+    }
+    let (zero_point_high, from_range) = optional_input(zero_point_high, &zero_point);
+    let (dq, rounded) = <Dispatch as FakeQuantKernels>::lsq_fake_quant_bias(
+        x.clone().into_dispatch(),
+        delta.into_dispatch(),
+        no_grad(anchor).into_dispatch(),
+        no_grad(zero_point).into_dispatch(),
+        zero_point_high,
+        bias.into_dispatch(),
+        input.low.clone().into_dispatch(),
+        input.high.clone().into_dispatch(),
+        LsqBiasGrid {
+            range: (qmin as f32, qmax as f32),
+            view: x.dims(),
+            per_group,
+            grad_factor: grad_factor as f32,
+            zero_point_from_range: from_range,
+            rules: (weight, input.rule),
+            limit: BIAS_CODE_LIMIT,
+        },
+    );
+    Some((Tensor::from_dispatch(dq), Tensor::from_dispatch(rounded)))
 }
 
 /// An optional untracked input of the LSQ kernels (a scale offset, a range's maxima) as what
@@ -639,6 +744,105 @@ fn observe_then_fake_quant<B: FakeQuantKernels>(
     (range, (dequantized, no_mask))
 }
 
+/// [`FakeQuantKernels::observe_fake_quant_bias`] as its two ops, [`FakeQuantKernels::observe_fake_quant`]
+/// (no mask) and [`FakeQuantKernels::round_to_step_product`] at the new range's step: where one
+/// kernel would save nothing (on the CPU) or cannot do both (a weight's output channel past one
+/// reduction cube, a bias not one per parameter).
+#[allow(clippy::too_many_arguments)]
+fn observe_fake_quant_then_round_bias<B: FakeQuantKernels>(
+    x: FloatTensor<B>,
+    (min, max): (FloatTensor<B>, FloatTensor<B>),
+    bias: FloatTensor<B>,
+    (input_low, input_high): (FloatTensor<B>, FloatTensor<B>),
+    (view, per_group, num_params): ([usize; 4], bool, usize),
+    rule: ObserveRule,
+    input_rule: StepRule,
+    limit: f32,
+) -> (Range<B>, (FloatTensor<B>, FloatTensor<B>)) {
+    let ((min, max), (dequantized, _mask)) = B::observe_fake_quant(
+        x,
+        min,
+        max,
+        view,
+        per_group,
+        num_params,
+        rule.symmetric,
+        rule.averaging,
+        rule.qmin,
+        rule.qmax,
+        rule.symmetric_zero_point,
+        rule.eps,
+        false,
+    );
+    let rounded = B::round_to_step_product(
+        bias,
+        min.clone(),
+        max.clone(),
+        input_low,
+        input_high,
+        rule.step_rule(),
+        input_rule,
+        limit,
+    );
+    ((min, max), (dequantized, rounded))
+}
+
+/// The arguments of [`FakeQuantKernels::lsq_fake_quant_bias`] that are not tensors: the weight's
+/// grid `range` (`qmin`, `qmax`) and `view`, LSQ's gradient factor, whether the zero point is that
+/// of a range, and how the bias is rounded (the weight's and the input's step rules, the
+/// largest code).
+#[derive(Debug, Clone, Copy)]
+pub struct LsqBiasGrid {
+    pub range: (f32, f32),
+    pub view: [usize; 4],
+    pub per_group: bool,
+    pub grad_factor: f32,
+    pub zero_point_from_range: bool,
+    pub rules: (StepRule, StepRule),
+    pub limit: f32,
+}
+
+/// [`FakeQuantKernels::lsq_fake_quant_bias`] as its two ops, [`FakeQuantKernels::lsq_fake_quant`]
+/// and [`FakeQuantKernels::round_to_step_product`]: where one kernel would save nothing (on the
+/// CPU), cannot do both (a bias with more elements than the weight, or not one per parameter),
+/// or the scale is not learned.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lsq_fake_quant_then_round_bias<B: FakeQuantKernels>(
+    x: FloatTensor<B>,
+    (scale, scale_offset): (FloatTensor<B>, FloatTensor<B>),
+    (zero_point, zero_point_high): (FloatTensor<B>, FloatTensor<B>),
+    bias: FloatTensor<B>,
+    (input_low, input_high): (FloatTensor<B>, FloatTensor<B>),
+    grid: LsqBiasGrid,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let dequantized = B::lsq_fake_quant(
+        x,
+        scale.clone(),
+        scale_offset.clone(),
+        zero_point,
+        zero_point_high,
+        grid.range.0,
+        grid.range.1,
+        grid.view,
+        grid.per_group,
+        false,
+        grid.grad_factor,
+        true,
+        grid.zero_point_from_range,
+    );
+    let rounded = B::round_to_step_product(
+        bias,
+        scale_offset,
+        scale,
+        input_low,
+        input_high,
+        grid.rules.0,
+        grid.rules.1,
+        grid.limit,
+    );
+    (dequantized, rounded)
+}
+
 /// One fused observer update of `x` and its fake quantization with the new qparams (see
 /// [`FakeQuantKernels::observe_fake_quant`]): `((min, max), dq)`, the observer's new range without
 /// gradients and `dq` with `x`'s gradient masked where the new range clips it
@@ -675,6 +879,42 @@ pub(crate) fn fused_observe_fake_quant(
     Some((
         (Tensor::from_dispatch(min), Tensor::from_dispatch(max)),
         Tensor::from_dispatch(dq),
+    ))
+}
+
+/// [`fused_observe_fake_quant`] of a weight whose new range cannot clip it (`clip_free`), with
+/// the layer's `bias` rounded at `s_w · s_x` for the input quantizer's step `input` (see
+/// [`FakeQuantKernels::observe_fake_quant_bias`]): `((min, max), dq, rounded bias)`, the bias's
+/// gradient straight through; or `None` where the fused kernels do not run.
+pub(crate) fn fused_observe_fake_quant_bias(
+    x: &Tensor<4>,
+    (min, max): (Tensor<1>, Tensor<1>),
+    bias: Tensor<1>,
+    input: &StepSource,
+    (per_group, num_params): (bool, usize),
+    rule: ObserveRule,
+) -> Option<((Tensor<1>, Tensor<1>), Tensor<4>, Tensor<1>)> {
+    if !has_kernels(x) {
+        return None;
+    }
+    let ((min, max), (dq, rounded)) = <Dispatch as FakeQuantKernels>::observe_fake_quant_bias(
+        x.clone().into_dispatch(),
+        min.into_dispatch(),
+        max.into_dispatch(),
+        bias.into_dispatch(),
+        input.low.clone().into_dispatch(),
+        input.high.clone().into_dispatch(),
+        x.dims(),
+        per_group,
+        num_params,
+        rule,
+        input.rule,
+        BIAS_CODE_LIMIT,
+    );
+    Some((
+        (Tensor::from_dispatch(min), Tensor::from_dispatch(max)),
+        Tensor::from_dispatch(dq),
+        Tensor::from_dispatch(rounded),
     ))
 }
 

@@ -3,9 +3,11 @@
 //! `Observer::observe` and `qparams_from_range`, in the same order, so the results are the same.
 //! The CubeCL kernel (`cube::kernels::observe`) mirrors this function line for line.
 
+use super::{STEP_AFFINE_RANGE, STEP_SYMMETRIC_RANGE, StepRule};
+
 /// How a batch's range is folded in, and the grid the qparams are for.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ObserveRule {
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ObserveRule {
     /// Negative: running extremes (min-max observer); 1 or more: the batch's range alone;
     /// otherwise the moving-average constant.
     pub averaging: f32,
@@ -48,6 +50,23 @@ impl ObserveRule {
             symmetric,
             symmetric_zero_point,
             eps,
+        }
+    }
+
+    /// The rule by which a kernel computes this grid's step from a range, as
+    /// [`crate::math::StepSource::range`] gives it: the weight's factor of an integer bias's
+    /// accumulator step.
+    pub fn step_rule(&self) -> StepRule {
+        let levels = self.qmax - self.qmin;
+        let (kind, divisor) = if self.symmetric {
+            (STEP_SYMMETRIC_RANGE, levels / 2.0)
+        } else {
+            (STEP_AFFINE_RANGE, levels)
+        };
+        StepRule {
+            kind,
+            floor: self.eps,
+            divisor,
         }
     }
 

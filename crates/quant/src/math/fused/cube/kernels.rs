@@ -202,7 +202,11 @@ fn table_row(rows: &Tensor<i32>, p: usize, #[comptime] with_rows: bool) -> usize
 }
 
 /// Fake quantization, `dq = (q - zp) · s`, one thread per element (parameter `p` reading its
-/// grid at [`table_row`]).
+/// grid at [`table_row`]). With `with_bias` (a learned scale stored as `scale_offset + scale`,
+/// no rows) thread `e` also rounds element `e` of a layer's bias at its accumulator step
+/// `s_w · s_x` into `bias_out`, as [`round_to_step_product`] rounds it: `s_w` by rule `a_*` from
+/// the learned scale's parts of parameter `e` (or of the one parameter), `s_x` the input's from
+/// its state `(b_low, b_high)` by rule `b_*` — where the rounding took a launch of its own.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn fake_quant(
@@ -213,21 +217,35 @@ pub fn fake_quant(
     zero_point_high: &Tensor<f32>,
     rows: &Tensor<i32>,
     out: &mut Tensor<f32>,
+    bias: &Tensor<f32>,
+    b_low: &Tensor<f32>,
+    b_high: &Tensor<f32>,
+    bias_out: &mut Tensor<f32>,
     n: usize,
     g: usize,
     l: usize,
     i: usize,
     qmin: f32,
     qmax: f32,
+    bias_steps: BiasSteps,
     #[comptime] mode: u32,
     #[comptime] strided: bool,
     #[comptime] with_offset: bool,
     #[comptime] zero_point_from_range: bool,
     #[comptime] with_rows: bool,
+    #[comptime] with_bias: bool,
+    #[comptime] a_kind: u32,
+    #[comptime] b_kind: u32,
 ) {
     let e = ABSOLUTE_POS;
     if e >= n {
         terminate!();
+    }
+    if with_bias && e < bias.len() {
+        // The learned scale's parts `(anchor, delta)` of parameter `e`, or of the one parameter.
+        let (anchor, delta) = (scale_offset[e % scale_offset.len()], scale[e % scale.len()]);
+        let s = accumulator_step(anchor, delta, b_low, b_high, &bias_steps, a_kind, b_kind);
+        bias_out[e] = round_to_step(bias[e], s, bias_steps.limit);
     }
     let p = param_of(e, g, l, i, mode);
     let (_raw, s, inv, lo, hi) = learned_grid(
@@ -678,12 +696,47 @@ fn fold_range(
     (new_min, new_max, scale, zero_point)
 }
 
+/// The runtime half of an integer bias's two step rules (`StepRule`s without their kinds, which
+/// are compile-time) and its code limit, for [`observe`]'s bias rounding.
+#[derive(CubeLaunch, CubeType)]
+pub struct BiasSteps {
+    pub a_floor: f32,
+    pub a_divisor: f32,
+    pub b_floor: f32,
+    pub b_divisor: f32,
+    pub limit: f32,
+}
+
+/// An integer bias's accumulator step `s_w · s_x`: the weight's from its state's values
+/// `(w_low, w_high)` by rule `a_*`, the input's from its state `(b_low, b_high)` (one step) by
+/// rule `b_*` — [`round_to_step_product`]'s step, for the kernels that round a bias in the
+/// weight's launch.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn accumulator_step(
+    w_low: f32,
+    w_high: f32,
+    b_low: &Tensor<f32>,
+    b_high: &Tensor<f32>,
+    steps: &BiasSteps,
+    #[comptime] a_kind: u32,
+    #[comptime] b_kind: u32,
+) -> f32 {
+    step_from(w_low, w_high, steps.a_floor, steps.a_divisor, a_kind)
+        * step_of(b_low, b_high, 0, steps.b_floor, steps.b_divisor, b_kind)
+}
+
 /// One observer update per parameter, one cube each: the batch range of parameter `p` (max |x|
 /// when `symmetric`; from `x` itself or from partial results of [`reduce`]) folded into the
 /// running range ([`fold_range`]); unit 0 writes the new min, max, scale and zero point, `n`
 /// each. With `fake_quantize` (`low_in` and `high_in` are then `x`) the cube also writes
 /// `dq = (q - zp) · s` with the new qparams for the `m` elements it observed, as [`fake_quant`]
-/// would (the same values): a weight observed and quantized every step costs one launch.
+/// would (the same values): a weight observed and quantized every step costs one launch. With
+/// `with_bias` the cube also rounds the layer's bias at the accumulator step `s_w[p] · s_x` (the
+/// integer bias, as [`round_to_step_product`] rounds it): `s_w` the weight's new step by rule
+/// `a_*` from the new range, `s_x` the input's from its state `(b_low, b_high)` by rule `b_*`;
+/// into `bias_out`, element `p` of `bias` (one weight parameter per output channel) or, for a
+/// per-tensor weight (`n` = 1), every element — where the rounding took a launch of its own.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn observe(
@@ -696,6 +749,10 @@ pub fn observe(
     out_scale: &mut Tensor<f32>,
     out_zero_point: &mut Tensor<f32>,
     dq: &mut Tensor<f32>,
+    bias: &Tensor<f32>,
+    b_low: &Tensor<f32>,
+    b_high: &Tensor<f32>,
+    bias_out: &mut Tensor<f32>,
     averaging: f32,
     qmin: f32,
     qmax: f32,
@@ -706,10 +763,14 @@ pub fn observe(
     g: usize,
     l: usize,
     i: usize,
+    bias_steps: BiasSteps,
     #[comptime] mode: u32,
     #[comptime] symmetric: bool,
     #[comptime] strided: bool,
     #[comptime] fake_quantize: bool,
+    #[comptime] with_bias: bool,
+    #[comptime] a_kind: u32,
+    #[comptime] b_kind: u32,
 ) {
     let p = CUBE_POS;
     if p >= n {
@@ -737,6 +798,16 @@ pub fn observe(
         out_max[p] = new_max;
         out_scale[p] = scale;
         out_zero_point[p] = zero_point;
+    }
+    if with_bias {
+        let s = accumulator_step(new_min, new_max, b_low, b_high, &bias_steps, a_kind, b_kind);
+        // Elements p, p + n, p + 2n, …: `p` alone for one parameter per element, all for one
+        // parameter (n = 1); spread over the cube's units.
+        let mut e = p + UNIT_POS as usize * n;
+        while e < bias.len() {
+            bias_out[e] = round_to_step(bias[e], s, bias_steps.limit);
+            e += REDUCE_UNITS * n;
+        }
     }
     if fake_quantize {
         let (s, inv, lo, hi) = grid_from(scale, zero_point, qmin, qmax);
@@ -959,7 +1030,7 @@ pub fn fold_and_fake_quant(
 }
 
 /// One factor of a step from its state `(low, high)` at flat element `e` (`[1]` states serve every
-/// element): `StepRule::step` line for line, the kind a compile-time constant.
+/// element): [`step_from`] of the element's state.
 #[cube]
 fn step_of(
     low: &Tensor<f32>,
@@ -970,13 +1041,30 @@ fn step_of(
     #[comptime] kind: u32,
 ) -> f32 {
     let mut s = 1.0f32;
+    if kind != STEP_ONE {
+        s = step_from(
+            low[e % low.len()],
+            high[e % high.len()],
+            floor,
+            divisor,
+            kind,
+        );
+    }
+    s
+}
+
+/// One factor of a step from its state's values `(low, high)`: `StepRule::step` line for line,
+/// the kind a compile-time constant.
+#[cube]
+fn step_from(low: f32, high: f32, floor: f32, divisor: f32, #[comptime] kind: u32) -> f32 {
+    let mut s = 1.0f32;
     if kind == STEP_GIVEN {
-        s = low[e % low.len()];
+        s = low;
     } else if kind == STEP_LEARNED {
-        s = max(low[e % low.len()] + high[e % high.len()], floor) / divisor;
+        s = max(low + high, floor) / divisor;
     } else if kind != STEP_ONE {
-        let min_neg = min(low[e % low.len()], 0.0);
-        let max_pos = max(high[e % high.len()], 0.0);
+        let min_neg = min(low, 0.0);
+        let max_pos = max(high, 0.0);
         let mut bound = max_pos - min_neg;
         if kind == STEP_SYMMETRIC_RANGE {
             bound = max(max_pos, -min_neg);
@@ -984,6 +1072,12 @@ fn step_of(
         s = max(bound / divisor, floor);
     }
     s
+}
+
+/// `round(x / s) · s` clamped at `±limit` codes: one element of [`round_to_step_product`].
+#[cube]
+fn round_to_step(x: f32, s: f32, limit: f32) -> f32 {
+    clamp((x / s).round(), -limit, limit) * s
 }
 
 /// `round(x / s) · s` with `s = s_a · s_b` computed here from two quantizers' states (the integer
@@ -1012,6 +1106,5 @@ pub fn round_to_step_product(
     }
     let s = step_of(a_low, a_high, e, a_floor, a_divisor, a_kind)
         * step_of(b_low, b_high, e, b_floor, b_divisor, b_kind);
-    let code = clamp((x[e] / s).round(), -limit, limit);
-    out[e] = code * s;
+    out[e] = round_to_step(x[e], s, limit);
 }

@@ -24,7 +24,10 @@ use cubecl::ir::{ElemType, Type, UIntKind};
 use cubecl::prelude::*;
 use cubecl::server::CubeCountSelection;
 
-use super::{FakeQuantKernels, ObserveRule, Observed, Range, StepRule, observe_then_fake_quant};
+use super::{
+    FakeQuantKernels, LsqBiasGrid, ObserveRule, Observed, Range, StepRule,
+    lsq_fake_quant_then_round_bias, observe_fake_quant_then_round_bias, observe_then_fake_quant,
+};
 use kernels::{MAX_ABS, MIN_MAX, PER_CHANNEL, PER_GROUP, PER_TENSOR, REDUCE_UNITS, SUM, SUM_BOTH};
 
 /// Elements one reduction cube takes per parameter (16 per unit): large enough that the partial
@@ -327,6 +330,19 @@ impl Grid {
 
 /// The fake-quantized values of `x` viewed as `view`, into a fresh tensor of that shape.
 fn launch_fake_quant(x: CubeTensor, grid: Grid, view: [usize; 4], per_group: bool) -> CubeTensor {
+    launch_fake_quant_with(x, grid, view, per_group, None).0
+}
+
+/// [`launch_fake_quant`] that, with `bias` (a learned scale's grid, no rows), also rounds the
+/// layer's bias at `s_w · s_x` in the same launch (returned second; `bias` needs one parameter
+/// per element or one for all, and no more elements than `x`).
+fn launch_fake_quant_with(
+    x: CubeTensor,
+    grid: Grid,
+    view: [usize; 4],
+    per_group: bool,
+    bias: Option<BiasFold>,
+) -> (CubeTensor, Option<CubeTensor>) {
     let x = f32_elements(x, "the input");
     let layout = ViewLayout::new(view, per_group, grid.num_params());
     let out = empty_like(&x);
@@ -335,6 +351,10 @@ fn launch_fake_quant(x: CubeTensor, grid: Grid, view: [usize; 4], per_group: boo
     let (offset, with_offset) = grid.offset_arg();
     let (high, from_range) = grid.zero_point_high_arg();
     let (rows, with_rows) = grid.rows_arg();
+    let bias_out = bias
+        .as_ref()
+        .map(|fold| empty(&x, [fold.bias.meta.shape().num_elements()], DType::F32));
+    let args = BiasArgs::new(bias, &x, bias_out.as_ref().unwrap_or(&out));
     kernels::fake_quant::launch(
         &x.client.clone(),
         count,
@@ -346,58 +366,119 @@ fn launch_fake_quant(x: CubeTensor, grid: Grid, view: [usize; 4], per_group: boo
         high.into_tensor_arg(),
         rows.into_tensor_arg(),
         out.clone().into_tensor_arg(),
+        args.bias.into_tensor_arg(),
+        args.input_low.into_tensor_arg(),
+        args.input_high.into_tensor_arg(),
+        args.out.into_tensor_arg(),
         layout.n,
         layout.g,
         layout.l,
         layout.i,
         grid.qmin,
         grid.qmax,
+        args.steps,
         layout.mode,
         strided,
         with_offset,
         from_range,
         with_rows,
+        args.with_bias,
+        args.kinds.0,
+        args.kinds.1,
     );
-    out
+    (out, bias_out)
 }
 
-/// The running range an observer kernel reads, as `f32` inputs, and the four `[n]` outputs it
-/// writes: `((min, max), [new min, new max, scale, zero point])`.
-fn observer_buffers(
-    like: &CubeTensor,
-    (min, max): (CubeTensor, CubeTensor),
-    n: usize,
-) -> ((CubeTensor, CubeTensor), [CubeTensor; 4]) {
-    let running = (
+/// The bias arguments of the kernels that can round a layer's bias ([`kernels::observe`],
+/// [`kernels::fake_quant`]): a [`BiasFold`]'s, or without one stand-ins that are not read
+/// (`stand_in`) nor written (`out`).
+struct BiasArgs {
+    bias: CubeTensor,
+    input_low: CubeTensor,
+    input_high: CubeTensor,
+    out: CubeTensor,
+    steps: kernels::BiasStepsLaunch,
+    with_bias: bool,
+    kinds: (u32, u32),
+}
+
+impl BiasArgs {
+    fn new(fold: Option<BiasFold>, stand_in: &CubeTensor, out: &CubeTensor) -> Self {
+        let one = StepRule {
+            kind: super::STEP_ONE,
+            floor: 0.0,
+            divisor: 1.0,
+        };
+        let with_bias = fold.is_some();
+        let (bias, (input_low, input_high), (a, b), limit) = match fold {
+            Some(fold) => (fold.bias, fold.input, fold.rules, fold.limit),
+            None => (
+                stand_in.clone(),
+                (stand_in.clone(), stand_in.clone()),
+                (one, one),
+                0.0,
+            ),
+        };
+        Self {
+            bias,
+            input_low,
+            input_high,
+            out: out.clone(),
+            steps: kernels::BiasStepsLaunch::new(a.floor, a.divisor, b.floor, b.divisor, limit),
+            with_bias,
+            kinds: (a.kind, b.kind),
+        }
+    }
+}
+
+/// The running range an observer kernel reads, as `f32` inputs.
+fn running_range((min, max): (CubeTensor, CubeTensor)) -> (CubeTensor, CubeTensor) {
+    (
         f32_input(min, "the running min"),
         f32_input(max, "the running max"),
-    );
-    (running, packed_f32(like, n))
+    )
 }
 
-/// `K` fresh `[n]` `f32` tensors in one allocation, each at an offset the device can bind: an
-/// observer's outputs. One allocation rather than `K` matters on the host: CubeCL's memory pool
-/// scans and rebuilds a page's list of slices on every allocation in it, so each small tensor
-/// makes every later allocation in its page slower, and a QAT step observes dozens of tensors
-/// (`cargo xtask bench bert-step --host-work`: the runtime thread's work per MiniLM-L6 step fell
-/// by a sixth, float's too, as they share the pool; packing the range keys' upload in as well
-/// measured slower, and is not done).
-fn packed_f32<const K: usize>(like: &CubeTensor, n: usize) -> [CubeTensor; K] {
-    let bytes = (n * size_of::<f32>()) as u64;
-    let stride = bytes.next_multiple_of(like.client.properties().memory.alignment.max(4));
-    let total = stride * K as u64;
+/// [`running_range`] and the four `[n]` outputs an observer kernel writes: `((min, max), [new
+/// min, new max, scale, zero point])`.
+fn observer_buffers(
+    like: &CubeTensor,
+    running: (CubeTensor, CubeTensor),
+    n: usize,
+) -> ((CubeTensor, CubeTensor), [CubeTensor; 4]) {
+    (running_range(running), packed_f32(like, [n; 4]))
+}
+
+/// `K` fresh `f32` tensors of the lengths `lens` in one allocation, each at an offset the device
+/// can bind: an observer's outputs. One allocation rather than `K` matters on the host: CubeCL's
+/// memory pool scans and rebuilds a page's list of slices on every allocation in it, so each
+/// small tensor makes every later allocation in its page slower, and a QAT step observes dozens
+/// of tensors (`cargo xtask bench bert-step --host-work`: the runtime thread's work per MiniLM-L6
+/// step fell by a sixth, float's too, as they share the pool; packing the range keys' upload in
+/// as well measured slower, and is not done).
+fn packed_f32<const K: usize>(like: &CubeTensor, lens: [usize; K]) -> [CubeTensor; K] {
+    let alignment = like.client.properties().memory.alignment.max(4);
+    let bytes = lens.map(|n| (n * size_of::<f32>()) as u64);
+    let starts: Vec<u64> = bytes
+        .iter()
+        .scan(0u64, |next, &b| {
+            let start = *next;
+            *next += b.next_multiple_of(alignment);
+            Some(start)
+        })
+        .collect();
+    let total = starts[K - 1] + bytes[K - 1].next_multiple_of(alignment);
     let whole = empty(like, [total as usize / size_of::<f32>()], DType::F32);
     std::array::from_fn(|k| {
-        let start = stride * k as u64;
         let handle = whole
             .handle
             .clone()
-            .offset_start(start)
-            .offset_end(total - start - bytes);
+            .offset_start(starts[k])
+            .offset_end(total - starts[k] - bytes[k]);
         CubeTensor::new_contiguous(
             like.client.clone(),
             like.device.clone(),
-            Shape::new([n]),
+            Shape::new([lens[k]]),
             handle,
             DType::F32,
         )
@@ -409,24 +490,48 @@ fn observed([min, max, scale, zero_point]: [CubeTensor; 4]) -> Observed<CubeBack
     ((min, max), (scale, zero_point))
 }
 
+/// A layer's bias for [`launch_observe`] to round at its accumulator step `s_w · s_x` in the
+/// observer's launch: the bias (`f32`, contiguous), the input quantizer's step state `(low,
+/// high)` (`[1]`), the weight's and the input's step rules, and the largest code.
+struct BiasFold {
+    bias: CubeTensor,
+    input: (CubeTensor, CubeTensor),
+    rules: (StepRule, StepRule),
+    limit: f32,
+}
+
 /// One launch of the observe kernel: one cube per parameter folds `(low, high)` (the observed
 /// tensor itself, or its partial ranges) into the running `(min, max)` by `rule` and computes
 /// the qparams; with `dequantized` (the input then being the observed tensor, at most one chunk
-/// per parameter) the same cubes also fake-quantize it into `dequantized`.
+/// per parameter) the same cubes also fake-quantize it into `dequantized`, and with `bias` round
+/// the bias at `s_w · s_x` (returned last; `bias` needs one parameter per element or one for
+/// all).
 fn launch_observe(
     (low, high): (CubeTensor, CubeTensor),
-    (min, max): (CubeTensor, CubeTensor),
+    running: (CubeTensor, CubeTensor),
     layout: ViewLayout,
     rule: ObserveRule,
     dequantized: Option<CubeTensor>,
-) -> Observed<CubeBackend> {
+    bias: Option<BiasFold>,
+) -> (Observed<CubeBackend>, Option<CubeTensor>) {
     let n = layout.num_params;
-    let ((min, max), out) = observer_buffers(&high, (min, max), n);
+    let (min, max) = running_range(running);
+    // The bias's rounding in the observer's allocation too.
+    let (out, bias_out) = match &bias {
+        Some(fold) => {
+            let len = fold.bias.meta.shape().num_elements();
+            debug_assert!(n == 1 || n == len, "a bias of {len} for {n} parameters");
+            let [a, b, c, d, e] = packed_f32(&high, [n, n, n, n, len]);
+            ([a, b, c, d], Some(e))
+        }
+        None => (packed_f32(&high, [n; 4]), None),
+    };
     let fake_quantize = dequantized.is_some();
     // Not written without fake quantization.
     let dequantized = dequantized.unwrap_or_else(|| empty(&high, [1], DType::F32));
     let (count, dim) = reduction(&high, n);
     let strided = strided(&[&low, &high]);
+    let args = BiasArgs::new(bias, &high, bias_out.as_ref().unwrap_or(&dequantized));
     kernels::observe::launch(
         &high.client.clone(),
         count,
@@ -440,6 +545,10 @@ fn launch_observe(
         out[2].clone().into_tensor_arg(),
         out[3].clone().into_tensor_arg(),
         dequantized.into_tensor_arg(),
+        args.bias.into_tensor_arg(),
+        args.input_low.into_tensor_arg(),
+        args.input_high.into_tensor_arg(),
+        args.out.into_tensor_arg(),
         rule.averaging,
         rule.qmin,
         rule.qmax,
@@ -450,12 +559,16 @@ fn launch_observe(
         layout.g,
         layout.l,
         layout.i,
+        args.steps,
         layout.mode,
         rule.symmetric,
         strided,
         fake_quantize,
+        args.with_bias,
+        args.kinds.0,
+        args.kinds.1,
     );
-    observed(out)
+    (observed(out), bias_out)
 }
 
 /// Whether `t`'s device reduces `u32`s by atomic min / max, which [`launch_observe_by_keys`]
@@ -662,7 +775,7 @@ impl FakeQuantKernels for CubeBackend {
         let (low, high, layout) = reduce_until(x, layout, op, REDUCE_CHUNK, false);
         let rule =
             ObserveRule::from_args(symmetric, averaging, qmin, qmax, symmetric_zero_point, eps);
-        launch_observe((low, high), (min, max), layout, rule, None)
+        launch_observe((low, high), (min, max), layout, rule, None, None).0
     }
 
     fn observe_fake_quant(
@@ -687,14 +800,14 @@ impl FakeQuantKernels for CubeBackend {
         if !keep_mask && layout.per_param <= REDUCE_CHUNK {
             // Each parameter fits one cube, which observes and fake-quantizes it: one launch.
             let dequantized = empty_like(&x);
-            let observed = launch_observe(
+            let ((range, _qparams), _) = launch_observe(
                 (x.clone(), x.clone()),
                 (min, max),
                 layout,
                 rule,
                 Some(dequantized.clone()),
+                None,
             );
-            let (range, _qparams) = observed;
             return (range, (dequantized, empty(&x, [0], DType::U32)));
         }
         if !has_atomic_min_max(&x) {
@@ -709,6 +822,59 @@ impl FakeQuantKernels for CubeBackend {
             );
         }
         launch_observe_by_keys(x, (min, max), layout, rule, keep_mask)
+    }
+
+    fn observe_fake_quant_bias(
+        x: CubeTensor,
+        min: CubeTensor,
+        max: CubeTensor,
+        bias: CubeTensor,
+        input_low: CubeTensor,
+        input_high: CubeTensor,
+        view: [usize; 4],
+        per_group: bool,
+        n: usize,
+        rule: ObserveRule,
+        input_rule: StepRule,
+        limit: f32,
+    ) -> (Range<Self>, (CubeTensor, CubeTensor)) {
+        let x = f32_elements(x, "the observed tensor");
+        let layout = ViewLayout::new(view, per_group, n);
+        let bias_len = bias.meta.shape().num_elements();
+        if layout.per_param > REDUCE_CHUNK || (n != 1 && n != bias_len) {
+            return observe_fake_quant_then_round_bias::<Self>(
+                x,
+                (min, max),
+                bias,
+                (input_low, input_high),
+                (view, per_group, n),
+                rule,
+                input_rule,
+                limit,
+            );
+        }
+        // Each parameter fits one cube, which observes and fake-quantizes it and rounds its
+        // channel's bias: one launch.
+        let dequantized = empty_like(&x);
+        let fold = BiasFold {
+            bias: f32_input(bias, "the bias"),
+            input: (
+                f32_input(input_low, "the input's step state"),
+                f32_input(input_high, "the input's step state"),
+            ),
+            rules: (rule.step_rule(), input_rule),
+            limit,
+        };
+        let ((range, _qparams), rounded) = launch_observe(
+            (x.clone(), x),
+            (min, max),
+            layout,
+            rule,
+            Some(dequantized.clone()),
+            Some(fold),
+        );
+        let rounded = rounded.expect("the observer kernel rounds the bias it is given");
+        (range, (dequantized, rounded))
     }
 
     fn fake_quant_backward(
@@ -867,6 +1033,49 @@ impl FakeQuantKernels for CubeBackend {
             .with_offset(scale_offset, with_offset)
             .with_zero_point_range(zero_point_high, zero_point_from_range);
         launch_fake_quant(x, grid, view, per_group)
+    }
+
+    fn lsq_fake_quant_bias(
+        x: CubeTensor,
+        scale: CubeTensor,
+        scale_offset: CubeTensor,
+        zero_point: CubeTensor,
+        zero_point_high: CubeTensor,
+        bias: CubeTensor,
+        input_low: CubeTensor,
+        input_high: CubeTensor,
+        grid: LsqBiasGrid,
+    ) -> (CubeTensor, CubeTensor) {
+        let bias_len = bias.meta.shape().num_elements();
+        let n = scale.meta.shape().num_elements();
+        let elements: usize = grid.view.iter().product();
+        if bias_len > elements || (n != 1 && n != bias_len) {
+            return lsq_fake_quant_then_round_bias::<Self>(
+                x,
+                (scale, scale_offset),
+                (zero_point, zero_point_high),
+                bias,
+                (input_low, input_high),
+                grid,
+            );
+        }
+        let (qmin, qmax) = grid.range;
+        let weight = Grid::new(scale, zero_point, qmin, qmax)
+            .with_offset(scale_offset, true)
+            .with_zero_point_range(zero_point_high, grid.zero_point_from_range);
+        let fold = BiasFold {
+            bias: f32_input(bias, "the bias"),
+            input: (
+                f32_input(input_low, "the input's step state"),
+                f32_input(input_high, "the input's step state"),
+            ),
+            rules: grid.rules,
+            limit: grid.limit,
+        };
+        let (dequantized, rounded) =
+            launch_fake_quant_with(x, weight, grid.view, grid.per_group, Some(fold));
+        let rounded = rounded.expect("the fake-quant kernel rounds the bias it is given");
+        (dequantized, rounded)
     }
 
     fn lsq_fake_quant_rows(
