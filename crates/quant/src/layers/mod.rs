@@ -118,22 +118,22 @@ pub(crate) fn quantize_opt<const D: usize>(quant: &Option<FakeQuant>, x: Tensor<
 
 /// The bias as an integer engine adds it: an int32 at the accumulator step `s_x · s_w[c]`
 /// (TFLite, PyTorch's convert), rounded with a straight-through gradient — when the input's
-/// producer (`input`, per-tensor) and the weight quantizer both have their grids in force;
-/// otherwise the float bias. Without it, a 4-bit model's bias rounding alone flips output codes
-/// the engine computes differently from the trained model.
-pub(crate) fn integer_bias(
+/// producer has one step in force (`input`, from [`bias_input_step`]) and the weight quantizer
+/// its grid; otherwise the float bias. Without it, a 4-bit model's bias rounding alone flips
+/// output codes the engine computes differently from the trained model. Layers call
+/// [`weight_and_bias`], which has the weight's launch round it where it can.
+fn integer_bias(
     bias: Tensor<1>,
-    input: Option<&Quantizer>,
+    input: Option<&StepSource>,
     weight: Option<&Quantizer>,
 ) -> Tensor<1> {
-    let on_autodiff = bias.device().is_autodiff();
-    let (Some(input), Some(weight)) = (bias_input_step(input, on_autodiff), weight) else {
+    let (Some(input), Some(weight)) = (input, weight) else {
         return bias;
     };
-    if !weight.grid_ready(on_autodiff) {
+    if !weight.grid_ready(bias.device().is_autodiff()) {
         return bias;
     }
-    crate::math::round_to_step_product_ste(bias, &weight.step_source(), Some(&input))
+    crate::math::round_to_step_product_ste(bias, &weight.step_source(), Some(input))
 }
 
 /// The step of the input quantizer an integer bias is rounded with: `input`'s, when it has one
@@ -175,7 +175,7 @@ pub(crate) fn quantized_weight_and_bias<const D: usize>(
     };
     match quant.forward_weight_with_bias(weight, bias.clone(), &input) {
         (weight, Some(rounded)) => (weight, rounded),
-        (weight, None) => (weight, integer_bias(bias, producer, Some(quant))),
+        (weight, None) => (weight, integer_bias(bias, Some(&input), Some(quant))),
     }
 }
 
@@ -272,7 +272,8 @@ mod tests {
                 let b_fused = b_fused.expect("a bias");
                 assert_eq!(range(), before, "{name}: the observer's range, one launch");
                 let w_two = layer.weight.val();
-                let b_two = integer_bias(bias.clone(), Some(&producer), quant);
+                let input = bias_input_step(Some(&producer), true);
+                let b_two = integer_bias(bias.clone(), input.as_ref(), quant);
                 assert_eq!(range(), before, "{name}: the observer's range, two");
                 assert_eq!(
                     values(w_fused.clone()),

@@ -33,6 +33,17 @@ pub(crate) enum ZeroPoint {
     },
 }
 
+impl ZeroPoint {
+    /// What the fused LSQ kernels take: the given zero point alone, or a range's minima and
+    /// maxima (whose zero point they compute).
+    fn kernel_inputs(&self) -> (Tensor<1>, Option<Tensor<1>>) {
+        match self {
+            ZeroPoint::Given(zero_point) => (zero_point.clone(), None),
+            ZeroPoint::OfRange { min, max, .. } => (min.clone(), Some(max.clone())),
+        }
+    }
+}
+
 /// LSQ/LSQ+ on a 4-D view; `scale` and `zero_point` broadcast against it and may be tracked.
 pub fn fake_quantize_learnable_view(
     x: Tensor<4>,
@@ -143,14 +154,10 @@ pub(crate) fn fake_quantize_learned_layout_with_bias(
     bias: Tensor<1>,
     (weight_rule, input): (StepRule, &StepSource),
 ) -> Option<(Tensor<4>, Tensor<1>)> {
-    let zero_point = match zero_point {
-        ZeroPoint::Given(zero_point) => (zero_point, None),
-        ZeroPoint::OfRange { min, max, .. } => (min, Some(max)),
-    };
     fused_lsq_bias(
         &x,
         (anchor, delta),
-        zero_point,
+        zero_point.kernel_inputs(),
         range,
         layout.is_per_group(),
         grad_factor,
@@ -174,10 +181,7 @@ pub(crate) fn fake_quantize_learned_rows(
     range: (i32, i32),
     grad_factor: f64,
 ) -> Tensor<4> {
-    let (given_or_min, range_max) = match &zero_point {
-        ZeroPoint::Given(zero_point) => (zero_point.clone(), None),
-        ZeroPoint::OfRange { min, max, .. } => (min.clone(), Some(max.clone())),
-    };
+    let (given_or_min, range_max) = zero_point.kernel_inputs();
     if let Some(y) = fused_lsq_rows(
         &x,
         (delta.clone(), Some(anchor.clone())),
@@ -239,10 +243,7 @@ fn learnable_layout(
     (qmin, qmax): (i32, i32),
     grad_factor: f64,
 ) -> Tensor<4> {
-    let (given_or_min, range_max) = match &zero_point {
-        ZeroPoint::Given(zero_point) => (zero_point.clone(), None),
-        ZeroPoint::OfRange { min, max, .. } => (min.clone(), Some(max.clone())),
-    };
+    let (given_or_min, range_max) = zero_point.kernel_inputs();
     if let Some(y) = fused_lsq(
         &x,
         scale.clone(),

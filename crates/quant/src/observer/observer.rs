@@ -110,8 +110,8 @@ impl Observer {
 
     /// [`Self::observe_and_fake_quantize`] of a weight whose new range cannot clip it (see
     /// `Quantizer::clip_free`), with its layer's `bias` rounded at the accumulator step
-    /// `s_w · s_x`, `s_x` the input quantizer's step `input` (the integer bias, as
-    /// `crate::layers::integer_bias` rounds it): `(dq, rounded bias)`, in one launch on a GPU
+    /// `s_w · s_x`, `s_x` the input quantizer's step `input` (a layer's integer bias, see
+    /// `crate::layers`): `(dq, rounded bias)`, in one launch on a GPU
     /// where the two took two; `None` where [`Self::observe_and_fake_quantize`] is (nothing
     /// observed then).
     pub(crate) fn observe_and_fake_quantize_with_bias(
