@@ -793,12 +793,20 @@ fn observe_fake_quant_then_round_bias<B: FakeQuantKernels>(
 /// largest code).
 #[derive(Debug, Clone, Copy)]
 pub struct LsqBiasGrid {
+    /// The weight's code range `(qmin, qmax)`.
     pub range: (f32, f32),
+    /// The weight's `[o, g, l, i]` view.
     pub view: [usize; 4],
+    /// One parameter per group (see `ParamLayout`).
     pub per_group: bool,
+    /// LSQ's scale-gradient factor `1 / sqrt(N · Qp)`.
     pub grad_factor: f32,
+    /// The zero point is that of the range `(zero_point, zero_point_high)`.
     pub zero_point_from_range: bool,
+    /// How the bias's accumulator step is made: the weight's step from `(scale_offset,
+    /// scale)`, the input's from its state.
     pub rules: (StepRule, StepRule),
+    /// The largest code of the rounded bias.
     pub limit: f32,
 }
 

@@ -697,13 +697,16 @@ fn fold_range(
 }
 
 /// The runtime half of an integer bias's two step rules (`StepRule`s without their kinds, which
-/// are compile-time) and its code limit, for [`observe`]'s bias rounding.
+/// are compile-time) and its code limit, for the bias rounding of [`observe`] and [`fake_quant`].
 #[derive(CubeLaunch, CubeType)]
 pub struct BiasSteps {
+    /// The weight's step floor and divisor (`StepRule::floor`, `StepRule::divisor`).
     pub a_floor: f32,
     pub a_divisor: f32,
+    /// The input's.
     pub b_floor: f32,
     pub b_divisor: f32,
+    /// The largest code.
     pub limit: f32,
 }
 
