@@ -1,4 +1,4 @@
-//! Fused fake-quantization kernels for the Flex (CPU) backend, as a Burn backend extension.
+//! Fused fake-quantization kernels as a Burn backend extension: Flex (CPU) and CubeCL (GPU).
 //!
 //! Composite ops cost one memory pass each (about 15 for a clipped fake-quant); a fused kernel
 //! makes one. Fixed-scale and LSQ fake quantization are one tracked op ([`autodiff`]) with one
