@@ -14,7 +14,9 @@
 //!
 //! Files: [`runs`] (how a view's elements map to parameters, and how large views are cut into
 //! parts for rayon's threads), [`flex`] (the CPU kernels), [`cube`] (the GPU kernels),
-//! [`autodiff`] (the tracked op and its backward).
+//! [`autodiff`] (the tracked op and its backward), [`observe_rule`] (one observer update of one
+//! parameter, which the kernels mirror), [`step_rule`] (an integer bias's step from a
+//! quantizer's state).
 
 mod autodiff;
 #[cfg(feature = "cube")]
