@@ -1,0 +1,328 @@
+//! A Linear or Conv2d prepared for the int8 GEMM (weights packed once, the static input's
+//! offsets and the requantization folded), and its run: im2col for a convolution, the GEMM with
+//! requantization in its epilogue.
+
+use rayon::prelude::*;
+
+use super::buffers::{Buf, Pool};
+use crate::artifact::Artifact;
+use crate::gemm::{Isa, PackedWeights, SharedMut, Tile, gemm_tiles};
+use crate::program::{ActQuant, Op, Program};
+use crate::requant::{accumulator_scales, bounds, code, inverse, multipliers};
+
+/// A Linear or Conv2d prepared for the GEMM.
+pub(super) struct GemmLayer {
+    pub(super) packed: PackedWeights,
+    /// Static input: `bias_q[c] − z_x · Σw[c]`, added to the raw dot products.
+    pub(super) offset: Vec<i32>,
+    /// Requantization multipliers (integer output) or accumulator scales (float output).
+    pub(super) scale: Vec<f32>,
+    /// Dynamic input: weight scales and float bias.
+    pub(super) weight_scale: Vec<f32>,
+    pub(super) float_bias: Vec<f32>,
+    pub(super) out: Option<ActQuant>,
+    pub(super) relu: bool,
+    /// Convolution window `[kh, kw]` (`[1, 1]` for Linear).
+    pub(super) kernel: [usize; 2],
+    /// A float output that only a GELU and a quantizer read: fused into the epilogue, the
+    /// layer writes the quantizer's codes directly (no float tensor in between).
+    pub(super) gelu_quant: Option<ActQuant>,
+    /// Projections of one input merged into this GEMM (BERT's query, key and value): column
+    /// ranges and the value and grid each writes. Empty for a plain layer.
+    pub(super) splits: Vec<Split>,
+}
+
+/// One projection's columns in a merged GEMM.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Split {
+    pub(super) start: usize,
+    pub(super) n: usize,
+    pub(super) value: usize,
+    pub(super) grid: ActQuant,
+}
+
+/// Packs a layer's weights (convolutions reordered to `(kh, kw, c)` to match NHWC patches) and
+/// folds the input's zero point and the bias into one integer offset.
+pub(super) fn prepare(program: &Program, artifact: &Artifact, op: &Op) -> Option<GemmLayer> {
+    let (name, input, output, relu, rank) = match op {
+        Op::Conv2d {
+            name,
+            input,
+            output,
+            relu,
+            ..
+        } => (name, *input, *output, *relu, 4),
+        Op::Linear {
+            name,
+            input,
+            output,
+            relu,
+        } => (name, *input, *output, *relu, 2),
+        _ => return None,
+    };
+    let qx = program.values[input].quant;
+    let layer = Program::layer(&artifact.tensors, name, rank, qx.is_none()).expect("checked");
+    let codes = layer.weight.as_codes().expect("checked");
+    let shape = &layer.weight.shape;
+    let n = shape[0];
+    let k = codes.len() / n;
+    let w: Vec<i8> = if rank == 4 {
+        let (c, kh, kw) = (shape[1], shape[2], shape[3]);
+        let mut w = vec![0i8; codes.len()];
+        for o in 0..n {
+            for ci in 0..c {
+                for y in 0..kh {
+                    for x in 0..kw {
+                        w[o * k + (y * kw + x) * c + ci] = codes[((o * c + ci) * kh + y) * kw + x];
+                    }
+                }
+            }
+        }
+        w
+    } else {
+        codes.to_vec()
+    };
+    let kernel = if rank == 4 {
+        [shape[2], shape[3]]
+    } else {
+        [1, 1]
+    };
+    let packed = PackedWeights::pack(&w, n, k);
+    let out = program.values[output].quant;
+    let (offset, scale, float_bias) = match qx {
+        Some(qx) => {
+            let bias = layer
+                .bias
+                .map(|b| b.as_i32().expect("checked").to_vec())
+                .unwrap_or(vec![0; n]);
+            let offset = bias
+                .iter()
+                .zip(&packed.col_sums)
+                .map(|(b, s)| b - qx.zero_point * s)
+                .collect();
+            let scale = match out {
+                Some(q) => multipliers(qx.scale, layer.weight_scale, q.scale),
+                None => accumulator_scales(qx.scale, layer.weight_scale),
+            };
+            (offset, scale, Vec::new())
+        }
+        None => {
+            let bias = layer
+                .bias
+                .map(|b| b.as_f32().expect("checked").to_vec())
+                .unwrap_or(vec![0.0; n]);
+            (Vec::new(), Vec::new(), bias)
+        }
+    };
+    Some(GemmLayer {
+        packed,
+        offset,
+        scale,
+        weight_scale: layer.weight_scale.to_vec(),
+        float_bias,
+        out,
+        relu,
+        kernel,
+        gelu_quant: None,
+        splits: Vec::new(),
+    })
+}
+
+/// Runs the layer's GEMM with its epilogue: codes (static, integer output), floats (static,
+/// dequantized) or floats from dynamically quantized rows (`grids`, one per row).
+pub(super) fn run_gemm(
+    pool: &Pool,
+    isa: Isa,
+    layer: &GemmLayer,
+    a: &[u8],
+    m: usize,
+    n: usize,
+    grids: Option<&[ActQuant]>,
+) -> Buf {
+    /// The output rows of `tile` in `out` (`m × n`, row-major), written through `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` points at `m × n` elements, and each tile is handed out once.
+    #[inline(always)]
+    unsafe fn rows<'a, T>(ptr: SharedMut<T>, n: usize, tile: &Tile, r: usize) -> &'a mut [T] {
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                ptr.get().add((tile.row0 + r) * n + tile.col0),
+                tile.width,
+            )
+        }
+    }
+    let cols = |tile: &Tile| tile.col0..tile.col0 + tile.width;
+    match (grids, layer.out) {
+        (None, Some(q)) => {
+            let (lo, hi) = bounds(&q, layer.relu);
+            let mut y = pool.bytes_any(m * n);
+            let ptr = SharedMut(y.as_mut_ptr());
+            gemm_tiles(
+                isa,
+                a,
+                m,
+                &layer.packed,
+                true,
+                #[inline(always)]
+                |tile| {
+                    let (offset, scale) = (&layer.offset[cols(tile)], &layer.scale[cols(tile)]);
+                    for r in 0..tile.rows {
+                        // SAFETY: each tile is written by exactly one task.
+                        let out = unsafe { rows(ptr, n, tile, r) };
+                        for (((o, &d), &b), &s) in
+                            out.iter_mut().zip(tile.row(r)).zip(offset).zip(scale)
+                        {
+                            *o = code((d + b) as f32, s, lo, hi, q.zero_point) as u8;
+                        }
+                    }
+                },
+            );
+            Buf::Codes(y)
+        }
+        (None, None) if layer.gelu_quant.is_some() => {
+            let q = layer.gelu_quant.expect("checked");
+            let (lo, hi) = bounds(&q, false);
+            let inv = inverse(q.scale);
+            let mut y = pool.bytes_any(m * n);
+            let ptr = SharedMut(y.as_mut_ptr());
+            gemm_tiles(
+                isa,
+                a,
+                m,
+                &layer.packed,
+                true,
+                #[inline(always)]
+                |tile| {
+                    let (offset, scale) = (&layer.offset[cols(tile)], &layer.scale[cols(tile)]);
+                    // The GELU's polynomial is too large for LLVM to inline this epilogue into the
+                    // GEMM task: give it its own wide-vector context.
+                    crate::simd::wide!({
+                        for r in 0..tile.rows {
+                            // SAFETY: as above.
+                            let out = unsafe { rows(ptr, n, tile, r) };
+                            for (((o, &d), &b), &s) in
+                                out.iter_mut().zip(tile.row(r)).zip(offset).zip(scale)
+                            {
+                                // What the unfused ops compute: the dequantized float, GELU, quantize.
+                                let v = crate::approx::gelu((d + b) as f32 * s);
+                                *o = code(v, inv, lo, hi, q.zero_point) as u8;
+                            }
+                        }
+                    },)
+                },
+            );
+            Buf::Codes(y)
+        }
+        (None, None) => {
+            let mut y = pool.floats(m * n);
+            let ptr = SharedMut(y.as_mut_ptr());
+            gemm_tiles(
+                isa,
+                a,
+                m,
+                &layer.packed,
+                true,
+                #[inline(always)]
+                |tile| {
+                    let (offset, scale) = (&layer.offset[cols(tile)], &layer.scale[cols(tile)]);
+                    for r in 0..tile.rows {
+                        // SAFETY: as above.
+                        let out = unsafe { rows(ptr, n, tile, r) };
+                        for (((o, &d), &b), &s) in
+                            out.iter_mut().zip(tile.row(r)).zip(offset).zip(scale)
+                        {
+                            let v = (d + b) as f32 * s;
+                            *o = if layer.relu { v.max(0.0) } else { v };
+                        }
+                    }
+                },
+            );
+            Buf::Float(y)
+        }
+        (Some(grids), _) => {
+            let mut y = pool.floats(m * n);
+            let ptr = SharedMut(y.as_mut_ptr());
+            gemm_tiles(
+                isa,
+                a,
+                m,
+                &layer.packed,
+                true,
+                #[inline(always)]
+                |tile| {
+                    let c = cols(tile);
+                    let (sums, ws, fb) = (
+                        &layer.packed.col_sums[c.clone()],
+                        &layer.weight_scale[c.clone()],
+                        &layer.float_bias[c],
+                    );
+                    for r in 0..tile.rows {
+                        let q = &grids[tile.row0 + r];
+                        // SAFETY: as above.
+                        let out = unsafe { rows(ptr, n, tile, r) };
+                        for ((((o, &d), &cs), &w), &b) in
+                            out.iter_mut().zip(tile.row(r)).zip(sums).zip(ws).zip(fb)
+                        {
+                            let acc = d - q.zero_point * cs;
+                            *o = acc as f32 * (q.scale * w) + b;
+                        }
+                    }
+                },
+            );
+            Buf::Float(y)
+        }
+    }
+}
+
+/// NHWC patches `[batch·oh·ow][kp]` in `(ky, kx, c)` order; outside the image, the zero point.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn im2col(
+    pool: &Pool,
+    x: &[u8],
+    batch: usize,
+    [c, h, w]: [usize; 3],
+    [kh, kw]: [usize; 2],
+    [oh, ow]: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 4],
+    zero_point: u8,
+    kp: usize,
+) -> Vec<u8> {
+    let mut a = pool.bytes(batch * oh * ow * kp, zero_point);
+    a.par_chunks_mut(ow * kp)
+        .enumerate()
+        .for_each(|(row, out)| {
+            let (n, oy) = (row / oh, row % oh);
+            for ox in 0..ow {
+                let patch = &mut out[ox * kp..(ox + 1) * kp];
+                for ky in 0..kh {
+                    let iy = (oy * stride[0] + ky) as isize - padding[0] as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    for kx in 0..kw {
+                        let ix = (ox * stride[1] + kx) as isize - padding[1] as isize;
+                        if ix < 0 || ix >= w as isize {
+                            continue;
+                        }
+                        let src = &x[((n * h + iy as usize) * w + ix as usize) * c..][..c];
+                        patch[(ky * kw + kx) * c..][..c].copy_from_slice(src);
+                    }
+                }
+            }
+        });
+    a
+}
+
+/// `rows × k` codes with each row padded to `kp` (borrowed through a copy only when needed).
+pub(super) fn pad_rows(x: &[u8], rows: usize, k: usize, kp: usize) -> Vec<u8> {
+    if k == kp {
+        return x.to_vec();
+    }
+    let mut a = vec![0u8; rows * kp];
+    for (dst, src) in a.chunks_exact_mut(kp).zip(x.chunks_exact(k)) {
+        dst[..k].copy_from_slice(src);
+    }
+    a
+}
