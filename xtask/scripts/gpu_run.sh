@@ -5,7 +5,8 @@
 # at 32 × 128, random weights), and as time allows the same steps at their smallest shapes (the
 # launch-bound floor), the MiniLM step with exclusive memory pages, both steps' kernel times by
 # kernel (*_profiled.txt) and the MiniLM step under burn-fusion's beam width 3.
-# Logs, the benches' JSON lines and the device's name go to $OUT (or /tmp/gpu-out).
+# Logs, the benches' JSON lines, the device's name and the targets beside the measured ratios
+# (targets.md) go to $OUT (or /tmp/gpu-out).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp/gpu-out}"
@@ -130,3 +131,25 @@ optional bert_step_32x128_blocks3 60 140 blocks3
     grep -h '^{' "$log" | sed "s/^{/{\"run\":\"$name\",/"
   done
 } >"$out/results.jsonl"
+# The issue's targets beside what this run measured (the README's table, ready to fill in), and
+# every timed run's ratios: `$OUT/targets.md`.
+ratio() {
+  grep -h "^{\"run\":\"$1\"," "$out/results.jsonl" | grep -o "\"$2\":[0-9.]*" | head -n 1 | cut -d: -f2
+}
+{
+  echo "$(head -n 1 "$out/device.txt"), $(sed -n 3p "$out/device.txt"), build $(cut -c1-7 gpu-bin/commit.txt)"
+  echo
+  echo "| QAT step vs float step | target | measured |"
+  echo "|---|---:|---:|"
+  echo "| LeNet-BN W8A8, batch 512 | ≤ 1.3× | $(ratio qat_step_b512 qat_w8a8_ratio)× |"
+  echo "| LeNet-BN W4A4, batch 512 | ≤ 1.4× | $(ratio qat_step_b512 qat_w4a4_ratio)× |"
+  echo "| MiniLM-L6 W8A8, 32 × 128 | ≤ 1.15× | $(ratio bert_step_32x128 w8a8_ratio)× |"
+  echo
+  echo "Every timed run (ratios to its float step):"
+  while read -r line; do
+    case "$line" in *_ratio*) ;; *) continue ;; esac
+    name=$(echo "$line" | grep -o '"run":"[^"]*"' | cut -d'"' -f4)
+    ratios=$(echo "$line" | grep -o '"[a-z0-9_]*_ratio":[0-9.]*' | tr -d '"' | sed 's/_ratio:/ /' | paste -sd, - | sed 's/,/, /g')
+    echo "- $name: $ratios"
+  done <"$out/results.jsonl"
+} | tee "$out/targets.md"
