@@ -153,14 +153,44 @@ fn kernel_devices() -> Vec<(&'static str, Device)> {
 fn fused_fixed_fake_quant_equals_composite() {
     let _serial = serial();
     for (device_name, device) in kernel_devices() {
-        fixed_equals_composite(device_name, device);
+        fixed_equals_composite(device_name, device, layouts());
     }
 }
 
-fn fixed_equals_composite(device_name: &str, device: Device) {
+/// The fixed-scale forward writes its clip mask 8 elements to a byte; split over four threads
+/// (many parts) no two parts may write the same byte of it.
+#[test]
+fn fused_fixed_split_over_four_threads_equals_composite() {
+    let _serial = serial();
+    on_four_threads(|| fixed_equals_composite("flex", Device::flex().autodiff(), large_layouts()));
+}
+
+/// On machines with four or more threads the kernels cut large tensors into many parts (see
+/// `runs::split_min`); CI has two, so the split tests run `f` in a four-thread pool.
+fn on_four_threads(f: impl FnOnce() + Send) {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .expect("a four-thread pool")
+        .install(f)
+}
+
+/// The layouts large enough to be split across threads.
+fn large_layouts() -> Vec<(&'static str, Vec<usize>, Granularity)> {
+    layouts()
+        .into_iter()
+        .filter(|(name, _, _)| name.starts_with("large"))
+        .collect()
+}
+
+fn fixed_equals_composite(
+    device_name: &str,
+    device: Device,
+    layouts: Vec<(&'static str, Vec<usize>, Granularity)>,
+) {
     // Zero points per parameter (the kernels' per-parameter loops) and one for all (the
     // uniform-range loops).
-    for ((name, shape, granularity), uniform) in layouts()
+    for ((name, shape, granularity), uniform) in layouts
         .into_iter()
         .flat_map(|l| [(l.clone(), false), (l, true)])
     {
@@ -262,20 +292,11 @@ fn fused_lsq_equals_composite() {
     }
 }
 
-/// On machines with four or more threads the kernels cut large tensors into many parts (see
-/// `runs::split_min`); CI has two, so run the large layouts in a four-thread pool.
+/// LSQ's kernels split over four threads (see [`on_four_threads`]).
 #[test]
 fn fused_lsq_split_over_four_threads_equals_composite() {
     let _serial = serial();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(4)
-        .build()
-        .expect("a four-thread pool");
-    let large = layouts()
-        .into_iter()
-        .filter(|(name, _, _)| name.starts_with("large"))
-        .collect();
-    pool.install(|| lsq_equals_composite("flex", Device::flex().autodiff(), large));
+    on_four_threads(|| lsq_equals_composite("flex", Device::flex().autodiff(), large_layouts()));
 }
 
 /// LSQ through the fused op against the composite reference on `layouts`, with one zero point

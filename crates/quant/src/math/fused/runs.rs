@@ -9,6 +9,10 @@ pub(super) struct Runs {
     pub num_params: usize,
 }
 
+/// Where the parts of a split view start, in elements: a whole byte of a bit mask (8 elements)
+/// and whole cache lines of `f32` (16), so no two parts write the same byte or line.
+pub(super) const PART_ALIGN: usize = 64;
+
 /// A run of elements: `(start, len, param_start, param_stride)`; the parameter of element
 /// `start + k` is `param_start + k · param_stride` (stride 0: one parameter for the whole run).
 pub(super) type Run = (usize, usize, usize, usize);
@@ -71,6 +75,7 @@ impl Runs {
 
     /// The runs cut into at most `max_parts` contiguous pieces of at least `min_per_part`
     /// elements each, as `(first element, runs)`; one piece when the view is too small to split.
+    /// Every piece starts at a multiple of [`PART_ALIGN`] elements.
     pub fn parts(&self, max_parts: usize, min_per_part: usize) -> Vec<(usize, Vec<Run>)> {
         let n: usize = self.view.iter().product();
         let k = (n / min_per_part.max(1)).clamp(1, max_parts.max(1));
@@ -78,8 +83,17 @@ impl Runs {
         if k == 1 {
             return vec![(0, runs)];
         }
-        // Piece `p` covers elements `[p·n/k, (p+1)·n/k)`; a run that crosses a boundary is cut.
-        let bounds: Vec<usize> = (0..=k).map(|p| p * n / k).collect();
+        // Piece `p` covers elements `[p·n/k, (p+1)·n/k)`, each start rounded down to the
+        // alignment; a run that crosses a boundary is cut.
+        let bounds: Vec<usize> = (0..=k)
+            .map(|p| {
+                if p == k {
+                    n
+                } else {
+                    p * n / k / PART_ALIGN * PART_ALIGN
+                }
+            })
+            .collect();
         let mut parts: Vec<(usize, Vec<Run>)> =
             bounds[..k].iter().map(|&b| (b, Vec::new())).collect();
         let mut p = 0;
@@ -149,6 +163,12 @@ mod tests {
                 );
                 let mut split = vec![usize::MAX; n];
                 for (i, (first, part_runs)) in parts.iter().enumerate() {
+                    // Parts that write a bit mask must not share a byte of it.
+                    assert_eq!(
+                        first % PART_ALIGN,
+                        0,
+                        "{view:?}: part {i} starts at {first}"
+                    );
                     let end = parts.get(i + 1).map_or(n, |p| p.0);
                     for (k, p) in param_of_each_element(part_runs, n).into_iter().enumerate() {
                         if p != usize::MAX {

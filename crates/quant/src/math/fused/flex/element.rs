@@ -18,9 +18,16 @@ pub(super) fn round_half_even(v: f32) -> f32 {
 /// the grid first keeps the rounding exact and tells inside from outside.
 #[inline(always)]
 pub(super) fn code_and_mask(x: f32, inv: f32, lo: f32, hi: f32) -> (f32, f32) {
+    let (code, inside) = code_and_inside(x, inv, lo, hi);
+    (code, inside as u8 as f32)
+}
+
+/// [`code_and_mask`] with the mask as a `bool` (for packing into bits).
+#[inline(always)]
+pub(super) fn code_and_inside(x: f32, inv: f32, lo: f32, hi: f32) -> (f32, bool) {
     let c = round_half_even(clamp(x * inv, lo - 1.0, hi + 1.0));
     let code = clamp(c, lo, hi);
-    (code, (c == code) as u8 as f32)
+    (code, c == code)
 }
 
 /// The code offset alone, `round(clamp(x / s, lo, hi))`: with integer bounds this equals

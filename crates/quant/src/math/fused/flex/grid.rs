@@ -7,8 +7,8 @@ use burn::backend::flex::FlexTensor;
 
 use super::super::SCALE_FLOOR;
 use super::super::runs::{Run, Runs};
-use super::element::{LANES, code_and_mask, scale_coef};
-use super::parts::{ElementFn, Kernel, Out, split_work};
+use super::element::{LANES, code_and_inside, code_and_mask, scale_coef};
+use super::parts::{ElementFn, Kernel, NoElementFn, Out, split_work};
 use super::tensors::f32s;
 
 /// Per-parameter constants of the grid: `scale`, `1/scale`, and the code range `[qmin - zp, qmax - zp]`.
@@ -99,6 +99,56 @@ impl Grid {
         }
     }
 
+    /// The fake quantization `code · scale` of every element of the view and, in the same pass,
+    /// its clip mask packed 8 elements to a byte (element `8i + k` in bit `k` of byte `i`), 1
+    /// where the element lies on the grid: what the clipped straight-through backward reads.
+    pub(super) fn map_masked(&self, runs: &Runs, xs: &[f32]) -> (Vec<f32>, Vec<u8>) {
+        let n = xs.len();
+        let mut out = Vec::with_capacity(n);
+        let mut bits = vec![0u8; n.div_ceil(8)];
+        split_work(
+            runs,
+            xs,
+            Out::FillMasked(&mut out.spare_capacity_mut()[..n], &mut bits),
+            Kernel::<NoElementFn>::MapMasked(self),
+        );
+        // SAFETY: as in `map`, the runs cover every element exactly once and `map_masked_runs`
+        // writes each element of its runs.
+        unsafe { out.set_len(n) };
+        (out, bits)
+    }
+
+    /// [`Self::map_masked`] over `runs`, into `out` and `bits` (zeroed; whose first element and
+    /// bit are element `offset`, a multiple of 8).
+    #[inline(always)]
+    pub(super) fn map_masked_runs(
+        &self,
+        runs: &[Run],
+        xs: &[f32],
+        out: &mut [MaybeUninit<f32>],
+        bits: &mut [u8],
+        offset: usize,
+    ) {
+        for &(start, len, p0, stride) in runs {
+            let x = &xs[start..start + len];
+            let first = start - offset;
+            let o = &mut out[first..first + len];
+            if stride == 0 {
+                let c = (self.scale[p0], self.inv[p0], self.lo[p0], self.hi[p0]);
+                masked_run(x, o, bits, first, |_| c);
+            } else {
+                let (s, inv) = (&self.scale[p0..p0 + len], &self.inv[p0..p0 + len]);
+                match self.uniform {
+                    Some((lo, hi)) => masked_run(x, o, bits, first, |k| (s[k], inv[k], lo, hi)),
+                    None => {
+                        let (lo, hi) = (&self.lo[p0..p0 + len], &self.hi[p0..p0 + len]);
+                        masked_run(x, o, bits, first, |k| (s[k], inv[k], lo[k], hi[k]))
+                    }
+                }
+            }
+        }
+    }
+
     /// The backward pass over `runs`, in place: `grad` (whose first element is element `offset`)
     /// becomes `dx = grad · mask`. With `ds`, also accumulates `Σ grad · ∂x̂/∂s` per parameter.
     #[inline(always)]
@@ -157,6 +207,57 @@ impl Grid {
                 }
             }
         }
+    }
+}
+
+/// Elements per block of [`masked_run`]: their mask bits make two whole bytes, their values
+/// one AVX-512 vector or two AVX2 ones.
+const MASK_BLOCK: usize = 16;
+
+/// One run of [`Grid::map_masked_runs`]: `x` fake-quantized into `out` with `param(k) = (scale,
+/// 1/scale, lo, hi)` of its element `k`, and the mask bit of element `k` set in `bits` at bit
+/// `first + k`. Whole aligned blocks of [`MASK_BLOCK`] elements write their two mask bytes at
+/// once (the loop the compiler vectorises); the elements before and after them, which may
+/// share a byte with a neighbouring run, set their bits one at a time.
+#[inline(always)]
+fn masked_run(
+    x: &[f32],
+    out: &mut [MaybeUninit<f32>],
+    bits: &mut [u8],
+    first: usize,
+    param: impl Fn(usize) -> (f32, f32, f32, f32),
+) {
+    let len = x.len();
+    let one = |k: usize, out: &mut [MaybeUninit<f32>], bits: &mut [u8]| {
+        let (s, inv, lo, hi) = param(k);
+        let (code, inside) = code_and_inside(x[k], inv, lo, hi);
+        out[k].write(code * s);
+        let b = first + k;
+        bits[b / 8] |= (inside as u8) << (b % 8);
+    };
+    let head = ((MASK_BLOCK - first % MASK_BLOCK) % MASK_BLOCK).min(len);
+    for k in 0..head {
+        one(k, out, bits);
+    }
+    let blocks = (len - head) / MASK_BLOCK;
+    let body = head + blocks * MASK_BLOCK;
+    let bytes = (first + head) / 8;
+    let xs = x[head..body].chunks_exact(MASK_BLOCK);
+    let outs = out[head..body].chunks_exact_mut(MASK_BLOCK);
+    let words = bits[bytes..bytes + 2 * blocks].chunks_exact_mut(2);
+    for (b, ((xc, oc), word)) in xs.zip(outs).zip(words).enumerate() {
+        let k0 = head + b * MASK_BLOCK;
+        let mut mask = 0u16;
+        for j in 0..MASK_BLOCK {
+            let (s, inv, lo, hi) = param(k0 + j);
+            let (code, inside) = code_and_inside(xc[j], inv, lo, hi);
+            oc[j].write(code * s);
+            mask |= (inside as u16) << j;
+        }
+        word.copy_from_slice(&mask.to_le_bytes());
+    }
+    for k in body..len {
+        one(k, out, bits);
     }
 }
 

@@ -1,25 +1,31 @@
-//! The one-bit clip mask a fixed-scale fake quant keeps for its backward pass.
+//! The one-bit clip mask a fixed-scale fake quant keeps for its backward pass (written by
+//! [`super::grid::Grid::map_masked`]), and the backward pass that applies it.
 
 use rayon::prelude::*;
 
-/// Mask bytes per rayon task when packing or applying a bit mask (8 elements per byte).
-pub(super) const MASK_CHUNK: usize = 1 << 12;
+use super::super::runs::split_min;
 
-/// A 0/1 mask packed 8 elements to a byte, element `8i + k` in bit `k` of byte `i`: the clip
-/// mask a fixed-scale fake quant keeps for its backward pass, 1/32 of its float input.
-pub(super) fn pack_bits(mask: &[f32]) -> Vec<u8> {
-    let mut bits = vec![0u8; mask.len().div_ceil(8)];
-    bits.par_chunks_mut(MASK_CHUNK)
-        .zip(mask.par_chunks(8 * MASK_CHUNK))
-        .for_each(|(bits, mask)| {
-            for (byte, m) in bits.iter_mut().zip(mask.chunks(8)) {
-                *byte = m
-                    .iter()
-                    .enumerate()
-                    .fold(0u8, |acc, (k, &v)| acc | (((v != 0.0) as u8) << k));
+/// Mask bytes per rayon task when a large gradient is masked (8 elements per byte).
+const MASK_CHUNK: usize = 1 << 12;
+
+/// `grad · mask` in place, for a mask packed 8 elements to a byte (element `8i + k` in bit `k`
+/// of byte `i`); split across rayon's workers only for tensors as large as the other kernels
+/// split (see [`split_min`]).
+pub(super) fn apply_bits(grad: &mut [f32], bits: &[u8]) {
+    let mask_chunk = |g: &mut [f32], bits: &[u8]| {
+        for (g, &byte) in g.chunks_mut(8).zip(bits) {
+            for (k, g) in g.iter_mut().enumerate() {
+                *g *= ((byte >> k) & 1) as f32;
             }
-        });
-    bits
+        }
+    };
+    if grad.len() < split_min(rayon::current_num_threads()) {
+        mask_chunk(grad, bits);
+        return;
+    }
+    grad.par_chunks_mut(8 * MASK_CHUNK)
+        .zip(bits.par_chunks(MASK_CHUNK))
+        .for_each(|(g, bits)| mask_chunk(g, bits));
 }
 
 #[cfg(test)]
@@ -31,21 +37,35 @@ mod tests {
     use super::super::super::FakeQuantKernels;
     use super::*;
 
-    /// Packing and applying the bit mask over several rayon chunks and a ragged tail: every
-    /// gradient element is kept or zeroed exactly as its mask element says.
+    /// Applying the bit mask over several rayon chunks and a ragged tail: every gradient
+    /// element is kept or zeroed exactly as its mask bit says.
     #[test]
-    pub(super) fn bit_mask_round_trips_over_chunks_and_a_ragged_tail() {
+    pub(super) fn bit_mask_applies_over_chunks_and_a_ragged_tail() {
         let n = 8 * MASK_CHUNK * 3 + 13;
-        let mask: Vec<f32> = (0..n).map(|i| ((i * 7919) % 5 != 0) as u8 as f32).collect();
+        let keep = |i: usize| !(i * 7919).is_multiple_of(5);
+        let mut bits = vec![0u8; n.div_ceil(8)];
+        for i in (0..n).filter(|&i| keep(i)) {
+            bits[i / 8] |= 1 << (i % 8);
+        }
         let grad: Vec<f32> = (0..n).map(|i| i as f32 + 0.5).collect();
-        let bits = pack_bits(&mask);
-        assert_eq!(bits.len(), n.div_ceil(8));
-        let dx = Flex::apply_mask(
-            FlexTensor::from_data(TensorData::new(grad.clone(), [n])),
-            FlexTensor::from_data(TensorData::new(bits.clone(), [bits.len()])),
-        );
-        let dx = dx.into_data().try_into_vec::<f32>().unwrap();
-        let expected: Vec<f32> = grad.iter().zip(&mask).map(|(g, m)| g * m).collect();
-        assert_eq!(dx, expected);
+        let expected: Vec<f32> = (0..n)
+            .map(|i| if keep(i) { grad[i] } else { 0.0 })
+            .collect();
+        let masked = |bits: Vec<u8>| {
+            let dx = Flex::apply_mask(
+                FlexTensor::from_data(TensorData::new(grad.clone(), [n])),
+                FlexTensor::from_data(TensorData::new(bits.clone(), [bits.len()])),
+            );
+            dx.into_data().try_into_vec::<f32>().unwrap()
+        };
+        assert_eq!(masked(bits.clone()), expected);
+        // The parallel path too (this size is below the split threshold of a small machine).
+        let mut split = grad.clone();
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap()
+            .install(|| apply_bits(&mut split, &bits));
+        assert_eq!(split, expected);
     }
 }

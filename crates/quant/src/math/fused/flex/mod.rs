@@ -18,7 +18,6 @@ mod tensors;
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{Shape, TensorData};
-use rayon::prelude::*;
 
 use super::runs::Runs;
 use super::{
@@ -26,9 +25,9 @@ use super::{
     lsq_fake_quant_then_round_bias, observe_fake_quant_then_round_bias, observe_then_fake_quant,
 };
 use applied::{applied_grid, prepare};
-use element::{code, code_and_mask};
+use element::code;
 use grid::{Grid, zero_point_grad};
-use mask::{MASK_CHUNK, pack_bits};
+use mask::apply_bits;
 use parts::{Kernel, NoElementFn, Out, split_work};
 use range::range_per_param;
 use tensors::{contiguous, f32s, flat, pick_rows, row_indices, writable};
@@ -209,13 +208,7 @@ impl FakeQuantKernels for Flex {
     ) -> (FlexTensor, FlexTensor) {
         let (x, grid, runs) = prepare(x, &scale, &zero_point, (qmin, qmax), view, per_group);
         let xs = x.as_slice::<f32>().expect("contiguous f32");
-        let dq = grid.map(&runs, xs, |x, s, inv, lo, hi| code(x, inv, lo, hi) * s);
-        // The mask pass reads `x` again and writes a float per element, then packs 8 to a byte:
-        // cheap passes instead of a second output type through every kernel.
-        let mask = grid.map(&runs, xs, |x, _, inv, lo, hi| {
-            code_and_mask(x, inv, lo, hi).1
-        });
-        let bits = pack_bits(&mask);
+        let (dq, bits) = grid.map_masked(&runs, xs);
         let n = bits.len();
         (
             FlexTensor::from_data(TensorData::new(dq, Shape::new(view))),
@@ -228,16 +221,7 @@ impl FakeQuantKernels for Flex {
         let n = shape.num_elements();
         let bits = mask.as_slice::<u8>().expect("a bit mask");
         let mut dx = writable(grad, n);
-        dx.storage_mut::<f32>()
-            .par_chunks_mut(8 * MASK_CHUNK)
-            .zip(bits.par_chunks(MASK_CHUNK))
-            .for_each(|(g, bits)| {
-                for (g, &byte) in g.chunks_mut(8).zip(bits) {
-                    for (k, g) in g.iter_mut().enumerate() {
-                        *g *= ((byte >> k) & 1) as f32;
-                    }
-                }
-            });
+        apply_bits(dx.storage_mut::<f32>(), bits);
         dx.reshape(shape)
     }
 

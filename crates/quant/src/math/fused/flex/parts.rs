@@ -14,6 +14,8 @@ use super::range::range_runs;
 pub(super) enum Kernel<'a, F> {
     /// `out = f(x, …)` elementwise into fresh memory ([`Grid::map_runs`]).
     Map(&'a Grid, F),
+    /// Fake quantization and its packed clip mask into fresh memory ([`Grid::map_masked_runs`]).
+    MapMasked(&'a Grid),
     /// The backward pass in place over `out`, with the scale gradient when asked ([`Grid::backward_runs`]).
     Backward(&'a Grid, bool),
     /// Per-parameter `(min, max)`, or `max |x|` when asked ([`range_runs`]); no `out`.
@@ -25,6 +27,8 @@ pub(super) enum Kernel<'a, F> {
 pub(super) enum Out<'a> {
     Update(&'a mut [f32]),
     Fill(&'a mut [MaybeUninit<f32>]),
+    /// Fresh values and a zeroed bit mask (8 elements to a byte) to fill.
+    FillMasked(&'a mut [MaybeUninit<f32>], &'a mut [u8]),
     Nothing,
 }
 
@@ -39,6 +43,12 @@ impl<'a> Out<'a> {
             Out::Fill(o) => {
                 let (a, b) = o.split_at_mut(mid);
                 (Out::Fill(a), Out::Fill(b))
+            }
+            Out::FillMasked(o, bits) => {
+                assert_eq!(mid % 8, 0, "a bit mask split inside a byte");
+                let (a, b) = o.split_at_mut(mid);
+                let (bits_a, bits_b) = bits.split_at_mut(mid / 8);
+                (Out::FillMasked(a, bits_a), Out::FillMasked(b, bits_b))
             }
             Out::Nothing => (Out::Nothing, Out::Nothing),
         }
@@ -72,6 +82,10 @@ impl<F: ElementFn> pulp::WithSimd for Part<'_, F> {
         match (kernel, out) {
             (Kernel::Map(grid, f), Out::Fill(out)) => {
                 grid.map_runs(runs, xs, out, offset, f);
+                (Vec::new(), Vec::new())
+            }
+            (Kernel::MapMasked(grid), Out::FillMasked(out, bits)) => {
+                grid.map_masked_runs(runs, xs, out, bits, offset);
                 (Vec::new(), Vec::new())
             }
             (Kernel::Backward(grid, with_scale_grad), Out::Update(out)) => {
