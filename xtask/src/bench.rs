@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 
 /// Benchmark name → (package, example binary).
 const BENCHES: &[(&str, &str, &str)] = &[
-    ("fake-quant", "quant", "bench_fake_quant"),
+    ("fake-quant", "trainer", "bench_fake_quant"),
     ("qat-step", "trainer", "bench_qat_step"),
     ("integrity", "trainer", "bench_integrity"),
     ("bert-step", "trainer", "bench_bert_step"),

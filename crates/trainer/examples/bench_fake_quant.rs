@@ -8,8 +8,8 @@
 //! steps timed seconds apart, and the median over rounds is reported with its quartiles. Prints a
 //! table and, as its last line, one JSON object.
 
-/// The allocator the trainer uses (see `crates/trainer/src/main.rs` for why), so the bench
-/// measures what training runs.
+/// The allocator the trainer uses, set up as the trainer sets it (`keep_freed_memory` in
+/// `main`; see `crates/trainer/src/main.rs` for why), so the bench measures what training runs.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -95,6 +95,7 @@ fn arg(name: &str, default: usize) -> usize {
 }
 
 fn main() {
+    trainer::allocator::keep_freed_memory();
     let rounds = arg("--rounds", 15);
     let steps = arg("--steps", 4);
     // `--only NAME`: float and one variant (for profiling that variant).
