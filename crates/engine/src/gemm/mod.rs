@@ -1,6 +1,7 @@
 //! `u8 × i8 → i32` matrix multiply, `C[m][n] = Σ_k A[m][k] · B[n][k]`, with the kernel chosen at
-//! run time: AVX-512 VNNI (`vpdpbusd` on 512 bits), AVX-VNNI (256 bits), AVX2 (`vpmaddubsw` with
-//! the sign trick, exact for weights within ±127) and a portable fallback; threads over tiles.
+//! run time: Intel AMX (`tdpbusd` on tile registers), AVX-512 VNNI (`vpdpbusd` on 512 bits),
+//! AVX-VNNI (256 bits), AVX2 (`vpmaddubsw` with the sign trick, exact for weights within ±127)
+//! and a portable fallback; threads over tiles.
 //!
 //! Activations are unsigned codes, weights signed symmetric codes — the pairing VNNI multiplies
 //! natively. `A` rows are padded to `kp` (a multiple of 4); `B` is packed once per layer
@@ -8,6 +9,8 @@
 //! The caller's epilogue receives each computed tile row (raw dot products) and turns it into
 //! codes or floats where it lies in cache.
 
+#[cfg(target_arch = "x86_64")]
+mod amx;
 #[cfg(target_arch = "aarch64")]
 mod arm;
 mod peak;
@@ -25,6 +28,9 @@ pub const MR: usize = 4;
 /// A kernel family; [`Isa::best`] is what this CPU runs fastest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
+    /// Intel AMX-INT8 (Sapphire Rapids and later Xeons): 32 × 32 tiles of `tdpbusd`, for
+    /// products of 16 rows or more (fewer run on the best vector family).
+    Amx,
     /// AVX-512 VNNI: 16 columns × 4 depths per instruction, 32-column tiles.
     Avx512Vnni,
     /// AVX-VNNI (the VEX form on 256 bits): Zen 4/5 and Alder Lake and later.
@@ -39,7 +45,8 @@ pub enum Isa {
 
 impl Isa {
     /// Every family, fastest first.
-    pub const ALL: [Isa; 5] = [
+    pub const ALL: [Isa; 6] = [
+        Isa::Amx,
         Isa::Avx512Vnni,
         Isa::AvxVnni,
         Isa::Avx2,
@@ -51,6 +58,8 @@ impl Isa {
     pub fn supported(self) -> bool {
         match self {
             Isa::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Amx => amx::available(),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => {
                 is_x86_feature_detected!("avx512f")
@@ -68,7 +77,7 @@ impl Isa {
         }
     }
 
-    /// The fastest supported family; `QAT_ENGINE_ISA` (`avx512vnni`, `avxvnni`, `avx2`,
+    /// The fastest supported family; `QAT_ENGINE_ISA` (`amx`, `avx512vnni`, `avxvnni`, `avx2`,
     /// `portable`) forces one for comparisons (ignored when unsupported).
     pub fn best() -> Isa {
         if let Ok(name) = std::env::var("QAT_ENGINE_ISA")
@@ -91,6 +100,7 @@ impl Isa {
     /// Short name (`avx512vnni`, …).
     pub fn name(self) -> &'static str {
         match self {
+            Isa::Amx => "amx",
             Isa::Avx512Vnni => "avx512vnni",
             Isa::AvxVnni => "avxvnni",
             Isa::Avx2 => "avx2",
@@ -108,9 +118,33 @@ impl Isa {
     /// Columns one kernel call computes.
     fn tile_width(self) -> usize {
         match self {
-            Isa::Avx512Vnni => 2 * PANEL,
+            Isa::Amx | Isa::Avx512Vnni => 2 * PANEL,
             _ => PANEL,
         }
+    }
+
+    /// Rows one kernel call computes.
+    fn tile_rows(self) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Amx => amx::ROWS,
+            _ => MR,
+        }
+    }
+
+    /// The family a product of `m` rows and `n` columns runs on: a 32-column AVX-512 tile would
+    /// waste half its work on ≤ 16 columns (the 256-bit VNNI tile fits them exactly), and a
+    /// 32 × 32 AMX tile much of it on a few rows or ≤ 16 columns (the best vector family takes
+    /// those).
+    fn for_shape(self, m: usize, n: usize) -> Isa {
+        if self == Isa::Amx && (m < 16 || n <= PANEL) {
+            let vector = Isa::ALL.into_iter().skip(1).find(|i| i.supported());
+            return vector.unwrap_or(Isa::Portable).for_shape(m, n);
+        }
+        if self == Isa::Avx512Vnni && n <= PANEL && Isa::AvxVnni.supported() {
+            return Isa::AvxVnni;
+        }
+        self
     }
 }
 
@@ -139,9 +173,11 @@ impl PackedWeights {
     pub fn pack(w: &[i8], n: usize, k: usize) -> Self {
         assert_eq!(w.len(), n * k, "weights are n × k");
         let kp = padded_depth(k);
-        // An even number of panels, so that 32-column tiles never read past the end.
+        // An even number of panels, so that 32-column tiles never read past the end, and one
+        // AMX tile's worth (16 depth groups) more: AMX reads a panel in whole 64-depth tiles,
+        // past the last depth (against zero activation codes) into the next panel or this pad.
         let panels = n.div_ceil(2 * PANEL) * 2;
-        let mut data = vec![0i8; panels * PANEL * kp];
+        let mut data = vec![0i8; panels * PANEL * kp + 16 * 4 * PANEL];
         let mut col_sums = vec![0i32; n];
         for (col, (row, sum)) in w.chunks_exact(k.max(1)).zip(&mut col_sums).enumerate() {
             // Column `col` of panel `col / 16`: 4 depths at a time, 64 bytes apart.
@@ -239,7 +275,7 @@ where
 pub struct Tile<'a> {
     /// First row.
     pub row0: usize,
-    /// Rows in the tile (at most [`MR`]).
+    /// Rows in the tile (at most [`MR`], 32 with AMX).
     pub rows: usize,
     /// First column.
     pub col0: usize,
@@ -257,8 +293,9 @@ impl Tile<'_> {
     }
 }
 
-/// [`gemm_with`] with one epilogue call per tile (up to 4 rows × 32 columns) instead of per
-/// row: the requantizing epilogues slice their per-column constants once per tile.
+/// [`gemm_with`] with one epilogue call per tile (up to 4 rows × 32 columns, 32 × 32 with AMX)
+/// instead of per row: the requantizing epilogues slice their per-column constants once per
+/// tile.
 pub fn gemm_tiles<E>(isa: Isa, a: &[u8], m: usize, b: &PackedWeights, parallel: bool, epilogue: E)
 where
     E: Fn(&Tile) + Sync,
@@ -269,22 +306,17 @@ where
         "{} is not supported on this CPU",
         isa.name()
     );
-    // A 32-column AVX-512 tile would waste half its work on ≤ 16 columns: the 256-bit VNNI
-    // tile fits them exactly.
-    let isa = if isa == Isa::Avx512Vnni && b.n <= PANEL && Isa::AvxVnni.supported() {
-        Isa::AvxVnni
-    } else {
-        isa
-    };
+    let isa = isa.for_shape(m, b.n);
     let tw = isa.tile_width();
     let col_tiles = b.n.div_ceil(tw);
-    let row_blocks = m.div_ceil(MR);
-    // Tasks: up to 16 row blocks (64 rows) × up to 8 column tiles; enough of them to feed the
-    // threads, big enough that a B tile serves many rows from cache.
-    // Small products (a sequence's 128 rows) get 8-block tasks; column chunks are balanced
+    let row_blocks = m.div_ceil(isa.tile_rows());
+    // Tasks: up to 64 rows × up to 8 column tiles; enough of them to feed the threads, big
+    // enough that a B tile serves many rows from cache.
+    // Small products (a sequence's 128 rows) get 32-row tasks; column chunks are balanced
     // (12 tiles become 6 + 6, not 8 + 4) so that two threads finish together.
-    let rows_per_task = if row_blocks >= 256 { 16 } else { 8 }.min(row_blocks.max(1));
-    let cols_max = if row_blocks <= 2 { 2 } else { 8 };
+    let task_rows = if m.div_ceil(MR) >= 256 { 64 } else { 32 };
+    let rows_per_task = (task_rows / isa.tile_rows()).clamp(1, row_blocks.max(1));
+    let cols_max = if m <= 2 * MR { 2 } else { 8 };
     let col_tasks = col_tiles.div_ceil(cols_max);
     let cols_per_task = col_tiles.div_ceil(col_tasks.max(1)).max(1);
     let row_tasks = row_blocks.div_ceil(rows_per_task);
@@ -294,6 +326,13 @@ where
     let task = |t: usize| {
         crate::simd::wide!({
             let (rt, ct) = (t / col_tasks, t % col_tasks);
+            #[cfg(target_arch = "x86_64")]
+            if isa == Isa::Amx {
+                let blocks = rt * rows_per_task..((rt + 1) * rows_per_task).min(row_blocks);
+                let tiles = ct * cols_per_task..((ct + 1) * cols_per_task).min(col_tiles);
+                amx_task(a, m, b, blocks, tiles, &epilogue);
+                return;
+            }
             let mut acc = [0i32; MR * 2 * PANEL];
             for tile in ct * cols_per_task..((ct + 1) * cols_per_task).min(col_tiles) {
                 let col0 = tile * tw;
@@ -337,6 +376,68 @@ where
     }
 }
 
+/// The AMX part of [`gemm_tiles`]: 32-row blocks `blocks` × 32-column tiles `tiles`. Each
+/// block's rows are copied once into a scratch of whole 64-code depth tiles, zero past `kp` and
+/// past the last row, so every tile load is whole and the padding adds nothing.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn amx_task<E>(
+    a: &[u8],
+    m: usize,
+    b: &PackedWeights,
+    blocks: std::ops::Range<usize>,
+    tiles: std::ops::Range<usize>,
+    epilogue: &E,
+) where
+    E: Fn(&Tile) + Sync,
+{
+    let chunks = b.kp.div_ceil(amx::DEPTH);
+    let stride = chunks * amx::DEPTH;
+    let mut scratch = vec![0u8; amx::ROWS * stride];
+    let mut acc = [0i32; amx::ROWS * amx::ROWS];
+    // SAFETY: AMX is supported (`gemm_tiles` asserts it); released below, before the task ends
+    // (the epilogue runs no AMX code of its own).
+    unsafe { amx::configure() };
+    for block in blocks {
+        let row0 = block * amx::ROWS;
+        let rows = amx::ROWS.min(m - row0);
+        for (r, dst) in scratch.chunks_exact_mut(stride).enumerate() {
+            if r < rows {
+                let src = &a[(row0 + r) * b.kp..(row0 + r + 1) * b.kp];
+                dst[..b.kp].copy_from_slice(src);
+            } else {
+                dst[..b.kp].fill(0);
+            }
+        }
+        for tile in tiles.clone() {
+            let col0 = tile * 2 * PANEL;
+            // SAFETY: the tiles are configured (above); the scratch holds 32 rows of
+            // `chunks` whole depth tiles; the two panels at `col0` exist (panels come in pairs)
+            // and the packed data is padded by one depth tile past the last panel.
+            unsafe {
+                amx::block(
+                    scratch.as_ptr(),
+                    stride,
+                    b.panel(col0 / PANEL),
+                    PANEL * b.kp,
+                    chunks,
+                    &mut acc,
+                )
+            };
+            epilogue(&Tile {
+                row0,
+                rows,
+                col0,
+                width: (2 * PANEL).min(b.n - col0),
+                dots: &acc,
+                stride: amx::ROWS,
+            });
+        }
+    }
+    // SAFETY: as above.
+    unsafe { amx::release() };
+}
+
 /// One tile: `MR` rows × the family's tile width, written row-major into `acc`.
 ///
 /// # Safety
@@ -358,6 +459,7 @@ unsafe fn kernel(
         Isa::Avx2 => unsafe { x86::tile_avx2(rows, panel, kq, acc) },
         #[cfg(target_arch = "aarch64")]
         Isa::NeonDot => unsafe { arm::tile_neondot(rows, panel, kq, acc) },
+        Isa::Amx => unreachable!("AMX runs whole blocks (`amx_task`)"),
         _ => unsafe { portable::tile(rows, panel, kq, acc) },
     }
 }

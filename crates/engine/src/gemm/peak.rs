@@ -7,8 +7,12 @@ use super::Isa;
 /// Multiply-adds one spin round performs per chain instruction group.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn macs_per_round(isa: Isa) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Amx {
+        return super::amx::SPIN_MACS;
+    }
     12.0 * match isa {
-        Isa::Avx512Vnni => 64.0,
+        Isa::Amx | Isa::Avx512Vnni => 64.0,
         Isa::AvxVnni | Isa::Avx2 => 32.0,
         Isa::NeonDot | Isa::Portable => 1.0,
     }
@@ -26,6 +30,7 @@ pub fn peak_ops_per_second(isa: Isa, millis: u64) -> Option<f64> {
             // SAFETY: `isa` is supported (checked above).
             unsafe {
                 match isa {
+                    Isa::Amx => super::amx::spin(iters),
                     Isa::Avx512Vnni => super::x86::spin_avx512vnni(iters),
                     Isa::AvxVnni => super::x86::spin_avxvnni(iters),
                     Isa::Avx2 => super::x86::spin_avx2(iters),
