@@ -182,10 +182,17 @@ impl PackedWeights {
         for (col, (row, sum)) in w.chunks_exact(k.max(1)).zip(&mut col_sums).enumerate() {
             // Column `col` of panel `col / 16`: 4 depths at a time, 64 bytes apart.
             let base = (col / PANEL) * PANEL * kp + (col % PANEL) * 4;
-            for (q, group) in row.chunks(4).enumerate() {
+            // Whole groups as 4-byte moves (a `copy_from_slice` of a run-time length is a
+            // `memcpy` call per group: most of the attention's per-head packing time).
+            let groups = row.chunks_exact(4);
+            let last = groups.remainder();
+            for (q, group) in groups.enumerate() {
                 let at = base + q * 4 * PANEL;
-                data[at..at + group.len()].copy_from_slice(group);
+                let group: &[i8; 4] = group.try_into().expect("a group of 4");
+                data[at..at + 4].copy_from_slice(group);
             }
+            let at = base + (k / 4) * 4 * PANEL;
+            data[at..at + last.len()].copy_from_slice(last);
             *sum = row.iter().map(|&x| x as i32).sum();
         }
         PackedWeights {
