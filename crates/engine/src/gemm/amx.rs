@@ -8,7 +8,7 @@
 //! next one on the same thread.
 
 use std::arch::asm;
-use std::arch::x86_64::{__cpuid_count, _xgetbv};
+use std::arch::x86_64::{__cpuid, __cpuid_count, _xgetbv};
 use std::sync::OnceLock;
 
 /// Rows (and columns) one [`block`] call computes.
@@ -22,6 +22,9 @@ pub fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| {
         // CPUID leaf 7: AMX-TILE (EDX bit 24), AMX-INT8 (bit 25); leaf 1: OSXSAVE (ECX bit 27).
+        if __cpuid(0).eax < 7 {
+            return false;
+        }
         let leaf7 = __cpuid_count(7, 0);
         let (tile, int8) = (leaf7.edx >> 24 & 1 == 1, leaf7.edx >> 25 & 1 == 1);
         let osxsave = __cpuid_count(1, 0).ecx >> 27 & 1 == 1;
