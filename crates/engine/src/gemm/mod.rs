@@ -20,6 +20,12 @@ mod x86;
 
 pub use peak::peak_ops_per_second;
 
+/// The fewest multiply-adds a product needs to run on AMX: below it the vector kernels were as
+/// fast or faster (GEMM shapes of MiniLM's attention and of LeNet's and ResNet-20's layers at
+/// batch 1, timed against AVX-512 VNNI on a 2-core Xeon VM); from about 10⁷ AMX was 2.5–2.8×
+/// faster (MiniLM's Linear layers).
+const AMX_MIN_MACS: usize = 1 << 22;
+
 /// Columns per packed panel.
 pub const PANEL: usize = 16;
 /// Rows computed together by a kernel.
@@ -132,14 +138,16 @@ impl Isa {
         }
     }
 
-    /// The family a product of `m` rows and `n` columns runs on: a 32-column AVX-512 tile would
-    /// waste half its work on ≤ 16 columns (the 256-bit VNNI tile fits them exactly), and a
-    /// 32 × 32 AMX tile much of it on a few rows or ≤ 16 columns (the best vector family takes
-    /// those).
-    fn for_shape(self, m: usize, n: usize) -> Isa {
-        if self == Isa::Amx && (m < 16 || n <= PANEL) {
+    /// The family a product of `m` rows, `n` columns and depth `kp` runs on: a 32-column
+    /// AVX-512 tile would waste half its work on ≤ 16 columns (the 256-bit VNNI tile fits them
+    /// exactly), and AMX pays for staging rows and configuring tiles, and wastes much of a
+    /// 32 × 32 × 64 block on a few rows, ≤ 16 columns or a shallow depth: products under
+    /// [`AMX_MIN_MACS`] (an attention head's, 128 × 128 × 32, ran slower on AMX) go to the best
+    /// vector family.
+    fn for_shape(self, m: usize, n: usize, kp: usize) -> Isa {
+        if self == Isa::Amx && (m < 16 || n <= PANEL || m * n * kp < AMX_MIN_MACS) {
             let vector = Isa::ALL.into_iter().skip(1).find(|i| i.supported());
-            return vector.unwrap_or(Isa::Portable).for_shape(m, n);
+            return vector.unwrap_or(Isa::Portable).for_shape(m, n, kp);
         }
         if self == Isa::Avx512Vnni && n <= PANEL && Isa::AvxVnni.supported() {
             return Isa::AvxVnni;
@@ -313,7 +321,7 @@ where
         "{} is not supported on this CPU",
         isa.name()
     );
-    let isa = isa.for_shape(m, b.n);
+    let isa = isa.for_shape(m, b.n, b.kp);
     let tw = isa.tile_width();
     let col_tiles = b.n.div_ceil(tw);
     let row_blocks = m.div_ceil(isa.tile_rows());
@@ -517,6 +525,16 @@ mod tests {
         c.into_inner().unwrap()
     }
 
+    /// Random activation codes (`m × k`) and weight codes (`n × k`), extreme codes included:
+    /// 0/255 activations, ±127 weights.
+    fn operands(seed: u64, m: usize, n: usize, k: usize) -> (Vec<u8>, Vec<i8>) {
+        let a = codes(seed, m * k, 0, 255).into_iter().map(|x| x as u8);
+        let w = codes(seed + 1, n * k, -127, 127)
+            .into_iter()
+            .map(|x| x as i8);
+        (a.collect(), w.collect())
+    }
+
     #[test]
     fn every_supported_kernel_equals_the_naive_product_on_odd_shapes() {
         let sizes = [1usize, 3, 17, 63, 65, 129];
@@ -524,16 +542,7 @@ mod tests {
             for (t, &m) in sizes.iter().enumerate() {
                 for &n in &sizes {
                     let k = sizes[(t + n) % sizes.len()];
-                    let seed = (m * 1000 + n * 10 + k) as u64;
-                    // Extreme codes included: 0/255 activations, ±127 weights.
-                    let a: Vec<u8> = codes(seed, m * k, 0, 255)
-                        .into_iter()
-                        .map(|x| x as u8)
-                        .collect();
-                    let w: Vec<i8> = codes(seed + 1, n * k, -127, 127)
-                        .into_iter()
-                        .map(|x| x as i8)
-                        .collect();
+                    let (a, w) = operands((m * 1000 + n * 10 + k) as u64, m, n, k);
                     assert_eq!(
                         run(isa, &a, &w, m, n, k),
                         naive(&a, &w, m, n, k),
@@ -541,6 +550,35 @@ mod tests {
                         isa.name()
                     );
                 }
+            }
+        }
+    }
+
+    /// Products large enough for every family (AMX takes only those of [`AMX_MIN_MACS`] or
+    /// more), with row, column and depth tails: several 32-row blocks and 64-code depth tiles,
+    /// threads over tiles.
+    #[test]
+    fn every_supported_kernel_equals_the_naive_product_on_large_odd_shapes() {
+        for (m, n, k) in [(161, 161, 257), (97, 200, 333), (300, 45, 520)] {
+            assert!(
+                m * n * padded_depth(k) >= AMX_MIN_MACS,
+                "{m}×{n}×{k} too small"
+            );
+            let (a, w) = operands((m * 7 + n * 3 + k) as u64, m, n, k);
+            let expected = naive(&a, &w, m, n, k);
+            for isa in Isa::available() {
+                assert_eq!(
+                    isa.for_shape(m, n, padded_depth(k)),
+                    isa,
+                    "{} does not run {m}×{n}×{k} itself",
+                    isa.name()
+                );
+                assert_eq!(
+                    run(isa, &a, &w, m, n, k),
+                    expected,
+                    "{} m={m} n={n} k={k}",
+                    isa.name()
+                );
             }
         }
     }
