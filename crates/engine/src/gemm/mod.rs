@@ -391,9 +391,10 @@ where
     }
 }
 
-/// The AMX part of [`gemm_tiles`]: 32-row blocks `blocks` × 32-column tiles `tiles`. Each
-/// block's rows are copied once into a scratch of whole 64-code depth tiles, zero past `kp` and
-/// past the last row, so every tile load is whole and the padding adds nothing.
+/// The AMX part of [`gemm_tiles`]: 32-row blocks `blocks` × 32-column tiles `tiles`. A block of
+/// 32 rows whose depth is whole 64-code tiles is read where it lies; any other is first copied
+/// into a scratch of whole depth tiles, zero past `kp` and past the last row, so every tile load
+/// is whole and the padding adds nothing.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn amx_task<E>(
@@ -407,8 +408,9 @@ fn amx_task<E>(
     E: Fn(&Tile) + Sync,
 {
     let chunks = b.kp.div_ceil(amx::DEPTH);
+    let whole_depth = b.kp.is_multiple_of(amx::DEPTH);
     let stride = chunks * amx::DEPTH;
-    let mut scratch = vec![0u8; amx::ROWS * stride];
+    let mut scratch = Vec::new();
     let mut acc = [0i32; amx::ROWS * amx::ROWS];
     // SAFETY: AMX is supported (`gemm_tiles` asserts it); released below, before the task ends
     // (the epilogue runs no AMX code of its own).
@@ -416,23 +418,30 @@ fn amx_task<E>(
     for block in blocks {
         let row0 = block * amx::ROWS;
         let rows = amx::ROWS.min(m - row0);
-        for (r, dst) in scratch.chunks_exact_mut(stride).enumerate() {
-            if r < rows {
-                let src = &a[(row0 + r) * b.kp..(row0 + r + 1) * b.kp];
-                dst[..b.kp].copy_from_slice(src);
-            } else {
-                dst[..b.kp].fill(0);
+        let (rows_at, rows_stride) = if whole_depth && rows == amx::ROWS {
+            (a[row0 * b.kp..(row0 + rows) * b.kp].as_ptr(), b.kp)
+        } else {
+            scratch.resize(amx::ROWS * stride, 0);
+            for (r, dst) in scratch.chunks_exact_mut(stride).enumerate() {
+                if r < rows {
+                    let src = &a[(row0 + r) * b.kp..(row0 + r + 1) * b.kp];
+                    dst[..b.kp].copy_from_slice(src);
+                } else {
+                    dst[..b.kp].fill(0);
+                }
             }
-        }
+            (scratch.as_ptr(), stride)
+        };
         for tile in tiles.clone() {
             let col0 = tile * 2 * PANEL;
-            // SAFETY: the tiles are configured (above); the scratch holds 32 rows of
-            // `chunks` whole depth tiles; the two panels at `col0` exist (panels come in pairs)
-            // and the packed data is padded by one depth tile past the last panel.
+            // SAFETY: the tiles are configured (above); `rows_at` holds 32 rows of `chunks`
+            // whole depth tiles, `rows_stride` apart (`a`'s own rows, or the scratch's); the two
+            // panels at `col0` exist (panels come in pairs) and the packed data is padded by one
+            // depth tile past the last panel.
             unsafe {
                 amx::block(
-                    scratch.as_ptr(),
-                    stride,
+                    rows_at,
+                    rows_stride,
                     b.panel(col0 / PANEL),
                     PANEL * b.kp,
                     chunks,
@@ -556,10 +565,18 @@ mod tests {
 
     /// Products large enough for every family (AMX takes only those of [`AMX_MIN_MACS`] or
     /// more), with row, column and depth tails: several 32-row blocks and 64-code depth tiles,
-    /// threads over tiles.
+    /// threads over tiles; depths of whole tiles too (AMX reads those rows in place, and
+    /// stages only a last block of fewer rows).
     #[test]
     fn every_supported_kernel_equals_the_naive_product_on_large_odd_shapes() {
-        for (m, n, k) in [(161, 161, 257), (97, 200, 333), (300, 45, 520)] {
+        let shapes = [
+            (161, 161, 257),
+            (97, 200, 333),
+            (300, 45, 520),
+            (100, 70, 640),
+            (64, 96, 704),
+        ];
+        for (m, n, k) in shapes {
             assert!(
                 m * n * padded_depth(k) >= AMX_MIN_MACS,
                 "{m}×{n}×{k} too small"
