@@ -34,8 +34,8 @@ pub const MR: usize = 4;
 /// A kernel family; [`Isa::best`] is what this CPU runs fastest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
-    /// Intel AMX-INT8 (Sapphire Rapids and later Xeons): 32 × 32 tiles of `tdpbusd`, for
-    /// products of 16 rows or more (fewer run on the best vector family).
+    /// Intel AMX-INT8 (Sapphire Rapids and later Xeons): 32 × 32 tiles of `tdpbusd`, for large
+    /// products (smaller ones run on the best vector family, see `Isa::for_shape`).
     Amx,
     /// AVX-512 VNNI: 16 columns × 4 depths per instruction, 32-column tiles.
     Avx512Vnni,
