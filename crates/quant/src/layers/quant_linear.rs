@@ -142,7 +142,82 @@ impl QuantLinear {
         let producer = self.input_quant.as_ref().or(producer);
         let bias = self.bias.as_ref().map(|b| b.val());
         let (weight, bias) = weight_and_bias(&self.weight, bias, producer);
-        let y = linear(input, weight, bias);
+        let y = linear_over_rows(input, weight, bias);
         finish_output(y, self.relu, &self.output_quant)
+    }
+}
+
+/// `x · W + b` as one `[rows, d_in] · [d_in, d_out]` product over every leading dimension of
+/// `x`, so that its weight gradient is one product too.
+///
+/// Why not Burn's `linear` directly: it keeps a batched product when each batch's rows fill its
+/// tiles (BERT's `[32, 64, 384]`), and on an autodiff device that product's weight gradient is
+/// a `[batch, d_in, d_out]` tensor summed afterwards: 75 MiB for each of MiniLM's FFN weights
+/// at 32 × 64, where the folded product writes 2.3 (the float step of MiniLM-L6 took 1.6× less
+/// time, `cargo xtask bench bert-step`).
+fn linear_over_rows<const D: usize>(
+    input: Tensor<D>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+) -> Tensor<D> {
+    if D <= 2 {
+        return linear(input, weight, bias);
+    }
+    let mut dims = input.dims();
+    let d_input = dims[D - 1];
+    let rows = dims[..D - 1].iter().product::<usize>();
+    let y = linear(input.reshape([rows, d_input]), weight, bias);
+    dims[D - 1] = y.dims()[1];
+    y.reshape(dims)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Distribution, Tensor, module::linear};
+
+    use crate::QuantLinearConfig;
+    use crate::testing::{kernel_devices, values};
+
+    fn assert_close(name: &str, got: Vec<f32>, want: Vec<f32>) {
+        assert_eq!(got.len(), want.len(), "{name}: length");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                "{name}[{i}]: {g} against {w}"
+            );
+        }
+    }
+
+    /// The layer folds a sequence batch into the rows of one product; its output and its
+    /// input, weight and bias gradients are those of Burn's batched `linear` (which keeps the
+    /// batches apart at 32 rows a batch, the shape this pins).
+    #[test]
+    fn sequence_batch_folded_into_rows_equals_the_batched_linear() {
+        for device in kernel_devices() {
+            let device = device.autodiff();
+            let layer = QuantLinearConfig::new(8, 6).init(&device);
+            let x = Tensor::<3>::random([3, 32, 8], Distribution::Normal(0.0, 1.0), &device)
+                .require_grad();
+            let dy = Tensor::<3>::random([3, 32, 6], Distribution::Normal(0.0, 1.0), &device);
+            let weight = layer.weight.val();
+            let bias = layer.bias.as_ref().map(|b| b.val());
+            let grads_of = |y: Tensor<3>| {
+                let grads = (y * dy.clone()).sum().backward();
+                let dx = x.grad(&grads).expect("input gradient");
+                let dw = layer.weight.val().grad(&grads).expect("weight gradient");
+                let db = bias.as_ref().and_then(|b| b.grad(&grads)).expect("bias gradient");
+                (values(dx), values(dw), values(db))
+            };
+            let folded = layer.forward(x.clone());
+            let batched = linear(x.clone(), weight, bias.clone());
+            let name = format!("{device:?}");
+            assert_eq!(folded.dims(), [3, 32, 6], "{name}: output shape");
+            assert_close(&name, values(folded.clone()), values(batched.clone()));
+            let (dx, dw, db) = grads_of(folded);
+            let (dx_ref, dw_ref, db_ref) = grads_of(batched);
+            assert_close(&format!("{name} dx"), dx, dx_ref);
+            assert_close(&format!("{name} dw"), dw, dw_ref);
+            assert_close(&format!("{name} db"), db, db_ref);
+        }
     }
 }
