@@ -10,6 +10,7 @@ mod conv_bn2d;
 mod conv_options;
 pub(crate) use conv_options::padding_pairs;
 mod layer_quant;
+mod linear_product;
 mod quant_conv2d;
 mod quant_embedding;
 mod quant_linear;

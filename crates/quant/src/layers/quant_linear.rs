@@ -3,8 +3,9 @@
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::{Device, Tensor, module::linear};
+use burn::tensor::{Device, Tensor};
 
+use super::linear_product::linear_any_rank;
 use super::{
     LayerQuant, attach_weight_quantizer, finish_output, io_quantizers, quantize_opt,
     weight_and_bias, without_weight_quantizer,
@@ -142,33 +143,9 @@ impl QuantLinear {
         let producer = self.input_quant.as_ref().or(producer);
         let bias = self.bias.as_ref().map(|b| b.val());
         let (weight, bias) = weight_and_bias(&self.weight, bias, producer);
-        let y = linear_over_rows(input, weight, bias);
+        let y = linear_any_rank(input, weight, bias);
         finish_output(y, self.relu, &self.output_quant)
     }
-}
-
-/// `x · W + b` as one `[rows, d_in] · [d_in, d_out]` product over every leading dimension of
-/// `x`, so that its weight gradient is one product too.
-///
-/// Why not Burn's `linear` directly: it keeps a batched product when each batch's rows fill its
-/// tiles (BERT's `[32, 64, 384]`), and on an autodiff device that product's weight gradient is
-/// a `[batch, d_in, d_out]` tensor summed afterwards: 75 MiB for each of MiniLM's FFN weights
-/// at 32 × 64, where the folded product writes 2.3 (the float step of MiniLM-L6 took 1.6× less
-/// time, `cargo xtask bench bert-step`).
-fn linear_over_rows<const D: usize>(
-    input: Tensor<D>,
-    weight: Tensor<2>,
-    bias: Option<Tensor<1>>,
-) -> Tensor<D> {
-    if D <= 2 {
-        return linear(input, weight, bias);
-    }
-    let mut dims = input.dims();
-    let d_input = dims[D - 1];
-    let rows = dims[..D - 1].iter().product::<usize>();
-    let y = linear(input.reshape([rows, d_input]), weight, bias);
-    dims[D - 1] = y.dims()[1];
-    y.reshape(dims)
 }
 
 #[cfg(test)]
@@ -188,9 +165,9 @@ mod tests {
         }
     }
 
-    /// The layer folds a sequence batch into the rows of one product; its output and its
-    /// input, weight and bias gradients are those of Burn's batched `linear` (which keeps the
-    /// batches apart at 32 rows a batch, the shape this pins).
+    /// On Flex the layer folds a sequence batch into the rows of one product (elsewhere it is
+    /// Burn's `linear`); its output and its input, weight and bias gradients are those of Burn's
+    /// batched `linear` (which keeps the batches apart at 32 rows a batch, the shape this pins).
     #[test]
     fn sequence_batch_folded_into_rows_equals_the_batched_linear() {
         for device in kernel_devices() {
@@ -205,7 +182,10 @@ mod tests {
                 let grads = (y * dy.clone()).sum().backward();
                 let dx = x.grad(&grads).expect("input gradient");
                 let dw = layer.weight.val().grad(&grads).expect("weight gradient");
-                let db = bias.as_ref().and_then(|b| b.grad(&grads)).expect("bias gradient");
+                let db = bias
+                    .as_ref()
+                    .and_then(|b| b.grad(&grads))
+                    .expect("bias gradient");
                 (values(dx), values(dw), values(db))
             };
             let folded = layer.forward(x.clone());
