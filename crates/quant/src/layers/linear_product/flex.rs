@@ -58,12 +58,16 @@ fn product(lhs: FlexTensor, rhs: FlexTensor, bias: Option<&[f32]>) -> FlexTensor
     let (a, b) = (Matrix::of(&lhs), Matrix::of(&rhs));
     assert_eq!(a.cols, b.rows, "inner dimensions of a linear product");
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    let mut out: Vec<f32> = Vec::with_capacity(m * n);
-    if m * n == 0 {
-        return FlexTensor::from_data(TensorData::new(out, Shape::new([m, n])));
-    }
     if let Some(bias) = bias {
         assert_eq!(bias.len(), n, "one bias per output feature");
+    }
+    if m * n == 0 || k == 0 {
+        // An empty product, or empty sums: the bias rows or zeros, nothing for `gemm` to do.
+        let out = bias.map_or_else(|| vec![0.0; m * n], |bias| bias.repeat(m));
+        return FlexTensor::from_data(TensorData::new(out, Shape::new([m, n])));
+    }
+    let mut out: Vec<f32> = Vec::with_capacity(m * n);
+    if let Some(bias) = bias {
         out.spare_capacity_mut()[..m * n]
             .par_chunks_mut(n * SUM_ROWS)
             .for_each(|rows| {
@@ -73,15 +77,6 @@ fn product(lhs: FlexTensor, rhs: FlexTensor, bias: Option<&[f32]>) -> FlexTensor
                     }
                 }
             });
-    } else if k == 0 {
-        // An empty sum: `gemm` need not write anything.
-        out.resize(m * n, 0.0);
-        return FlexTensor::from_data(TensorData::new(out, Shape::new([m, n])));
-    }
-    if k == 0 {
-        // SAFETY: the bias rows above wrote all `m · n` elements.
-        unsafe { out.set_len(m * n) };
-        return FlexTensor::from_data(TensorData::new(out, Shape::new([m, n])));
     }
     let parallelism = if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MACS {
         gemm::Parallelism::Rayon(0)

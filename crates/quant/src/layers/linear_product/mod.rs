@@ -177,4 +177,16 @@ mod tests {
             w.sum_dim(1).reshape([1, 7]).repeat_dim(0, 9),
         );
     }
+
+    /// A layer without inputs (`d_in` = 0) outputs its bias, or zeros, in every row.
+    #[test]
+    fn an_empty_depth_gives_the_bias_rows() {
+        let device = Device::flex();
+        let x = Tensor::<2>::zeros([3, 0], &device);
+        let w = Tensor::<2>::zeros([0, 2], &device);
+        let b = Tensor::<1>::from_floats([1.5, -2.0], &device);
+        let rows = linear_rows(x.clone(), w.clone(), Some(b));
+        assert_eq!(values(rows), [1.5, -2.0, 1.5, -2.0, 1.5, -2.0]);
+        assert_eq!(values(linear_rows(x, w, None)), [0.0; 6]);
+    }
 }
