@@ -12,6 +12,18 @@ pub(crate) fn kernel_devices() -> Vec<Device> {
     devices
 }
 
+/// Asserts `got` equals `want` to a relative 1e-5 (with an absolute floor of 1e-5): for values
+/// that reach the same sums in another order (another kernel, another blocking).
+pub(crate) fn assert_close(name: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+            "{name}[{i}]: {g} against {w}"
+        );
+    }
+}
+
 /// A tensor's values as `f32`s.
 pub(crate) fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.to_data().try_to_vec::<f32>().unwrap()

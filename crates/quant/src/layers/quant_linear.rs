@@ -153,17 +153,7 @@ mod tests {
     use burn::tensor::{Distribution, Tensor, module::linear};
 
     use crate::QuantLinearConfig;
-    use crate::testing::{kernel_devices, values};
-
-    fn assert_close(name: &str, got: Vec<f32>, want: Vec<f32>) {
-        assert_eq!(got.len(), want.len(), "{name}: length");
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert!(
-                (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
-                "{name}[{i}]: {g} against {w}"
-            );
-        }
-    }
+    use crate::testing::{assert_close, kernel_devices, values};
 
     /// On Flex the layer folds a sequence batch into the rows of one product (elsewhere it is
     /// Burn's `linear`); its output and its input, weight and bias gradients are those of Burn's
@@ -192,12 +182,12 @@ mod tests {
             let batched = linear(x.clone(), weight, bias.clone());
             let name = format!("{device:?}");
             assert_eq!(folded.dims(), [3, 32, 6], "{name}: output shape");
-            assert_close(&name, values(folded.clone()), values(batched.clone()));
+            assert_close(&name, &values(folded.clone()), &values(batched.clone()));
             let (dx, dw, db) = grads_of(folded);
             let (dx_ref, dw_ref, db_ref) = grads_of(batched);
-            assert_close(&format!("{name} dx"), dx, dx_ref);
-            assert_close(&format!("{name} dw"), dw, dw_ref);
-            assert_close(&format!("{name} db"), db, db_ref);
+            assert_close(&format!("{name} dx"), &dx, &dx_ref);
+            assert_close(&format!("{name} dw"), &dw, &dw_ref);
+            assert_close(&format!("{name} db"), &db, &db_ref);
         }
     }
 }

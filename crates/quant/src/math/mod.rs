@@ -6,6 +6,7 @@
 //! ops live in `crates/quant/tests/golden/`.
 mod fixed;
 mod fused;
+pub(crate) use fused::contiguous_flex;
 pub use fused::fused_enabled;
 pub(crate) use fused::{
     ObserveRule, fused_max_abs, fused_min_max, fused_observe, fused_observe_fake_quant,

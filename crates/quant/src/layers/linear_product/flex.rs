@@ -8,6 +8,7 @@ use burn::tensor::{Shape, TensorData};
 use rayon::prelude::*;
 
 use super::LinearKernels;
+use crate::math::contiguous_flex;
 
 /// Products of at least this many multiply-adds run on every rayon thread (burn-flex's own
 /// threshold, so a product is threaded as Burn's matmul would thread it).
@@ -117,11 +118,7 @@ fn product(lhs: FlexTensor, rhs: FlexTensor, bias: Option<&[f32]>) -> FlexTensor
 
 impl LinearKernels for Flex {
     fn linear_with_bias(x: FlexTensor, w: FlexTensor, b: FlexTensor) -> FlexTensor {
-        let b = if b.is_contiguous() {
-            b
-        } else {
-            b.to_contiguous()
-        };
+        let b = contiguous_flex(b);
         let bias = b.as_slice::<f32>().expect("an f32 bias");
         product(x, w, Some(bias))
     }
@@ -131,13 +128,9 @@ impl LinearKernels for Flex {
     }
 
     fn column_sums(x: FlexTensor) -> FlexTensor {
-        let x = if x.is_contiguous() {
-            x
-        } else {
-            x.to_contiguous()
-        };
+        let x = contiguous_flex(x);
         let dims = x.layout().shape();
-        let (rows, n) = (dims[0], dims[1]);
+        let n = dims[1];
         let values = x.as_slice::<f32>().expect("f32 gradients");
         let partial: Vec<Vec<f32>> = values
             .par_chunks(n.max(1) * SUM_ROWS)
@@ -157,7 +150,6 @@ impl LinearKernels for Flex {
                 *s += v;
             }
         }
-        debug_assert!(rows == 0 || n == 0 || values.len() == rows * n);
         FlexTensor::from_data(TensorData::new(sums, Shape::new([n])))
     }
 }

@@ -82,16 +82,12 @@ mod tests {
     use burn::tensor::{Distribution, Tensor};
 
     use super::*;
-    use crate::testing::values;
+    use crate::testing::{self, values};
 
+    /// [`testing::assert_close`] on two matrices of one shape.
     fn assert_close(name: &str, got: Tensor<2>, want: Tensor<2>) {
         assert_eq!(got.dims(), want.dims(), "{name}: shape");
-        for (i, (g, w)) in values(got).iter().zip(values(want)).enumerate() {
-            assert!(
-                (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
-                "{name}[{i}]: {g} against {w}"
-            );
-        }
+        testing::assert_close(name, &values(got), &values(want));
     }
 
     /// `[rows, d_in]` inputs and `[d_in, d_out]` weights, each either contiguous or a

@@ -25,6 +25,8 @@ mod autodiff;
 mod cube;
 mod entry;
 mod flex;
+/// Flex tensors' values, contiguous (copied only when not): for the crate's other Flex kernels.
+pub(crate) use flex::contiguous as contiguous_flex;
 mod host;
 mod observe_rule;
 mod runs;

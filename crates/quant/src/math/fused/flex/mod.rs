@@ -30,7 +30,8 @@ use grid::{Grid, zero_point_grad};
 use mask::apply_bits;
 use parts::{Kernel, NoElementFn, Out, split_work};
 use range::range_per_param;
-use tensors::{contiguous, f32s, flat, pick_rows, row_indices, writable};
+pub(crate) use tensors::contiguous;
+use tensors::{f32s, flat, pick_rows, row_indices, writable};
 
 impl FakeQuantKernels for Flex {
     fn max_abs_per_param(

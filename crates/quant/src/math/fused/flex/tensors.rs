@@ -5,7 +5,7 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::TensorData;
 
 /// A tensor's values as a contiguous `f32` slice owner (copied only when not contiguous).
-pub(super) fn contiguous(t: FlexTensor) -> FlexTensor {
+pub(crate) fn contiguous(t: FlexTensor) -> FlexTensor {
     if t.is_contiguous() {
         t
     } else {
