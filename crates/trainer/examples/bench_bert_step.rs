@@ -96,6 +96,11 @@ fn peak_rss_mb() -> f64 {
 
 fn main() {
     trainer::allocator::keep_freed_memory();
+    // On a pool thread, as the trainer runs (see `trainer::on_compute_pool`).
+    trainer::on_compute_pool(bench);
+}
+
+fn bench() {
     let backend = arg("--backend", "flex");
     let checkpoint_dir = arg(
         "--checkpoint",

@@ -96,6 +96,11 @@ fn arg(name: &str, default: usize) -> usize {
 
 fn main() {
     trainer::allocator::keep_freed_memory();
+    // On a pool thread, as the trainer runs (see `trainer::on_compute_pool`).
+    trainer::on_compute_pool(bench);
+}
+
+fn bench() {
     let rounds = arg("--rounds", 15);
     let steps = arg("--steps", 4);
     // `--only NAME`: float and one variant (for profiling that variant).

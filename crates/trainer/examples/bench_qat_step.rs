@@ -29,6 +29,11 @@ use trainer::{ModelConfig, select_device};
 
 fn main() {
     trainer::allocator::keep_freed_memory();
+    // On a pool thread, as the trainer runs (see `trainer::on_compute_pool`).
+    trainer::on_compute_pool(bench);
+}
+
+fn bench() {
     let backend = arg("--backend", "flex");
     let (batch_size, rounds, steps) = (
         number("--batch", 128),

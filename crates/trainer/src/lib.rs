@@ -10,6 +10,7 @@ pub mod allocator;
 mod backend;
 pub mod checkpoint;
 mod cli;
+mod compute_pool;
 mod config;
 mod dataset;
 mod error;
@@ -29,6 +30,7 @@ mod trainee;
 
 pub use backend::*;
 pub use cli::*;
+pub use compute_pool::*;
 pub use config::*;
 pub use dataset::*;
 pub use error::*;

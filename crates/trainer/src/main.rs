@@ -32,7 +32,8 @@ fn main() {
     if let Err(error) = trainer::install_interrupt_handler() {
         eprintln!("warning: Ctrl-C will not stop training gracefully: {error}");
     }
-    if let Err(error) = trainer::run(cli) {
+    // The run on a rayon pool thread: see `trainer::on_compute_pool` for why.
+    if let Err(error) = trainer::on_compute_pool(|| trainer::run(cli)) {
         eprintln!("error: {error}");
         let code = if matches!(error, trainer::TrainerError::Interrupted { .. }) {
             130
