@@ -23,6 +23,8 @@ mod bert_step;
 mod cnn_step;
 #[path = "../crates/trainer/examples/common/launch_table.rs"]
 mod launch_table;
+#[path = "../crates/trainer/examples/common/optimizer.rs"]
+mod optimizer;
 
 use burn::module::Module;
 use cnn_step::{embedded_batch, read_back, step, variants};

@@ -75,6 +75,8 @@ mod bench_args;
 mod bert_step;
 #[path = "common/launch_table.rs"]
 mod launch_table;
+#[path = "common/optimizer.rs"]
+mod optimizer;
 
 use bench_args::{arg, median, name_thread, number};
 use bert_step::{Source, VARIANTS, Variant, batch, model, step};
@@ -219,6 +221,7 @@ fn bench() {
                     &shape[1].to_string(),
                 ])
                 .args(random_weights.then_some("--random-weights"))
+                .args(optimizer::burn_adamw().then_some("--burn-adamw"))
                 .output()
                 .expect("the bench can run itself");
             // The child's live-heap peaks (resident memory also keeps what setup once used).

@@ -22,6 +22,8 @@ mod bench_args;
 mod cnn_step;
 #[path = "common/launch_table.rs"]
 mod launch_table;
+#[path = "common/optimizer.rs"]
+mod optimizer;
 
 use bench_args::{arg, median, name_thread, number};
 use cnn_step::{embedded_batch, read_back, step, variants};

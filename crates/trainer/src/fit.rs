@@ -10,7 +10,7 @@ use burn::module::ParamGroup;
 use burn::optim::lr_scheduler::LrSchedulerConfig;
 use burn::optim::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLrSchedulerConfig;
-use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer};
+use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::train::metric::store::{Aggregate, Direction, Split};
 use burn::train::metric::{
     CpuMemory, CpuUse, IterationSpeedMetric, LearningRateMetric, LossMetric,
@@ -20,7 +20,7 @@ use burn::train::{Learner, MetricEarlyStoppingStrategy, StoppingCondition, Super
 
 use crate::checkpoint::VerifiedCheckpointer;
 use crate::task::TaskNet;
-use crate::{ProgressLines, StopWatch, Trainee, TrainerError};
+use crate::{FusedAdamWConfig, ProgressLines, StopWatch, Trainee, TrainerError};
 
 /// How to run one stage.
 #[derive(Debug, Clone)]
@@ -62,16 +62,17 @@ pub fn last_checkpoint(dir: &Path) -> Option<usize> {
     crate::checkpoint::last_verified_checkpoint(dir).0
 }
 
-/// AdamW for the weights; with a quantizer learning rate, quantizer parameters (`group`) in an
-/// Adam group of their own, without weight decay.
-fn optimizer(options: &FitOptions, group: &ParamGroup) -> ModuleOptimizer {
-    let weights = AdamWConfig::new()
+/// AdamW for the weights (`FusedAdamW`: Burn's AdamW, one pass per parameter on Flex); with a
+/// quantizer learning rate, quantizer parameters (`group`) in an Adam group of their own, without
+/// weight decay.
+fn optimizer(options: &FitOptions, group: &ParamGroup) -> Result<ModuleOptimizer, TrainerError> {
+    let weights = FusedAdamWConfig::new()
         .with_weight_decay(options.weight_decay as f32)
-        .build();
+        .build()?;
     let optim = ModuleOptimizer::from(weights);
     match options.quant_lr {
-        None => optim,
-        Some(_) => optim.with_group(group.clone(), AdamConfig::new().build(), None),
+        None => Ok(optim),
+        Some(_) => Ok(optim.with_group(group.clone(), AdamConfig::new().build(), None)),
     }
 }
 
@@ -146,7 +147,7 @@ pub fn fit<N: TaskNet>(
         });
     }
     let started = Instant::now();
-    let learner = Learner::new(model, optimizer(options, &quantizer_params), scheduler);
+    let learner = Learner::new(model, optimizer(options, &quantizer_params)?, scheduler);
     let result = crate::while_training(training.interrupter(), || training.launch(learner));
     let seconds = started.elapsed().as_secs_f64();
     if let Some(error) = result.error {

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
 use burn::train::TrainStep;
 use data::{TextBatch, TokenIds};
@@ -130,12 +130,12 @@ pub struct Variant {
 }
 
 impl Variant {
-    /// `model` with a fresh AdamW (weight decay 0.01, as the trainer's BERT tasks use).
+    /// `model` with a fresh AdamW (the trainer's, weight decay 0.01 as its BERT tasks use).
     pub fn new(name: &'static str, model: Trainee<BertForSequenceClassification>) -> Self {
         Variant {
             name,
             model: Some(model),
-            optim: AdamWConfig::new().with_weight_decay(0.01).build().into(),
+            optim: super::optimizer::adamw(0.01),
             samples_ms: Vec::new(),
         }
     }

@@ -6,7 +6,7 @@
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
-use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 use burn::train::TrainStep;
 use data::{ImageBatch, ImageBatcher, read_idx_images};
@@ -55,7 +55,7 @@ pub fn variants(model: &ModelConfig, batch: &ImageBatch, device: &Device) -> [Va
         Variant {
             name,
             model: Some(Trainee::new(net, None)),
-            optim: AdamWConfig::new().build().into(),
+            optim: super::optimizer::adamw(1e-4),
             samples_ms: Vec::new(),
         }
     };
