@@ -8,17 +8,55 @@ use super::super::runs::split_min;
 /// Mask bytes per rayon task when a large gradient is masked (8 elements per byte).
 const MASK_CHUNK: usize = 1 << 12;
 
+/// Each mask byte's eight bits as eight factors (`1.0` kept, `0.0` clipped): one row multiplies
+/// eight gradients in a vector load. Testing the bits lane by lane compiled to scalar code and
+/// took 2× as long (786,432 elements, cache-warm: 370–440 µs → 200 µs; a plain scaling pass of
+/// the same gradient, the memory floor, 95 µs).
+static BYTE_FACTORS: [[f32; 8]; 256] = byte_factors();
+
+const fn byte_factors() -> [[f32; 8]; 256] {
+    let mut table = [[0.0; 8]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let mut k = 0;
+        while k < 8 {
+            if (byte >> k) & 1 == 1 {
+                table[byte][k] = 1.0;
+            }
+            k += 1;
+        }
+        byte += 1;
+    }
+    table
+}
+
+/// One chunk of [`apply_bits`], as a pulp op so the loop is compiled for AVX-512 / AVX2.
+struct MaskChunk<'a> {
+    grad: &'a mut [f32],
+    bits: &'a [u8],
+}
+
+impl pulp::WithSimd for MaskChunk<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        // `grad · factor` (not a select), so a NaN or infinite gradient stays one where kept and
+        // becomes NaN where clipped, as `grad * mask` does in PyTorch's backward.
+        for (g, &byte) in self.grad.chunks_mut(8).zip(self.bits) {
+            for (g, factor) in g.iter_mut().zip(&BYTE_FACTORS[byte as usize]) {
+                *g *= factor;
+            }
+        }
+    }
+}
+
 /// `grad · mask` in place, for a mask packed 8 elements to a byte (element `8i + k` in bit `k`
 /// of byte `i`); split across rayon's workers only for tensors as large as the other kernels
 /// split (see [`split_min`]).
 pub(super) fn apply_bits(grad: &mut [f32], bits: &[u8]) {
-    let mask_chunk = |g: &mut [f32], bits: &[u8]| {
-        for (g, &byte) in g.chunks_mut(8).zip(bits) {
-            for (k, g) in g.iter_mut().enumerate() {
-                *g *= ((byte >> k) & 1) as f32;
-            }
-        }
-    };
+    let arch = pulp::Arch::new();
+    let mask_chunk = |grad: &mut [f32], bits: &[u8]| arch.dispatch(MaskChunk { grad, bits });
     if grad.len() < split_min(rayon::current_num_threads()) {
         mask_chunk(grad, bits);
         return;
