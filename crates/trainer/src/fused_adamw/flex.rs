@@ -13,13 +13,12 @@ use super::{AdamWKernels, AdamWScalars};
 /// 11.7 M-element word table alike.
 const CHUNK: usize = 1 << 14;
 
-/// A tensor whose memory this kernel may write: `t` itself when it is contiguous from offset 0 and
-/// not shared (the usual case: the optimizer hands over the only reference), a contiguous copy
-/// otherwise.
+/// A tensor whose memory this kernel may write from element 0: `t` itself when it is contiguous
+/// from offset 0 (the usual case; `storage_mut` copies it first if its memory is shared), a
+/// contiguous copy otherwise.
 fn owned(t: FlexTensor) -> FlexTensor {
     let n = t.layout().num_elements();
-    let whole = t.is_contiguous() && t.layout().contiguous_offsets() == Some((0, n));
-    if whole && t.is_unique() {
+    if t.is_contiguous() && t.layout().contiguous_offsets() == Some((0, n)) {
         t
     } else {
         t.to_contiguous()
