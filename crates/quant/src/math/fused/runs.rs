@@ -22,9 +22,13 @@ pub(super) type Run = (usize, usize, usize, usize);
 /// microseconds. Measured with the fake-quant bench's model (3×Linear 512, LSQ W4A4):
 /// - on a 16-core Xeon, parts of 2^13–2^14 elements cut LSQ's forward + backward overhead from
 ///   2.5–2.8 ms to 2.0–2.2 ms a step (the step ratio from 1.25–1.27× to 1.23×);
-/// - on a shared 2-core VM, splitting 2^17–2^18-element tensors in two made the step slower
-///   (waking the other worker there costs tens of microseconds), so with fewer than 4 threads
-///   only tensors of 2^20 elements or more are split.
+/// - on a shared 2-core VM, splitting the fake-quant bench's 2^17-element tensors in two makes
+///   its step slower (waking the other worker costs tens of microseconds: W8A8 1.11–1.12× →
+///   1.14–1.17× float, LSQ ÷ `float_dx` 1.14–1.17× → 1.18–1.20×), while splitting MiniLM's
+///   786,432-element activations (parts of 2^18–2^19) makes its QAT step faster, now that the
+///   step runs on a pool thread (`trainer::on_compute_pool`): W8A8 ÷ float median 1.08–1.09× →
+///   1.06× over 5 + 5 alternating runs (2026-12-07). So with fewer than 4 threads a part has at
+///   least 2^18 elements (tensors of 2^19 or more are split).
 ///
 /// `QUANT_SPLIT_MIN` (elements) overrides it, for tuning on other machines.
 pub(super) fn split_min(threads: usize) -> usize {
@@ -35,7 +39,7 @@ pub(super) fn split_min(threads: usize) -> usize {
             .and_then(|v| v.parse().ok())
             .filter(|&v| v > 0)
     });
-    from_env.unwrap_or(if threads >= 4 { 1 << 14 } else { 1 << 19 })
+    from_env.unwrap_or(if threads >= 4 { 1 << 14 } else { 1 << 18 })
 }
 
 impl Runs {
