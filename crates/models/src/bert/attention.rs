@@ -3,13 +3,12 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 use quant::{
     LayerKind, QuantError, QuantLinear, QuantLinearConfig, QuantMapping, QuantStub, Quantizer,
 };
 
-use crate::kernels::dropout;
+use crate::kernels::{dropout, masked_softmax};
 
 use super::{BertConfig, BertOutput, stub};
 
@@ -152,8 +151,8 @@ impl BertSelfAttention {
         quant::program::record_integer_input("attention QKᵀ (query)", &q);
         quant::program::record_integer_input("attention QKᵀ (key)", &k);
         let scale = 1.0 / ((hidden / self.heads) as f64).sqrt();
-        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale) + mask.clone();
-        let probs = dropout(&self.dropout, softmax(scores, 3));
+        let scores = q.matmul(k.swap_dims(2, 3));
+        let probs = dropout(&self.dropout, masked_softmax(scores, scale, mask));
         let probs = self.probs_quant.forward(probs);
         quant::program::record_integer_input("attention probs·V (probs)", &probs);
         quant::program::record_integer_input("attention probs·V (value)", &v);

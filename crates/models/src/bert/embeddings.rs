@@ -9,7 +9,7 @@ use quant::{
     QuantStubConfig,
 };
 
-use crate::kernels::dropout;
+use crate::kernels::{dropout, layer_norm};
 
 use super::BertConfig;
 
@@ -33,6 +33,8 @@ pub struct BertEmbeddings {
     /// Quantizer of the normalised embeddings, read by the first layer's projections.
     pub output_quant: QuantStub,
     dropout: Dropout,
+    /// `layer_norm`'s epsilon, for the fused kernel (Burn's `LayerNorm` keeps its own private).
+    layer_norm_eps: f64,
 }
 
 impl BertEmbeddings {
@@ -49,6 +51,7 @@ impl BertEmbeddings {
                 .init(device),
             output_quant: QuantStubConfig::new(hidden).init(device),
             dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+            layer_norm_eps: config.layer_norm_eps,
         }
     }
 
@@ -87,7 +90,10 @@ impl BertEmbeddings {
         let x = self.word_embeddings.forward(input_ids)
             + self.position_embeddings.forward(positions)
             + self.token_type_embeddings.forward(types);
-        let x = dropout(&self.dropout, self.layer_norm.forward(x));
+        let x = dropout(
+            &self.dropout,
+            layer_norm(&self.layer_norm, x, self.layer_norm_eps),
+        );
         let q = self.output_quant.forward(x.clone());
         (x, q)
     }

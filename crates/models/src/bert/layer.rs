@@ -1,6 +1,6 @@
 //! [`BertLayer`]: one post-norm encoder layer (attention block, then feed-forward block).
 
-use crate::kernels::{dropout, gelu};
+use crate::kernels::{dropout, gelu, layer_norm};
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Tensor};
@@ -35,6 +35,8 @@ pub struct BertOutput {
     /// Quantizer of the normalised output.
     pub output_quant: QuantStub,
     dropout: Dropout,
+    /// `layer_norm`'s epsilon, for the fused kernel (Burn's `LayerNorm` keeps its own private).
+    layer_norm_eps: f64,
 }
 
 /// One encoder layer. Parameter paths as Hugging Face's `BertLayer`, with `self_attention` for
@@ -113,6 +115,7 @@ impl BertOutput {
                 .init(device),
             output_quant: quant::QuantStubConfig::new(hidden).init(device),
             dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+            layer_norm_eps: config.layer_norm_eps,
         }
     }
 
@@ -136,7 +139,7 @@ impl BertOutput {
         producer: Option<&Quantizer>,
     ) -> (Tensor<3>, Tensor<3>) {
         let y = dropout(&self.dropout, self.dense.forward_from(x, producer));
-        let y = self.layer_norm.forward(y + residual);
+        let y = layer_norm(&self.layer_norm, y + residual, self.layer_norm_eps);
         let q = self.output_quant.forward(y.clone());
         (y, q)
     }

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use super::TransformerKernels;
 use super::approx::{erf, exp_nonpositive, hash};
+use super::{layer_norm, softmax};
 
 /// Elements per rayon task: large enough to amortise scheduling, small enough to balance.
 const CHUNK: usize = 1 << 15;
@@ -96,6 +97,19 @@ fn filled(like: &FlexTensor, fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Syn
     FlexTensor::from_data(TensorData::new(out, shape))
 }
 
+/// A row kernel's operand's values.
+fn f32s(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>()
+        .expect("the row kernels take f32 tensors")
+}
+
+/// `grad` itself when it is one contiguous block of `n` elements (a backward kernel then writes
+/// over the incoming gradient: no allocation when autodiff hands it over), else a copy that is.
+fn whole_or_copy(grad: FlexTensor, n: usize) -> FlexTensor {
+    let whole = grad.is_contiguous() && grad.layout().contiguous_offsets() == Some((0, n));
+    if whole { grad } else { grad.to_contiguous() }
+}
+
 impl TransformerKernels for Flex {
     fn fast_gelu(x: FlexTensor) -> FlexTensor {
         let x = values(&x);
@@ -110,10 +124,7 @@ impl TransformerKernels for Flex {
     fn fast_gelu_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
         let x = values(&x);
         let xs = x.as_slice::<f32>().expect("gelu takes f32 tensors");
-        let n = xs.len();
-        // Written over the incoming gradient: no allocation when autodiff hands it over.
-        let whole = grad.is_contiguous() && grad.layout().contiguous_offsets() == Some((0, n));
-        let mut dx = if whole { grad } else { grad.to_contiguous() };
+        let mut dx = whole_or_copy(grad, xs.len());
         let arch = pulp::Arch::new();
         dx.storage_mut::<f32>()
             .par_chunks_mut(CHUNK)
@@ -122,6 +133,63 @@ impl TransformerKernels for Flex {
                 let x = &xs[k * CHUNK..k * CHUNK + grad.len()];
                 arch.dispatch(Chunk::GeluBackward { x, grad });
             });
+        dx
+    }
+
+    fn fast_layer_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f32,
+    ) -> FlexTensor {
+        let (x, gamma, beta) = (values(&x), values(&gamma), values(&beta));
+        let (xs, gamma, beta) = (f32s(&x), f32s(&gamma), f32s(&beta));
+        let shape = x.layout().shape().clone();
+        let n = xs.len();
+        let mut out = Vec::with_capacity(n);
+        layer_norm::forward(xs, &mut out.spare_capacity_mut()[..n], gamma, beta, epsilon);
+        // SAFETY: `forward` writes every element of every row, and the rows cover all `n`.
+        unsafe { out.set_len(n) };
+        FlexTensor::from_data(TensorData::new(out, shape))
+    }
+
+    fn fast_layer_norm_backward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        grad: FlexTensor,
+        epsilon: f32,
+    ) -> (FlexTensor, (FlexTensor, FlexTensor)) {
+        let (x, gamma) = (values(&x), values(&gamma));
+        let (xs, gammas) = (f32s(&x), f32s(&gamma));
+        let mut dx = whole_or_copy(grad, xs.len());
+        let (dgamma, dbeta) = layer_norm::backward(xs, dx.storage_mut::<f32>(), gammas, epsilon);
+        let shape = gamma.layout().shape().clone();
+        let param = |v: Vec<f32>| FlexTensor::from_data(TensorData::new(v, shape.clone()));
+        (dx, (param(dgamma), param(dbeta)))
+    }
+
+    fn fast_masked_softmax(scores: FlexTensor, mask: FlexTensor, scale: f32) -> FlexTensor {
+        let (scores, mask) = (values(&scores), values(&mask));
+        let shape = scores.layout().shape().clone();
+        let rows = softmax::Rows {
+            keys: shape[3],
+            rows_per_batch: shape[1] * shape[2],
+        };
+        let (xs, mask) = (f32s(&scores), f32s(&mask));
+        let n = xs.len();
+        let mut out = Vec::with_capacity(n);
+        softmax::forward(xs, &mut out.spare_capacity_mut()[..n], mask, rows, scale);
+        // SAFETY: `forward` writes every element of every row, and the rows cover all `n`.
+        unsafe { out.set_len(n) };
+        FlexTensor::from_data(TensorData::new(out, shape))
+    }
+
+    fn fast_masked_softmax_backward(y: FlexTensor, grad: FlexTensor, scale: f32) -> FlexTensor {
+        let y = values(&y);
+        let keys = *y.layout().shape().last().expect("scores have a keys axis");
+        let ys = f32s(&y);
+        let mut dx = whole_or_copy(grad, ys.len());
+        softmax::backward(ys, dx.storage_mut::<f32>(), keys, scale);
         dx
     }
 
