@@ -17,6 +17,8 @@
 //! (a data-loader worker batching tensors) never waits behind the training loop holding a thread
 //! of the pool it needs: with a single-thread pool that would deadlock.
 
+use crate::denormals::{DENORMALS_VAR, flush_denormals_on_this_thread, flush_denormals_wanted};
+
 /// The stack of each of the pool's threads: the 8 MiB a Linux main thread gets, since the
 /// trainer's whole run (deep autodiff graphs, recursive module visitors) moves onto one of them;
 /// rayon's default would be Rust's 2 MiB for spawned threads.
@@ -27,9 +29,11 @@ pub const COMPUTE_STACK_BYTES: usize = 8 << 20;
 pub const COMPUTE_POOL_VAR: &str = "TRAINER_COMPUTE_POOL";
 
 /// Runs `work` on a thread of a new rayon pool with one thread per core (or `RAYON_NUM_THREADS`),
-/// and returns its result; the parallel kernels that `work` calls run on that pool. A panic in
-/// `work` resumes on the caller. With [`COMPUTE_POOL_VAR`]` = off`, or if the pool cannot be built
-/// (the OS refused a thread), `work` runs on the caller's thread.
+/// and returns its result; the parallel kernels that `work` calls run on that pool, whose threads
+/// flush subnormal floats to zero (see [`crate::denormals`]; [`DENORMALS_VAR`]` = keep` leaves
+/// them alone). A panic in `work` resumes on the caller. With [`COMPUTE_POOL_VAR`]` = off`, or
+/// if the pool cannot be built (the OS refused a thread), `work` runs on the caller's thread, as
+/// it is (subnormals kept).
 pub fn on_compute_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     if std::env::var(COMPUTE_POOL_VAR).is_ok_and(|v| v.eq_ignore_ascii_case("off")) {
         return work();
@@ -37,6 +41,11 @@ pub fn on_compute_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     let pool = rayon::ThreadPoolBuilder::new()
         .stack_size(COMPUTE_STACK_BYTES)
         .thread_name(|i| format!("compute-{i}"))
+        .start_handler(|_| {
+            if flush_denormals_wanted() {
+                flush_denormals_on_this_thread();
+            }
+        })
         .build();
     match pool {
         // `install` resumes a panic of `work` on this thread.
@@ -74,6 +83,19 @@ mod tests {
             .filter(|&n: &usize| n > 0)
             .unwrap_or(cores);
         assert_eq!(threads, expected);
+    }
+
+    /// Every thread of the pool flushes subnormals (the variable that turns it off is not set
+    /// in the tests), the one running the work and the ones its parallel calls run on.
+    #[test]
+    fn the_pools_threads_flush_denormals() {
+        assert!(flush_denormals_wanted(), "{DENORMALS_VAR} is set");
+        let flushed =
+            on_compute_pool(|| rayon::broadcast(|_| crate::denormals::flushes_denormals()));
+        assert!(
+            !flushed.is_empty() && flushed.iter().all(|&f| f),
+            "{flushed:?}"
+        );
     }
 
     /// A parallel kernel called from the work returns the same result as on the caller's thread

@@ -13,6 +13,7 @@ mod cli;
 mod compute_pool;
 mod config;
 mod dataset;
+pub mod denormals;
 mod error;
 mod fit;
 mod fused_adamw;
