@@ -84,9 +84,15 @@ mod tests {
             assert!(flush_denormals_on_this_thread());
             // Bits, not `== 0.0`: under DAZ the comparison itself reads a subnormal as zero.
             // A subnormal input read as zero (DAZ), though the product would be normal...
-            assert_eq!(black_box(black_box(1e-40_f32) * black_box(1e30)).to_bits(), 0);
+            assert_eq!(
+                black_box(black_box(1e-40_f32) * black_box(1e30)).to_bits(),
+                0
+            );
             // ...and a subnormal result written as zero (FTZ).
-            assert_eq!(black_box(black_box(f32::MIN_POSITIVE) * black_box(0.5)).to_bits(), 0);
+            assert_eq!(
+                black_box(black_box(f32::MIN_POSITIVE) * black_box(0.5)).to_bits(),
+                0
+            );
             assert!(flushes_denormals());
             assert_eq!(black_box(black_box(3.0_f32) * black_box(0.5)), 1.5);
         })

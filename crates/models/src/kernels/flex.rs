@@ -81,20 +81,28 @@ fn values(x: &FlexTensor) -> FlexTensor {
     }
 }
 
-/// A fresh `f32` tensor shaped like `like`, every element written chunk by chunk by
-/// `fill(chunk index, chunk)` (into uninitialised memory: no zeroing pass first).
-fn filled(like: &FlexTensor, fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync) -> FlexTensor {
+/// A fresh `f32` tensor shaped like `like`, its elements written by `write_all` into
+/// uninitialised memory (no zeroing pass first). `write_all` must write every element.
+fn written(like: &FlexTensor, write_all: impl FnOnce(&mut [MaybeUninit<f32>])) -> FlexTensor {
     let shape = like.layout().shape().clone();
     let n = shape.num_elements();
     let mut out = Vec::with_capacity(n);
-    out.spare_capacity_mut()[..n]
-        .par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(k, chunk)| fill(k, chunk));
-    // SAFETY: the chunks cover all `n` elements and every `fill` (the `Gelu` and `Mask` kernels)
-    // writes each element of its chunk.
+    write_all(&mut out.spare_capacity_mut()[..n]);
+    // SAFETY: every caller's `write_all` writes each of the `n` elements: `filled`'s chunks
+    // cover them all, and the row kernels (`layer_norm::forward`, `softmax::forward`) write
+    // every element of every row.
     unsafe { out.set_len(n) };
     FlexTensor::from_data(TensorData::new(out, shape))
+}
+
+/// A fresh `f32` tensor shaped like `like`, every element written chunk by chunk by
+/// `fill(chunk index, chunk)` (the `Gelu` and `Mask` kernels, which write each element).
+fn filled(like: &FlexTensor, fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync) -> FlexTensor {
+    written(like, |out| {
+        out.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(k, chunk)| fill(k, chunk))
+    })
 }
 
 /// A row kernel's operand's values.
@@ -144,13 +152,7 @@ impl TransformerKernels for Flex {
     ) -> FlexTensor {
         let (x, gamma, beta) = (values(&x), values(&gamma), values(&beta));
         let (xs, gamma, beta) = (f32s(&x), f32s(&gamma), f32s(&beta));
-        let shape = x.layout().shape().clone();
-        let n = xs.len();
-        let mut out = Vec::with_capacity(n);
-        layer_norm::forward(xs, &mut out.spare_capacity_mut()[..n], gamma, beta, epsilon);
-        // SAFETY: `forward` writes every element of every row, and the rows cover all `n`.
-        unsafe { out.set_len(n) };
-        FlexTensor::from_data(TensorData::new(out, shape))
+        written(&x, |out| layer_norm::forward(xs, out, gamma, beta, epsilon))
     }
 
     fn fast_layer_norm_backward(
@@ -176,12 +178,7 @@ impl TransformerKernels for Flex {
             rows_per_batch: shape[1] * shape[2],
         };
         let (xs, mask) = (f32s(&scores), f32s(&mask));
-        let n = xs.len();
-        let mut out = Vec::with_capacity(n);
-        softmax::forward(xs, &mut out.spare_capacity_mut()[..n], mask, rows, scale);
-        // SAFETY: `forward` writes every element of every row, and the rows cover all `n`.
-        unsafe { out.set_len(n) };
-        FlexTensor::from_data(TensorData::new(out, shape))
+        written(&scores, |out| softmax::forward(xs, out, mask, rows, scale))
     }
 
     fn fast_masked_softmax_backward(y: FlexTensor, grad: FlexTensor, scale: f32) -> FlexTensor {
