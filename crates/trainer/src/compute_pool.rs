@@ -17,7 +17,7 @@
 //! (a data-loader worker batching tensors) never waits behind the training loop holding a thread
 //! of the pool it needs: with a single-thread pool that would deadlock.
 
-use crate::denormals::{DENORMALS_VAR, flush_denormals_on_this_thread, flush_denormals_wanted};
+use crate::denormals::{flush_denormals_on_this_thread, flush_denormals_wanted};
 
 /// The stack of each of the pool's threads: the 8 MiB a Linux main thread gets, since the
 /// trainer's whole run (deep autodiff graphs, recursive module visitors) moves onto one of them;
@@ -30,7 +30,7 @@ pub const COMPUTE_POOL_VAR: &str = "TRAINER_COMPUTE_POOL";
 
 /// Runs `work` on a thread of a new rayon pool with one thread per core (or `RAYON_NUM_THREADS`),
 /// and returns its result; the parallel kernels that `work` calls run on that pool, whose threads
-/// flush subnormal floats to zero (see [`crate::denormals`]; [`DENORMALS_VAR`]` = keep` leaves
+/// flush subnormal floats to zero (see [`crate::denormals`]; [`crate::denormals::DENORMALS_VAR`]` = keep` leaves
 /// them alone). A panic in `work` resumes on the caller. With [`COMPUTE_POOL_VAR`]` = off`, or
 /// if the pool cannot be built (the OS refused a thread), `work` runs on the caller's thread, as
 /// it is (subnormals kept).
@@ -89,7 +89,7 @@ mod tests {
     /// in the tests), the one running the work and the ones its parallel calls run on.
     #[test]
     fn the_pools_threads_flush_denormals() {
-        assert!(flush_denormals_wanted(), "{DENORMALS_VAR} is set");
+        assert!(flush_denormals_wanted(), "{} is set", crate::denormals::DENORMALS_VAR);
         let flushed =
             on_compute_pool(|| rayon::broadcast(|_| crate::denormals::flushes_denormals()));
         assert!(
