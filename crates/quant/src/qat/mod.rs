@@ -13,16 +13,21 @@
 //! - [`quantizer_params`]: the learned quantizer parameters (LSQ step sizes, zero points, PACT
 //!   clips) as a `ParamGroup`, for their own optimizer group without weight decay;
 //! - [`storage_bytes`]: the deployed size of any module, as its quantizers store it;
-//! - [`materialize`]: fold weight quantizers into plain (fake-quantized) weights.
+//! - [`materialize`]: fold weight quantizers into plain (fake-quantized) weights;
+//! - [`quant_units`]: a model's quantized layers and ops, each a [`QuantUnit`] whose mapping rule
+//!   leaves it in float or gives it other quantizers (sensitivity analysis, mixed precision), and
+//!   [`sqnr_db`] / [`agreement`] to compare a quantized model's outputs with the float model's.
 mod calibrate;
 mod prepare;
 mod schedule;
 mod storage;
+mod units;
 
 pub use calibrate::*;
 pub use prepare::*;
 pub use schedule::*;
 pub use storage::*;
+pub use units::*;
 
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
 use burn::tensor::Tensor;

@@ -59,14 +59,20 @@ pub fn prepare<M: Module>(
 /// Paths of the quantizers `model` has: `(weight quantizers, activation quantizers)`, in traversal
 /// order (what a benchmark divides the cost of QAT by).
 pub fn quantizer_paths<M: Module>(model: &M) -> (Vec<String>, Vec<String>) {
-    let mut finder = QuantizerFinder::default();
-    model.visit(&mut finder);
-    let (weights, activations): (Vec<_>, Vec<_>) =
-        finder.found.into_iter().partition(|(_, weight)| *weight);
+    let (weights, activations): (Vec<_>, Vec<_>) = quantizers_in_order(model)
+        .into_iter()
+        .partition(|(_, weight)| *weight);
     (
         weights.into_iter().map(|(p, _)| p).collect(),
         activations.into_iter().map(|(p, _)| p).collect(),
     )
+}
+
+/// Paths of the quantizers `model` has in traversal order, each with whether it quantizes a weight.
+pub(crate) fn quantizers_in_order<M: Module>(model: &M) -> Vec<(String, bool)> {
+    let mut finder = QuantizerFinder::default();
+    model.visit(&mut finder);
+    finder.found
 }
 
 /// Finds the quantizers a model already has: `(path, is a weight quantizer)`.
