@@ -14,7 +14,7 @@ use quant::QuantMapping;
 
 use super::{
     Evaluation, Parity, Part, Prediction, Task, TaskNet, argmax_rows, artifact_labels,
-    engine_logits, host, top_label,
+    engine_logits, host, ints, top_label,
 };
 use crate::report::ClassificationReport;
 use crate::{
@@ -81,27 +81,22 @@ pub fn classification_output(
     ClassificationOutput::new(loss, logits, targets)
 }
 
-/// Predicted and true classes of every item a loader yields, for a network's logits.
+/// Predicted and true classes of every item a loader yields, for a network's logits; and those
+/// logits, `[items, classes]` row-major.
 pub fn predictions<B>(
     loader: Arc<dyn DataLoader<B>>,
     mut logits_and_targets: impl FnMut(B) -> (Tensor<2>, Tensor<1, burn::tensor::Int>),
-) -> (Vec<usize>, Vec<usize>) {
-    let ints = |t: Tensor<1, burn::tensor::Int>| -> Vec<usize> {
-        t.into_data()
-            .convert::<i64>()
-            .try_into_vec::<i64>()
-            .expect("an int tensor")
-            .into_iter()
-            .map(|v| v as usize)
-            .collect()
-    };
-    let (mut predicted, mut actual) = (Vec::new(), Vec::new());
+) -> (Vec<usize>, Vec<usize>, Vec<f32>) {
+    let (mut predicted, mut actual, mut all) = (Vec::new(), Vec::new(), Vec::new());
     for batch in loader.iter().flatten() {
         let (logits, targets) = logits_and_targets(batch);
-        predicted.extend(ints(logits.argmax(1).reshape([-1])));
+        let [_, classes] = logits.dims();
+        let values = host(logits);
+        predicted.extend(argmax_rows(&values, classes));
         actual.extend(ints(targets));
+        all.extend(values);
     }
-    (predicted, actual)
+    (predicted, actual, all)
 }
 
 /// The evaluation of a classification: accuracy as headline, the per-class report.
@@ -175,15 +170,16 @@ impl Task for ImageTask {
         )
     }
 
-    fn evaluate(&self, net: &Net, device: &Device) -> Evaluation {
+    fn evaluate_with_logits(&self, net: &Net, device: &Device) -> (Evaluation, Vec<f32>) {
         let loader = self.loader(Part::Test, None).to_device(device);
-        let (predicted, actual) =
+        let (predicted, actual, logits) =
             predictions(loader, |batch| (net.forward(batch.images), batch.targets));
         let classes: Vec<&str> = self.splits.classes.iter().map(String::as_str).collect();
-        classification_evaluation(
+        let evaluation = classification_evaluation(
             ClassificationReport::new(&predicted, &actual, &classes),
             BTreeMap::new(),
-        )
+        );
+        (evaluation, logits)
     }
 
     fn export(

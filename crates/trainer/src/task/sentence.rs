@@ -153,12 +153,12 @@ impl Task for SentenceTask {
         Ok(net)
     }
 
-    fn evaluate(&self, net: &Self::Net, device: &Device) -> Evaluation {
+    fn evaluate_with_logits(&self, net: &Self::Net, device: &Device) -> (Evaluation, Vec<f32>) {
         let loader = self.loader(Part::Test, None).to_device(device);
-        let (predicted, actual) = predictions(loader, |batch| {
+        let (predicted, actual, logits) = predictions(loader, |batch| {
             (net.forward(bert_input(batch.tokens)), batch.targets)
         });
-        self.scores(&predicted, &actual)
+        (self.scores(&predicted, &actual), logits)
     }
 
     fn export(

@@ -197,14 +197,16 @@ impl TokenTask {
     }
 
     /// The predicted tag of every test word: the prediction on its first sub-token, `O` for words
-    /// cut off by truncation.
-    fn predicted_tags(&self, net: &BertForTokenClassification, device: &Device) -> Vec<Vec<usize>> {
-        let (tags, _) = self
-            .tags_by(device, |batch| {
-                Ok(host(net.forward(bert_input(batch.tokens.clone()))))
-            })
-            .expect("the fake-quant model always predicts");
-        tags
+    /// cut off by truncation; and the logits of every scored token, in order.
+    fn predicted_tags(
+        &self,
+        net: &BertForTokenClassification,
+        device: &Device,
+    ) -> (Vec<Vec<usize>>, Vec<f32>) {
+        self.tags_by(device, |batch| {
+            Ok(host(net.forward(bert_input(batch.tokens.clone()))))
+        })
+        .expect("the fake-quant model always predicts")
     }
 
     /// Predicted tags of every test sentence (one per word), with `logits` giving a batch's
@@ -340,8 +342,9 @@ impl Task for TokenTask {
         Ok(net)
     }
 
-    fn evaluate(&self, net: &Self::Net, device: &Device) -> Evaluation {
-        self.scores(&self.predicted_tags(net, device))
+    fn evaluate_with_logits(&self, net: &Self::Net, device: &Device) -> (Evaluation, Vec<f32>) {
+        let (tags, logits) = self.predicted_tags(net, device);
+        (self.scores(&tags), logits)
     }
 
     fn export(
