@@ -63,6 +63,11 @@ pub enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Which layers lose the accuracy: each quantized layer (or op) of each scheme left in float
+    /// in turn, calibrated as PTQ and scored against the float and fully quantized models; then
+    /// the most sensitive left out together, a mixed-precision plan with its size and mapping
+    /// rules. Writes `sensitivity-<scheme>/report.{md,json}`; needs the float model (`train`).
+    Sensitivity(crate::stages::SensitivityOptions),
     /// train → ptq → qat → export → report (the default).
     Pipeline,
 }

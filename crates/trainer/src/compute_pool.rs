@@ -89,7 +89,11 @@ mod tests {
     /// in the tests), the one running the work and the ones its parallel calls run on.
     #[test]
     fn the_pools_threads_flush_denormals() {
-        assert!(flush_denormals_wanted(), "{} is set", crate::denormals::DENORMALS_VAR);
+        assert!(
+            flush_denormals_wanted(),
+            "{} is set",
+            crate::denormals::DENORMALS_VAR
+        );
         let flushed =
             on_compute_pool(|| rayon::broadcast(|_| crate::denormals::flushes_denormals()));
         assert!(

@@ -3,7 +3,8 @@
 use burn::tensor::Device;
 
 use crate::stages::{
-    Context, Existing, Unexportable, eval, export, finish, infer, pipeline, ptq, qat, train,
+    Context, Existing, Unexportable, eval, export, finish, infer, pipeline, ptq, qat, sensitivity,
+    train,
 };
 use crate::task::{ImageTask, SentenceTask, Task, TokenTask};
 use crate::{Cli, Command, RunConfig, TaskKind, TrainerError, select_device};
@@ -66,6 +67,7 @@ fn run_task<T: Task>(ctx: Context<T>, command: Option<Command>) -> Result<(), Tr
         Command::Eval { checkpoint } => eval(&ctx, checkpoint.as_deref()),
         Command::Export => export(&ctx, Unexportable::Fail).and_then(|_| finish(&ctx)),
         Command::Infer { .. } => unreachable!("handled before a run context is built"),
+        Command::Sensitivity(options) => sensitivity(&ctx, &options),
         Command::Pipeline => pipeline(&ctx),
     }?;
     let device: &Device = &ctx.device;

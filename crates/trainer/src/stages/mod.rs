@@ -1,4 +1,4 @@
-//! The trainer's commands: `train`, `ptq`, `qat`, `export`, `infer`, `eval` and `pipeline`, over a shared [`Context`].
+//! The trainer's commands: `train`, `ptq`, `qat`, `export`, `infer`, `eval`, `sensitivity` and `pipeline`, over a shared [`Context`].
 mod artifact;
 mod context;
 mod evaluate;
@@ -7,6 +7,7 @@ mod infer;
 mod pipeline;
 mod ptq;
 mod qat;
+mod sensitivity;
 mod train;
 
 pub use artifact::*;
@@ -17,4 +18,5 @@ pub use infer::*;
 pub use pipeline::*;
 pub use ptq::*;
 pub use qat::*;
+pub use sensitivity::*;
 pub use train::*;

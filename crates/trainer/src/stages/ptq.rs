@@ -14,16 +14,7 @@ pub fn calibrated_model<T: Task>(
     scheme: &Scheme,
     device: &Device,
 ) -> Result<T::Net, TrainerError> {
-    let float_dir = ctx.stage_dir("float", None);
-    let (float, _) = load_model(&ctx.task, &float_dir, device).map_err(|e| match e {
-        TrainerError::Checkpoint { path, message } => TrainerError::Checkpoint {
-            path,
-            message: format!(
-                "{message} (run `train` first: PTQ and QAT start from the float model)"
-            ),
-        },
-        other => other,
-    })?;
+    let float = float_model(ctx, device, "PTQ and QAT start")?;
     let net = float.quantized(&scheme.mapping)?;
     let loader = ctx.task.loader(Part::Train, None).to_device(device);
     let batches = loader
@@ -33,6 +24,24 @@ pub fn calibrated_model<T: Task>(
     Ok(quant::qat::calibrate(net, batches, |net, batch| {
         net.step(batch);
     }))
+}
+
+/// The run's float model on `device`; a missing one is an error saying to run `train` first,
+/// since `what` starts from it (`PTQ and QAT start`).
+pub fn float_model<T: Task>(
+    ctx: &Context<T>,
+    device: &Device,
+    what: &str,
+) -> Result<T::Net, TrainerError> {
+    let dir = ctx.stage_dir("float", None);
+    let (float, _) = load_model(&ctx.task, &dir, device).map_err(|e| match e {
+        TrainerError::Checkpoint { path, message } => TrainerError::Checkpoint {
+            path,
+            message: format!("{message} (run `train` first: {what} from the float model)"),
+        },
+        other => other,
+    })?;
+    Ok(float)
 }
 
 /// Post-training quantizes the float model with every scheme into `runs/<name>/ptq-<scheme>/`.

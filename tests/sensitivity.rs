@@ -1,0 +1,262 @@
+//! `trainer sensitivity` end to end on the embedded Fashion-MNIST subset: every LeNet unit left
+//! out in turn, the plan's rows, and the two rows whose answers are known without the analysis —
+//! every unit in float is the float model, every unit at W8A8 is the W8A8 scheme —, its resume
+//! after an interruption, and its errors for bad options.
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+const UNITS: [&str; 5] = ["input_quant", "conv1", "conv2", "fc1", "fc2"];
+
+/// A trained float LeNet (one epoch) in a run with schemes W8A8 and W4A4.
+fn trained(test: &str) -> std::path::PathBuf {
+    let runs = temp_runs(test);
+    let output = run(&runs, &with_quick(&["--set", "name=\"s\"", "train"]));
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "train:\n{stdout}\n{stderr}");
+    runs
+}
+
+fn with_quick<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut all: Vec<&str> = QUICK.to_vec();
+    all.extend([
+        "--set",
+        "schemes=[\"w8a8\", \"w4a4\"]",
+        "--set",
+        "name=\"s\"",
+    ]);
+    all.extend(args);
+    all
+}
+
+fn sensitivity(runs: &Path, args: &[&str]) -> (bool, String, String) {
+    let mut all = vec!["sensitivity"];
+    all.extend(args);
+    let output = run(runs, &with_quick(&all));
+    let (stdout, stderr) = text(&output);
+    (output.status.success(), stdout, stderr)
+}
+
+fn report(runs: &Path, scheme: &str) -> Value {
+    let path = runs.join(format!("s/sensitivity-{scheme}/report.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+#[test]
+fn every_unit_left_out_in_turn_and_the_known_rows_come_out_as_known() {
+    let runs = trained("sensitivity");
+    let (ok, stdout, stderr) = sensitivity(&runs, &["--scheme", "w4a4", "--top", "5"]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let r = report(&runs, "w4a4");
+    assert_eq!(r["scheme"], "W4A4");
+    assert_eq!(r["fallback"], "float");
+    assert_eq!(r["metric"], "accuracy");
+    let units: Vec<&str> = r["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["unit"].as_str().unwrap())
+        .collect();
+    assert_eq!(units, UNITS);
+    let float = &r["float"];
+    let quantized = &r["quantized"];
+    assert!(float["sqnr_db"].is_null() && float["agreement"] == 1.0);
+    let db = quantized["sqnr_db"].as_f64().unwrap();
+    assert!((5.0..60.0).contains(&db), "W4A4 logits' SQNR {db}");
+    for unit in r["units"].as_array().unwrap() {
+        let score = &unit["score"];
+        // A unit with a weight left in float makes the model bigger; an activation alone does not.
+        let bigger = score["size_bytes"].as_u64() > quantized["size_bytes"].as_u64();
+        let has_weight = unit["quantizers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|q| q.as_str().unwrap().contains("weight"));
+        assert_eq!(bigger, has_weight, "{unit}");
+        assert!(score["sqnr_db"].as_f64().is_some(), "{unit}");
+    }
+    // The ranking holds every unit once, and the plan grows by one ranked unit per row.
+    let ranking: Vec<&str> = r["ranking"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    let mut sorted = ranking.clone();
+    sorted.sort();
+    let mut expected = UNITS.to_vec();
+    expected.sort();
+    assert_eq!(sorted, expected);
+    let plan = r["plan"].as_array().unwrap();
+    assert_eq!(plan.len(), 5);
+    for (k, row) in plan.iter().enumerate() {
+        let kept: Vec<&str> = row["kept"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u.as_str().unwrap())
+            .collect();
+        assert_eq!(kept, ranking[..=k]);
+    }
+    // Every unit in float is the float model: its very logits, accuracy and size.
+    let all_float = &plan[4]["score"];
+    assert!(all_float["sqnr_db"].is_null(), "{all_float}");
+    assert_eq!(all_float["value"], float["value"]);
+    assert_eq!(all_float["size_bytes"], float["size_bytes"]);
+    assert_eq!(all_float["agreement"], 1.0);
+    // The rules to paste, and the human report.
+    assert!(
+        r["rules_toml"]
+            .as_str()
+            .unwrap()
+            .matches("float = true")
+            .count()
+            == 5,
+        "{}",
+        r["rules_toml"]
+    );
+    let md = std::fs::read_to_string(runs.join("s/sensitivity-w4a4/report.md")).unwrap();
+    assert!(md.contains("| rank | unit in float |"), "{md}");
+    assert!(
+        stdout.contains("[sensitivity W4A4] 5/5 fc2 left out"),
+        "{stdout}"
+    );
+
+    // Within a budget the plan passes over `fc1` (its float weights alone are 0.7 MB).
+    let budget = [
+        "--fresh",
+        "--scheme",
+        "w4a4",
+        "--top",
+        "5",
+        "--budget-kib",
+        "200",
+    ];
+    let (ok, stdout, stderr) = sensitivity(&runs, &budget);
+    assert!(ok, "{stdout}\n{stderr}");
+    let plan = report(&runs, "w4a4")["plan"].as_array().unwrap().clone();
+    assert_eq!(plan.len(), 4, "{plan:?}");
+    let last = &plan[3];
+    assert!(
+        !last["kept"].as_array().unwrap().iter().any(|u| u == "fc1"),
+        "{last}"
+    );
+    assert!(
+        last["score"]["size_bytes"].as_u64().unwrap() <= 200 * 1024,
+        "{last}"
+    );
+
+    // At W8A8 instead of float, every unit at W8A8 is the W8A8 scheme itself.
+    let (ok, stdout, stderr) = sensitivity(&runs, &["--fresh", "--fallback", "w8a8", "--top", "5"]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let w4 = report(&runs, "w4a4");
+    let w8 = report(&runs, "w8a8");
+    assert_eq!(w4["fallback"], "W8A8");
+    assert_eq!(w4["plan"][4]["score"], w8["quantized"], "{w4}\n{w8}");
+    assert_eq!(w8["plan"][4]["score"], w8["quantized"]);
+}
+
+#[test]
+fn an_interrupted_analysis_resumes_with_the_scores_it_had() {
+    let runs = trained("sensitivity-resume");
+    let (ok, stdout, stderr) = sensitivity(&runs, &["--scheme", "w4a4", "--top", "2"]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let whole = report(&runs, "w4a4");
+    let dir = runs.join("s/sensitivity-w4a4");
+    // Interrupted after two units, the third one's line half written.
+    let journal = std::fs::read_to_string(dir.join("scores.jsonl")).unwrap();
+    let lines: Vec<&str> = journal.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1 + 5 + 2,
+        "setup, units, plan rows:\n{journal}"
+    );
+    let cut = format!(
+        "{}\n{}\n{}\n{}",
+        lines[0],
+        lines[1],
+        lines[2],
+        &lines[3][..20]
+    );
+    std::fs::write(dir.join("scores.jsonl"), cut).unwrap();
+    std::fs::remove_file(dir.join("report.json")).unwrap();
+
+    let (ok, _, stderr) = sensitivity(&runs, &["--scheme", "w4a4", "--top", "2"]);
+    assert!(!ok && stderr.contains("--resume"), "{stderr}");
+    let (ok, stdout, stderr) = sensitivity(&runs, &["--resume", "--scheme", "w4a4", "--top", "2"]);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stderr.contains("scores.jsonl:4: skipped"), "{stderr}");
+    assert_eq!(report(&runs, "w4a4"), whole);
+    // The two units measured before are reused, not measured again: the journal grew by the
+    // torn line's end, three units and two plan rows.
+    let resumed = std::fs::read_to_string(dir.join("scores.jsonl")).unwrap();
+    let resumed: Vec<&str> = resumed.lines().collect();
+    assert_eq!(resumed.len(), 4 + 3 + 2, "{resumed:#?}");
+    assert_eq!(resumed[..3], lines[..3]);
+    // Another fallback does not mix its scores with these.
+    let (ok, _, stderr) = sensitivity(
+        &runs,
+        &["--resume", "--scheme", "w4a4", "--fallback", "w8a8"],
+    );
+    assert!(!ok && stderr.contains("--fresh"), "{stderr}");
+}
+
+#[test]
+fn bad_options_and_a_missing_float_model_are_named() {
+    let runs = temp_runs("sensitivity-bad");
+    let (ok, _, stderr) = sensitivity(&runs, &[]);
+    assert!(!ok && stderr.contains("run `train` first"), "{stderr}");
+    let runs = trained("sensitivity-bad-options");
+    for (args, named) in [
+        (&["--scheme", "w2a8"][..], "--scheme"),
+        (&["--layers", "("][..], "--layers"),
+        (&["--layers", "^nothing$"][..], "--layers"),
+        (&["--fallback", "w3a3"][..], "scheme"),
+    ] {
+        let (ok, _, stderr) = sensitivity(&runs, args);
+        assert!(!ok && stderr.contains(named), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+/// The analysis on wgpu (Vulkan through lavapipe here) of the float model trained on Flex: the
+/// same units and, within a GPU's rounding, the same scores as on Flex.
+#[test]
+fn the_analysis_on_wgpu_matches_flex() {
+    let runs = trained("sensitivity-wgpu");
+    let args = [
+        "--scheme",
+        "w8a8",
+        "--layers",
+        "^(conv1|fc2)$",
+        "--top",
+        "1",
+    ];
+    let (ok, stdout, stderr) = sensitivity(&runs, &args);
+    assert!(ok, "{stdout}\n{stderr}");
+    let flex = report(&runs, "w8a8");
+    let mut on_wgpu = vec!["--fresh", "--backend", "wgpu"];
+    on_wgpu.extend(args);
+    let (ok, stdout, stderr) = sensitivity(&runs, &on_wgpu);
+    assert!(ok, "{stdout}\n{stderr}");
+    let wgpu = report(&runs, "w8a8");
+    assert_eq!(wgpu["ranking"].as_array().unwrap().len(), 2);
+    let close = |a: &Value, b: &Value, tolerance: f64| {
+        (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() <= tolerance
+    };
+    for (f, w) in [
+        (&flex["float"], &wgpu["float"]),
+        (&flex["quantized"], &wgpu["quantized"]),
+        (&flex["units"][0]["score"], &wgpu["units"][0]["score"]),
+        (&flex["units"][1]["score"], &wgpu["units"][1]["score"]),
+    ] {
+        assert!(close(&f["value"], &w["value"], 0.01), "{f}\n{w}");
+        assert_eq!(f["size_bytes"], w["size_bytes"]);
+        if !f["sqnr_db"].is_null() {
+            assert!(close(&f["sqnr_db"], &w["sqnr_db"], 1.0), "{f}\n{w}");
+        }
+    }
+}
