@@ -149,6 +149,34 @@ fn every_unit_left_out_in_turn_and_the_known_rows_come_out_as_known() {
         "{last}"
     );
 
+    // Per tensor: a layer's weight and output apart; all eight in float is again the float model.
+    let per_tensor = ["--fresh", "--scheme", "w4a4", "--per-tensor", "--top", "8"];
+    let (ok, stdout, stderr) = sensitivity(&runs, &per_tensor);
+    assert!(ok, "{stdout}\n{stderr}");
+    let r = report(&runs, "w4a4");
+    let tensors: Vec<&str> = r["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["unit"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tensors,
+        [
+            "input_quant",
+            "conv1.weight",
+            "conv1.output_quant",
+            "conv2.weight",
+            "conv2.output_quant",
+            "fc1.weight",
+            "fc1.output_quant",
+            "fc2.weight"
+        ]
+    );
+    let all_float = &r["plan"][7]["score"];
+    assert!(all_float["sqnr_db"].is_null(), "{all_float}");
+    assert_eq!(all_float["value"], float["value"]);
+
     // At W8A8 instead of float, every unit at W8A8 is the W8A8 scheme itself.
     let (ok, stdout, stderr) = sensitivity(&runs, &["--fresh", "--fallback", "w8a8", "--top", "5"]);
     assert!(ok, "{stdout}\n{stderr}");

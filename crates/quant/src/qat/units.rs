@@ -43,6 +43,24 @@ fn unit_of(path: &str) -> &str {
         .unwrap_or(path)
 }
 
+/// The paths under which a model looks the quantizer at module path `path` up in its mapping:
+/// a weight's quantizer by the weight (`fc1.weight`), an output or input quantizer by its own
+/// path, a stub's or op's quantizer by the stub's path with or without `.quant` (models do both).
+fn mapping_paths(path: &str) -> Vec<String> {
+    for weight in [".weight_quant", ".weight.quant"] {
+        if let Some(layer) = path.strip_suffix(weight) {
+            return vec![format!("{layer}.weight")];
+        }
+    }
+    if path.ends_with(".output_quant") || path.ends_with(".input_quant") {
+        return vec![path.to_string()];
+    }
+    match path.strip_suffix(".quant") {
+        Some(stub) => vec![stub.to_string(), path.to_string()],
+        None => vec![path.to_string()],
+    }
+}
+
 /// `path` without enum variants (`LeNet` in a `Net::LeNet(..)` wrapper's `LeNet.conv1`): a
 /// variant is a segment in CamelCase where fields are snake_case, and the wrapped model, which
 /// looks its quantizers up in the mapping, does not know it is wrapped.
@@ -55,6 +73,40 @@ fn without_variants(path: &str) -> String {
 
 /// The quantized layers and ops of `model`, in module order (usually the forward order), each
 /// with its quantizers; paths as the mapping sees them (without enum variants' names).
+///
+/// A sensitivity sweep over a model of one's own: build it once per unit with that unit left in
+/// float, calibrate, and compare its outputs with the float model's ([`sqnr_db`]).
+///
+/// ```
+/// use burn::module::Module;
+/// use burn::tensor::Device;
+/// use quant::qat::quant_units;
+/// use quant::{LayerKind, QuantLinear, QuantLinearConfig, QuantMapping};
+///
+/// #[derive(Module, Debug)]
+/// struct Net {
+///     fc1: QuantLinear,
+///     fc2: QuantLinear,
+/// }
+///
+/// let device = Device::flex();
+/// let net = |mapping: &QuantMapping| {
+///     let layer = |path: &str, d_in, d_out| {
+///         QuantLinearConfig::new(d_in, d_out)
+///             .init(&device)
+///             .with_quantizers(&mapping.layer(path, LayerKind::Linear, 2, 2))
+///             .unwrap()
+///     };
+///     Net { fc1: layer("fc1", 8, 16), fc2: layer("fc2", 16, 4) }
+/// };
+/// let mapping = QuantMapping::w4a4();
+/// let units = quant_units(&net(&mapping));
+/// assert_eq!(units[0].name, "fc1");
+/// assert_eq!(units[0].quantizers, ["fc1.weight.quant", "fc1.output_quant"]);
+/// // fc1 in float: only fc2's quantizers are left.
+/// let mixed = mapping.with_units(&[&units[0]], None);
+/// assert_eq!(quant_units(&net(&mixed)), units[1..]);
+/// ```
 pub fn quant_units<M: Module>(model: &M) -> Vec<QuantUnit> {
     let mut units: Vec<QuantUnit> = Vec::new();
     for (path, _) in quantizers_in_order(model) {
@@ -71,14 +123,33 @@ pub fn quant_units<M: Module>(model: &M) -> Vec<QuantUnit> {
     units
 }
 
+/// Every quantizer of `model` as a unit of its own, in module order: a layer's weight apart from
+/// its output (`fc1.weight`, `fc1.output_quant`), to tell which of the two loses the accuracy.
+pub fn quant_tensors<M: Module>(model: &M) -> Vec<QuantUnit> {
+    quantizers_in_order(model)
+        .into_iter()
+        .map(|(path, _)| {
+            let path = without_variants(&path);
+            QuantUnit {
+                name: mapping_paths(&path).swap_remove(0),
+                quantizers: vec![path],
+            }
+        })
+        .collect()
+}
+
 impl QuantUnit {
-    /// The regex that matches this unit's tensors as a mapping names them: `<name>.weight`,
-    /// `<name>.output_quant`, `<name>.input_quant`, and a stub's `<name>` or `<name>.quant`.
+    /// The regex that matches this unit's tensors as a mapping names them, and nothing else:
+    /// `fc1.weight` and `fc1.output_quant` for `fc1`'s weight and output quantizers, a stub's
+    /// `input_quant` or `input_quant.quant`.
     pub fn pattern(&self) -> String {
-        format!(
-            "^{}(\\.weight|\\.output_quant|\\.input_quant|\\.quant)?$",
-            escape(&self.name)
-        )
+        let paths: Vec<String> = self
+            .quantizers
+            .iter()
+            .flat_map(|q| mapping_paths(q))
+            .map(|p| escape(&p))
+            .collect();
+        format!("^(?:{})$", paths.join("|"))
     }
 
     /// The rule giving this unit `fallback`'s default weight and activation quantizers, or
@@ -226,6 +297,34 @@ mod tests {
         assert!(quant_units(&net(&mapping.with_units(&everything, None))).is_empty());
     }
 
+    /// Per tensor, a layer's weight and output are units of their own, and each one's float
+    /// rule removes that quantizer alone.
+    #[test]
+    fn per_tensor_units_remove_one_quantizer_each() {
+        let mapping = QuantMapping::w4a4();
+        let tensors = quant_tensors(&net(&mapping));
+        let names: Vec<&str> = tensors.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "input_quant",
+                "conv.weight",
+                "conv.output_quant",
+                "fc.weight",
+                "fc.output_quant"
+            ]
+        );
+        for unit in &tensors {
+            let left = quant_tensors(&net(&mapping.clone().with_units(&[unit], None)));
+            let expected: Vec<_> = tensors
+                .iter()
+                .filter(|u| u.name != unit.name)
+                .cloned()
+                .collect();
+            assert_eq!(left, expected, "leaving {} in float", unit.name);
+        }
+    }
+
     /// A fallback gives the unit the fallback's quantizers and nobody else.
     #[test]
     fn a_fallback_rule_swaps_in_the_fallbacks_quantizers_for_its_unit_only() {
@@ -270,15 +369,13 @@ mod tests {
     fn a_units_pattern_matches_its_own_tensors_only() {
         let unit = QuantUnit {
             name: "blocks.1".into(),
-            quantizers: vec![],
+            quantizers: vec![
+                "blocks.1.weight_quant".into(),
+                "blocks.1.output_quant".into(),
+            ],
         };
         let re = regex::Regex::new(&unit.pattern()).unwrap();
-        for own in [
-            "blocks.1.weight",
-            "blocks.1.output_quant",
-            "blocks.1",
-            "blocks.1.quant",
-        ] {
+        for own in ["blocks.1.weight", "blocks.1.output_quant"] {
             assert!(re.is_match(own), "{own}");
         }
         for other in [
@@ -286,9 +383,18 @@ mod tests {
             "blocks.1.conv.weight",
             "xblocks.1.weight",
             "blocks11",
+            "blocks.1.input_quant",
+            "blocks.1",
         ] {
             assert!(!re.is_match(other), "{other}");
         }
+        let stub = QuantUnit {
+            name: "input_quant".into(),
+            quantizers: vec!["input_quant.quant".into()],
+        };
+        let re = regex::Regex::new(&stub.pattern()).unwrap();
+        assert!(re.is_match("input_quant") && re.is_match("input_quant.quant"));
+        assert!(!re.is_match("input_quant.quant.x"));
     }
 
     #[test]

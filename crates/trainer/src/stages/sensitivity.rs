@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::Path;
 
 use burn::tensor::Device;
-use quant::qat::{QuantUnit, agreement, quant_units, sqnr_db};
+use quant::qat::{QuantUnit, agreement, quant_tensors, quant_units, sqnr_db};
 use quant::{QuantMapping, QuantRule};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -45,6 +45,21 @@ pub struct SensitivityOptions {
     /// for the next one.
     #[arg(long)]
     pub budget_kib: Option<f64>,
+    /// Each quantizer a unit of its own (a layer's weight apart from its output), to tell which
+    /// of the two loses the accuracy.
+    #[arg(long)]
+    pub per_tensor: bool,
+}
+
+impl SensitivityOptions {
+    /// The units of `net` this analysis leaves out: layers and ops, or single quantizers.
+    fn units_of<M: burn::module::Module>(&self, net: &M) -> Vec<QuantUnit> {
+        if self.per_tensor {
+            quant_tensors(net)
+        } else {
+            quant_units(net)
+        }
+    }
 }
 
 /// What ranks the units, most sensitive first.
@@ -102,6 +117,8 @@ enum Line {
         scheme: String,
         fallback: Option<String>,
         layers: Option<String>,
+        #[serde(default)]
+        per_tensor: bool,
     },
     Unit(UnitScore),
     Plan(PlanRow),
@@ -259,12 +276,13 @@ fn analyse<T: Task>(
         scheme: scheme.name.clone(),
         fallback: fallback.map(|f| f.name.clone()),
         layers: options.layers.clone(),
+        per_tensor: options.per_tensor,
     };
 
     println!("{tag} calibrating the whole scheme");
     let quantized_net = calibrated_model(ctx, scheme, device)?;
     let quantized = float.compare(&ctx.task, &quantized_net, device);
-    let all_units = quant_units(&quantized_net);
+    let all_units = options.units_of(&quantized_net);
     drop(quantized_net);
     let units: Vec<&QuantUnit> = all_units
         .iter()
@@ -301,7 +319,7 @@ fn analyse<T: Task>(
         units.len()
     );
     let fallback_mapping = fallback.map(|f| &f.mapping);
-    check_rules_reach(ctx, scheme, &all_units, &units)?;
+    check_rules_reach(ctx, (scheme, options), &all_units, &units)?;
     // A unit's mapping must change that unit and nothing else: check it on each model too, so a
     // model that names its quantizers some other way fails here instead of measuring nothing.
     let build = |left_out: &[&QuantUnit]| -> Result<T::Net, TrainerError> {
@@ -318,7 +336,7 @@ fn analyse<T: Task>(
                 .cloned()
                 .collect(),
         };
-        let got = quant_units(&net);
+        let got = options.units_of(&net);
         if got != expected {
             return Err(TrainerError::Unsupported(format!(
                 "leaving {} out of {} changed other quantizers than its own (the model looks its quantizers up under other paths than its modules'): expected {:?}, got {:?}",
@@ -429,13 +447,13 @@ fn analyse<T: Task>(
 /// same pattern, and its quantizers would otherwise be indistinguishable from the scheme's.)
 fn check_rules_reach<T: Task>(
     ctx: &Context<T>,
-    scheme: &Scheme,
+    (scheme, options): (&Scheme, &SensitivityOptions),
     all_units: &[QuantUnit],
     units: &[&QuantUnit],
 ) -> Result<(), TrainerError> {
     let float = float_model(ctx, &ctx.device, "the analysis starts")?;
     let net = float.quantized(&scheme.mapping.clone().with_units(units, None))?;
-    let left = quant_units(&net);
+    let left = options.units_of(&net);
     let expected: Vec<QuantUnit> = all_units
         .iter()
         .filter(|u| !units.iter().any(|l| l.name == u.name))
@@ -827,6 +845,7 @@ mod tests {
             scheme: "W4A4".into(),
             fallback: fallback.map(String::from),
             layers: None,
+            per_tensor: false,
         };
         let mut journal = Journal::open(&path, Existing::Refuse, setup(None)).unwrap();
         journal
