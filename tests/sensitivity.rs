@@ -107,22 +107,41 @@ fn every_unit_left_out_in_turn_and_the_known_rows_come_out_as_known() {
     assert_eq!(all_float["value"], float["value"]);
     assert_eq!(all_float["size_bytes"], float["size_bytes"]);
     assert_eq!(all_float["agreement"], 1.0);
-    // The rules to paste, and the human report.
-    assert!(
-        r["rules_toml"]
-            .as_str()
-            .unwrap()
-            .matches("float = true")
-            .count()
-            == 5,
-        "{}",
-        r["rules_toml"]
-    );
+    // The plan as a scheme file, and the human report.
+    let plan_toml = runs.join("s/sensitivity-w4a4/plan.toml");
+    let plan_text = r["plan_toml"].as_str().unwrap();
+    assert_eq!(std::fs::read_to_string(&plan_toml).unwrap(), plan_text);
+    assert_eq!(plan_text.matches("float = true").count(), 5, "{plan_text}");
     let md = std::fs::read_to_string(runs.join("s/sensitivity-w4a4/report.md")).unwrap();
     assert!(md.contains("| rank | unit in float |"), "{md}");
     assert!(
         stdout.contains("[sensitivity W4A4] 5/5 fc2 left out"),
         "{stdout}"
+    );
+
+    // The plan's scheme file, run by `ptq`, scores what the analysis measured for it.
+    let (ok, stdout, stderr) = sensitivity(&runs, &["--fresh", "--scheme", "w4a4", "--top", "2"]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let r = report(&runs, "w4a4");
+    let plan_toml = runs.join("s/sensitivity-w4a4/plan.toml");
+    let schemes = format!("schemes=[\"{}\"]", plan_toml.display());
+    let output = run(
+        &runs,
+        &[
+            &QUICK[..],
+            &["--set", "name=\"s\"", "--set", &schemes, "ptq"],
+        ]
+        .concat(),
+    );
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let ptq: Value =
+        serde_json::from_str(&std::fs::read_to_string(runs.join("s/ptq-plan/eval.json")).unwrap())
+            .unwrap();
+    assert_eq!(ptq["value"], r["plan"][1]["score"]["value"], "{ptq}");
+    assert_eq!(
+        ptq["size_bytes"], r["plan"][1]["score"]["size_bytes"],
+        "{ptq}"
     );
 
     // Within a budget the plan passes over `fc1` (its float weights alone are 0.7 MB).

@@ -12,8 +12,8 @@ use std::io::Write;
 use std::path::Path;
 
 use burn::tensor::Device;
+use quant::QuantMapping;
 use quant::qat::{QuantUnit, agreement, quant_tensors, quant_units, sqnr_db};
-use quant::{QuantMapping, QuantRule};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
@@ -147,8 +147,9 @@ pub struct SensitivityReport {
     pub budget_kib: Option<f64>,
     /// The top units left out together, one more per row.
     pub plan: Vec<PlanRow>,
-    /// The mapping rules of the plan's last row, as TOML to append to the scheme's file.
-    pub rules_toml: String,
+    /// The plan's last row as a scheme file (the scheme's mapping with its units' rules
+    /// appended), also written as `plan.toml` beside the report; empty without a plan.
+    pub plan_toml: String,
 }
 
 /// Runs the analysis for every scheme the options select.
@@ -205,6 +206,9 @@ pub fn sensitivity<T: Task>(
         let markdown = report_markdown(&report, &ctx.config.model_name(), &ctx.config.data.name);
         println!("\n{markdown}");
         write_file(&dir.join("report.md"), &markdown)?;
+        if !report.plan_toml.is_empty() {
+            write_file(&dir.join("plan.toml"), &report.plan_toml)?;
+        }
         write_file(
             &dir.join("report.json"),
             &serde_json::to_string_pretty(&report).expect("a report serializes"),
@@ -417,16 +421,14 @@ fn analyse<T: Task>(
         );
         plan.push(row);
     }
-    let rules: Vec<QuantRule> = plan
-        .last()
-        .map(|row| {
-            row.kept
-                .iter()
-                .filter_map(|name| units.iter().find(|u| u.name == *name))
-                .map(|u| u.rule(fallback_mapping))
-                .collect()
-        })
-        .unwrap_or_default();
+    let plan_toml = plan.last().map_or(String::new(), |row| {
+        let kept: Vec<&QuantUnit> = row
+            .kept
+            .iter()
+            .filter_map(|name| units.iter().find(|u| u.name == *name).copied())
+            .collect();
+        scheme_toml(&scheme.mapping.clone().with_units(&kept, fallback_mapping))
+    });
     Ok(SensitivityReport {
         scheme: scheme.name.clone(),
         fallback: fallback.map_or("float".into(), |f| f.name.clone()),
@@ -438,7 +440,7 @@ fn analyse<T: Task>(
         ranking,
         budget_kib: options.budget_kib,
         plan,
-        rules_toml: rules_toml(rules),
+        plan_toml,
     })
 }
 
@@ -535,16 +537,9 @@ pub fn within_budget(
     chosen
 }
 
-/// `rules` as the `[[rules]]` tables of a scheme file.
-pub fn rules_toml(rules: Vec<QuantRule>) -> String {
-    #[derive(Serialize)]
-    struct Rules {
-        rules: Vec<QuantRule>,
-    }
-    if rules.is_empty() {
-        return String::new();
-    }
-    toml::to_string(&Rules { rules }).expect("mapping rules serialize as TOML")
+/// `mapping` as a scheme file (`schemes = ["…/plan.toml"]`).
+pub fn scheme_toml(mapping: &QuantMapping) -> String {
+    toml::to_string(mapping).expect("a mapping serializes as TOML")
 }
 
 fn db_text(db: Option<f64>) -> String {
@@ -633,10 +628,8 @@ pub fn report_markdown(report: &SensitivityReport, model: &str, data: &str) -> S
                 kib(plan.score.size_bytes)
             );
         }
-        md += &format!(
-            "\nThe last row as rules to append to a scheme file (`schemes = [\"my-scheme.toml\"]`):\n\n```toml\n{}```\n",
-            report.rules_toml
-        );
+        md += "\nThe last row as a scheme: `plan.toml` beside this report (run it with \
+               `--set 'schemes=[\"<its path>\"]'`, or copy its `[[rules]]` into a scheme file).\n";
     }
     md
 }
@@ -813,28 +806,28 @@ mod tests {
         );
     }
 
-    /// The plan's rules, appended to a scheme file, parse back into the same rules.
+    /// A plan, written as a scheme file, reads back as the same mapping, and validates.
     #[test]
-    fn the_plans_rules_round_trip_through_a_scheme_file() {
+    fn a_plan_round_trips_through_a_scheme_file() {
         let units = [
             QuantUnit {
                 name: "blocks.3.conv1".into(),
-                quantizers: vec![],
+                quantizers: vec!["blocks.3.conv1.weight_quant".into()],
             },
             QuantUnit {
                 name: "input_quant".into(),
-                quantizers: vec![],
+                quantizers: vec!["input_quant.quant".into()],
             },
         ];
+        let kept: Vec<&QuantUnit> = units.iter().collect();
         let w8a8 = QuantMapping::w8a8();
         for fallback in [None, Some(&w8a8)] {
-            let rules: Vec<QuantRule> = units.iter().map(|u| u.rule(fallback)).collect();
-            let text = rules_toml(rules.clone());
+            let plan = QuantMapping::w4a4().with_units(&kept, fallback);
+            let text = scheme_toml(&plan);
             let parsed: QuantMapping = toml::from_str(&text).expect(&text);
-            assert_eq!(parsed.rules, rules, "{text}");
+            assert_eq!(parsed, plan, "{text}");
             parsed.validate().unwrap();
         }
-        assert_eq!(rules_toml(vec![]), "");
     }
 
     #[test]
