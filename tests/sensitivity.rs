@@ -40,6 +40,25 @@ fn sensitivity(runs: &Path, args: &[&str]) -> (bool, String, String) {
     (output.status.success(), stdout, stderr)
 }
 
+/// The `unit` of each of a report's units, in order.
+fn unit_names(report: &Value) -> Vec<&str> {
+    report["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["unit"].as_str().unwrap())
+        .collect()
+}
+
+/// A JSON array of strings.
+fn strings(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect()
+}
+
 fn report(runs: &Path, scheme: &str) -> Value {
     let path = runs.join(format!("s/sensitivity-{scheme}/report.json"));
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
@@ -53,13 +72,12 @@ fn every_unit_left_out_in_turn_and_the_known_rows_come_out_as_known() {
     let r = report(&runs, "w4a4");
     assert_eq!(r["scheme"], "W4A4");
     assert_eq!(r["fallback"], "float");
+    assert_eq!(
+        r["split"], "valid",
+        "the plan is chosen off the test set by default"
+    );
     assert_eq!(r["metric"], "accuracy");
-    let units: Vec<&str> = r["units"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["unit"].as_str().unwrap())
-        .collect();
+    let units: Vec<&str> = unit_names(&r);
     assert_eq!(units, UNITS);
     let float = &r["float"];
     let quantized = &r["quantized"];
@@ -79,12 +97,7 @@ fn every_unit_left_out_in_turn_and_the_known_rows_come_out_as_known() {
         assert!(score["sqnr_db"].as_f64().is_some(), "{unit}");
     }
     // The ranking holds every unit once, and the plan grows by one ranked unit per row.
-    let ranking: Vec<&str> = r["ranking"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u.as_str().unwrap())
-        .collect();
+    let ranking: Vec<&str> = strings(&r["ranking"]);
     let mut sorted = ranking.clone();
     sorted.sort();
     let mut expected = UNITS.to_vec();
@@ -93,12 +106,7 @@ fn every_unit_left_out_in_turn_and_the_known_rows_come_out_as_known() {
     let plan = r["plan"].as_array().unwrap();
     assert_eq!(plan.len(), 5);
     for (k, row) in plan.iter().enumerate() {
-        let kept: Vec<&str> = row["kept"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|u| u.as_str().unwrap())
-            .collect();
+        let kept: Vec<&str> = strings(&row["kept"]);
         assert_eq!(kept, ranking[..=k]);
     }
     // Every unit in float is the float model: its very logits, accuracy and size.
@@ -119,8 +127,12 @@ fn every_unit_left_out_in_turn_and_the_known_rows_come_out_as_known() {
         "{stdout}"
     );
 
-    // The plan's scheme file, run by `ptq`, scores what the analysis measured for it.
-    let (ok, stdout, stderr) = sensitivity(&runs, &["--fresh", "--scheme", "w4a4", "--top", "2"]);
+    // The plan's scheme file, run by `ptq`, scores what the analysis measured for it (on the
+    // test split, which `ptq` reports).
+    let on_test = [
+        "--fresh", "--scheme", "w4a4", "--top", "2", "--split", "test",
+    ];
+    let (ok, stdout, stderr) = sensitivity(&runs, &on_test);
     assert!(ok, "{stdout}\n{stderr}");
     let r = report(&runs, "w4a4");
     let plan_toml = runs.join("s/sensitivity-w4a4/plan.toml");
@@ -173,12 +185,7 @@ fn every_unit_left_out_in_turn_and_the_known_rows_come_out_as_known() {
     let (ok, stdout, stderr) = sensitivity(&runs, &per_tensor);
     assert!(ok, "{stdout}\n{stderr}");
     let r = report(&runs, "w4a4");
-    let tensors: Vec<&str> = r["units"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["unit"].as_str().unwrap())
-        .collect();
+    let tensors: Vec<&str> = unit_names(&r);
     assert_eq!(
         tensors,
         [
@@ -306,4 +313,61 @@ fn the_analysis_on_wgpu_matches_flex() {
             assert!(close(&f["sqnr_db"], &w["sqnr_db"], 1.0), "{f}\n{w}");
         }
     }
+}
+
+/// On a token task (the committed 1-layer MiniLM NER fixture): the analysis scores entity F1 on
+/// the validation split by default, and on the test split the float row is the one `train`
+/// reported.
+#[test]
+fn a_token_task_is_analysed_on_either_split() {
+    let runs = temp_runs("sensitivity-ner");
+    let config = [
+        "--no-tui",
+        "--config",
+        "configs/bert-ner-tiny.toml",
+        "--set",
+        "train.epochs=3",
+    ];
+    let output = run(&runs, &[&config[..], &["train"]].concat());
+    assert!(output.status.success(), "{:?}", text(&output));
+    let analyse = |extra: &[&str]| {
+        let args = [
+            &config[..],
+            &[
+                "sensitivity",
+                "--scheme",
+                "w8a8",
+                "--layers",
+                "intermediate",
+                "--top",
+                "2",
+            ],
+            extra,
+        ]
+        .concat();
+        let output = run(&runs, &args);
+        let (stdout, stderr) = text(&output);
+        assert!(output.status.success(), "{stdout}\n{stderr}");
+        let path = runs.join("bert-ner-tiny/sensitivity-w8a8/report.json");
+        serde_json::from_str::<Value>(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let valid = analyse(&[]);
+    assert_eq!(valid["metric"], "entity_f1");
+    assert_eq!(valid["split"], "valid");
+    let units: Vec<&str> = unit_names(&valid);
+    assert_eq!(
+        units,
+        [
+            "bert.encoder.layer.0.intermediate.dense",
+            "bert.encoder.layer.0.intermediate.output_quant"
+        ]
+    );
+    assert!(valid["quantized"]["sqnr_db"].as_f64().is_some());
+    let test = analyse(&["--fresh", "--split", "test"]);
+    assert_eq!(test["split"], "test");
+    let eval: Value = serde_json::from_str(
+        &std::fs::read_to_string(runs.join("bert-ner-tiny/float/eval.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(test["float"]["value"], eval["value"]);
 }

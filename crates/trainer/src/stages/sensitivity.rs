@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Context, Existing, calibrated_model, float_model};
 use crate::report::write_file;
-use crate::task::{Evaluation, Task, TaskNet};
+use crate::task::{Evaluation, Part, Task, TaskNet};
 use crate::{Scheme, TrainerError};
 
 /// What `sensitivity` analyses: its command-line options.
@@ -49,6 +49,30 @@ pub struct SensitivityOptions {
     /// of the two loses the accuracy.
     #[arg(long)]
     pub per_tensor: bool,
+    /// The split that scores the models: validation (default), so that choosing the plan does not
+    /// peek at the test set the stages report on, or test.
+    #[arg(long, value_enum, default_value = "valid")]
+    pub split: Split,
+}
+
+/// The split `sensitivity` scores on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    /// The validation split.
+    #[default]
+    Valid,
+    /// The test split.
+    Test,
+}
+
+impl Split {
+    fn part(self) -> Part {
+        match self {
+            Split::Valid => Part::Valid,
+            Split::Test => Part::Test,
+        }
+    }
 }
 
 impl SensitivityOptions {
@@ -119,6 +143,8 @@ enum Line {
         layers: Option<String>,
         #[serde(default)]
         per_tensor: bool,
+        #[serde(default)]
+        split: Split,
     },
     Unit(UnitScore),
     Plan(PlanRow),
@@ -133,6 +159,8 @@ pub struct SensitivityReport {
     pub fallback: String,
     /// The headline metric's name.
     pub metric: String,
+    /// The split the scores are on.
+    pub split: Split,
     /// The float model.
     pub float: Score,
     /// The whole scheme, calibrated (PTQ).
@@ -192,7 +220,7 @@ pub fn sensitivity<T: Task>(
             found
         }
     };
-    let float = FloatReference::measure(ctx, &ctx.device)?;
+    let float = FloatReference::measure(ctx, options.split.part(), &ctx.device)?;
     for scheme in selected {
         let report = analyse(
             ctx,
@@ -217,18 +245,25 @@ pub fn sensitivity<T: Task>(
     Ok(())
 }
 
-/// The float model's test scores and logits, what every variant is compared with.
+/// The float model's scores and logits on the analysis' split, what every variant is compared
+/// with.
 struct FloatReference {
+    part: Part,
     evaluation: Evaluation,
     logits: Vec<f32>,
     size_bytes: usize,
 }
 
 impl FloatReference {
-    fn measure<T: Task>(ctx: &Context<T>, device: &Device) -> Result<Self, TrainerError> {
+    fn measure<T: Task>(
+        ctx: &Context<T>,
+        part: Part,
+        device: &Device,
+    ) -> Result<Self, TrainerError> {
         let float = float_model(ctx, device, "the analysis starts")?;
-        let (evaluation, logits) = ctx.task.evaluate_with_logits(&float, device);
+        let (evaluation, logits) = ctx.task.evaluate_with_logits(&float, part, device);
         Ok(FloatReference {
+            part,
             evaluation,
             logits,
             size_bytes: quant::qat::storage_bytes(&float),
@@ -246,7 +281,7 @@ impl FloatReference {
 
     /// `net`'s scores against the float model's.
     fn compare<T: Task>(&self, task: &T, net: &T::Net, device: &Device) -> Score {
-        let (evaluation, logits) = task.evaluate_with_logits(net, device);
+        let (evaluation, logits) = task.evaluate_with_logits(net, self.part, device);
         let width = task.labels().len();
         Score {
             value: evaluation.value,
@@ -281,6 +316,7 @@ fn analyse<T: Task>(
         fallback: fallback.map(|f| f.name.clone()),
         layers: options.layers.clone(),
         per_tensor: options.per_tensor,
+        split: options.split,
     };
 
     println!("{tag} calibrating the whole scheme");
@@ -433,6 +469,7 @@ fn analyse<T: Task>(
         scheme: scheme.name.clone(),
         fallback: fallback.map_or("float".into(), |f| f.name.clone()),
         metric: metric.into(),
+        split: options.split,
         float: float.score(),
         quantized,
         units: scores,
@@ -563,11 +600,17 @@ pub fn report_markdown(report: &SensitivityReport, model: &str, data: &str) -> S
         format!("at {}", report.fallback)
     };
     let mut md = format!(
-        "# Sensitivity of {} ({model} on {data}, test {metric})\n\n\
+        "# Sensitivity of {} ({model} on {data}, {} {metric})\n\n\
          Each unit (a layer's weight and output quantizers, or an op's) left {out} in turn, the rest \
-         of {} calibrated as PTQ; SQNR and agreement compare the test logits with the float model's.\n\n\
+         of {} calibrated as PTQ; SQNR and agreement compare the logits with the float model's.\n\n\
          | model | {metric} | Δ vs {} | SQNR vs float | agrees with float | size |\n|---|---|---|---|---|---|\n",
-        report.scheme, report.scheme, report.scheme
+        report.scheme,
+        match report.split {
+            Split::Valid => "validation",
+            Split::Test => "test",
+        },
+        report.scheme,
+        report.scheme
     );
     let row = |name: &str, s: &Score| {
         format!(
@@ -839,6 +882,7 @@ mod tests {
             fallback: fallback.map(String::from),
             layers: None,
             per_tensor: false,
+            split: Split::Valid,
         };
         let mut journal = Journal::open(&path, Existing::Refuse, setup(None)).unwrap();
         journal

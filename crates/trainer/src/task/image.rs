@@ -170,8 +170,13 @@ impl Task for ImageTask {
         )
     }
 
-    fn evaluate_with_logits(&self, net: &Net, device: &Device) -> (Evaluation, Vec<f32>) {
-        let loader = self.loader(Part::Test, None).to_device(device);
+    fn evaluate_with_logits(
+        &self,
+        net: &Net,
+        part: Part,
+        device: &Device,
+    ) -> (Evaluation, Vec<f32>) {
+        let loader = self.loader(part, None).to_device(device);
         let (predicted, actual, logits) =
             predictions(loader, |batch| (net.forward(batch.images), batch.targets));
         let classes: Vec<&str> = self.splits.classes.iter().map(String::as_str).collect();

@@ -126,13 +126,19 @@ pub trait Task: Sized {
 
     /// Scores `net` (observers off) on the test split.
     fn evaluate(&self, net: &Self::Net, device: &Device) -> Evaluation {
-        self.evaluate_with_logits(net, device).0
+        self.evaluate_with_logits(net, Part::Test, device).0
     }
 
-    /// [`Task::evaluate`], and the logits the scores were computed from, `[items, labels]`
-    /// row-major (images, sentences, or the scored tokens), to compare two models output by
-    /// output (`sensitivity`).
-    fn evaluate_with_logits(&self, net: &Self::Net, device: &Device) -> (Evaluation, Vec<f32>);
+    /// [`Task::evaluate`] on `part` (the test split, or the validation split for choices that
+    /// must not peek at the test set), and the logits the scores were computed from, `[items,
+    /// labels]` row-major (images, sentences, or the scored tokens), to compare two models
+    /// output by output (`sensitivity`).
+    fn evaluate_with_logits(
+        &self,
+        net: &Self::Net,
+        part: Part,
+        device: &Device,
+    ) -> (Evaluation, Vec<f32>);
 
     /// The integer artifact of `net` (calibrated or QAT-trained), carrying `meta` — to which the
     /// task adds what [`Task::infer`] needs to prepare raw inputs (normalisation, tokenizer).

@@ -153,8 +153,13 @@ impl Task for SentenceTask {
         Ok(net)
     }
 
-    fn evaluate_with_logits(&self, net: &Self::Net, device: &Device) -> (Evaluation, Vec<f32>) {
-        let loader = self.loader(Part::Test, None).to_device(device);
+    fn evaluate_with_logits(
+        &self,
+        net: &Self::Net,
+        part: Part,
+        device: &Device,
+    ) -> (Evaluation, Vec<f32>) {
+        let loader = self.loader(part, None).to_device(device);
         let (predicted, actual, logits) = predictions(loader, |batch| {
             (net.forward(bert_input(batch.tokens)), batch.targets)
         });

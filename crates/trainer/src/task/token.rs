@@ -27,8 +27,9 @@ use crate::{ModelConfig, RunConfig, TaskKind, Trainee, TrainerError};
 pub struct TokenTask {
     setup: TextSetup,
     parts: Holdout<TokenItem>,
-    /// The test sentences, word by word, in the order of `parts.test`.
-    test_sentences: Vec<TaggedSentence>,
+    /// The sentences word by word, in the order of `parts`' items (what entities are scored
+    /// against).
+    sentences: Holdout<TaggedSentence>,
     tags: Vec<String>,
     scheme: TagScheme,
 }
@@ -176,17 +177,17 @@ impl TokenTask {
             .map(|t| t.into_iter().map(encode).collect::<Result<Vec<_>, _>>())
             .transpose()?;
         let parts = setup.split(pairs, test, config.seed);
-        let (test_items, test_sentences) = parts.test.into_iter().unzip();
-        let items =
-            |pairs: Vec<(TokenItem, TaggedSentence)>| pairs.into_iter().map(|p| p.0).collect();
+        let (train, train_sentences) = parts.train.into_iter().unzip();
+        let (valid, valid_sentences) = parts.valid.into_iter().unzip();
+        let (test, test_sentences) = parts.test.into_iter().unzip();
         Ok(TokenTask {
             scheme: detect_scheme(&tags),
-            parts: Holdout {
-                train: items(parts.train),
-                valid: items(parts.valid),
-                test: test_items,
+            parts: Holdout { train, valid, test },
+            sentences: Holdout {
+                train: train_sentences,
+                valid: valid_sentences,
+                test: test_sentences,
             },
-            test_sentences,
             tags,
             setup,
         })
@@ -196,28 +197,30 @@ impl TokenTask {
         part_of(&self.parts, part)
     }
 
-    /// The predicted tag of every test word: the prediction on its first sub-token, `O` for words
-    /// cut off by truncation; and the logits of every scored token, in order.
+    /// The predicted tag of every word of `part`: the prediction on its first sub-token, `O` for
+    /// words cut off by truncation; and the logits of every scored token, in order.
     fn predicted_tags(
         &self,
         net: &BertForTokenClassification,
+        part: Part,
         device: &Device,
     ) -> (Vec<Vec<usize>>, Vec<f32>) {
-        self.tags_by(device, |batch| {
+        self.tags_by(part, device, |batch| {
             Ok(host(net.forward(bert_input(batch.tokens.clone()))))
         })
         .expect("the fake-quant model always predicts")
     }
 
-    /// Predicted tags of every test sentence (one per word), with `logits` giving a batch's
+    /// Predicted tags of every sentence of `part` (one per word), with `logits` giving a batch's
     /// `[batch, len, tags]` logits; also the logits of every scored token, in order.
     fn tags_by(
         &self,
+        part: Part,
         device: &Device,
         mut logits: impl FnMut(&TokenBatch) -> Result<Vec<f32>, TrainerError>,
     ) -> Result<(Vec<Vec<usize>>, Vec<f32>), TrainerError> {
         let outside = self.tags.iter().position(|t| t == "O").unwrap_or(0);
-        let loader = self.loader(Part::Test, None).to_device(device);
+        let loader = self.loader(part, None).to_device(device);
         let width = self.tags.len();
         let (mut out, mut scored) = (Vec::new(), Vec::new());
         for batch in loader.iter().flatten() {
@@ -245,7 +248,7 @@ impl TokenTask {
         }
         let tags = out
             .into_iter()
-            .zip(&self.test_sentences)
+            .zip(part_of(&self.sentences, part))
             .map(|(mut words, sentence)| {
                 words.resize(sentence.tokens.len(), outside);
                 words
@@ -254,10 +257,9 @@ impl TokenTask {
         Ok((tags, scored))
     }
 
-    /// The entity-level evaluation of `predicted` tags against the test sentences'.
-    fn scores(&self, predicted: &[Vec<usize>]) -> Evaluation {
-        let truth: Vec<Vec<usize>> = self
-            .test_sentences
+    /// The entity-level evaluation of `predicted` tags against `part`'s sentences'.
+    fn scores(&self, part: Part, predicted: &[Vec<usize>]) -> Evaluation {
+        let truth: Vec<Vec<usize>> = part_of(&self.sentences, part)
             .iter()
             .map(|s| {
                 s.tags
@@ -342,9 +344,14 @@ impl Task for TokenTask {
         Ok(net)
     }
 
-    fn evaluate_with_logits(&self, net: &Self::Net, device: &Device) -> (Evaluation, Vec<f32>) {
-        let (tags, logits) = self.predicted_tags(net, device);
-        (self.scores(&tags), logits)
+    fn evaluate_with_logits(
+        &self,
+        net: &Self::Net,
+        part: Part,
+        device: &Device,
+    ) -> (Evaluation, Vec<f32>) {
+        let (tags, logits) = self.predicted_tags(net, part, device);
+        (self.scores(part, &tags), logits)
     }
 
     fn export(
@@ -363,7 +370,7 @@ impl Task for TokenTask {
     ) -> Result<(Evaluation, Parity), TrainerError> {
         let (seq, _) = self.setup.export_shape();
         let width = self.tags.len();
-        let (int_tags, int_scored) = self.tags_by(device, |batch| {
+        let (int_tags, int_scored) = self.tags_by(Part::Test, device, |batch| {
             let (ids, mask, n, len) = engine_tokens(&batch.tokens, seq);
             let logits = engine_logits(engine, n, &[&ids, &mask])?;
             // [batch, seq, tags] → the batch's own [batch, len, tags].
@@ -372,11 +379,11 @@ impl Task for TokenTask {
                 .flat_map(|row| row[..len * width].to_vec())
                 .collect())
         })?;
-        let (_, fake_scored) = self.tags_by(device, |batch| {
+        let (_, fake_scored) = self.tags_by(Part::Test, device, |batch| {
             Ok(host(net.forward(bert_input(batch.tokens.clone()))))
         })?;
         let parity = Parity::of_logits(&int_scored, &fake_scored, width);
-        Ok((self.scores(&int_tags), parity))
+        Ok((self.scores(Part::Test, &int_tags), parity))
     }
 
     fn infer(
