@@ -368,13 +368,9 @@ fn analyse<T: Task>(
             .clone()
             .with_units(left_out, fallback_mapping);
         let net = calibrated_model(ctx, &variant(scheme, mapping), device)?;
-        let expected: Vec<QuantUnit> = match fallback_mapping {
+        let expected = match fallback_mapping {
             Some(_) => all_units.clone(),
-            None => all_units
-                .iter()
-                .filter(|u| !left_out.iter().any(|l| l.name == u.name))
-                .cloned()
-                .collect(),
+            None => without(&all_units, left_out),
         };
         let got = options.units_of(&net);
         if got != expected {
@@ -493,11 +489,7 @@ fn check_rules_reach<T: Task>(
     let float = float_model(ctx, &ctx.device, "the analysis starts")?;
     let net = float.quantized(&scheme.mapping.clone().with_units(units, None))?;
     let left = options.units_of(&net);
-    let expected: Vec<QuantUnit> = all_units
-        .iter()
-        .filter(|u| !units.iter().any(|l| l.name == u.name))
-        .cloned()
-        .collect();
+    let expected = without(all_units, units);
     if left == expected {
         return Ok(());
     }
@@ -524,6 +516,14 @@ fn check_rules_reach<T: Task>(
             "still quantized with every unit in float".into()
         }
     )))
+}
+
+/// `all` without the units named in `left_out`: what a model keeps with those in float.
+fn without(all: &[QuantUnit], left_out: &[&QuantUnit]) -> Vec<QuantUnit> {
+    all.iter()
+        .filter(|u| !left_out.iter().any(|l| l.name == u.name))
+        .cloned()
+        .collect()
 }
 
 fn names(units: &[QuantUnit]) -> Vec<&str> {
