@@ -15,6 +15,17 @@ pub fn calibrated_model<T: Task>(
     device: &Device,
 ) -> Result<T::Net, TrainerError> {
     let float = float_model(ctx, device, "PTQ and QAT start")?;
+    calibrated(ctx, float, scheme, device)
+}
+
+/// [`calibrated_model`] of a float model already loaded (an analysis that calibrates many
+/// variants of one model loads it once).
+pub fn calibrated<T: Task>(
+    ctx: &Context<T>,
+    float: T::Net,
+    scheme: &Scheme,
+    device: &Device,
+) -> Result<T::Net, TrainerError> {
     let net = float.quantized(&scheme.mapping)?;
     let loader = ctx.task.loader(Part::Train, None).to_device(device);
     let batches = loader

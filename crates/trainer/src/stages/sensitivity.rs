@@ -17,7 +17,7 @@ use quant::qat::{QuantUnit, agreement, quant_tensors, quant_units, sqnr_db};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::{Context, Existing, calibrated_model, float_model};
+use super::{Context, Existing, calibrated, float_model};
 use crate::report::write_file;
 use crate::task::{Evaluation, Part, Task, TaskNet};
 use crate::{Scheme, TrainerError};
@@ -247,15 +247,17 @@ pub fn sensitivity<T: Task>(
 
 /// The float model's scores and logits on the analysis' split, what every variant is compared
 /// with.
-struct FloatReference {
+struct FloatReference<N> {
+    /// The float model, which every variant is built from.
+    net: N,
     part: Part,
     evaluation: Evaluation,
     logits: Vec<f32>,
     size_bytes: usize,
 }
 
-impl FloatReference {
-    fn measure<T: Task>(
+impl<N: TaskNet> FloatReference<N> {
+    fn measure<T: Task<Net = N>>(
         ctx: &Context<T>,
         part: Part,
         device: &Device,
@@ -263,6 +265,7 @@ impl FloatReference {
         let float = float_model(ctx, device, "the analysis starts")?;
         let (evaluation, logits) = ctx.task.evaluate_with_logits(&float, part, device);
         Ok(FloatReference {
+            net: float.clone(),
             part,
             evaluation,
             logits,
@@ -280,7 +283,7 @@ impl FloatReference {
     }
 
     /// `net`'s scores against the float model's.
-    fn compare<T: Task>(&self, task: &T, net: &T::Net, device: &Device) -> Score {
+    fn compare<T: Task<Net = N>>(&self, task: &T, net: &N, device: &Device) -> Score {
         let (evaluation, logits) = task.evaluate_with_logits(net, self.part, device);
         let width = task.labels().len();
         Score {
@@ -306,7 +309,7 @@ fn analyse<T: Task>(
     fallback: Option<&Scheme>,
     filter: Option<&Regex>,
     options: &SensitivityOptions,
-    float: &FloatReference,
+    float: &FloatReference<T::Net>,
 ) -> Result<SensitivityReport, TrainerError> {
     let device = &ctx.device;
     let tag = format!("[sensitivity {}]", scheme.name);
@@ -320,7 +323,7 @@ fn analyse<T: Task>(
     };
 
     println!("{tag} calibrating the whole scheme");
-    let quantized_net = calibrated_model(ctx, scheme, device)?;
+    let quantized_net = calibrated(ctx, float.net.clone(), scheme, device)?;
     let quantized = float.compare(&ctx.task, &quantized_net, device);
     let all_units = options.units_of(&quantized_net);
     drop(quantized_net);
@@ -359,7 +362,7 @@ fn analyse<T: Task>(
         units.len()
     );
     let fallback_mapping = fallback.map(|f| &f.mapping);
-    check_rules_reach(ctx, (scheme, options), &all_units, &units)?;
+    check_rules_reach(float.net.clone(), (scheme, options), &all_units, &units)?;
     // A unit's mapping must change that unit and nothing else: check it on each model too, so a
     // model that names its quantizers some other way fails here instead of measuring nothing.
     let build = |left_out: &[&QuantUnit]| -> Result<T::Net, TrainerError> {
@@ -367,7 +370,7 @@ fn analyse<T: Task>(
             .mapping
             .clone()
             .with_units(left_out, fallback_mapping);
-        let net = calibrated_model(ctx, &variant(scheme, mapping), device)?;
+        let net = calibrated(ctx, float.net.clone(), &variant(scheme, mapping), device)?;
         let expected = match fallback_mapping {
             Some(_) => all_units.clone(),
             None => without(&all_units, left_out),
@@ -480,13 +483,12 @@ fn analyse<T: Task>(
 /// Checks on the model that every selected unit's rule reaches that unit's quantizers and no
 /// other's: with all of them in float, exactly the others are left. (A fallback's rule has the
 /// same pattern, and its quantizers would otherwise be indistinguishable from the scheme's.)
-fn check_rules_reach<T: Task>(
-    ctx: &Context<T>,
+fn check_rules_reach<N: TaskNet>(
+    float: N,
     (scheme, options): (&Scheme, &SensitivityOptions),
     all_units: &[QuantUnit],
     units: &[&QuantUnit],
 ) -> Result<(), TrainerError> {
-    let float = float_model(ctx, &ctx.device, "the analysis starts")?;
     let net = float.quantized(&scheme.mapping.clone().with_units(units, None))?;
     let left = options.units_of(&net);
     let expected = without(all_units, units);
