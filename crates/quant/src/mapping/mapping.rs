@@ -44,7 +44,7 @@ pub struct QuantRule {
     #[serde(default)]
     pub activation: Option<QuantizerConfig>,
     /// Keep matching tensors in float (no quantizer), whatever earlier rules set.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub float: bool,
 }
 

@@ -393,10 +393,12 @@ fn analyse<T: Task>(
     };
 
     let mut scores: Vec<UnitScore> = Vec::with_capacity(units.len());
+    let (mut measured, started) = (0u32, std::time::Instant::now());
     for (i, unit) in units.iter().enumerate() {
         let score = match journal.unit(&unit.name) {
             Some(done) => done,
             None => {
+                measured += 1;
                 let net = build(&[unit])?;
                 let score = UnitScore {
                     unit: unit.name.clone(),
@@ -419,6 +421,14 @@ fn analyse<T: Task>(
             100.0 * score.score.agreement,
         );
         scores.push(score);
+        let left = units[i + 1..]
+            .iter()
+            .filter(|u| journal.unit(&u.name).is_none())
+            .count();
+        if measured > 0 && left > 0 {
+            let per_unit = started.elapsed() / measured;
+            println!("{tag} {}", time_left(per_unit, left));
+        }
     }
 
     let ranking = rank(&scores, options.rank_by);
@@ -579,6 +589,20 @@ pub fn within_budget(
 /// `mapping` as a scheme file (`schemes = ["…/plan.toml"]`).
 pub fn scheme_toml(mapping: &QuantMapping) -> String {
     toml::to_string(mapping).expect("a mapping serializes as TOML")
+}
+
+/// How long the units still to measure will take at `per_unit` each, for the progress lines.
+pub fn time_left(per_unit: std::time::Duration, left: usize) -> String {
+    let seconds = (per_unit.as_secs_f64() * left as f64).round() as u64;
+    let total = if seconds >= 60 {
+        format!("{} min {} s", seconds / 60, seconds % 60)
+    } else {
+        format!("{seconds} s")
+    };
+    format!(
+        "{:.1} s per unit, {left} to go: about {total} left",
+        per_unit.as_secs_f64()
+    )
 }
 
 fn db_text(db: Option<f64>) -> String {
@@ -848,6 +872,19 @@ mod tests {
         assert_eq!(
             within_budget(&ranking, &scores, 100, &options(3, Some(0.1))),
             Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn the_time_left_is_the_units_to_go_at_the_pace_so_far() {
+        let pace = std::time::Duration::from_millis(2_900);
+        assert_eq!(
+            time_left(pace, 66),
+            "2.9 s per unit, 66 to go: about 3 min 11 s left"
+        );
+        assert_eq!(
+            time_left(pace, 2),
+            "2.9 s per unit, 2 to go: about 6 s left"
         );
     }
 
