@@ -23,40 +23,38 @@ pub struct QuantUnit {
     pub quantizers: Vec<String>,
 }
 
-/// The suffixes a quantizer's module path has after its unit's path: a weight quantizer field
-/// (`ConvBn2d`), a reparameterized weight (`Linear`, `Embedding`), an output quantizer, an input
-/// quantizer, a stub's quantizer.
-const QUANTIZER_SUFFIXES: [&str; 5] = [
-    ".weight_quant",
-    ".weight.quant",
-    ".output_quant",
-    ".input_quant",
-    ".quant",
+/// How a quantizer's module path ends after its unit's path, and how the model names the same
+/// quantizer in its mapping after the unit's path: a weight quantizer field (`ConvBn2d`) and a
+/// reparameterized weight (`Linear`, `Embedding`) by the weight, an output or input quantizer by
+/// its own path, a stub's or op's quantizer by the stub's path with or without `.quant` (models
+/// do both).
+const QUANTIZER_SUFFIXES: [(&str, &[&str]); 5] = [
+    (".weight_quant", &[".weight"]),
+    (".weight.quant", &[".weight"]),
+    (".output_quant", &[".output_quant"]),
+    (".input_quant", &[".input_quant"]),
+    (".quant", &["", ".quant"]),
 ];
+
+/// The unit of the quantizer at module path `path` and the mapping suffixes of its kind.
+fn split(path: &str) -> Option<(&str, &'static [&'static str])> {
+    QUANTIZER_SUFFIXES.iter().find_map(|(suffix, mapped)| {
+        path.strip_suffix(suffix)
+            .filter(|unit| !unit.is_empty())
+            .map(|unit| (unit, *mapped))
+    })
+}
 
 /// The unit a quantizer at module path `path` belongs to.
 fn unit_of(path: &str) -> &str {
-    QUANTIZER_SUFFIXES
-        .iter()
-        .find_map(|suffix| path.strip_suffix(suffix))
-        .filter(|unit| !unit.is_empty())
-        .unwrap_or(path)
+    split(path).map_or(path, |(unit, _)| unit)
 }
 
-/// The paths under which a model looks the quantizer at module path `path` up in its mapping:
-/// a weight's quantizer by the weight (`fc1.weight`), an output or input quantizer by its own
-/// path, a stub's or op's quantizer by the stub's path with or without `.quant` (models do both).
+/// The paths under which a model looks the quantizer at module path `path` up in its mapping
+/// (`fc1.weight` for `fc1.weight_quant`; see [`QUANTIZER_SUFFIXES`]).
 fn mapping_paths(path: &str) -> Vec<String> {
-    for weight in [".weight_quant", ".weight.quant"] {
-        if let Some(layer) = path.strip_suffix(weight) {
-            return vec![format!("{layer}.weight")];
-        }
-    }
-    if path.ends_with(".output_quant") || path.ends_with(".input_quant") {
-        return vec![path.to_string()];
-    }
-    match path.strip_suffix(".quant") {
-        Some(stub) => vec![stub.to_string(), path.to_string()],
+    match split(path) {
+        Some((unit, mapped)) => mapped.iter().map(|m| format!("{unit}{m}")).collect(),
         None => vec![path.to_string()],
     }
 }
