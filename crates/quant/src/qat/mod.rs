@@ -8,6 +8,8 @@
 //!   (stock `burn::nn` layers included, through Burn's `Reparameterizer`), and a check that the
 //!   mapping's activation half lands somewhere;
 //! - [`calibrate`]: observers on, fake quantization off, over any iterator of batches (PTQ);
+//! - [`correct_bias`]: empirical bias correction after calibration (each layer's output mean
+//!   shifted back to the float model's), which 4-bit PTQ needs most;
 //! - [`QatSchedule`]: quant delay, observer freeze and BN freeze as optimizer-step milestones,
 //!   applied by any `TrainStep` after its optimizer step;
 //! - [`quantizer_params`]: the learned quantizer parameters (LSQ step sizes, zero points, PACT
@@ -17,12 +19,17 @@
 //! - [`quant_units`]: a model's quantized layers and ops, each a [`QuantUnit`] whose mapping rule
 //!   leaves it in float or gives it other quantizers (sensitivity analysis, mixed precision), and
 //!   [`sqnr_db`] / [`agreement`] to compare a quantized model's outputs with the float model's.
+pub(crate) mod bias_correction;
 mod calibrate;
 mod prepare;
 mod schedule;
 mod storage;
 mod units;
 
+pub use bias_correction::{
+    BiasCorrectionReport, CorrectedLayer, correct_bias, correct_bias_with_progress,
+    counting_positions,
+};
 pub use calibrate::*;
 pub use prepare::*;
 pub use schedule::*;
