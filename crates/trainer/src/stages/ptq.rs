@@ -1,14 +1,19 @@
 //! `ptq`: calibrate observers on training batches, quantize, evaluate (no training).
 
+use std::path::Path;
+
 use burn::tensor::Device;
+use quant::qat::BiasCorrectionReport;
 
 use super::{Context, evaluate_and_save, load_model, meta, save_model};
+use crate::report::write_file;
 use crate::task::{Part, Task, TaskNet};
 use crate::{Scheme, TrainerError};
 
 /// The float model of the run with `scheme`'s quantizers, calibrated on `ctx.config.ptq`'s
 /// number of training batches (observers see float activations; fake quantization off), then
-/// frozen. This is both the PTQ model and the starting point of QAT.
+/// frozen, and bias-corrected on the same batches when `ptq.bias_correction` is on. This is both
+/// the PTQ model and the starting point of QAT.
 pub fn calibrated_model<T: Task>(
     ctx: &Context<T>,
     scheme: &Scheme,
@@ -26,15 +31,33 @@ pub fn calibrated<T: Task>(
     scheme: &Scheme,
     device: &Device,
 ) -> Result<T::Net, TrainerError> {
-    let net = float.quantized(&scheme.mapping)?;
+    Ok(calibrated_with_report(ctx, float, scheme, device, |_, _| {})?.0)
+}
+
+/// [`calibrated`], with the bias correction's report when `ptq.bias_correction` is on (and the
+/// scheme quantizes anything), calling `progress(corrected, layers)` as it goes.
+pub fn calibrated_with_report<T: Task>(
+    ctx: &Context<T>,
+    float: T::Net,
+    scheme: &Scheme,
+    device: &Device,
+    progress: impl FnMut(usize, usize),
+) -> Result<(T::Net, Option<BiasCorrectionReport>), TrainerError> {
+    let net = float.clone().quantized(&scheme.mapping)?;
     let loader = ctx.task.loader(Part::Train, None).to_device(device);
-    let batches = loader
+    let batches: Vec<_> = loader
         .iter()
         .flatten()
-        .take(ctx.config.ptq.calibration_batches);
-    Ok(quant::qat::calibrate(net, batches, |net, batch| {
-        net.step(batch);
-    }))
+        .take(ctx.config.ptq.calibration_batches)
+        .collect();
+    let forward = |net: &T::Net, batch| net.calibration_step(batch);
+    let net = quant::qat::calibrate(net, batches.iter().cloned(), forward);
+    if !ctx.config.ptq.bias_correction || scheme.mapping.is_float() {
+        return Ok((net, None));
+    }
+    let (net, report) =
+        quant::qat::correct_bias_with_progress(&float, net, &batches, forward, progress)?;
+    Ok((net, Some(report)))
 }
 
 /// The run's float model on `device`; a missing one is an error saying to run `train` first,
@@ -64,7 +87,34 @@ pub fn ptq<T: Task>(ctx: &Context<T>) -> Result<(), TrainerError> {
             "[ptq {}] calibrating on {} batches",
             scheme.name, ctx.config.ptq.calibration_batches
         );
-        let net = calibrated_model(ctx, &scheme, &ctx.device)?;
+        let float = float_model(ctx, &ctx.device, "PTQ and QAT start")?;
+        let mut shown = 0;
+        let progress = |done: usize, layers: usize| {
+            // A line at every quarter: a BERT's correction takes a pass per layer.
+            if done * 4 / layers > shown || done == layers {
+                shown = done * 4 / layers;
+                println!(
+                    "[ptq {}] bias correction: {done}/{layers} layers",
+                    scheme.name
+                );
+            }
+        };
+        let started = std::time::Instant::now();
+        let (net, correction) = calibrated_with_report(ctx, float, &scheme, &ctx.device, progress)?;
+        if let Some(report) = &correction {
+            write_bias_correction(&dir, &scheme.name, report, started.elapsed())?;
+        } else if scheme
+            .mapping
+            .weight
+            .as_ref()
+            .is_some_and(|w| w.spec.bits <= 4)
+        {
+            println!(
+                "[ptq {}] 4-bit weights: `--set ptq.bias_correction=true` puts each layer's \
+                 output mean back after calibration (README: Bias correction after PTQ)",
+                scheme.name
+            );
+        }
         save_model(
             &dir,
             net.clone(),
@@ -75,4 +125,31 @@ pub fn ptq<T: Task>(ctx: &Context<T>) -> Result<(), TrainerError> {
         ctx.record_result("ptq", &scheme.name, &scores, size)?;
     }
     Ok(())
+}
+
+/// Writes the bias correction's per-layer table (`bias_correction.md`) and its JSON
+/// (`bias_correction.json`) into the PTQ stage folder, and prints the largest shift before and
+/// after and what calibrating and correcting `took`.
+fn write_bias_correction(
+    dir: &Path,
+    scheme: &str,
+    report: &BiasCorrectionReport,
+    took: std::time::Duration,
+) -> Result<(), TrainerError> {
+    if let (Some(before), Some(after)) = (report.worst_before(), report.worst_after()) {
+        println!(
+            "[ptq {scheme}] bias correction ({} layers, {:.1} s with calibration): largest mean \
+             shift {:.1} dB below the signal ({}) before, {:.1} dB ({}) after; table in {}",
+            report.layers.len(),
+            took.as_secs_f64(),
+            before.shift_db_before,
+            before.bias,
+            after.shift_db_after,
+            after.bias,
+            dir.join("bias_correction.md").display(),
+        );
+    }
+    write_file(&dir.join("bias_correction.md"), &report.to_markdown())?;
+    let json = serde_json::to_string_pretty(report).expect("a report serializes");
+    write_file(&dir.join("bias_correction.json"), &json)
 }

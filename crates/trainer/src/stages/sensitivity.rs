@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::{Context, Existing, calibrated, float_model};
 use crate::report::write_file;
 use crate::task::{Evaluation, Part, Task, TaskNet};
-use crate::{Scheme, TrainerError};
+use crate::{PtqConfig, Scheme, TrainerError};
 
 /// What `sensitivity` analyses: its command-line options.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -145,6 +145,10 @@ enum Line {
         per_tensor: bool,
         #[serde(default)]
         split: Split,
+        /// How every variant is calibrated (batches, bias correction): scores from another
+        /// calibration are not comparable.
+        #[serde(default)]
+        calibration: PtqConfig,
     },
     Unit(UnitScore),
     Plan(PlanRow),
@@ -161,6 +165,8 @@ pub struct SensitivityReport {
     pub metric: String,
     /// The split the scores are on.
     pub split: Split,
+    /// Whether every variant was bias-corrected after calibration (`ptq.bias_correction`).
+    pub bias_correction: bool,
     /// The float model.
     pub float: Score,
     /// The whole scheme, calibrated (PTQ).
@@ -320,6 +326,7 @@ fn analyse<T: Task>(
         layers: options.layers.clone(),
         per_tensor: options.per_tensor,
         split: options.split,
+        calibration: ctx.config.ptq.clone(),
     };
 
     println!("{tag} calibrating the whole scheme");
@@ -479,6 +486,7 @@ fn analyse<T: Task>(
         fallback: fallback.map_or("float".into(), |f| f.name.clone()),
         metric: metric.into(),
         split: options.split,
+        bias_correction: ctx.config.ptq.bias_correction,
         float: float.score(),
         quantized,
         units: scores,
@@ -628,7 +636,7 @@ pub fn report_markdown(report: &SensitivityReport, model: &str, data: &str) -> S
     let mut md = format!(
         "# Sensitivity of {} ({model} on {data}, {} {metric})\n\n\
          Each unit (a layer's weight and output quantizers, or an op's) left {out} in turn, the rest \
-         of {} calibrated as PTQ; SQNR and agreement compare the logits with the float model's.\n\n\
+         of {} calibrated as PTQ{}; SQNR and agreement compare the logits with the float model's.\n\n\
          | model | {metric} | Δ vs {} | SQNR vs float | agrees with float | size |\n|---|---|---|---|---|---|\n",
         report.scheme,
         match report.split {
@@ -636,6 +644,11 @@ pub fn report_markdown(report: &SensitivityReport, model: &str, data: &str) -> S
             Split::Test => "test",
         },
         report.scheme,
+        if report.bias_correction {
+            " and bias-corrected"
+        } else {
+            ""
+        },
         report.scheme
     );
     let row = |name: &str, s: &Score| {
@@ -922,6 +935,7 @@ mod tests {
             layers: None,
             per_tensor: false,
             split: Split::Valid,
+            calibration: PtqConfig::default(),
         };
         let mut journal = Journal::open(&path, Existing::Refuse, setup(None)).unwrap();
         journal
@@ -950,6 +964,23 @@ mod tests {
         drop(journal);
         let other = Journal::open(&path, Existing::Resume, setup(Some("W8A8")));
         assert!(other.is_err_and(|e| e.to_string().contains("--fresh")));
+        // Scores calibrated another way (here: bias-corrected) are not reused either.
+        let corrected = Line::Setup {
+            scheme: "W4A4".into(),
+            fallback: None,
+            layers: None,
+            per_tensor: false,
+            split: Split::Valid,
+            calibration: PtqConfig {
+                bias_correction: true,
+                ..PtqConfig::default()
+            },
+        };
+        let other = Journal::open(&path, Existing::Resume, corrected);
+        assert!(other.is_err_and(|e| e.to_string().contains("--fresh")));
+        // A journal written before the setup named its calibration reads as the default one.
+        let old_line = r#"{"kind":"setup","scheme":"W4A4","fallback":null,"layers":null}"#;
+        assert_eq!(serde_json::from_str::<Line>(old_line).unwrap(), setup(None));
         let fresh = Journal::open(&path, Existing::Fresh, setup(Some("W8A8"))).unwrap();
         assert_eq!(fresh.done, [setup(Some("W8A8"))]);
         std::fs::remove_dir_all(&dir).ok();

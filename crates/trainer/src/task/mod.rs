@@ -47,6 +47,13 @@ pub trait TaskNet: Module + burn::module::ModuleDisplay + std::fmt::Display + 's
     /// Forward pass and loss of a batch.
     fn step(&self, batch: Self::Batch) -> Self::Output;
 
+    /// The forward pass that calibration and bias correction run (output dropped): [`Self::step`],
+    /// with a padded batch's real positions marked (`quant::qat::counting_positions`) so that
+    /// the correction measures the tokens, not the padding.
+    fn calibration_step(&self, batch: Self::Batch) {
+        let _ = self.step(batch);
+    }
+
     /// The loss in `output` (what is back-propagated).
     fn loss(output: &Self::Output) -> Tensor<1>;
 

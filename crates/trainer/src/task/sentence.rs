@@ -90,6 +90,13 @@ impl TaskNet for BertForSequenceClassification {
         classification_output(logits, batch.targets)
     }
 
+    fn calibration_step(&self, batch: TextBatch) {
+        let mask = batch.tokens.attention_mask.clone();
+        quant::qat::counting_positions(&mask, || {
+            let _ = self.step(batch);
+        });
+    }
+
     fn loss(output: &ClassificationOutput) -> Tensor<1> {
         output.loss.clone()
     }

@@ -99,6 +99,13 @@ impl TaskNet for BertForTokenClassification {
         }
     }
 
+    fn calibration_step(&self, batch: TokenBatch) {
+        let mask = batch.tokens.attention_mask.clone();
+        quant::qat::counting_positions(&mask, || {
+            let _ = self.step(batch);
+        });
+    }
+
     fn loss(output: &TokenOutput) -> Tensor<1> {
         output.loss.clone()
     }
