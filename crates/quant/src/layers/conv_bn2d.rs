@@ -20,7 +20,7 @@ use burn::tensor::{Device, Tensor, module::conv2d};
 use super::conv_options::conv2d_options;
 use super::quant_conv2d::QuantConv2dConfig;
 use super::{LayerQuant, finish_output, io_quantizers, quantize_opt, quantized_weight_and_bias};
-use crate::qat::bias_correction;
+use crate::qat::layer_outputs;
 use crate::{FakeQuant, LayerKind, QuantError, Quantizer};
 
 /// Configuration of a [`ConvBn2d`]: the convolution (its `weight` quantizer applies to the folded
@@ -201,8 +201,8 @@ impl ConvBn2d {
                 None => (self.folded_weight(), self.folded_bias()),
             };
             let y = conv2d(input, weight, Some(bias), options);
-            if bias_correction::capturing() {
-                bias_correction::observe_output(self.bn.beta.id, &y, 1);
+            if layer_outputs::capturing() {
+                layer_outputs::observe_output(self.bn.beta.id, &y, 1);
             }
             return finish_output(y, self.relu, &self.output_quant);
         }

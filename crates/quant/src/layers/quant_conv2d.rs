@@ -11,7 +11,7 @@ use super::{
     LayerQuant, attach_weight_quantizer, finish_output, io_quantizers, quantize_opt,
     weight_and_bias, without_weight_quantizer,
 };
-use crate::qat::bias_correction;
+use crate::qat::layer_outputs;
 use crate::{FakeQuant, LayerKind, QuantError, Quantizer, QuantizerConfig};
 
 /// Configuration of a [`QuantConv2d`]; the convolution fields mirror `Conv2dConfig`.
@@ -178,8 +178,8 @@ impl QuantConv2d {
         let bias = self.bias.as_ref().map(|b| b.val());
         let (weight, bias) = weight_and_bias(&self.weight, bias, producer);
         let y = conv2d(input, weight, bias, options);
-        if let Some(bias) = self.bias.as_ref().filter(|_| bias_correction::capturing()) {
-            bias_correction::observe_output(bias.id, &y, 1);
+        if let Some(bias) = self.bias.as_ref().filter(|_| layer_outputs::capturing()) {
+            layer_outputs::observe_output(bias.id, &y, 1);
         }
         finish_output(y, self.relu, &self.output_quant)
     }

@@ -10,7 +10,7 @@ use super::{
     LayerQuant, attach_weight_quantizer, finish_output, io_quantizers, quantize_opt,
     weight_and_bias, without_weight_quantizer,
 };
-use crate::qat::bias_correction;
+use crate::qat::layer_outputs;
 use crate::{FakeQuant, LayerKind, QuantError, Quantizer, QuantizerConfig};
 
 /// Configuration of a [`QuantLinear`]; with no quantizer configs it is a float layer.
@@ -145,8 +145,8 @@ impl QuantLinear {
         let bias = self.bias.as_ref().map(|b| b.val());
         let (weight, bias) = weight_and_bias(&self.weight, bias, producer);
         let y = linear_any_rank(input, weight, bias);
-        if let Some(bias) = self.bias.as_ref().filter(|_| bias_correction::capturing()) {
-            bias_correction::observe_output(bias.id, &y, D - 1);
+        if let Some(bias) = self.bias.as_ref().filter(|_| layer_outputs::capturing()) {
+            layer_outputs::observe_output(bias.id, &y, D - 1);
         }
         finish_output(y, self.relu, &self.output_quant)
     }

@@ -18,150 +18,13 @@
 //! The corrected bias is an ordinary bias: the integer engine adds it as the int32 it adds any
 //! bias, so the exported model computes what the corrected fake-quant model does.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::tensor::{Bool, Tensor};
+use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::tensor::Tensor;
 
+use super::layer_outputs::{Captured, capture, param_paths, shift_db};
 use crate::QuantError;
-
-/// Every recorded layer's output sums, and the order the forward pass first reached them in.
-#[derive(Debug, Default)]
-struct Captured {
-    sums: HashMap<ParamId, ChannelSums>,
-    order: Vec<ParamId>,
-}
-
-/// Per-channel sums of one layer's outputs, over every element of every batch.
-#[derive(Debug, Clone, Default)]
-struct ChannelSums {
-    sums: Vec<f64>,
-    squares: Vec<f64>,
-    count: usize,
-}
-
-impl ChannelSums {
-    fn means(&self) -> Vec<f64> {
-        self.sums.iter().map(|s| s / self.count as f64).collect()
-    }
-
-    /// Mean square over all channels: the signal power a shift is measured against.
-    fn power(&self) -> f64 {
-        self.squares.iter().sum::<f64>() / (self.count * self.squares.len()) as f64
-    }
-}
-
-thread_local! {
-    static CAPTURE: RefCell<Option<Captured>> = const { RefCell::new(None) };
-    /// The positions that count, `[batch, seq]` as 0/1 floats (see [`counting_positions`]).
-    static POSITIONS: RefCell<Option<Tensor<2>>> = const { RefCell::new(None) };
-}
-
-/// Runs `forward` (a model's forward pass inside [`correct_bias`]'s `forward`) counting only the
-/// positions where `mask` (`[batch, seq]`) is true in every layer output shaped
-/// `[batch, seq, channels]`: the real tokens of a padded batch of sentences, whose padding a
-/// transformer computes too but nobody reads. Other outputs (a sentence head's `[batch,
-/// channels]`) count every row.
-pub fn counting_positions<R>(mask: &Tensor<2, Bool>, forward: impl FnOnce() -> R) -> R {
-    POSITIONS.with(|p| *p.borrow_mut() = Some(mask.clone().float()));
-    struct Reset;
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            POSITIONS.with(|p| p.borrow_mut().take());
-        }
-    }
-    let _reset = Reset;
-    forward()
-}
-
-/// `y` as `[rows, channels]` with the weight of each row (1 or 0) and how many rows count.
-fn weighted_rows<const D: usize>(y: &Tensor<D>, channel_axis: usize) -> (Tensor<2>, usize) {
-    let dims = y.dims();
-    let channels = dims[channel_axis];
-    let rows = y.shape().num_elements() / channels;
-    let by_channel = y
-        .clone()
-        .swap_dims(channel_axis, D - 1)
-        .reshape([rows, channels]);
-    let mask = POSITIONS.with(|p| p.borrow().clone());
-    match mask {
-        Some(mask) if D == 3 && channel_axis == 2 && mask.dims() == [dims[0], dims[1]] => {
-            let mask = mask.reshape([rows, 1]);
-            let counted = mask.clone().sum().into_scalar::<f32>().round() as usize;
-            (by_channel * mask, counted)
-        }
-        _ => (by_channel, rows),
-    }
-}
-
-/// Whether [`correct_bias`] is recording layer outputs on this thread (layers check it before
-/// calling [`observe_output`], so a normal forward pass costs one thread-local read).
-pub(crate) fn capturing() -> bool {
-    CAPTURE.with(|c| c.borrow().is_some())
-}
-
-/// Records the per-channel sums of `y`, the output of the layer whose bias is `bias`, before its
-/// activation function and output quantizer; `channel_axis` is the axis of the output channels.
-pub(crate) fn observe_output<const D: usize>(bias: ParamId, y: &Tensor<D>, channel_axis: usize) {
-    if !capturing() {
-        return;
-    }
-    let channels = y.dims()[channel_axis];
-    let (by_channel, rows) = weighted_rows(y, channel_axis);
-    let host = |t: Tensor<2>| -> Vec<f32> {
-        t.into_data()
-            .try_to_vec::<f32>()
-            .expect("layer outputs are f32")
-    };
-    let sums = host(by_channel.clone().sum_dim(0));
-    let squares = host(by_channel.powi_scalar(2).sum_dim(0));
-    CAPTURE.with(|c| {
-        let mut c = c.borrow_mut();
-        let Some(captured) = c.as_mut() else { return };
-        if !captured.sums.contains_key(&bias) {
-            captured.order.push(bias);
-        }
-        let entry = captured.sums.entry(bias).or_insert_with(|| ChannelSums {
-            sums: vec![0.0; channels],
-            squares: vec![0.0; channels],
-            count: 0,
-        });
-        if entry.sums.len() != channels {
-            return;
-        }
-        for (total, s) in entry.sums.iter_mut().zip(&sums) {
-            *total += *s as f64;
-        }
-        for (total, s) in entry.squares.iter_mut().zip(&squares) {
-            *total += *s as f64;
-        }
-        entry.count += rows;
-    });
-}
-
-/// The per-layer output sums of `model` over `batches`.
-fn capture<M, B: Clone>(model: &M, batches: &[B], forward: &mut impl FnMut(&M, B)) -> Captured {
-    CAPTURE.with(|c| {
-        let mut c = c.borrow_mut();
-        assert!(c.is_none(), "bias correction does not nest");
-        *c = Some(Captured::default());
-    });
-    // Take the recording back even if the forward pass panics.
-    struct Reset;
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            CAPTURE.with(|c| c.borrow_mut().take());
-        }
-    }
-    let reset = Reset;
-    for batch in batches {
-        forward(model, batch.clone());
-    }
-    let sums = CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default();
-    drop(reset);
-    sums
-}
 
 /// One corrected layer: where its bias is, and how big its output's mean shift from the float
 /// model was before correction and is after.
@@ -254,16 +117,6 @@ fn shifts(float: &Captured, quantized: &Captured) -> HashMap<ParamId, Vec<f64>> 
         .collect()
 }
 
-/// `10·log10(power / mean square of shift)`.
-fn shift_db(power: f64, shift: &[f64]) -> f64 {
-    let noise = shift.iter().map(|s| s * s).sum::<f64>() / shift.len() as f64;
-    if noise == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (power / noise).log10()
-    }
-}
-
 /// Empirically bias-corrects `quantized` (a calibrated copy of `float`: the same parameters,
 /// with quantizers) over `batches`, and says how much each layer's mean shift shrank. `forward`
 /// is the models' forward pass on one batch (its output is dropped).
@@ -348,9 +201,9 @@ pub fn correct_bias_with_progress<M: Module, B: Clone>(
             "bias correction needs at least one calibration batch",
         ));
     }
-    let reference = capture(float, batches, &mut forward);
+    let reference = capture(float, batches, &mut forward, false);
     let mut model = quantized;
-    let mut current = capture(&model, batches, &mut forward);
+    let mut current = capture(&model, batches, &mut forward, false);
     let before = shifts(&reference, &current);
     let order: Vec<ParamId> = current
         .order
@@ -370,7 +223,7 @@ pub fn correct_bias_with_progress<M: Module, B: Clone>(
     for (done, id) in order.iter().enumerate() {
         if let Some(shift) = shifts(&reference, &current).remove(id) {
             model = model.map(&mut AddToBias(HashMap::from([(*id, shift)])));
-            current = capture(&model, batches, &mut forward);
+            current = capture(&model, batches, &mut forward, false);
             passes += 1;
         }
         progress(done + 1, order.len());
@@ -412,42 +265,13 @@ impl ModuleMapper for AddToBias {
     }
 }
 
-/// Every float parameter's id and path, in module-tree order.
-fn param_paths<M: Module>(model: &M) -> Vec<(ParamId, String)> {
-    #[derive(Default)]
-    struct Paths {
-        stack: Vec<String>,
-        found: Vec<(ParamId, String)>,
-    }
-    impl ModuleVisitor for Paths {
-        fn enter_module(&mut self, name: &str, _container_type: &str) {
-            self.stack.push(name.to_string());
-        }
-        fn exit_module(&mut self, _name: &str, _container_type: &str) {
-            self.stack.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let path = self
-                .stack
-                .iter()
-                .filter(|s| !s.is_empty())
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(".");
-            self.found.push((param.id, path));
-        }
-    }
-    let mut paths = Paths::default();
-    model.visit(&mut paths);
-    paths.found
-}
-
 #[cfg(test)]
 mod tests {
     use burn::tensor::{Bool, Device, Distribution, Tensor};
 
     use super::*;
-    use crate::qat::{calibrate, sqnr_db};
+    use crate::qat::layer_outputs::capturing;
+    use crate::qat::{calibrate, counting_positions, sqnr_db};
     use crate::testing::values;
     use crate::{
         ConvBn2d, ConvBn2dConfig, LayerKind, QuantConv2dConfig, QuantLinear, QuantLinearConfig,

@@ -10,6 +10,8 @@
 //! - [`calibrate`]: observers on, fake quantization off, over any iterator of batches (PTQ);
 //! - [`correct_bias`]: empirical bias correction after calibration (each layer's output mean
 //!   shifted back to the float model's), which 4-bit PTQ needs most;
+//! - [`compare_layers`]: a quantized model's error layer by layer against the float model's
+//!   (SQNR, and its systematic part), to see where a scheme's error starts;
 //! - [`QatSchedule`]: quant delay, observer freeze and BN freeze as optimizer-step milestones,
 //!   applied by any `TrainStep` after its optimizer step;
 //! - [`quantizer_params`]: the learned quantizer parameters (LSQ step sizes, zero points, PACT
@@ -19,8 +21,10 @@
 //! - [`quant_units`]: a model's quantized layers and ops, each a [`QuantUnit`] whose mapping rule
 //!   leaves it in float or gives it other quantizers (sensitivity analysis, mixed precision), and
 //!   [`sqnr_db`] / [`agreement`] to compare a quantized model's outputs with the float model's.
-pub(crate) mod bias_correction;
+mod bias_correction;
 mod calibrate;
+mod compare;
+pub(crate) mod layer_outputs;
 mod prepare;
 mod schedule;
 mod storage;
@@ -28,9 +32,10 @@ mod units;
 
 pub use bias_correction::{
     BiasCorrectionReport, CorrectedLayer, correct_bias, correct_bias_with_progress,
-    counting_positions,
 };
 pub use calibrate::*;
+pub use compare::{LayerError, compare_layers};
+pub use layer_outputs::counting_positions;
 pub use prepare::*;
 pub use schedule::*;
 pub use storage::*;

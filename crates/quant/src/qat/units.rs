@@ -62,7 +62,7 @@ fn mapping_paths(path: &str) -> Vec<String> {
 /// `path` without enum variants (`LeNet` in a `Net::LeNet(..)` wrapper's `LeNet.conv1`): a
 /// variant is a segment in CamelCase where fields are snake_case, and the wrapped model, which
 /// looks its quantizers up in the mapping, does not know it is wrapped.
-fn without_variants(path: &str) -> String {
+pub(crate) fn without_variants(path: &str) -> String {
     path.split('.')
         .filter(|segment| !segment.starts_with(|c: char| c.is_ascii_uppercase()))
         .collect::<Vec<_>>()
