@@ -84,6 +84,20 @@ fn every_unit_left_out_in_turn_and_the_known_rows_come_out_as_known() {
     assert!(float["sqnr_db"].is_null() && float["agreement"] == 1.0);
     let db = quantized["sqnr_db"].as_f64().unwrap();
     assert!((5.0..60.0).contains(&db), "W4A4 logits' SQNR {db}");
+    // The whole scheme layer by layer, in forward order: `fc2` has no output quantizer, so its
+    // row is the logits' SQNR the scheme's row reports, measured another way.
+    let layers = r["layers"].as_array().unwrap();
+    let names: Vec<&str> = layers
+        .iter()
+        .map(|l| l["layer"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["conv1", "conv2", "fc1", "fc2"]);
+    let last = layers[3]["sqnr_db"].as_f64().unwrap();
+    assert!((last - db).abs() < 0.01, "fc2 {last} dB, logits {db} dB");
+    for layer in layers {
+        let (sqnr, shift) = (layer["sqnr_db"].as_f64(), layer["shift_db"].as_f64());
+        assert!(shift.unwrap() >= sqnr.unwrap(), "{layer}");
+    }
     for unit in r["units"].as_array().unwrap() {
         let score = &unit["score"];
         // A unit with a weight left in float makes the model bigger; an activation alone does not.
@@ -122,6 +136,7 @@ fn every_unit_left_out_in_turn_and_the_known_rows_come_out_as_known() {
     assert_eq!(plan_text.matches("float = true").count(), 5, "{plan_text}");
     let md = std::fs::read_to_string(runs.join("s/sensitivity-w4a4/report.md")).unwrap();
     assert!(md.contains("| rank | unit in float |"), "{md}");
+    assert!(md.contains("## W4A4, layer by layer"), "{md}");
     assert!(
         stdout.contains("[sensitivity W4A4] 5/5 fc2 left out"),
         "{stdout}"

@@ -13,7 +13,9 @@ use std::path::Path;
 
 use burn::tensor::Device;
 use quant::QuantMapping;
-use quant::qat::{QuantUnit, agreement, quant_tensors, quant_units, sqnr_db};
+use quant::qat::{
+    LayerError, QuantUnit, agreement, compare_layers, quant_tensors, quant_units, sqnr_db,
+};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
@@ -171,6 +173,8 @@ pub struct SensitivityReport {
     pub float: Score,
     /// The whole scheme, calibrated (PTQ).
     pub quantized: Score,
+    /// The whole scheme's error layer by layer, in forward order (each layer with a bias).
+    pub layers: Vec<LayerError>,
     /// Every unit left out in turn, in model order.
     pub units: Vec<UnitScore>,
     /// What ranked the units.
@@ -333,6 +337,16 @@ fn analyse<T: Task>(
     let quantized_net = calibrated(ctx, float.net.clone(), scheme, device)?;
     let quantized = float.compare(&ctx.task, &quantized_net, device);
     let all_units = options.units_of(&quantized_net);
+    let loader = ctx
+        .task
+        .loader(options.split.part(), None)
+        .to_device(device);
+    let layers = compare_layers(
+        &float.net,
+        &quantized_net,
+        loader.iter().flatten(),
+        |net: &T::Net, batch| net.calibration_step(batch),
+    );
     drop(quantized_net);
     let units: Vec<&QuantUnit> = all_units
         .iter()
@@ -489,6 +503,7 @@ fn analyse<T: Task>(
         bias_correction: ctx.config.ptq.bias_correction,
         float: float.score(),
         quantized,
+        layers,
         units: scores,
         ranked_by: options.rank_by,
         ranking,
@@ -713,7 +728,31 @@ pub fn report_markdown(report: &SensitivityReport, model: &str, data: &str) -> S
         md += "\nThe last row as a scheme: `plan.toml` beside this report (run it with \
                `--set 'schemes=[\"<its path>\"]'`, or copy its `[[rules]]` into a scheme file).\n";
     }
+    if !report.layers.is_empty() {
+        md += &format!(
+            "\n## {}, layer by layer\n\nEach layer's output before its activation and output \
+             quantizer, against the float model's: the SQNR, and the same with only the \
+             per-channel mean of the error as the noise (the systematic part, which \
+             `ptq.bias_correction` removes; close to the SQNR: the error is mostly a mean \
+             shift).\n\n| layer | channels | SQNR vs float | mean shift |\n|---|---:|---:|---:|\n",
+            report.scheme
+        );
+        for layer in &report.layers {
+            md += &format!(
+                "| `{}` | {} | {} | {} |\n",
+                layer.layer,
+                layer.channels,
+                db_text(finite(layer.sqnr_db)),
+                db_text(finite(layer.shift_db))
+            );
+        }
+    }
     md
+}
+
+/// `None` for an infinite ratio (no error), as the other scores write it.
+fn finite(db: f64) -> Option<f64> {
+    db.is_finite().then_some(db)
 }
 
 /// `scores.jsonl`: scores appended as they are measured, read back by a resumed analysis.
