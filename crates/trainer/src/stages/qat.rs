@@ -36,6 +36,13 @@ pub fn qat<T: Task>(ctx: &Context<T>) -> Result<(), TrainerError> {
                 _ => 0,
             };
             if start_epoch == 0 {
+                if config.ptq.bias_correction {
+                    println!(
+                        "[qat {}] starting from the bias-corrected PTQ model (a calibration \
+                         pass per layer with a bias)",
+                        scheme.name
+                    );
+                }
                 let calibrated = calibrated_model(ctx, &scheme, &ctx.device)?;
                 net = net.load_record(calibrated.into_record());
             }
