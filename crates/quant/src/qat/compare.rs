@@ -96,20 +96,29 @@ pub fn compare_layers<M: Module, B: Clone>(
                 Sums::default()
             });
             for (f, q) in fs.iter().zip(qs) {
+                let channels = f.dims()[1];
                 let error = q.clone() - f.clone();
-                let host = |t: Tensor<2>| -> Vec<f32> {
-                    t.into_data()
-                        .try_to_vec::<f32>()
-                        .expect("layer outputs are f32")
-                };
-                entry.signal += f64::from(f.clone().powi_scalar(2).sum().into_scalar::<f32>());
-                entry.noise += f64::from(error.clone().powi_scalar(2).sum().into_scalar::<f32>());
-                let by_channel = host(error.sum_dim(0));
-                if entry.channel_error.len() != by_channel.len() {
-                    entry.channel_error = vec![0.0; by_channel.len()];
+                // Per channel: Σ float², Σ error², Σ error — one transfer.
+                let stats = Tensor::cat(
+                    vec![
+                        f.clone().powi_scalar(2).sum_dim(0),
+                        error.clone().powi_scalar(2).sum_dim(0),
+                        error.sum_dim(0),
+                    ],
+                    0,
+                )
+                .into_data()
+                .try_to_vec::<f32>()
+                .expect("layer outputs are f32");
+                let (signal, rest) = stats.split_at(channels);
+                let (noise, by_channel) = rest.split_at(channels);
+                entry.signal += signal.iter().map(|&x| f64::from(x)).sum::<f64>();
+                entry.noise += noise.iter().map(|&x| f64::from(x)).sum::<f64>();
+                if entry.channel_error.len() != channels {
+                    entry.channel_error = vec![0.0; channels];
                 }
                 for (total, e) in entry.channel_error.iter_mut().zip(by_channel) {
-                    *total += f64::from(e);
+                    *total += f64::from(*e);
                 }
             }
             entry.rows += rows;

@@ -19,7 +19,8 @@ use burn::tensor::{Bool, Tensor};
 pub(crate) struct Captured {
     pub(crate) sums: HashMap<ParamId, ChannelSums>,
     pub(crate) order: Vec<ParamId>,
-    /// Each layer's outputs as `[rows, channels]` (rows that do not count zeroed), when asked.
+    /// Each layer's outputs as `[rows, channels]` (rows that do not count zeroed), when asked;
+    /// then `sums` holds only each layer's count of rows (the sums are not read back).
     pub(crate) outputs: Option<HashMap<ParamId, Vec<Tensor<2>>>>,
 }
 
@@ -92,8 +93,9 @@ pub(crate) fn capturing() -> bool {
     CAPTURE.with(|c| c.borrow().is_some())
 }
 
-/// Records the per-channel sums of `y`, the output of the layer whose bias is `bias`, before its
-/// activation function and output quantizer; `channel_axis` is the axis of the output channels.
+/// Records the per-channel sums of `y` (or `y` itself, in a capture that keeps the outputs), the
+/// output of the layer whose bias is `bias`, before its activation function and output
+/// quantizer; `channel_axis` is the axis of the output channels.
 pub(crate) fn observe_output<const D: usize>(bias: ParamId, y: &Tensor<D>, channel_axis: usize) {
     if !capturing() {
         return;
@@ -105,9 +107,13 @@ pub(crate) fn observe_output<const D: usize>(bias: ParamId, y: &Tensor<D>, chann
             .try_to_vec::<f32>()
             .expect("layer outputs are f32")
     };
-    let kept = by_channel.clone();
-    let sums = host(by_channel.clone().sum_dim(0));
-    let squares = host(by_channel.powi_scalar(2).sum_dim(0));
+    let keeps_outputs = CAPTURE.with(|c| c.borrow().as_ref().is_some_and(|c| c.outputs.is_some()));
+    // A comparison reads the outputs themselves; the sums cost a transfer only when they are read
+    // (sums and squares in one).
+    let totals = (!keeps_outputs).then(|| {
+        let squares = by_channel.clone().powi_scalar(2).sum_dim(0);
+        host(Tensor::cat(vec![by_channel.clone().sum_dim(0), squares], 0))
+    });
     CAPTURE.with(|c| {
         let mut c = c.borrow_mut();
         let Some(captured) = c.as_mut() else { return };
@@ -122,15 +128,18 @@ pub(crate) fn observe_output<const D: usize>(bias: ParamId, y: &Tensor<D>, chann
         if entry.sums.len() != channels {
             return;
         }
-        for (total, s) in entry.sums.iter_mut().zip(&sums) {
-            *total += *s as f64;
-        }
-        for (total, s) in entry.squares.iter_mut().zip(&squares) {
-            *total += *s as f64;
+        if let Some(totals) = &totals {
+            let (sums, squares) = totals.split_at(channels);
+            for (total, s) in entry.sums.iter_mut().zip(sums) {
+                *total += *s as f64;
+            }
+            for (total, s) in entry.squares.iter_mut().zip(squares) {
+                *total += *s as f64;
+            }
         }
         entry.count += rows;
         if let Some(outputs) = captured.outputs.as_mut() {
-            outputs.entry(bias).or_default().push(kept);
+            outputs.entry(bias).or_default().push(by_channel);
         }
     });
 }
