@@ -4,6 +4,8 @@
 //! `fake_quantize_per_tensor_affine`, `fake_quantize_per_channel_affine`,
 //! `_fake_quantize_learnable_per_{tensor,channel}_affine`, `MinMaxObserver`,
 //! `PerChannelMinMaxObserver`, and a reference PACT); the torch version is stored in the JSON.
+//! The distillation loss is pinned to `golden/gen_distillation.py` (Hinton's soft targets as
+//! PyTorch's `kl_div(..., log_target=True) · T²`, mixed with cross-entropy).
 mod common;
 
 use burn::tensor::{Device, Tensor, TensorData};
@@ -277,6 +279,87 @@ fn observer_qparams_match_pytorch() {
                 &floats(&case["zero_point"]),
                 0.0,
                 0.0,
+            );
+        }
+    }
+}
+
+#[test]
+fn distillation_loss_matches_pytorch() {
+    let json: Value = serde_json::from_str(include_str!("golden/distillation.json")).unwrap();
+    for (device_name, device) in devices() {
+        let device = device.autodiff();
+        for case in json["cases"].as_array().unwrap() {
+            let name = format!("{device_name}/{}", case["name"].as_str().unwrap());
+            let (items, classes) = (
+                case["items"].as_u64().unwrap() as usize,
+                case["classes"].as_u64().unwrap() as usize,
+            );
+            let matrix = |key: &str| {
+                Tensor::<2>::from_data(
+                    TensorData::new(floats(&case[key]), [items, classes]),
+                    &device,
+                )
+            };
+            let student = matrix("student").require_grad();
+            let counted = (!case["counted"].is_null()).then(|| vector(case, "counted", &device));
+            // The task loss the reference mixes in: cross-entropy over the counted items.
+            let targets: Vec<usize> = case["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_u64().unwrap() as usize)
+                .collect();
+            let one_hot: Vec<f32> = targets
+                .iter()
+                .flat_map(|&t| (0..classes).map(move |c| f32::from(u8::from(c == t))))
+                .collect();
+            let one_hot =
+                Tensor::<2>::from_data(TensorData::new(one_hot, [items, classes]), &device);
+            let per_item = (burn::tensor::activation::log_softmax(student.clone(), 1) * one_hot)
+                .sum_dim(1)
+                .reshape([items])
+                .neg();
+            let task = match &counted {
+                Some(w) => (per_item * w.clone()).sum().div(w.clone().sum()),
+                None => per_item.mean(),
+            };
+            let setting = quant::qat::Distillation::new(
+                case["weight"].as_f64().unwrap(),
+                case["temperature"].as_f64().unwrap(),
+            )
+            .unwrap();
+            let soft = quant::qat::soft_target_loss(
+                student.clone(),
+                matrix("teacher"),
+                counted.clone(),
+                setting.temperature,
+            );
+            assert_close(
+                &name,
+                "soft",
+                &values(soft),
+                &[case["soft"].as_f64().unwrap() as f32],
+                1e-5,
+                1e-5,
+            );
+            let loss = setting.loss(task, student.clone(), matrix("teacher"), counted);
+            assert_close(
+                &name,
+                "loss",
+                &values(loss.clone()),
+                &[case["loss"].as_f64().unwrap() as f32],
+                1e-5,
+                1e-5,
+            );
+            let grad = student.grad(&loss.backward()).unwrap();
+            assert_close(
+                &name,
+                "student grad",
+                &values(grad),
+                &floats(&case["student_grad"]),
+                GRAD_ATOL,
+                GRAD_RTOL,
             );
         }
     }

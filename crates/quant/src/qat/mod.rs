@@ -12,6 +12,8 @@
 //!   shifted back to the float model's), which 4-bit PTQ needs most;
 //! - [`compare_layers`]: a quantized model's error layer by layer against the float model's
 //!   (SQNR, and its systematic part), to see where a scheme's error starts;
+//! - [`Distillation`]: the float model as teacher of its quantized copy (soft targets mixed into
+//!   the QAT loss);
 //! - [`QatSchedule`]: quant delay, observer freeze and BN freeze as optimizer-step milestones,
 //!   applied by any `TrainStep` after its optimizer step;
 //! - [`quantizer_params`]: the learned quantizer parameters (LSQ step sizes, zero points, PACT
@@ -24,6 +26,7 @@
 mod bias_correction;
 mod calibrate;
 mod compare;
+mod distillation;
 pub(crate) mod layer_outputs;
 mod prepare;
 mod schedule;
@@ -35,6 +38,7 @@ pub use bias_correction::{
 };
 pub use calibrate::*;
 pub use compare::{LayerError, compare_layers};
+pub use distillation::{Distillation, soft_target_loss};
 pub use layer_outputs::counting_positions;
 pub use prepare::*;
 pub use schedule::*;
