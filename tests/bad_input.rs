@@ -188,6 +188,40 @@ fn a_schedule_milestone_that_never_fires() {
 }
 
 #[test]
+fn a_distillation_weight_or_temperature_out_of_range() {
+    let runs = temp_runs("bad-distillation");
+    fails_cleanly(
+        &runs,
+        &["--set", "qat.distillation.weight=1.5", "qat"],
+        &["qat.distillation.weight", "1.5", "(0, 1]"],
+    );
+    fails_cleanly(
+        &runs,
+        &[
+            "--set",
+            "qat.distillation.weight=0.5",
+            "--set",
+            "qat.distillation.temperature=0",
+            "qat",
+        ],
+        &["qat.distillation.temperature", "positive"],
+    );
+    let config = write(
+        &runs,
+        "kd.toml",
+        &DEFAULT.replace(
+            "[qat]\n",
+            "[qat.distillation]\nweight = 0.5\ntemprature = 2.0\n\n[qat]\n",
+        ),
+    );
+    fails_cleanly(
+        &runs,
+        &["--config", &config, "qat"],
+        &["kd.toml", "temprature"],
+    );
+}
+
+#[test]
 fn a_folder_where_a_data_file_should_be_and_a_missing_data_folder() {
     let runs = temp_runs("bad-data-paths");
     let data = runs.join("data");

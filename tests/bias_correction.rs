@@ -30,13 +30,6 @@ fn args<'a>(bias_correction: bool, extra: &[&'a str]) -> Vec<&'a str> {
     all
 }
 
-fn run_ok(runs: &Path, args: &[&str]) -> String {
-    let output = run(runs, args);
-    let (stdout, stderr) = text(&output);
-    assert!(output.status.success(), "{args:?}:\n{stdout}\n{stderr}");
-    stdout
-}
-
 fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }

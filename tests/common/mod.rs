@@ -38,6 +38,14 @@ pub fn run(runs: &Path, args: &[&str]) -> Output {
     trainer(runs, args).output().expect("trainer binary runs")
 }
 
+/// Runs the trainer, asserts it succeeded (with its output in the message), returns stdout.
+pub fn run_ok(runs: &Path, args: &[&str]) -> String {
+    let output = run(runs, args);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{args:?}:\n{stdout}\n{stderr}");
+    stdout
+}
+
 /// Settings that keep a run to a few seconds on a CPU: one epoch of each stage (whose BN and
 /// observer freeze then apply from its start: a milestone past the stage is an error).
 pub const QUICK: [&str; 12] = [

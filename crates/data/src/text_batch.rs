@@ -38,6 +38,16 @@ pub struct TokenIds {
     pub attention_mask: Tensor<2, Bool>,
 }
 
+impl TokenIds {
+    /// The same ids and mask on their device's inner backend (a frozen teacher's input).
+    pub fn without_autodiff(self) -> Self {
+        TokenIds {
+            input_ids: self.input_ids.without_autodiff(),
+            attention_mask: self.attention_mask.without_autodiff(),
+        }
+    }
+}
+
 /// A batch of sentences and their classes.
 #[derive(Clone, Debug)]
 pub struct TextBatch {

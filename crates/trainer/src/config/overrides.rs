@@ -28,9 +28,15 @@ pub fn apply_overrides(
 ) -> Result<(), TrainerError> {
     let mut known = toml::Table::try_from(base).expect("a RunConfig always serializes");
     // Optional keys a config may leave out (TOML has no null): still settable.
-    let optional: [(&str, &str, toml::Value); 6] = [
+    let distillation = toml::Table::try_from(quant::qat::Distillation {
+        weight: 0.5,
+        temperature: 1.0,
+    })
+    .expect("a Distillation always serializes");
+    let optional: [(&str, &str, toml::Value); 7] = [
         ("qat", "observer_freeze_epoch", toml::Value::Integer(0)),
         ("qat", "bn_freeze_epoch", toml::Value::Integer(0)),
+        ("qat", "distillation", toml::Value::Table(distillation)),
         ("data", "file", toml::Value::String(String::new())),
         ("data", "test_file", toml::Value::String(String::new())),
         ("data", "classes", toml::Value::Array(Vec::new())),

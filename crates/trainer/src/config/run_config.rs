@@ -224,6 +224,11 @@ pub struct QatConfig {
     /// Stop when the validation loss has not improved for this many epochs (0: never).
     #[serde(default)]
     pub early_stopping_patience: usize,
+    /// Distillation from the float model (`[qat.distillation]`, `weight` and `temperature`):
+    /// the QAT loss also matches the float model's softened outputs. Leave it out to train on
+    /// the labels alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distillation: Option<quant::qat::Distillation>,
 }
 
 impl QatConfig {
@@ -396,6 +401,13 @@ impl RunConfig {
                     field(&format!("qat.{f}"), reason)
                 }
             })?;
+        if let Some(distillation) = &self.qat.distillation {
+            distillation
+                .validate()
+                .map_err(|e| match e.within("qat.distillation") {
+                    quant::QuantError::InvalidField { field: f, reason } => field(&f, reason),
+                })?;
+        }
         if self.ptq.calibration_batches == 0 {
             return Err(field("ptq.calibration_batches", "must be at least 1"));
         }

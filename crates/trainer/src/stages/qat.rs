@@ -3,7 +3,8 @@
 use burn::module::Module;
 
 use super::{
-    Context, StageStart, calibrated_model, evaluate_and_save, load_model, meta, save_model,
+    Context, StageStart, calibrated_model, evaluate_and_save, float_model, load_model, meta,
+    save_model,
 };
 use crate::task::{Part, Task};
 use crate::{FitOptions, Trainee, TrainerError, fit};
@@ -12,7 +13,8 @@ use crate::{FitOptions, Trainee, TrainerError, fit};
 ///
 /// The model starts as PTQ leaves it (observers calibrated), so the first steps already see the
 /// integer grid; observers and batch norm freeze at the configured epochs; quantizer parameters
-/// train in their own optimizer group without weight decay.
+/// train in their own optimizer group without weight decay. With `qat.distillation` the float
+/// model is also the teacher: the loss mixes its softened outputs with the labels.
 pub fn qat<T: Task>(ctx: &Context<T>) -> Result<(), TrainerError> {
     let config = &ctx.config;
     for scheme in ctx.schemes()? {
@@ -71,8 +73,20 @@ pub fn qat<T: Task>(ctx: &Context<T>) -> Result<(), TrainerError> {
                 resume_from: (start_epoch > 0).then_some(start_epoch),
                 tui: ctx.tui,
             };
+            let mut trainee = Trainee::new(net, Some(schedule));
+            if let Some(distillation) = q.distillation {
+                println!(
+                    "[{title}] distilling from the float model: loss = {:.2} · task + {:.2} · \
+                     soft targets at temperature {}",
+                    1.0 - distillation.weight,
+                    distillation.weight,
+                    distillation.temperature
+                );
+                let teacher = float_model(ctx, &ctx.device, "the QAT distillation teacher")?;
+                trainee = trainee.with_teacher(teacher, distillation);
+            }
             let outcome = fit(
-                Trainee::new(net, Some(schedule)),
+                trainee,
                 ctx.task.loader(Part::Train, Some(config.seed)),
                 ctx.task.loader(Part::Valid, None),
                 ctx.task.labels(),

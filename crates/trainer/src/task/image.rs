@@ -58,6 +58,21 @@ impl TaskNet for Net {
         output.loss.clone()
     }
 
+    fn with_loss(output: ClassificationOutput, loss: Tensor<1>) -> ClassificationOutput {
+        ClassificationOutput { loss, ..output }
+    }
+
+    fn scored_logits(output: &ClassificationOutput) -> (Tensor<2>, Option<Tensor<1>>) {
+        (output.output.clone(), None)
+    }
+
+    fn without_autodiff(batch: ImageBatch) -> ImageBatch {
+        ImageBatch {
+            images: batch.images.without_autodiff(),
+            targets: batch.targets.without_autodiff(),
+        }
+    }
+
     fn quantized(self, mapping: &QuantMapping) -> Result<Self, TrainerError> {
         Ok(Net::quantized(self, mapping)?)
     }

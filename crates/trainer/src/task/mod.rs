@@ -57,6 +57,20 @@ pub trait TaskNet: Module + burn::module::ModuleDisplay + std::fmt::Display + 's
     /// The loss in `output` (what is back-propagated).
     fn loss(output: &Self::Output) -> Tensor<1>;
 
+    /// `output` with its loss replaced (QAT distillation mixes the teacher's term in), the rest
+    /// (what the metrics read) kept.
+    fn with_loss(output: Self::Output, loss: Tensor<1>) -> Self::Output;
+
+    /// The logits in `output` that a distillation loss compares with a teacher's, `[items,
+    /// labels]`, and which of those items count (`[items]` 1/0 weights; `None`: every one):
+    /// the items the task's own loss scores.
+    fn scored_logits(output: &Self::Output) -> (Tensor<2>, Option<Tensor<1>>);
+
+    /// `batch` on its device's inner backend, for a frozen teacher: without autodiff a network
+    /// runs as in inference (batch norm on its running statistics, no dropout) and records no
+    /// graph.
+    fn without_autodiff(batch: Self::Batch) -> Self::Batch;
+
     /// The same network with `mapping`'s quantizers (replacing any), weights kept.
     fn quantized(self, mapping: &QuantMapping) -> Result<Self, TrainerError>;
 

@@ -110,6 +110,31 @@ impl TaskNet for BertForTokenClassification {
         output.loss.clone()
     }
 
+    fn with_loss(output: TokenOutput, loss: Tensor<1>) -> TokenOutput {
+        TokenOutput { loss, ..output }
+    }
+
+    fn scored_logits(output: &TokenOutput) -> (Tensor<2>, Option<Tensor<1>>) {
+        let [batch, seq, tags] = output.logits.dims();
+        let scored = output
+            .labels
+            .clone()
+            .reshape([batch * seq])
+            .greater_equal_elem(0)
+            .float();
+        (
+            output.logits.clone().reshape([batch * seq, tags]),
+            Some(scored),
+        )
+    }
+
+    fn without_autodiff(batch: TokenBatch) -> TokenBatch {
+        TokenBatch {
+            tokens: batch.tokens.without_autodiff(),
+            labels: batch.labels.without_autodiff(),
+        }
+    }
+
     fn quantized(self, mapping: &QuantMapping) -> Result<Self, TrainerError> {
         Ok(BertForTokenClassification::quantized(self, mapping)?)
     }
