@@ -2,13 +2,14 @@
 //! of MiniLM-L6 with a sentence head at batch 32 × 64 tokens, float vs QAT W8A8 vs QAT W4A8.
 //!
 //! Run through `cargo xtask bench bert-step [--checkpoint DIR] [--backend B] [--batch N] [--seq L]
-//! [--rounds R] [--steps K] [--float-embeddings] [--random-weights] [--no-memory]` (default checkpoint
+//! [--rounds R] [--steps K] [--float-embeddings] [--random-weights] [--no-memory] [--distill]` (default checkpoint
 //! `models/minilm`: `cargo xtask fetch minilm`; `--float-embeddings` times the schemes with the
 //! embedding tables left float, to see what quantizing the 30,522-row word table costs;
 //! `--random-weights` needs only the folder's `config.json` and times a model of its shape with
 //! random weights, for a machine that cannot be sent the 90 MB checkpoint, such as the GPU
 //! machine; `--no-memory` skips the memory children, whose resident memory says nothing of a
-//! GPU's and whose start-up would cost a lent GPU's minutes).
+//! GPU's and whose start-up would cost a lent GPU's minutes; `--distill` adds QAT W4A8 with the
+//! float model as teacher, `qat_w4a8_kd`, timed only).
 //! Step times come from alternating rounds in one process (machine noise hits all variants
 //! alike), compared by their medians; peak resident memory from one child process per variant
 //! (the kernel's high-water mark is per process), which also prints its live-heap peaks before
@@ -79,7 +80,7 @@ mod launch_table;
 mod optimizer;
 
 use bench_args::{arg, median, name_thread, number};
-use bert_step::{Source, VARIANTS, Variant, batch, model, step};
+use bert_step::{Source, VARIANTS, Variant, batch, float_model, model, step};
 use trainer::select_device;
 
 /// Peak resident memory of this process, MiB (`VmHWM`).
@@ -161,6 +162,16 @@ fn bench() {
             Variant::new(name, model)
         })
         .collect();
+    if std::env::args().any(|a| a == "--distill") {
+        // QAT W4A8 with the float model as teacher (what `qat.distillation` adds to a step).
+        let student = model(&source, Some("w4a8"), float_embeddings, &batch, &autodiff);
+        let teacher = float_model(&source, &autodiff);
+        let distillation = quant::qat::Distillation::new(0.5, 2.0).unwrap();
+        variants.push(Variant::new(
+            "qat_w4a8_kd",
+            student.with_teacher(teacher, distillation),
+        ));
+    }
     for v in variants.iter_mut() {
         step(v, &batch); // warm-up: allocations, autotune
     }

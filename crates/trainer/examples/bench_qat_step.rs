@@ -2,7 +2,9 @@
 //! LeNet-BN (or, with `--model resnet`, ResNet-20) on a real Fashion-MNIST batch, float vs QAT W8A8
 //! vs QAT W4A4 (LSQ), side by side.
 //!
-//! Run through `cargo xtask bench qat-step [--model lenet|resnet] [--backend B] [--batch N] [--rounds R] [--steps K]`.
+//! Run through `cargo xtask bench qat-step [--model lenet|resnet] [--backend B] [--batch N] [--rounds R] [--steps K] [--distill]`;
+//! `--distill` adds QAT W4A4 with the float model as teacher (`qat_w4a4_kd`: what
+//! `qat.distillation` adds to a step, its teacher's forward pass and the soft-target loss).
 //! Variants are timed in alternating rounds (machine noise hits all alike) and compared by their
 //! medians. On a GPU backend it also counts each variant's kernel launches in one step (a figure
 //! that does not depend on the machine); `QUANT_FUSED=off` runs the composite ops instead of the
@@ -26,7 +28,7 @@ mod launch_table;
 mod optimizer;
 
 use bench_args::{arg, median, name_thread, number};
-use cnn_step::{embedded_batch, read_back, step, variants};
+use cnn_step::{distilled, embedded_batch, read_back, step, variants};
 use trainer::{ModelConfig, select_device};
 
 fn main() {
@@ -56,7 +58,11 @@ fn bench() {
             hidden: 128,
         },
     };
-    let mut variants = variants(&model, &batch, &autodiff);
+    let mut variants: Vec<_> = variants(&model, &batch, &autodiff).into();
+    if std::env::args().any(|a| a == "--distill") {
+        let kd = distilled(&model, &variants[0], &batch, &autodiff);
+        variants.push(kd);
+    }
     for v in variants.iter_mut() {
         for _ in 0..3 {
             step(v, &batch);

@@ -1,7 +1,8 @@
 //! The CNN training-step variants that `bench_qat_step` times and `tests/step_launches.rs` counts
 //! launches of: float, QAT W8A8 and QAT W4A4 (LSQ) of one model, from the same float weights,
 //! each calibrated once on the batch (as PTQ / QAT start does) and with its own AdamW; one step
-//! is the trainer's own `TrainStep` (forward, backward) and the optimizer update.
+//! is the trainer's own `TrainStep` (forward, backward) and the optimizer update. With
+//! [`distilled`], QAT W4A4 with the float model as teacher (`qat.distillation`).
 #![allow(dead_code)]
 
 use burn::data::dataloader::batcher::Batcher;
@@ -64,6 +65,31 @@ pub fn variants(model: &ModelConfig, batch: &ImageBatch, device: &Device) -> [Va
         make("qat_w8a8", Some(QuantMapping::w8a8())),
         make("qat_w4a4", Some(QuantMapping::w4a4())),
     ]
+}
+
+/// QAT W4A4 of `model` distilling from its float model (weight 0.5, temperature 2): the
+/// `qat_w4a4` variant plus the teacher's forward pass and the soft-target loss, from the same
+/// float weights as [`variants`].
+pub fn distilled(
+    model: &ModelConfig,
+    float: &Variant,
+    batch: &ImageBatch,
+    device: &Device,
+) -> Variant {
+    let float = float.model.as_ref().unwrap().net.clone();
+    let student = Net::init(model, 10, &QuantMapping::new(), device)
+        .unwrap()
+        .load_record(float.clone().into_record())
+        .quantized(&QuantMapping::w4a4())
+        .unwrap();
+    student.forward(batch.images.clone());
+    let distillation = quant::qat::Distillation::new(0.5, 2.0).unwrap();
+    Variant {
+        name: "qat_w4a4_kd",
+        model: Some(Trainee::new(student, None).with_teacher(float, distillation)),
+        optim: super::optimizer::adamw(1e-4),
+        samples_ms: Vec::new(),
+    }
 }
 
 /// The step's learning rate.
