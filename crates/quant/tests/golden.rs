@@ -5,7 +5,8 @@
 //! `_fake_quantize_learnable_per_{tensor,channel}_affine`, `MinMaxObserver`,
 //! `PerChannelMinMaxObserver`, and a reference PACT); the torch version is stored in the JSON.
 //! The distillation loss is pinned to `golden/gen_distillation.py` (Hinton's soft targets as
-//! PyTorch's `kl_div(..., log_target=True) · T²`, mixed with cross-entropy).
+//! PyTorch's `kl_div(..., log_target=True) · T²`, mixed with cross-entropy), the entropy observer
+//! to `golden/gen_entropy.py` (NVIDIA pytorch-quantization's `_compute_amax_entropy`).
 mod common;
 
 use burn::tensor::{Device, Tensor, TensorData};
@@ -360,6 +361,35 @@ fn distillation_loss_matches_pytorch() {
                 &floats(&case["student_grad"]),
                 GRAD_ATOL,
                 GRAD_RTOL,
+            );
+        }
+    }
+}
+
+/// Entropy calibration against NVIDIA pytorch-quantization's search (`golden/gen_entropy.py`):
+/// on its histograms the same bin exactly; from raw values (our binning against `torch.histc`'s
+/// float32 one) the same threshold within two bins.
+#[test]
+fn entropy_calibration_matches_pytorch_quantization() {
+    let json: Value = serde_json::from_str(include_str!("golden/entropy.json")).unwrap();
+    for case in json["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let bits = case["bits"].as_u64().unwrap() as u32;
+        let unsigned = case["unsigned"].as_bool().unwrap();
+        let bins = case["bins"].as_u64().unwrap() as usize;
+        let bin = case["bin"].as_u64().unwrap() as usize;
+        if let Some(histogram) = case["histogram"].as_array() {
+            let histogram: Vec<f64> = histogram.iter().map(|c| c.as_f64().unwrap()).collect();
+            let levels = 1usize << (bits - 1 + u32::from(unsigned));
+            assert_eq!(quant::entropy_threshold(&histogram, levels), bin, "{name}");
+        } else {
+            let values = floats(&case["values"]);
+            let amax = quant::entropy_amax(&values, bins, bits, unsigned);
+            let expected = case["amax"].as_f64().unwrap() as f32;
+            let width = values.iter().fold(0f32, |m, v| m.max(v.abs())) / bins as f32;
+            assert!(
+                (amax - expected).abs() <= 2.0 * width,
+                "{name}: {amax} vs {expected} (bin width {width})"
             );
         }
     }

@@ -24,6 +24,24 @@ fn scheme_files_equal_the_presets() {
     }
 }
 
+/// `configs/schemes/*-entropy.toml`: the preset, activations observed by the entropy
+/// calibrator and nothing else changed.
+#[test]
+fn entropy_scheme_files_swap_only_the_activation_observer() {
+    for name in ["w8a8", "w4a8", "w4a4"] {
+        let file = format!("{name}-entropy");
+        let mapping: QuantMapping =
+            toml::from_str(&read(&file)).unwrap_or_else(|e| panic!("{file}.toml: {e}"));
+        mapping.validate().unwrap();
+        let mut expected = QuantMapping::preset(name).unwrap();
+        expected.activation.as_mut().unwrap().observer = quant::ObserverKind::Entropy {
+            bins: 2048,
+            averaging_constant: 0.1,
+        };
+        assert_eq!(mapping, expected, "{file}.toml");
+    }
+}
+
 #[test]
 fn bad_scheme_values_are_named() {
     let nine = read("w8a8").replacen("bits = 8", "bits = 9", 1);

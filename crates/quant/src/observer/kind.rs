@@ -42,6 +42,24 @@ pub enum ObserverKind {
         #[serde(default = "default_averaging_constant")]
         averaging_constant: f64,
     },
+    /// Entropy calibration (TensorRT's INT8 calibrator, NVIDIA pytorch-quantization's
+    /// `entropy` method): the clip threshold of `|x|` whose quantized distribution has the least
+    /// KL divergence from the batch's `bins`-bin histogram, averaged over batches. Computed on
+    /// the host: meant for calibration (PTQ, and QAT's start), not for observers left on
+    /// through training.
+    Entropy {
+        /// Bins of the histogram the thresholds are chosen from, at least 256 (2048 in
+        /// TensorRT and pytorch-quantization).
+        #[serde(default = "default_bins")]
+        bins: usize,
+        /// Weight of the newest batch, in `(0, 1]`.
+        #[serde(default = "default_averaging_constant")]
+        averaging_constant: f64,
+    },
+}
+
+fn default_bins() -> usize {
+    2048
 }
 
 fn default_averaging_constant() -> f64 {
@@ -107,6 +125,18 @@ impl ObserverKind {
                 }
                 check_c(averaging_constant)
             }
+            ObserverKind::Entropy {
+                bins,
+                averaging_constant,
+            } => {
+                if bins < 256 {
+                    return Err(QuantError::field(
+                        "bins",
+                        format!("{bins} histogram bins; need at least 256"),
+                    ));
+                }
+                check_c(averaging_constant)
+            }
         }
     }
 
@@ -119,6 +149,9 @@ impl ObserverKind {
                 averaging_constant, ..
             }
             | ObserverKind::Mse {
+                averaging_constant, ..
+            }
+            | ObserverKind::Entropy {
                 averaging_constant, ..
             } => Some(averaging_constant),
         }

@@ -3,7 +3,9 @@
 use burn::module::{Module, ModuleMapper, Param, RunningState};
 use burn::tensor::{Device, Tensor};
 
-use super::{ObserverKind, batch_max_abs, batch_min_max, batch_mse_optimal, batch_percentile};
+use super::{
+    ObserverKind, batch_entropy, batch_max_abs, batch_min_max, batch_mse_optimal, batch_percentile,
+};
 use crate::math::{
     ObserveRule, StepSource, fused_observe, fused_observe_fake_quant, fused_observe_fake_quant_bias,
 };
@@ -61,6 +63,7 @@ impl Observer {
                 batch_percentile(view, layout, percentile)
             }
             ObserverKind::Mse { grid, .. } => batch_mse_optimal(view, layout, spec, grid),
+            ObserverKind::Entropy { bins, .. } => batch_entropy(view, layout, spec, bins),
         };
         let old_min = self.min.value_sync();
         let old_max = self.max.value_sync();
@@ -220,7 +223,9 @@ fn moving_average(old: Tensor<1>, new: Tensor<1>, c: f64) -> Tensor<1> {
 mod tests {
     use super::*;
     use crate::Granularity;
+    use crate::observer::entropy_amax;
     use crate::testing::values;
+    use burn::tensor::TensorData;
 
     fn observe(kind: ObserverKind, batches: &[&[f32]]) -> (Vec<f32>, Vec<f32>) {
         let device = Device::flex();
@@ -392,6 +397,51 @@ mod tests {
         let (min, max) = observe(kind, &[&batch]);
         assert!((min[0] - 0.01).abs() < 1e-6, "{min:?}");
         assert!((max[0] - 0.989).abs() < 1e-6, "{max:?}");
+    }
+
+    /// The entropy observer through `Observer::observe`: each channel of a per-channel layout
+    /// gets the threshold of its own values (one channel with outliers, one without), and the
+    /// kind's moving average folds batches.
+    #[test]
+    fn entropy_clips_each_channel_by_its_own_histogram() {
+        let device = Device::flex();
+        let spec = QuantSpec::new().with_symmetric(false);
+        let kind = ObserverKind::Entropy {
+            bins: 2048,
+            averaging_constant: 1.0,
+        };
+        let rows = 50_000;
+        // [rows, 2]: channel 0 normal with outliers at ±40, channel 1 uniform on [0, 2].
+        let normal = crate::observer::entropy::tests::gaussian(rows, 3);
+        let mut data = Vec::with_capacity(rows * 2);
+        for (k, v) in normal.into_iter().enumerate() {
+            data.push(if k % 20_000 == 0 { 40.0 } else { v });
+            data.push(((k * 104_729) % 4001) as f32 / 2000.0);
+        }
+        let layout = ParamLayout::new(&[rows, 2], &Granularity::PerChannel { axis: Some(1) });
+        let observer = Observer::new(kind.clone(), 2, &device);
+        let x = Tensor::<2>::from_data(TensorData::new(data.clone(), [rows, 2]), &device);
+        observer.observe(layout.to_view(x), &layout, &spec);
+        let (min, max) = observer.range();
+        let (min, max) = (values(min), values(max));
+        let channel = |c: usize| {
+            data.iter()
+                .skip(c)
+                .step_by(2)
+                .copied()
+                .collect::<Vec<f32>>()
+        };
+        let amax0 = entropy_amax(&channel(0), 2048, 8, false);
+        let amax1 = entropy_amax(&channel(1), 2048, 8, true);
+        assert!(amax0 < 5.0, "the outliers set the range: {amax0}");
+        assert_eq!((min[0], max[0]), (-amax0, amax0));
+        assert_eq!((min[1], max[1]), (0.0, amax1));
+        assert!(kind.validate().is_ok());
+        let few = ObserverKind::Entropy {
+            bins: 100,
+            averaging_constant: 1.0,
+        };
+        assert!(few.validate().unwrap_err().to_string().contains("bins"));
     }
 
     #[test]
