@@ -24,8 +24,8 @@ fn scheme_files_equal_the_presets() {
     }
 }
 
-/// `configs/schemes/*-entropy.toml`: the preset, activations observed by the entropy
-/// calibrator and nothing else changed.
+/// `configs/schemes/*-entropy.toml`: the preset with activations observed by the entropy
+/// calibrator, except the network input, which keeps the preset's quantizer.
 #[test]
 fn entropy_scheme_files_swap_only_the_activation_observer() {
     for name in ["w8a8", "w4a8", "w4a4"] {
@@ -34,10 +34,19 @@ fn entropy_scheme_files_swap_only_the_activation_observer() {
             toml::from_str(&read(&file)).unwrap_or_else(|e| panic!("{file}.toml: {e}"));
         mapping.validate().unwrap();
         let mut expected = QuantMapping::preset(name).unwrap();
+        let preset_activation = expected.activation.clone();
         expected.activation.as_mut().unwrap().observer = quant::ObserverKind::Entropy {
             bins: 2048,
             averaging_constant: 0.1,
         };
+        expected.rules.push(quant::QuantRule {
+            pattern: Some(r"^input_quant\.quant$".into()),
+            layer: None,
+            rank: None,
+            weight: None,
+            activation: preset_activation,
+            float: false,
+        });
         assert_eq!(mapping, expected, "{file}.toml");
     }
 }

@@ -103,11 +103,19 @@ pub fn ptq<T: Task>(ctx: &Context<T>) -> Result<(), TrainerError> {
         let (net, correction) = calibrated_with_report(ctx, float, &scheme, &ctx.device, progress)?;
         if let Some(report) = &correction {
             write_bias_correction(&dir, &scheme.name, report, started.elapsed())?;
-        } else if scheme
-            .mapping
-            .weight
-            .as_ref()
-            .is_some_and(|w| w.spec.bits <= 4)
+        } else {
+            println!(
+                "[ptq {}] calibrated in {:.1} s",
+                scheme.name,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        if correction.is_none()
+            && scheme
+                .mapping
+                .weight
+                .as_ref()
+                .is_some_and(|w| w.spec.bits <= 4)
         {
             println!(
                 "[ptq {}] 4-bit weights: `--set ptq.bias_correction=true` puts each layer's \

@@ -1,0 +1,61 @@
+//! Entropy calibration end to end on the embedded Fashion-MNIST subset: a scheme file whose
+//! activations use `observer = { kind = "entropy" }` calibrates on Flex and on wgpu (the search
+//! runs on the host either way), the saved model records the observer, and both devices score
+//! the same within a point.
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut all: Vec<&str> = QUICK.to_vec();
+    all.extend([
+        "--set",
+        "schemes=[\"w4a4\", \"configs/schemes/w4a4-entropy.toml\"]",
+        "--set",
+        "name=\"e\"",
+    ]);
+    all.extend(extra);
+    all
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The test accuracy of each PTQ row of the run's report, by scheme.
+fn ptq_accuracy(runs: &Path, scheme: &str) -> f64 {
+    let report = json(&runs.join("e/report.json"));
+    report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["variant"] == "ptq" && r["scheme"] == scheme)
+        .unwrap_or_else(|| panic!("no ptq {scheme} row in {report}"))["value"]
+        .as_f64()
+        .unwrap()
+}
+
+#[test]
+fn an_entropy_scheme_calibrates_on_flex_and_wgpu_alike() {
+    let runs = temp_runs("entropy");
+    run_ok(&runs, &args(&["train"]));
+    run_ok(&runs, &args(&["ptq"]));
+    let meta = json(&runs.join("e/ptq-w4a4-entropy/model.json"));
+    assert_eq!(
+        meta["mapping"]["activation"]["observer"]["kind"], "entropy",
+        "{meta}"
+    );
+    let min_max = json(&runs.join("e/ptq-w4a4/model.json"));
+    assert_ne!(
+        min_max["mapping"]["activation"]["observer"]["kind"],
+        "entropy"
+    );
+    let flex = ptq_accuracy(&runs, "W4A4-ENTROPY");
+    run_ok(&runs, &args(&["--backend", "wgpu", "--fresh", "ptq"]));
+    let wgpu = ptq_accuracy(&runs, "W4A4-ENTROPY");
+    assert!(flex > 0.5, "entropy W4A4 PTQ accuracy {flex}");
+    assert!((flex - wgpu).abs() <= 0.01, "flex {flex} vs wgpu {wgpu}");
+}
