@@ -30,10 +30,6 @@ fn args<'a>(bias_correction: bool, extra: &[&'a str]) -> Vec<&'a str> {
     all
 }
 
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 /// The `bias` of each corrected layer (paths as the mapping sees them: the trainer's `LeNet`
 /// enum variant is not one of their segments).
 fn biases(correction: &Value) -> Vec<String> {

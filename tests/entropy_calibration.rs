@@ -7,7 +7,6 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use serde_json::Value;
 
 fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut all: Vec<&str> = QUICK.to_vec();
@@ -19,10 +18,6 @@ fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     ]);
     all.extend(extra);
     all
-}
-
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// The test accuracy of each PTQ row of the run's report, by scheme.

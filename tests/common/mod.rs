@@ -46,6 +46,12 @@ pub fn run_ok(runs: &Path, args: &[&str]) -> String {
     stdout
 }
 
+/// A JSON file the trainer wrote (report, meta, correction table), parsed.
+pub fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// Settings that keep a run to a few seconds on a CPU: one epoch of each stage (whose BN and
 /// observer freeze then apply from its start: a milestone past the stage is an error).
 pub const QUICK: [&str; 12] = [
