@@ -197,29 +197,42 @@ mod tests {
         }
     }
 
+    /// A bypassed quantizer is the identity, exactly; calibrated W8A8 stays within 5% of the
+    /// float logits. The tiny models are random (Flex's generator is shared by the tests running
+    /// beside this one, so a seed would not pin them): the gap is the median over five models,
+    /// since one draw in about thirty has logits so small that the relative gap passes 5%
+    /// (0.003–0.03 typically; 0.065 once in CI).
     #[test]
     fn bypassed_quantizers_give_the_float_model_and_w8a8_stays_close_to_it() {
         let device = Device::flex();
-        let float = BertHeadConfig::new(3)
-            .init_sequence(&tiny(QuantMapping::new()), &device)
-            .unwrap();
         let input = batch(&device);
-        let expected = float.forward(input.clone());
-        let qat = float.clone().quantized(&QuantMapping::w8a8()).unwrap();
-        let bypassed = quant::control::set_fake_quant(qat.clone(), false);
-        // Exactly: a bypassed quantizer is the identity.
-        assert_eq!(
-            bypassed.forward(input.clone()).into_data(),
-            expected.clone().into_data()
+        let mut gaps: Vec<f32> = (0..5)
+            .map(|_| {
+                let float = BertHeadConfig::new(3)
+                    .init_sequence(&tiny(QuantMapping::new()), &device)
+                    .unwrap();
+                let expected = float.forward(input.clone());
+                let qat = float.clone().quantized(&QuantMapping::w8a8()).unwrap();
+                let bypassed = quant::control::set_fake_quant(qat.clone(), false);
+                assert_eq!(
+                    bypassed.forward(input.clone()).into_data(),
+                    expected.clone().into_data()
+                );
+                let qat = calibrated(qat, &input, |m, x| {
+                    m.forward(x);
+                });
+                let logits = qat.forward(input.clone());
+                let values = logits.clone().into_data().try_to_vec::<f32>().unwrap();
+                assert!(values.iter().all(|v| v.is_finite()));
+                mean_relative_gap(expected, logits)
+            })
+            .collect();
+        gaps.sort_by(f32::total_cmp);
+        assert!(
+            gaps[2] < 0.05,
+            "W8A8 logits differ from float by a median {:.3} ({gaps:?})",
+            gaps[2]
         );
-        let qat = calibrated(qat, &input, |m, x| {
-            m.forward(x);
-        });
-        let logits = qat.forward(input);
-        let values = logits.clone().into_data().try_to_vec::<f32>().unwrap();
-        assert!(values.iter().all(|v| v.is_finite()));
-        let gap = mean_relative_gap(expected, logits);
-        assert!(gap < 0.05, "W8A8 logits differ from float by {gap:.3}");
     }
 
     #[test]
