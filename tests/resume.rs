@@ -8,6 +8,52 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// QAT distilling from the float model, interrupted: the resumed stage rebuilds its teacher (the
+/// checkpoint holds the student only) and goes on from the epoch after the last checkpoint.
+#[test]
+fn interrupted_distillation_resumes_with_its_teacher() {
+    let runs = temp_runs("resume-distillation");
+    let args = [
+        "--no-tui",
+        "--set",
+        "name=\"resume\"",
+        "--set",
+        "schemes=[\"w4a4\"]",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "qat.epochs=4",
+        "--set",
+        "qat.distillation.weight=0.5",
+        "--set=data.num_workers=1",
+    ];
+    run_ok(&runs, &[&args[..], &["train"]].concat());
+    let qat: Vec<&str> = [&args[..], &["qat"]].concat();
+    let mut attempts = 0;
+    let last = loop {
+        attempts += 1;
+        let _ = std::fs::remove_dir_all(runs.join("resume/qat-w4a4"));
+        match interrupt_after_first_checkpoint(&runs, &qat, "resume/qat-w4a4", 4) {
+            Some(last) => break last,
+            None if attempts < 3 => continue,
+            None => panic!("the stage finished before every one of {attempts} interrupts"),
+        }
+    };
+    let stdout = run_ok(&runs, &[&["--resume"][..], &qat].concat());
+    assert!(
+        stdout.contains("[qat W4A4] distilling from the float model"),
+        "{stdout}"
+    );
+    let start = format!("[qat W4A4] training epochs {}..=4", last + 1);
+    assert!(stdout.contains(&start), "expected `{start}` in:\n{stdout}");
+    assert_eq!(
+        trainer::last_checkpoint(&runs.join("resume/qat-w4a4")),
+        Some(4)
+    );
+    assert!(runs.join("resume/qat-w4a4/model.bpk").is_file());
+    std::fs::remove_dir_all(runs).ok();
+}
+
 #[test]
 fn interrupted_training_resumes_from_its_last_checkpoint() {
     let runs = temp_runs("resume");
@@ -27,7 +73,7 @@ fn interrupted_training_resumes_from_its_last_checkpoint() {
     let last = loop {
         attempts += 1;
         let _ = std::fs::remove_dir_all(runs.join("resume"));
-        match interrupt_after_first_checkpoint(&runs, &args) {
+        match interrupt_after_first_checkpoint(&runs, &args, "resume/float", 4) {
             Some(last) => break last,
             None if attempts < 3 => continue,
             None => panic!("the run finished before every one of {attempts} interrupts"),
@@ -68,15 +114,21 @@ fn interrupted_training_resumes_from_its_last_checkpoint() {
     std::fs::remove_dir_all(runs).ok();
 }
 
-/// Starts the run, sends it SIGINT (Ctrl-C) once its first epoch's checkpoint is on disk, and
-/// returns its last checkpoint, or `None` when the run had finished every epoch by then.
-fn interrupt_after_first_checkpoint(runs: &std::path::Path, args: &[&str]) -> Option<usize> {
+/// Starts the run, sends it SIGINT (Ctrl-C) once the first epoch's checkpoint of `stage` (a
+/// folder under `runs`, of `epochs` epochs) is on disk, and returns its last checkpoint, or
+/// `None` when the stage had finished every epoch by then.
+fn interrupt_after_first_checkpoint(
+    runs: &std::path::Path,
+    args: &[&str],
+    stage: &str,
+    epochs: usize,
+) -> Option<usize> {
     let mut child = trainer(runs, args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let stage = runs.join("resume/float");
+    let stage = runs.join(stage);
     let started = Instant::now();
     while !stage.join("checkpoint/scheduler-1.bpk").is_file() {
         assert!(
@@ -93,7 +145,7 @@ fn interrupt_after_first_checkpoint(runs: &std::path::Path, args: &[&str]) -> Op
     if let Some(status) = child.try_wait().unwrap() {
         // Finished before the signal could be sent: only a complete, successful run may do that.
         assert!(status.success(), "the run failed: {status}");
-        assert_eq!(trainer::last_checkpoint(&stage), Some(4));
+        assert_eq!(trainer::last_checkpoint(&stage), Some(epochs));
         return None;
     }
     // Ctrl-C.
@@ -106,7 +158,7 @@ fn interrupt_after_first_checkpoint(runs: &std::path::Path, args: &[&str]) -> Op
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     let last = trainer::last_checkpoint(&stage);
-    if output.status.success() && last == Some(4) {
+    if output.status.success() && last == Some(epochs) {
         // The signal came after the last epoch: nothing was left to interrupt.
         return None;
     }
