@@ -29,16 +29,7 @@ fn interrupted_distillation_resumes_with_its_teacher() {
     ];
     run_ok(&runs, &[&args[..], &["train"]].concat());
     let qat: Vec<&str> = [&args[..], &["qat"]].concat();
-    let mut attempts = 0;
-    let last = loop {
-        attempts += 1;
-        let _ = std::fs::remove_dir_all(runs.join("resume/qat-w4a4"));
-        match interrupt_after_first_checkpoint(&runs, &qat, "resume/qat-w4a4", 4) {
-            Some(last) => break last,
-            None if attempts < 3 => continue,
-            None => panic!("the stage finished before every one of {attempts} interrupts"),
-        }
-    };
+    let last = interrupted_within_three_tries(&runs, &qat, "resume/qat-w4a4", 4);
     let stdout = run_ok(&runs, &[&["--resume"][..], &qat].concat());
     assert!(
         stdout.contains("[qat W4A4] distilling from the float model"),
@@ -66,19 +57,7 @@ fn interrupted_training_resumes_from_its_last_checkpoint() {
         "--set=data.num_workers=1",
         "train",
     ];
-    // burn-train writes checkpoints on a background thread; on a loaded machine the first one can
-    // land so late that the run has finished all its epochs before the signal takes effect. That
-    // run says nothing about interruption, so it is started again (at most three times).
-    let mut attempts = 0;
-    let last = loop {
-        attempts += 1;
-        let _ = std::fs::remove_dir_all(runs.join("resume"));
-        match interrupt_after_first_checkpoint(&runs, &args, "resume/float", 4) {
-            Some(last) => break last,
-            None if attempts < 3 => continue,
-            None => panic!("the run finished before every one of {attempts} interrupts"),
-        }
-    };
+    let last = interrupted_within_three_tries(&runs, &args, "resume/float", 4);
     assert!(
         last < 4,
         "interrupted before the end (last checkpoint {last})"
@@ -112,6 +91,25 @@ fn interrupted_training_resumes_from_its_last_checkpoint() {
         text(&output).0
     );
     std::fs::remove_dir_all(runs).ok();
+}
+
+/// [`interrupt_after_first_checkpoint`], started again (`stage` removed first) while the stage
+/// finishes before the signal takes effect: burn-train writes checkpoints on a background thread,
+/// and on a loaded machine the first one can land so late that the stage has run all its epochs.
+/// Such a run says nothing about interruption. At most three tries.
+fn interrupted_within_three_tries(
+    runs: &std::path::Path,
+    args: &[&str],
+    stage: &str,
+    epochs: usize,
+) -> usize {
+    for _ in 0..3 {
+        let _ = std::fs::remove_dir_all(runs.join(stage));
+        if let Some(last) = interrupt_after_first_checkpoint(runs, args, stage, epochs) {
+            return last;
+        }
+    }
+    panic!("`{stage}` finished before each of three interrupts");
 }
 
 /// Starts the run, sends it SIGINT (Ctrl-C) once the first epoch's checkpoint of `stage` (a
