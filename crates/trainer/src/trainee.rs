@@ -59,6 +59,7 @@ impl<N: TaskNet> Trainee<N> {
     /// The same trainee learning also from `teacher`'s outputs (the teacher moved off autodiff
     /// and frozen).
     pub fn with_teacher(self, teacher: N, distillation: Distillation) -> Self {
+        // A module need not be `Sync`; the closure must be, to sit in a module's field.
         let teacher = Mutex::new(teacher.valid());
         let soft_targets = move |batch: N::Batch| {
             let teacher = teacher
