@@ -13,21 +13,16 @@ use serde_json::Value;
 const BIASES: [&str; 4] = ["conv1.bn.beta", "conv2.bn.beta", "fc1.bias", "fc2.bias"];
 
 fn args<'a>(bias_correction: bool, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut all: Vec<&str> = QUICK.to_vec();
-    all.extend([
-        "--set",
+    let correction = if bias_correction {
+        "ptq.bias_correction=true"
+    } else {
+        "ptq.bias_correction=false"
+    };
+    quick(
         "schemes=[\"w4a4\"]",
-        "--set",
         "name=\"b\"",
-        "--set",
-        if bias_correction {
-            "ptq.bias_correction=true"
-        } else {
-            "ptq.bias_correction=false"
-        },
-    ]);
-    all.extend(extra);
-    all
+        &[&["--set", correction][..], extra].concat(),
+    )
 }
 
 /// The `bias` of each corrected layer (paths as the mapping sees them: the trainer's `LeNet`
@@ -86,12 +81,7 @@ fn every_layer_is_corrected_in_order_exports_exactly_and_held_out_sqnr_improves(
     // The corrected model is an ordinary model: its integer export computes what it does.
     run_ok(&runs, &args(true, &["export"]));
     let report = json(&runs.join("b/report.json"));
-    let int = report["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["variant"] == "int" && r["scheme"] == "W4A4")
-        .expect("an int row");
+    let int = report_row(&report, "int", "W4A4");
     let deployment = &int["deployment"];
     assert_eq!(deployment["source"], "ptq", "{deployment}");
     let agreement = deployment["parity"]["agreement"].as_f64().unwrap();

@@ -9,10 +9,7 @@ use std::path::Path;
 use common::*;
 
 fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut all: Vec<&str> = QUICK.to_vec();
-    all.extend(["--set", "schemes=[\"w4a4\"]", "--set", "name=\"d\""]);
-    all.extend(extra);
-    all
+    quick("schemes=[\"w4a4\"]", "name=\"d\"", extra)
 }
 
 const TEACHER_ONLY: [&str; 4] = [

@@ -9,26 +9,17 @@ use std::path::Path;
 use common::*;
 
 fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut all: Vec<&str> = QUICK.to_vec();
-    all.extend([
-        "--set",
+    quick(
         "schemes=[\"w4a4\", \"configs/schemes/w4a4-entropy.toml\"]",
-        "--set",
         "name=\"e\"",
-    ]);
-    all.extend(extra);
-    all
+        extra,
+    )
 }
 
-/// The test accuracy of each PTQ row of the run's report, by scheme.
+/// The test accuracy of the run's PTQ row for `scheme`.
 fn ptq_accuracy(runs: &Path, scheme: &str) -> f64 {
     let report = json(&runs.join("e/report.json"));
-    report["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["variant"] == "ptq" && r["scheme"] == scheme)
-        .unwrap_or_else(|| panic!("no ptq {scheme} row in {report}"))["value"]
+    report_row(&report, "ptq", scheme)["value"]
         .as_f64()
         .unwrap()
 }

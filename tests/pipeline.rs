@@ -29,19 +29,13 @@ fn pipeline_on(backend: &str, extra: &[&str], env: &[(&str, &str)]) {
     );
     let run_dir = runs.join("e2e");
 
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap())
-            .unwrap();
+    let report = json(&run_dir.join("report.json"));
     assert_eq!(report["task"], "image-classification");
     assert_eq!(report["model"], "lenet-bn");
     assert_eq!(report["backend"], backend);
     assert_eq!(report["dataset"], "fashion-mnist-small");
     let rows = report["results"].as_array().unwrap();
-    let find = |variant: &str, scheme: &str| {
-        rows.iter()
-            .find(|r| r["variant"] == variant && r["scheme"] == scheme)
-            .unwrap_or_else(|| panic!("no {variant} {scheme} row in {report}"))
-    };
+    let find = |variant: &str, scheme: &str| report_row(&report, variant, scheme);
     let float = find("float", "float");
     for row in rows {
         assert_eq!(row["metric"], "accuracy");
@@ -258,16 +252,9 @@ fn scheme_rules_set_bit_widths_in_the_checkpoint_and_the_size() {
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     let run_dir = runs.join("rules");
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap())
-            .unwrap();
+    let report = json(&run_dir.join("report.json"));
     let size = |scheme: &str| {
-        report["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["variant"] == "qat" && r["scheme"] == scheme)
-            .unwrap_or_else(|| panic!("no qat {scheme} row in {report}"))["size_bytes"]
+        report_row(&report, "qat", scheme)["size_bytes"]
             .as_u64()
             .unwrap()
     };

@@ -27,7 +27,7 @@ fn pipeline(runs: &Path, seed: u64, workers: usize) -> Value {
     let output = run(runs, &args);
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stdout}\n{stderr}");
-    serde_json::from_str(&std::fs::read_to_string(runs.join("repro/report.json")).unwrap()).unwrap()
+    json(&runs.join("repro/report.json"))
 }
 
 /// Every `.bpk` under `dir`, relative path → bytes.

@@ -21,15 +21,7 @@ fn trained(test: &str) -> std::path::PathBuf {
 }
 
 fn with_quick<'a>(args: &[&'a str]) -> Vec<&'a str> {
-    let mut all: Vec<&str> = QUICK.to_vec();
-    all.extend([
-        "--set",
-        "schemes=[\"w8a8\", \"w4a4\"]",
-        "--set",
-        "name=\"s\"",
-    ]);
-    all.extend(args);
-    all
+    quick("schemes=[\"w8a8\", \"w4a4\"]", "name=\"s\"", args)
 }
 
 fn sensitivity(runs: &Path, args: &[&str]) -> (bool, String, String) {

@@ -7,16 +7,7 @@ use common::*;
 use serde_json::Value;
 
 fn report(run_dir: &std::path::Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap()).unwrap()
-}
-
-fn row<'a>(report: &'a Value, variant: &str, scheme: &str) -> &'a Value {
-    report["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["variant"] == variant && r["scheme"] == scheme)
-        .unwrap_or_else(|| panic!("no {variant} {scheme} row in {report}"))
+    json(&run_dir.join("report.json"))
 }
 
 fn pipeline(config: &str, backend: &str, extra: &[&str]) -> (std::path::PathBuf, Value) {
@@ -52,14 +43,18 @@ fn check_sentiment(backend: &str, extra: &[&str]) {
             assert!(r["metrics"][m].is_number(), "{m} in {r}");
         }
     }
-    let float = row(&report, "float", "float")["value"].as_f64().unwrap();
+    let float = report_row(&report, "float", "float")["value"]
+        .as_f64()
+        .unwrap();
     // 24 test sentences, two classes: the fine-tuned fixture is far above chance.
     assert!(float >= 0.75, "float accuracy {float}");
     for scheme in ["W8A8", "W4A8"] {
-        let qat = row(&report, "qat", scheme)["value"].as_f64().unwrap();
+        let qat = report_row(&report, "qat", scheme)["value"]
+            .as_f64()
+            .unwrap();
         assert!(qat >= float - 0.15, "QAT {scheme} {qat} vs float {float}");
     }
-    let size = |v, s| row(&report, v, s)["size_bytes"].as_f64().unwrap();
+    let size = |v, s| report_row(&report, v, s)["size_bytes"].as_f64().unwrap();
     let ratio = size("float", "float") / size("qat", "W8A8");
     assert!(
         (3.5..4.1).contains(&ratio),
@@ -105,8 +100,8 @@ fn infer(run_dir: &std::path::Path, name: &str, contents: &str) -> String {
 /// the float checkpoint.
 fn check_int_rows(run_dir: &std::path::Path, report: &Value, schemes: &[&str]) {
     for scheme in schemes {
-        let int = row(report, "int", scheme);
-        let qat = row(report, "qat", scheme)["value"].as_f64().unwrap();
+        let int = report_row(report, "int", scheme);
+        let qat = report_row(report, "qat", scheme)["value"].as_f64().unwrap();
         let d = &int["deployment"];
         let agreement = d["parity"]["agreement"].as_f64().unwrap();
         assert!(agreement >= 0.995, "{scheme}: agreement {agreement}");
@@ -134,9 +129,13 @@ fn check_ner(backend: &str, extra: &[&str]) {
         assert_eq!(r["metric"], "entity_f1");
         assert!(r["metrics"]["token_accuracy"].is_number(), "{r}");
     }
-    let float = row(&report, "float", "float")["value"].as_f64().unwrap();
+    let float = report_row(&report, "float", "float")["value"]
+        .as_f64()
+        .unwrap();
     assert!(float >= 0.7, "float entity F1 {float}");
-    let qat = row(&report, "qat", "W8A8")["value"].as_f64().unwrap();
+    let qat = report_row(&report, "qat", "W8A8")["value"]
+        .as_f64()
+        .unwrap();
     assert!(qat >= float - 0.15, "QAT W8A8 {qat} vs float {float}");
     check_int_rows(&run_dir, &report, &["W8A8"]);
     // `infer` on CoNLL words gives a tag per word.

@@ -52,6 +52,29 @@ pub fn json(path: &Path) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The row of `report` (a run's `report.json`) for `variant` (`float`, `ptq`, `qat`, `int`) and
+/// `scheme` (its display name, e.g. `W4A4`).
+pub fn report_row<'a>(
+    report: &'a serde_json::Value,
+    variant: &str,
+    scheme: &str,
+) -> &'a serde_json::Value {
+    report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["variant"] == variant && r["scheme"] == scheme)
+        .unwrap_or_else(|| panic!("no {variant} {scheme} row in {report}"))
+}
+
+/// [`QUICK`] with `schemes` and `name` assignments (`schemes=[…]`, `name="…"`), then `extra`.
+pub fn quick<'a>(schemes: &'a str, name: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut all: Vec<&str> = QUICK.to_vec();
+    all.extend(["--set", schemes, "--set", name]);
+    all.extend(extra);
+    all
+}
+
 /// Settings that keep a run to a few seconds on a CPU: one epoch of each stage (whose BN and
 /// observer freeze then apply from its start: a milestone past the stage is an error).
 pub const QUICK: [&str; 12] = [
