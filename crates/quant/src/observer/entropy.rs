@@ -40,8 +40,8 @@ pub fn batch_entropy(
             .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
                 (lo.min(v), hi.max(v))
             });
-        let unsigned = min >= 0.0;
-        let amax = entropy_amax(row, bins, spec.bits, unsigned);
+        let max_abs = min.abs().max(max.abs());
+        let amax = amax_of(row, max_abs, bins, spec.bits, min >= 0.0);
         mins.push(min.max(-amax));
         maxs.push(max.min(amax));
     }
@@ -53,6 +53,11 @@ pub fn batch_entropy(
 /// have no negatives, so the whole grid lies on `[0, amax]`).
 pub fn entropy_amax(values: &[f32], bins: usize, bits: u32, unsigned: bool) -> f32 {
     let max_abs = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+    amax_of(values, max_abs, bins, bits, unsigned)
+}
+
+/// [`entropy_amax`] with `max |values|` already known.
+fn amax_of(values: &[f32], max_abs: f32, bins: usize, bits: u32, unsigned: bool) -> f32 {
     if max_abs == 0.0 || !max_abs.is_finite() {
         return max_abs;
     }

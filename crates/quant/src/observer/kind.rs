@@ -98,6 +98,16 @@ impl ObserverKind {
                 ))
             }
         };
+        let at_least = |field: &str, count: usize, min: usize, what: &str| {
+            if count >= min {
+                Ok(())
+            } else {
+                Err(QuantError::field(
+                    field,
+                    format!("{count} {what}; need at least {min}"),
+                ))
+            }
+        };
         match *self {
             ObserverKind::MinMax => Ok(()),
             ObserverKind::MovingAverageMinMax { averaging_constant } => check_c(averaging_constant),
@@ -116,27 +126,11 @@ impl ObserverKind {
             ObserverKind::Mse {
                 grid,
                 averaging_constant,
-            } => {
-                if grid < 2 {
-                    return Err(QuantError::field(
-                        "grid",
-                        format!("{grid} candidates; need at least 2"),
-                    ));
-                }
-                check_c(averaging_constant)
-            }
+            } => at_least("grid", grid, 2, "candidates").and(check_c(averaging_constant)),
             ObserverKind::Entropy {
                 bins,
                 averaging_constant,
-            } => {
-                if bins < 256 {
-                    return Err(QuantError::field(
-                        "bins",
-                        format!("{bins} histogram bins; need at least 256"),
-                    ));
-                }
-                check_c(averaging_constant)
-            }
+            } => at_least("bins", bins, 256, "histogram bins").and(check_c(averaging_constant)),
         }
     }
 

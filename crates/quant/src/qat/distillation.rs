@@ -114,7 +114,7 @@ pub fn soft_target_loss(
     let [items, _] = student.dims();
     let inverse = 1.0 / temperature;
     let log_student = log_softmax(student.mul_scalar(inverse), 1);
-    let log_teacher = log_softmax(teacher.detach().mul_scalar(inverse), 1).detach();
+    let log_teacher = log_softmax(teacher.mul_scalar(inverse), 1).detach();
     let per_item = (log_teacher.clone().exp() * (log_teacher - log_student))
         .sum_dim(1)
         .reshape([items]);

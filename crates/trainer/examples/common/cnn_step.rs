@@ -41,29 +41,11 @@ pub fn embedded_batch(batch_size: usize, device: &Device) -> ImageBatch {
 /// Float, QAT W8A8 and QAT W4A4 variants of `model` on `device` (with autodiff).
 pub fn variants(model: &ModelConfig, batch: &ImageBatch, device: &Device) -> [Variant; 3] {
     let float = Net::init(model, 10, &QuantMapping::new(), device).unwrap();
-    let make = |name, mapping: Option<QuantMapping>| {
-        let net = match mapping {
-            None => float.clone(),
-            Some(m) => {
-                let net = Net::init(model, 10, &QuantMapping::new(), device)
-                    .unwrap()
-                    .load_record(float.clone().into_record());
-                let net = net.quantized(&m).unwrap();
-                net.forward(batch.images.clone());
-                net
-            }
-        };
-        Variant {
-            name,
-            model: Some(Trainee::new(net, None)),
-            optim: super::optimizer::adamw(1e-4),
-            samples_ms: Vec::new(),
-        }
-    };
+    let quantized = |mapping| Trainee::new(twin(model, &float, mapping, batch, device), None);
     [
-        make("float", None),
-        make("qat_w8a8", Some(QuantMapping::w8a8())),
-        make("qat_w4a4", Some(QuantMapping::w4a4())),
+        variant("float", Trainee::new(float.clone(), None)),
+        variant("qat_w8a8", quantized(QuantMapping::w8a8())),
+        variant("qat_w4a4", quantized(QuantMapping::w4a4())),
     ]
 }
 
@@ -77,16 +59,37 @@ pub fn distilled(
     device: &Device,
 ) -> Variant {
     let float = float.model.as_ref().unwrap().net.clone();
-    let student = Net::init(model, 10, &QuantMapping::new(), device)
+    let student = twin(model, &float, QuantMapping::w4a4(), batch, device);
+    let distillation = quant::qat::Distillation::new(0.5, 2.0).unwrap();
+    variant(
+        "qat_w4a4_kd",
+        Trainee::new(student, None).with_teacher(float, distillation),
+    )
+}
+
+/// `float`'s weights in a fresh `model` with `mapping`'s quantizers, calibrated on `batch` by one
+/// forward pass (as PTQ / QAT start does).
+fn twin(
+    model: &ModelConfig,
+    float: &Net,
+    mapping: QuantMapping,
+    batch: &ImageBatch,
+    device: &Device,
+) -> Net {
+    let net = Net::init(model, 10, &QuantMapping::new(), device)
         .unwrap()
         .load_record(float.clone().into_record())
-        .quantized(&QuantMapping::w4a4())
+        .quantized(&mapping)
         .unwrap();
-    student.forward(batch.images.clone());
-    let distillation = quant::qat::Distillation::new(0.5, 2.0).unwrap();
+    net.forward(batch.images.clone());
+    net
+}
+
+/// A variant timing `trainee`'s steps, with its own AdamW.
+fn variant(name: &'static str, trainee: Trainee<Net>) -> Variant {
     Variant {
-        name: "qat_w4a4_kd",
-        model: Some(Trainee::new(student, None).with_teacher(float, distillation)),
+        name,
+        model: Some(trainee),
         optim: super::optimizer::adamw(1e-4),
         samples_ms: Vec::new(),
     }

@@ -10,21 +10,12 @@ use crate::report::write_file;
 use crate::task::{Part, Task, TaskNet};
 use crate::{Scheme, TrainerError};
 
-/// The float model of the run with `scheme`'s quantizers, calibrated on `ctx.config.ptq`'s
-/// number of training batches (observers see float activations; fake quantization off), then
-/// frozen, and bias-corrected on the same batches when `ptq.bias_correction` is on. This is both
-/// the PTQ model and the starting point of QAT.
-pub fn calibrated_model<T: Task>(
-    ctx: &Context<T>,
-    scheme: &Scheme,
-    device: &Device,
-) -> Result<T::Net, TrainerError> {
-    let float = float_model(ctx, device, "PTQ and QAT start")?;
-    calibrated(ctx, float, scheme, device)
-}
-
-/// [`calibrated_model`] of a float model already loaded (an analysis that calibrates many
-/// variants of one model loads it once).
+/// `float` (the run's float model, see [`float_model`]) with `scheme`'s quantizers, calibrated on
+/// `ctx.config.ptq`'s number of training batches (observers see float activations; fake
+/// quantization off), then frozen, and bias-corrected on the same batches when
+/// `ptq.bias_correction` is on. This is both the PTQ model and the starting point of QAT; the
+/// caller loads the float model once (an analysis calibrates many variants of it, distilled QAT
+/// also keeps it as the teacher).
 pub fn calibrated<T: Task>(
     ctx: &Context<T>,
     float: T::Net,

@@ -3,8 +3,7 @@
 use burn::module::Module;
 
 use super::{
-    Context, StageStart, calibrated_model, evaluate_and_save, float_model, load_model, meta,
-    save_model,
+    Context, StageStart, calibrated, evaluate_and_save, float_model, load_model, meta, save_model,
 };
 use crate::task::{Part, Task};
 use crate::{FitOptions, Trainee, TrainerError, fit};
@@ -37,7 +36,15 @@ pub fn qat<T: Task>(ctx: &Context<T>) -> Result<(), TrainerError> {
                 StageStart::FromEpoch(epoch) => epoch,
                 _ => 0,
             };
-            if start_epoch == 0 {
+            let q = &config.qat;
+            // The float model, loaded once: the PTQ start of a fresh stage, and the teacher of a
+            // distilled one (fresh or resumed).
+            let float = if start_epoch == 0 || q.distillation.is_some() {
+                Some(float_model(ctx, &ctx.device, "PTQ and QAT start")?)
+            } else {
+                None
+            };
+            if let (0, Some(float)) = (start_epoch, &float) {
                 if config.ptq.bias_correction {
                     println!(
                         "[qat {}] starting from the bias-corrected PTQ model (a calibration \
@@ -45,10 +52,9 @@ pub fn qat<T: Task>(ctx: &Context<T>) -> Result<(), TrainerError> {
                         scheme.name
                     );
                 }
-                let calibrated = calibrated_model(ctx, &scheme, &ctx.device)?;
+                let calibrated = calibrated(ctx, float.clone(), &scheme, &ctx.device)?;
                 net = net.load_record(calibrated.into_record());
             }
-            let q = &config.qat;
             let schedule = q
                 .schedule(ctx.steps_per_epoch())
                 .starting_at(start_epoch * ctx.steps_per_epoch());
@@ -74,7 +80,7 @@ pub fn qat<T: Task>(ctx: &Context<T>) -> Result<(), TrainerError> {
                 tui: ctx.tui,
             };
             let mut trainee = Trainee::new(net, Some(schedule));
-            if let Some(distillation) = q.distillation {
+            if let (Some(distillation), Some(teacher)) = (q.distillation, float) {
                 println!(
                     "[{title}] distilling from the float model: loss = {:.2} · task + {:.2} · \
                      soft targets at temperature {}",
@@ -82,7 +88,6 @@ pub fn qat<T: Task>(ctx: &Context<T>) -> Result<(), TrainerError> {
                     distillation.weight,
                     distillation.temperature
                 );
-                let teacher = float_model(ctx, &ctx.device, "the QAT distillation teacher")?;
                 trainee = trainee.with_teacher(teacher, distillation);
             }
             let outcome = fit(

@@ -71,14 +71,22 @@ impl Adaptor<TagsInput> for TokenOutput {
     }
 }
 
+/// `[batch · seq]`: 1 where a token is scored (a word's first sub-token), 0 where it is not
+/// ([`IGNORED`]: later sub-tokens, special tokens, padding) — what the loss, and distillation's
+/// soft-target term, average over.
+fn scored_tokens(labels: Tensor<2, Int>) -> Tensor<1> {
+    let [batch, seq] = labels.dims();
+    labels.reshape([batch * seq]).greater_equal_elem(0).float()
+}
+
 /// Mean cross-entropy of `logits` `[batch, seq, tags]` over the tokens whose label is not
 /// [`IGNORED`].
 pub fn token_loss(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<1> {
     let [batch, seq, tags] = logits.dims();
     let n = batch * seq;
     let log_p = log_softmax(logits.reshape([n, tags]), 1);
+    let scored = scored_tokens(labels.clone());
     let labels = labels.reshape([n]);
-    let scored = labels.clone().greater_equal_elem(0).float();
     let picked = log_p
         .gather(1, labels.clamp_min(0).reshape([n, 1]))
         .reshape([n]);
@@ -116,15 +124,9 @@ impl TaskNet for BertForTokenClassification {
 
     fn scored_logits(output: &TokenOutput) -> (Tensor<2>, Option<Tensor<1>>) {
         let [batch, seq, tags] = output.logits.dims();
-        let scored = output
-            .labels
-            .clone()
-            .reshape([batch * seq])
-            .greater_equal_elem(0)
-            .float();
         (
             output.logits.clone().reshape([batch * seq, tags]),
-            Some(scored),
+            Some(scored_tokens(output.labels.clone())),
         )
     }
 
