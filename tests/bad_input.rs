@@ -346,3 +346,57 @@ fn a_corrupt_tokenizer_json_is_named() {
         &["absent", "not a folder", "cargo xtask fetch minilm"],
     );
 }
+
+const LSTM: &str = "configs/lstm-japanese-vowels.toml";
+
+#[test]
+fn malformed_sequence_files_are_named_with_file_and_line() {
+    let runs = temp_runs("bad-ts");
+    let header = "@dimensions 2\n@classLabel true 1 2\n@data\n";
+    let cases = [
+        (
+            "ragged.ts",
+            format!("{header}1,2,3:4,5,6:1\n1,2:3:2\n"),
+            vec!["ragged.ts:5", "dimension 2 has 1 frames"],
+        ),
+        (
+            "label.ts",
+            format!("{header}1,2:3,4:7\n"),
+            vec!["label.ts:4", "label `7`"],
+        ),
+        (
+            "number.ts",
+            format!("{header}1,2:3,x:1\n"),
+            vec!["number.ts:4", "`x` is not a number"],
+        ),
+    ];
+    for (name, contents, expected) in cases {
+        let file = write(&runs, name, &contents);
+        let set = format!("data.file=\"{file}\"");
+        fails_cleanly(
+            &runs,
+            &["--config", LSTM, "--set", &set, "train"],
+            &expected,
+        );
+    }
+    // A test file with another number of features than the training file.
+    let test = write(&runs, "test.ts", "@dimensions 3\n@data\n1:2:3:1\n");
+    let set = format!("data.test_file=\"{test}\"");
+    fails_cleanly(
+        &runs,
+        &["--config", LSTM, "--set", &set, "train"],
+        &["test.ts", "3 features per frame", "`data.file` has 12"],
+    );
+    // The task and the model must fit.
+    fails_cleanly(
+        &runs,
+        &[
+            "--config",
+            LSTM,
+            "--set",
+            "task=\"image-classification\"",
+            "train",
+        ],
+        &["model.kind", "`image-classification` needs an image model"],
+    );
+}

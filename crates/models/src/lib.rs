@@ -9,10 +9,12 @@ mod bert;
 mod export;
 pub mod kernels;
 mod lenet;
+mod lstm;
 mod resnet;
 #[cfg(test)]
 mod testing;
 
 pub use bert::*;
 pub use lenet::*;
+pub use lstm::*;
 pub use resnet::*;

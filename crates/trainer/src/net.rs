@@ -46,10 +46,10 @@ impl Net {
                     .with_mapping(mapping.clone())
                     .try_init(device)?,
             ),
-            ModelConfig::Bert { .. } => {
+            ModelConfig::Bert { .. } | ModelConfig::Lstm { .. } => {
                 return Err(TrainerError::Config {
                     origin: "config".into(),
-                    message: "`model.kind`: `bert` is not an image model".into(),
+                    message: "`model.kind`: only `lenet-bn` and `resnet` are image models".into(),
                 });
             }
         })

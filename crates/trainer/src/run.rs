@@ -6,7 +6,7 @@ use crate::stages::{
     Context, Existing, Unexportable, eval, export, finish, infer, pipeline, ptq, qat, sensitivity,
     train,
 };
-use crate::task::{ImageTask, SentenceTask, Task, TokenTask};
+use crate::task::{ImageTask, SentenceTask, SequenceTask, Task, TokenTask};
 use crate::{Cli, Command, RunConfig, TaskKind, TrainerError, select_device};
 
 /// Runs the parsed command line.
@@ -41,6 +41,10 @@ pub fn run(cli: Cli) -> Result<(), TrainerError> {
         ),
         TaskKind::TokenClassification => run_task(
             Context::new(config, &cli.backend, device, policy, TokenTask::load)?,
+            cli.command,
+        ),
+        TaskKind::SequenceClassification => run_task(
+            Context::new(config, &cli.backend, device, policy, SequenceTask::load)?,
             cli.command,
         ),
     }

@@ -14,12 +14,14 @@ mod linear_product;
 mod quant_conv2d;
 mod quant_embedding;
 mod quant_linear;
+mod quant_lstm;
 
 pub use conv_bn2d::*;
 pub use layer_quant::*;
 pub use quant_conv2d::*;
 pub use quant_embedding::*;
 pub use quant_linear::*;
+pub use quant_lstm::*;
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::relu;

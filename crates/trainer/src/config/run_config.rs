@@ -29,8 +29,8 @@ pub struct RunConfig {
     /// the README. `false` lets `data.num_workers` threads load.
     #[serde(default = "default_deterministic")]
     pub deterministic: bool,
-    /// What is learned: `image-classification` (the default), `sentence-classification` or
-    /// `token-classification`.
+    /// What is learned: `image-classification` (the default), `sentence-classification`,
+    /// `token-classification` or `sequence-classification`.
     #[serde(default)]
     pub task: TaskKind,
     /// Quantization schemes that `ptq` and `qat` produce, each a preset name (`w8a8`, `w4a8`,
@@ -60,6 +60,8 @@ pub enum TaskKind {
     SentenceClassification,
     /// A tag per word (CoNLL; BERT with a token-classification head), scored per entity.
     TokenClassification,
+    /// Sequences of feature frames to classes (sktime `.ts` files; an LSTM).
+    SequenceClassification,
 }
 
 impl TaskKind {
@@ -69,6 +71,7 @@ impl TaskKind {
             TaskKind::ImageClassification => "image-classification",
             TaskKind::SentenceClassification => "sentence-classification",
             TaskKind::TokenClassification => "token-classification",
+            TaskKind::SequenceClassification => "sequence-classification",
         }
     }
 }
@@ -94,6 +97,15 @@ pub enum ModelConfig {
         /// Channels of the three stages.
         #[serde(default = "default_resnet_channels")]
         channels: [usize; 3],
+    },
+    /// Stacked LSTM layers, quantized gate by gate, and a linear classifier (sequence tasks).
+    Lstm {
+        /// Hidden state size of every layer.
+        #[serde(default = "default_lstm_hidden")]
+        hidden: usize,
+        /// Stacked layers.
+        #[serde(default = "default_lstm_layers")]
+        layers: usize,
     },
     /// A pretrained BERT-architecture checkpoint with the task's head (text tasks).
     Bert {
@@ -265,6 +277,12 @@ fn default_lenet_channels() -> [usize; 2] {
 fn default_hidden() -> usize {
     128
 }
+fn default_lstm_hidden() -> usize {
+    64
+}
+fn default_lstm_layers() -> usize {
+    1
+}
 fn default_blocks() -> usize {
     3
 }
@@ -425,6 +443,11 @@ impl RunConfig {
                     ));
                 }
             }
+            ModelConfig::Lstm { hidden, layers } => {
+                if *hidden == 0 || *layers == 0 {
+                    return Err(field("model", "hidden and layers must be positive"));
+                }
+            }
             ModelConfig::LenetBn { channels, hidden } => {
                 if channels.contains(&0) || *hidden == 0 {
                     return Err(field("model", "channels and hidden must be positive"));
@@ -457,19 +480,21 @@ impl RunConfig {
     fn validate_task(&self) -> Result<(), TrainerError> {
         let d = &self.data;
         let image = self.task == TaskKind::ImageClassification;
-        let bert = matches!(self.model, ModelConfig::Bert { .. });
-        if image == bert {
+        let sequence = self.task == TaskKind::SequenceClassification;
+        let (fits, needs) = match (self.task, &self.model) {
+            (TaskKind::ImageClassification, m) => (
+                matches!(m, ModelConfig::LenetBn { .. } | ModelConfig::Resnet { .. }),
+                "an image model (`lenet-bn` or `resnet`)",
+            ),
+            (TaskKind::SequenceClassification, m) => {
+                (matches!(m, ModelConfig::Lstm { .. }), "`lstm`")
+            }
+            (_, m) => (matches!(m, ModelConfig::Bert { .. }), "`bert`"),
+        };
+        if !fits {
             return Err(field(
                 "model.kind",
-                format!(
-                    "`{}` needs {}",
-                    self.task.name(),
-                    if image {
-                        "an image model (`lenet-bn` or `resnet`)"
-                    } else {
-                        "`bert`"
-                    }
-                ),
+                format!("`{}` needs {needs}", self.task.name()),
             ));
         }
         if image {
@@ -479,7 +504,14 @@ impl RunConfig {
             return Ok(());
         }
         if d.file.is_none() {
-            return Err(field("data.file", "a text task needs its labelled file"));
+            return Err(field(
+                "data.file",
+                if sequence {
+                    "a sequence task needs its labelled `.ts` file"
+                } else {
+                    "a text task needs its labelled file"
+                },
+            ));
         }
         for (path, f) in [
             ("data.test_fraction", d.test_fraction),
@@ -499,6 +531,10 @@ impl RunConfig {
             return Err(field("data.max_length", "must be at least 3"));
         }
         match (self.task, &d.format) {
+            (TaskKind::SequenceClassification, Some(_)) => Err(field(
+                "data.format",
+                "`.ts` files have a fixed layout; remove `data.format`",
+            )),
             (TaskKind::SentenceClassification, None) => Err(field(
                 "data.format",
                 "a sentence task needs the file's columns (delimiter, header, text, label)",
@@ -522,6 +558,7 @@ impl RunConfig {
                     .unwrap_or_default()
             ),
             ModelConfig::LenetBn { .. } => "lenet-bn".into(),
+            ModelConfig::Lstm { hidden, layers } => format!("lstm-{layers}x{hidden}"),
             ModelConfig::Resnet {
                 blocks_per_stage, ..
             } => format!("resnet-{}", 6 * blocks_per_stage + 2),

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use burn::data::dataloader::DataLoader;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Device, Tensor};
-use burn::train::metric::AccuracyMetric;
-use burn::train::{ClassificationOutput, SupervisedTraining};
+use burn::train::ClassificationOutput;
 use data::ImageBatch;
 use quant::QuantMapping;
 
@@ -18,8 +17,8 @@ use super::{
 };
 use crate::report::ClassificationReport;
 use crate::{
-    DataConfig, ModelConfig, Net, Splits, TaskKind, Trainee, TrainerError, eval_loader,
-    load_splits, train_loader,
+    DataConfig, ModelConfig, Net, Splits, TaskKind, TrainerError, eval_loader, load_splits,
+    train_loader,
 };
 
 /// Image classification on IDX files.
@@ -49,21 +48,11 @@ impl TaskNet for Net {
     type Batch = ImageBatch;
     type Output = ClassificationOutput;
 
+    super::classifier_outputs!();
+
     fn step(&self, batch: ImageBatch) -> ClassificationOutput {
         let logits = self.forward(batch.images);
         classification_output(logits, batch.targets)
-    }
-
-    fn loss(output: &ClassificationOutput) -> Tensor<1> {
-        output.loss.clone()
-    }
-
-    fn with_loss(output: ClassificationOutput, loss: Tensor<1>) -> ClassificationOutput {
-        ClassificationOutput { loss, ..output }
-    }
-
-    fn scored_logits(output: &ClassificationOutput) -> (Tensor<2>, Option<Tensor<1>>) {
-        (output.output.clone(), None)
     }
 
     fn without_autodiff(batch: ImageBatch) -> ImageBatch {
@@ -75,13 +64,6 @@ impl TaskNet for Net {
 
     fn quantized(self, mapping: &QuantMapping) -> Result<Self, TrainerError> {
         Ok(Net::quantized(self, mapping)?)
-    }
-
-    fn metrics(
-        training: SupervisedTraining<Trainee<Self>>,
-        _labels: &[String],
-    ) -> SupervisedTraining<Trainee<Self>> {
-        training.metrics((AccuracyMetric::new(),))
     }
 }
 

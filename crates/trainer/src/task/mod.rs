@@ -7,18 +7,24 @@
 //! - [`ImageTask`]: images → classes (LeNet-BN, ResNet), accuracy.
 //! - [`SentenceTask`]: sentences → classes (BERT + sequence head), accuracy and P/R/F1.
 //! - [`TokenTask`]: a tag per word (BERT + token head), entity-level F1 (seqeval strict).
+//! - [`SequenceTask`]: sequences of feature frames → classes (stacked LSTMs quantized gate by
+//!   gate), accuracy and macro P/R/F1.
+mod classifier_outputs;
 mod engine_io;
 mod entity_metric;
 mod image;
 mod sentence;
+mod sequence;
 mod text_data;
 mod text_engine;
 mod token;
 
+pub(crate) use classifier_outputs::classifier_outputs;
 pub use engine_io::*;
 pub use entity_metric::*;
 pub use image::*;
 pub use sentence::*;
+pub use sequence::*;
 pub use text_data::*;
 pub use text_engine::*;
 pub use token::*;

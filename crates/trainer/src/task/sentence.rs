@@ -5,9 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use burn::data::dataloader::DataLoader;
-use burn::tensor::{Device, Tensor};
-use burn::train::metric::AccuracyMetric;
-use burn::train::{ClassificationOutput, SupervisedTraining};
+use burn::tensor::Device;
+use burn::train::ClassificationOutput;
 use data::{Holdout, SentenceItem, TextBatch, read_sentences};
 use models::BertForSequenceClassification;
 use quant::QuantMapping;
@@ -19,7 +18,7 @@ use super::{
     split_sizes, text_lines, top_label,
 };
 use crate::report::ClassificationReport;
-use crate::{ModelConfig, RunConfig, TaskKind, Trainee, TrainerError};
+use crate::{ModelConfig, RunConfig, TaskKind, TrainerError};
 
 /// Sentence classification on a CSV/TSV file.
 pub struct SentenceTask {
@@ -85,6 +84,8 @@ impl TaskNet for BertForSequenceClassification {
     type Batch = TextBatch;
     type Output = ClassificationOutput;
 
+    super::classifier_outputs!();
+
     fn step(&self, batch: TextBatch) -> ClassificationOutput {
         let logits = self.forward(bert_input(batch.tokens));
         classification_output(logits, batch.targets)
@@ -97,18 +98,6 @@ impl TaskNet for BertForSequenceClassification {
         });
     }
 
-    fn loss(output: &ClassificationOutput) -> Tensor<1> {
-        output.loss.clone()
-    }
-
-    fn with_loss(output: ClassificationOutput, loss: Tensor<1>) -> ClassificationOutput {
-        ClassificationOutput { loss, ..output }
-    }
-
-    fn scored_logits(output: &ClassificationOutput) -> (Tensor<2>, Option<Tensor<1>>) {
-        (output.output.clone(), None)
-    }
-
     fn without_autodiff(batch: TextBatch) -> TextBatch {
         TextBatch {
             tokens: batch.tokens.without_autodiff(),
@@ -118,13 +107,6 @@ impl TaskNet for BertForSequenceClassification {
 
     fn quantized(self, mapping: &QuantMapping) -> Result<Self, TrainerError> {
         Ok(BertForSequenceClassification::quantized(self, mapping)?)
-    }
-
-    fn metrics(
-        training: SupervisedTraining<Trainee<Self>>,
-        _labels: &[String],
-    ) -> SupervisedTraining<Trainee<Self>> {
-        training.metrics((AccuracyMetric::new(),))
     }
 }
 
@@ -247,22 +229,28 @@ impl Task for SentenceTask {
 }
 
 impl SentenceTask {
-    /// The report of `predicted` against `actual` classes (the headline: accuracy).
+    /// The report of `predicted` against `actual` classes (see [`class_scores`]).
     fn scores(&self, predicted: &[usize], actual: &[usize]) -> Evaluation {
-        let names: Vec<&str> = self.classes.iter().map(String::as_str).collect();
-        let report = ClassificationReport::new(predicted, actual, &names);
-        // Binary sentiment: the positive class's scores; otherwise the macro averages.
-        let scores = report
-            .classes
-            .iter()
-            .find(|c| c.label == "positive" && report.classes.len() == 2)
-            .unwrap_or(&report.macro_avg)
-            .clone();
-        let extra = BTreeMap::from([
-            ("precision".to_string(), scores.precision),
-            ("recall".to_string(), scores.recall),
-            ("f1".to_string(), scores.f1),
-        ]);
-        classification_evaluation(report, extra)
+        class_scores(&self.classes, predicted, actual)
     }
+}
+
+/// The report of `predicted` against `actual` classes named `classes`: accuracy as headline, and
+/// precision, recall and F1 — of the `positive` class in binary sentiment, the macro averages
+/// otherwise.
+pub fn class_scores(classes: &[String], predicted: &[usize], actual: &[usize]) -> Evaluation {
+    let names: Vec<&str> = classes.iter().map(String::as_str).collect();
+    let report = ClassificationReport::new(predicted, actual, &names);
+    let scores = report
+        .classes
+        .iter()
+        .find(|c| c.label == "positive" && report.classes.len() == 2)
+        .unwrap_or(&report.macro_avg)
+        .clone();
+    let extra = BTreeMap::from([
+        ("precision".to_string(), scores.precision),
+        ("recall".to_string(), scores.recall),
+        ("f1".to_string(), scores.f1),
+    ]);
+    classification_evaluation(report, extra)
 }

@@ -112,15 +112,7 @@ impl TextSetup {
         B: Clone + Send + std::fmt::Debug + 'static,
         TextBatcher: Batcher<I, B>,
     {
-        // In-order loaders use one worker: several deliver batches as they finish, and
-        // evaluation pairs predictions with sentences by position.
-        let mut builder = DataLoaderBuilder::new(self.batcher.clone())
-            .batch_size(self.data.batch_size)
-            .num_workers(1);
-        if let Some(seed) = shuffle {
-            builder = builder.shuffle(seed).num_workers(self.data.num_workers);
-        }
-        builder.build(InMemDataset::new(items.to_vec()))
+        items_loader(self.batcher.clone(), items, &self.data, shuffle)
     }
 
     /// The checkpoint's BERT shape with `mapping`'s quantizers.
@@ -145,6 +137,29 @@ impl TextSetup {
     pub fn head(&self, num_labels: usize) -> BertHeadConfig {
         BertHeadConfig::new(num_labels).with_classifier_dropout(self.classifier_dropout)
     }
+}
+
+/// A loader over in-memory `items` batched by `batcher` (`data.batch_size` a batch): shuffled
+/// with `shuffle`'s seed on `data.num_workers` threads, else in order on one (several deliver
+/// batches as they finish, and evaluation pairs predictions with items by position).
+pub fn items_loader<I, B, T>(
+    batcher: T,
+    items: &[I],
+    data: &DataConfig,
+    shuffle: Option<u64>,
+) -> Arc<dyn DataLoader<B>>
+where
+    I: Clone + Send + Sync + std::fmt::Debug + 'static,
+    B: Clone + Send + std::fmt::Debug + 'static,
+    T: Batcher<I, B> + 'static,
+{
+    let mut builder = DataLoaderBuilder::new(batcher)
+        .batch_size(data.batch_size)
+        .num_workers(1);
+    if let Some(seed) = shuffle {
+        builder = builder.shuffle(seed).num_workers(data.num_workers);
+    }
+    builder.build(InMemDataset::new(items.to_vec()))
 }
 
 /// The encoder's input for a batch's tokens.
