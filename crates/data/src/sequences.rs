@@ -24,7 +24,8 @@ pub struct LabeledSequence {
     pub label: String,
 }
 
-/// A `.ts` file: its sequences, their number of dimensions, and the labels its header declares.
+/// A `.ts` file: its sequences, their number of dimensions, and the labels its header declares
+/// (`@classLabel false`: none, and every sequence's label is empty).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SequenceFile {
     /// Values per frame.
@@ -45,6 +46,8 @@ pub fn read_ts(path: &Path) -> Result<SequenceFile, DataError> {
     })?;
     let bad = |line: usize, reason: String| DataError::malformed(path, Some(line), reason);
     let (mut dims, mut classes, mut in_data) = (None::<usize>, Vec::new(), false);
+    // `@classLabel false`: the lines carry no label (data to predict).
+    let mut labelled = true;
     let mut sequences = Vec::new();
     for (index, raw) in text.lines().enumerate() {
         let line_no = index + 1;
@@ -72,9 +75,10 @@ pub fn read_ts(path: &Path) -> Result<SequenceFile, DataError> {
                         },
                     )?);
                 }
-                Some("classlabel")
-                    if words.next().is_some_and(|w| w.eq_ignore_ascii_case("true")) =>
-                {
+                Some("classlabel") => {
+                    labelled = words
+                        .next()
+                        .is_none_or(|w| !w.eq_ignore_ascii_case("false"));
                     classes = words.map(str::to_string).collect();
                 }
                 Some("data") => in_data = true,
@@ -83,8 +87,12 @@ pub fn read_ts(path: &Path) -> Result<SequenceFile, DataError> {
             continue;
         }
         let fields: Vec<&str> = line.split(':').collect();
-        let (label, blocks) = fields.split_last().expect("split gives at least one field");
-        let label = label.trim().to_string();
+        let (label, blocks) = if labelled {
+            let (label, blocks) = fields.split_last().expect("split gives at least one field");
+            (label.trim().to_string(), blocks)
+        } else {
+            (String::new(), &fields[..])
+        };
         let expected = *dims.get_or_insert(blocks.len());
         if blocks.len() != expected {
             return Err(bad(
@@ -258,6 +266,14 @@ mod tests {
             (3, "a")
         );
         assert_eq!(file.sequences[1].frames, [7.0, 9.0, 8.0, 10.0]);
+    }
+
+    #[test]
+    fn unlabelled_files_have_no_label_field() {
+        let text = "@dimensions 2\n@classLabel false\n@data\n1,2:3,4\n";
+        let file = read_ts(&write("unlabelled.ts", text)).unwrap();
+        assert_eq!(file.sequences[0].frames, [1.0, 3.0, 2.0, 4.0]);
+        assert_eq!(file.sequences[0].label, "");
     }
 
     #[test]

@@ -205,6 +205,34 @@ impl ProgramBuilder {
         Ok(y)
     }
 
+    /// An LSTM layer over integer frames `x` (`[t, in]`) with `mask` (a float program input
+    /// `[t]`): `input` weights `[4H, in]` with the bias (stored as int32 at `x`'s accumulator
+    /// scale), `hidden` weights `[4H, H]`, gates `i, f, o, g`; the output is the hidden state
+    /// after every frame, `[t, H]` on `hidden_grid`.
+    pub fn lstm(
+        &mut self,
+        name: &str,
+        x: usize,
+        mask: usize,
+        [input, hidden]: [LayerWeights; 2],
+        grids: crate::lstm::LstmGrids,
+        hidden_grid: ActQuant,
+    ) -> Result<usize, EngineError> {
+        let t = self.shape(x)[0];
+        let h = hidden.shape[1];
+        self.layer_tensors(&format!("{name}.input"), x, input)?;
+        self.code_tensors(&format!("{name}.hidden"), hidden)?;
+        let y = self.value(name, vec![t, h], Some(hidden_grid));
+        self.program.ops.push(Op::Lstm {
+            name: name.to_string(),
+            input: x,
+            mask,
+            output: y,
+            grids,
+        });
+        Ok(y)
+    }
+
     /// Rows of embedding table `name` (symmetric codes `[rows, d]` with a scale per row, at
     /// `bits`) as floats `[s, d]`; `s` is the ids' length, or given for positions / row 0.
     pub fn embed(

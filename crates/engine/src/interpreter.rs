@@ -432,6 +432,26 @@ impl<'a> Interpreter<'a> {
             Op::Tanh { input, .. } => {
                 Value::Float(floats(*input).iter().map(|&x| x.tanh()).collect())
             }
+            Op::Lstm {
+                name,
+                input,
+                mask,
+                output,
+                grids,
+            } => {
+                let weights =
+                    crate::lstm::LstmWeights::read(&self.artifact.tensors, name).expect("checked");
+                let time = info(*input).shape[0];
+                Value::Codes(crate::lstm::lstm(
+                    &weights,
+                    grids,
+                    &grid(*input),
+                    &grid(*output),
+                    [batch, time],
+                    codes(*input),
+                    floats(*mask),
+                ))
+            }
             Op::SelectRow { input, index, .. } => {
                 let [s, d] = info(*input).shape[..] else {
                     unreachable!()

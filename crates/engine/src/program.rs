@@ -186,6 +186,22 @@ pub enum Op {
         /// Grid of the attention probabilities.
         probs: ActQuant,
     },
+    /// An LSTM layer over integer frames `[t, in]` (see [`crate::lstm`]): its weights
+    /// `name.input.*` (`[4H, in]`, int32 bias) and `name.hidden.*` (`[4H, H]`), the hidden state
+    /// after every frame as the integer output `[t, H]` (past a sequence's end, per `mask`, its
+    /// state at its last frame).
+    Lstm {
+        /// Layer name.
+        name: String,
+        /// Integer frames `[t, in]`.
+        input: usize,
+        /// Float `[t]`: 1 for frames, 0 for padding (a program input).
+        mask: usize,
+        /// Integer hidden states `[t, H]` on the hidden state's grid.
+        output: usize,
+        /// The grids inside the layer.
+        grids: crate::lstm::LstmGrids,
+    },
     /// Row `index` of a `[s, d]` value: `[d]` (BERT's pooler reads the first token).
     SelectRow {
         /// Input `[s, d]`.
@@ -218,6 +234,7 @@ impl Op {
         match self {
             Op::Add { a, b, .. } | Op::AddFloat { a, b, .. } => vec![*a, *b],
             Op::Attention { q, k, v, mask, .. } => vec![*q, *k, *v, *mask],
+            Op::Lstm { input, mask, .. } => vec![*input, *mask],
             Op::Embed { index, .. } => match index {
                 EmbedIndex::Ids { input } => vec![*input],
                 _ => vec![],
@@ -251,6 +268,7 @@ impl Op {
             | Op::Gelu { output, .. }
             | Op::Tanh { output, .. }
             | Op::Attention { output, .. }
+            | Op::Lstm { output, .. }
             | Op::SelectRow { output, .. } => *output,
         }
     }
@@ -265,6 +283,7 @@ impl Op {
             Op::Embed { name, .. } => format!("Embed {name}"),
             Op::LayerNorm { name, .. } => format!("LayerNorm {name}"),
             Op::Attention { name, .. } => format!("Attention {name}"),
+            Op::Lstm { name, .. } => format!("Lstm {name}"),
             Op::AddFloat { .. } => "AddFloat".into(),
             Op::Gelu { .. } => "Gelu".into(),
             Op::Tanh { .. } => "Tanh".into(),
@@ -295,6 +314,17 @@ pub const MAX_ELEMS: usize = 1 << 28;
 /// Largest reduction length of a Linear or Conv2d: int32 accumulators of u8 × i8 products
 /// (|x·w| ≤ 255·127) cannot overflow below it.
 pub const MAX_REDUCTION: usize = 1 << 16;
+
+/// Whether `q` is a grid the engine runs: a finite positive scale, `0 ≤ qmin ≤ zero_point ≤
+/// qmax ≤ 255`.
+fn valid_grid(q: &ActQuant) -> bool {
+    q.scale.is_finite()
+        && q.scale > 0.0
+        && 0 <= q.qmin
+        && q.qmin <= q.zero_point
+        && q.zero_point <= q.qmax
+        && q.qmax <= 255
+}
 
 /// A layer's weights as checked by [`Program::check`].
 #[derive(Debug, Clone, Copy)]
@@ -385,13 +415,7 @@ impl Program {
                 ));
             }
             if let Some(q) = &v.quant {
-                let ok = q.scale.is_finite()
-                    && q.scale > 0.0
-                    && 0 <= q.qmin
-                    && q.qmin <= q.zero_point
-                    && q.zero_point <= q.qmax
-                    && q.qmax <= 255;
-                if !ok {
+                if !valid_grid(q) {
                     return Err(EngineError::graph(
                         at(),
                         format!(
@@ -726,14 +750,44 @@ impl Program {
                 {
                     return Err(format!("mask must be a float program input [{s}]"));
                 }
-                let ok = probs.scale.is_finite()
-                    && probs.scale > 0.0
-                    && 0 <= probs.qmin
-                    && probs.qmin <= probs.zero_point
-                    && probs.zero_point <= probs.qmax
-                    && probs.qmax <= 255;
-                if !ok {
+                if !valid_grid(probs) {
                     return Err(format!("probability grid {probs:?} is invalid"));
+                }
+                Ok(())
+            }
+            Op::Lstm {
+                name,
+                input,
+                mask,
+                output,
+                grids,
+            } => {
+                int(*input, "input")?;
+                int(*output, "output")?;
+                let weights =
+                    crate::lstm::LstmWeights::read(tensors, name).map_err(|e| e.to_string())?;
+                let (d_in, h) = weights.dims();
+                let [t, features] = v(*input).shape[..] else {
+                    return Err("input must be [t, in]".into());
+                };
+                if features != d_in || v(*output).shape != [t, h] {
+                    return Err(format!(
+                        "weights map {d_in} features to {h}: input [{t}, {features}] and output {:?} do not fit",
+                        v(*output).shape
+                    ));
+                }
+                // u8 × i8 products summed over `in` and over `H` must stay within i32.
+                if d_in > MAX_REDUCTION || h > MAX_REDUCTION {
+                    return Err(format!(
+                        "{d_in} inputs or {h} hidden units exceed {MAX_REDUCTION}"
+                    ));
+                }
+                if !self.inputs.contains(mask) || v(*mask).quant.is_some() || v(*mask).shape != [t]
+                {
+                    return Err(format!("mask must be a float program input [{t}]"));
+                }
+                if let Some((role, q)) = grids.all().into_iter().find(|(_, q)| !valid_grid(q)) {
+                    return Err(format!("{role} grid {q:?} is invalid"));
                 }
                 Ok(())
             }

@@ -115,6 +115,34 @@ impl LstmClassifier {
         })
     }
 
+    /// The integer program of this (calibrated or QAT-trained) model for sequences of up to
+    /// `time` frames, as an engine artifact carrying `meta`. Inputs: `frames` `[time, d_input]`
+    /// (floats, padded with anything) and `mask` `[time]` (1 for a frame, 0 for padding); the
+    /// ops of [`Self::forward`] one for one: the input quantizer, each LSTM layer (`Op::Lstm`),
+    /// the last layer's state at the last position (past a sequence's end its state is held),
+    /// and the head's logits as dequantized accumulators.
+    pub fn to_artifact(
+        &self,
+        time: usize,
+        meta: serde_json::Value,
+    ) -> Result<engine::Artifact, QuantError> {
+        if time == 0 {
+            return Err(QuantError::field("time", "must be at least 1"));
+        }
+        let d_input = self.lstm[0].input_transform.weight.dims()[0];
+        let mut b = engine::ProgramBuilder::new();
+        let frames = b.input("frames", &[time, d_input]);
+        let mask = b.input("mask", &[time]);
+        let mut x = self.input_quant.export(&mut b, "input_quant", frames)?;
+        for (i, layer) in self.lstm.iter().enumerate() {
+            x = layer.export(&mut b, &format!("lstm.{i}"), x, mask)?;
+        }
+        let last = b.select_row("last", x, time - 1);
+        let logits = self.head.export(&mut b, "head", last)?;
+        b.output(logits);
+        crate::export::finish(b, meta)
+    }
+
     /// Logits for `frames` `[batch, time, d_input]`, each sequence ending where `mask`
     /// (`[batch, time]`, `true` on real frames) does.
     pub fn forward(&self, frames: Tensor<3>, mask: &Tensor<2, Bool>) -> Tensor<2> {

@@ -30,6 +30,7 @@ use crate::error::EngineError;
 use crate::float_ops::{gelu_slice, layer_norm_row};
 use crate::gemm::Isa;
 use crate::interpreter::{Value, check_ids, check_inputs};
+use crate::lstm::{LstmWeights, lstm};
 use crate::program::{ActQuant, EmbedIndex, Op, Program};
 use crate::requant::{add_real, bounds, code, dynamic_grid, inverse, mean_real, quantize};
 
@@ -46,6 +47,8 @@ pub struct Engine {
     /// Embedding tables (codes, a scale per row, width) and LayerNorm parameters, by name.
     tables: BTreeMap<String, (Vec<i8>, Vec<f32>, usize)>,
     norms: BTreeMap<String, (Vec<f32>, Vec<f32>)>,
+    /// LSTM layers' weights, by name.
+    lstms: BTreeMap<String, LstmWeights>,
     isa: Isa,
     pool: Pool,
 }
@@ -74,7 +77,8 @@ impl Engine {
         let mut layers: Vec<Option<GemmLayer>> = layers;
         let mut fused = fuse_gelu_quantize(&program, &mut layers);
         merge_projections(&program, artifact, &mut layers, &mut fused);
-        let (mut tables, mut norms) = (BTreeMap::new(), BTreeMap::new());
+        let (mut tables, mut norms, mut lstms) =
+            (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
         for op in &program.ops {
             let f32s = |name: String| artifact.tensors[&name].as_f32().expect("checked").to_vec();
             match op {
@@ -93,6 +97,12 @@ impl Engine {
                         (f32s(format!("{name}.gamma")), f32s(format!("{name}.beta"))),
                     );
                 }
+                Op::Lstm { name, .. } => {
+                    lstms.insert(
+                        name.clone(),
+                        LstmWeights::read(&artifact.tensors, name).expect("checked"),
+                    );
+                }
                 _ => {}
             }
         }
@@ -102,6 +112,7 @@ impl Engine {
             fused,
             tables,
             norms,
+            lstms,
             isa,
             pool: Pool::default(),
         })
@@ -490,6 +501,30 @@ impl Engine {
             Op::Tanh { input, .. } => {
                 let y = floats(*input).iter().map(|v| v.tanh()).collect();
                 float_act(y)
+            }
+            Op::Lstm {
+                name,
+                input,
+                mask,
+                output,
+                grids,
+            } => {
+                // Codes are u8 here; the layer's reference loops read i32.
+                let x: Vec<i32> = codes(*input).iter().map(|&c| c as i32).collect();
+                let time = info(*input).shape[0];
+                let h = lstm(
+                    &self.lstms[name],
+                    grids,
+                    &grid(*input),
+                    &grid(*output),
+                    [batch, time],
+                    &x,
+                    floats(*mask),
+                );
+                Act {
+                    buf: Buf::Codes(h.into_iter().map(|c| c as u8).collect()),
+                    nhwc: false,
+                }
             }
             Op::SelectRow { input, index, .. } => {
                 let [s, d] = info(*input).shape[..] else {

@@ -7,7 +7,7 @@ use super::{activation_grid, engine_error, host, unexportable, weight_codes};
 use crate::layers::padding_pairs;
 use crate::{
     ConvBn2d, FakeQuant, QuantAdd, QuantAvgPool2d, QuantConv2d, QuantEmbedding, QuantError,
-    QuantLinear, QuantStub, Quantizer,
+    QuantLinear, QuantLstm, QuantStub, Quantizer,
 };
 
 /// The input value as this layer reads it: through its own input quantizer when it has one.
@@ -327,5 +327,59 @@ impl QuantEmbedding {
         let table = self.weight.val();
         let shape = table.dims().to_vec();
         weight_codes(q, host(table), shape, None, &name)
+    }
+}
+
+impl QuantLstm {
+    /// The integer LSTM layer (`engine::Op::Lstm`) over the integer frames `x` with the float
+    /// program input `mask`: both weights as codes `[4H, …]` (the bias stored as int32 at the
+    /// input product's accumulator scale, as the layer rounds it), and the grids of all six of
+    /// its quantizers, each required (the engine's step quantizes every tensor it holds).
+    pub fn export(
+        &self,
+        b: &mut ProgramBuilder,
+        path: &str,
+        x: usize,
+        mask: usize,
+    ) -> Result<usize, QuantError> {
+        if b.quant(x).is_none() {
+            return Err(unexportable(
+                path,
+                "the engine's LSTM reads integer frames: quantize its input",
+            ));
+        }
+        let weights = |layer: &QuantLinear, field: &str| {
+            let at = format!("{path}.{field}.weight");
+            let q = layer
+                .weight
+                .reparameterization::<Quantizer>()
+                .ok_or_else(|| unexportable(&at, "the weight has no quantizer"))?;
+            let w = layer.weight.val().transpose();
+            let shape = w.dims().to_vec();
+            let bias = layer.bias.as_ref().map(|b| host(b.val()));
+            weight_codes(q, host(w), shape, bias, &at)
+        };
+        let grid = |q: &Option<FakeQuant>, field: &str| {
+            let at = format!("{path}.{field}");
+            let q = q.as_ref().ok_or_else(|| {
+                unexportable(
+                    &at,
+                    "no quantizer: the engine's LSTM holds every tensor of its step as integers",
+                )
+            })?;
+            activation_grid(q, &at)
+        };
+        let grids = engine::LstmGrids {
+            gates: grid(&self.gates_quant, "gates_quant")?,
+            sigmoid: grid(&self.sigmoid_quant, "sigmoid_quant")?,
+            tanh: grid(&self.tanh_quant, "tanh_quant")?,
+            cell: grid(&self.cell_quant, "cell_quant")?,
+            cell_tanh: grid(&self.cell_tanh_quant, "cell_tanh_quant")?,
+        };
+        let hidden = grid(&self.output_quant, "output_quant")?;
+        let input = weights(&self.input_transform, "input_transform")?;
+        let recurrent = weights(&self.hidden_transform, "hidden_transform")?;
+        b.lstm(path, x, mask, [input, recurrent], grids, hidden)
+            .map_err(|e| engine_error(path, e))
     }
 }

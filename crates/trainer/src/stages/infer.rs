@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::report::write_file;
-use crate::task::{ImageTask, Prediction, SentenceTask, Task, TokenTask};
+use crate::task::{ImageTask, Prediction, SentenceTask, SequenceTask, Task, TokenTask};
 use crate::{TaskKind, TrainerError};
 
 /// Runs the artifact at `artifact` on `input`, prints the predictions, and writes them as JSON
@@ -19,6 +19,9 @@ pub fn infer(artifact: &Path, input: &Path, output: Option<&Path>) -> Result<(),
             SentenceTask::infer(&model, &engine, input)?
         }
         t if t == TaskKind::TokenClassification.name() => TokenTask::infer(&model, &engine, input)?,
+        t if t == TaskKind::SequenceClassification.name() => {
+            SequenceTask::infer(&model, &engine, input)?
+        }
         other => {
             return Err(TrainerError::Config {
                 origin: artifact.display().to_string(),

@@ -15,8 +15,9 @@ use models::{LstmClassifier, LstmClassifierConfig};
 use quant::QuantMapping;
 
 use super::{
-    Evaluation, Part, Task, TaskNet, class_scores, classification_output, items_loader,
-    label_names, part_of, predictions, split_sizes,
+    Evaluation, Parity, Part, Prediction, Task, TaskNet, argmax_rows, artifact_labels,
+    class_scores, classification_output, engine_logits, host, ints, items_loader, label_names,
+    part_of, predictions, split_sizes, top_label,
 };
 use crate::{DataConfig, ModelConfig, RunConfig, TaskKind, TrainerError};
 
@@ -115,6 +116,16 @@ impl SequenceTask {
 
     fn items(&self, part: Part) -> &[SequenceItem] {
         part_of(&self.parts, part)
+    }
+
+    /// The sequence length an export takes: the longest sequence of any split (shorter ones
+    /// are padded and masked).
+    fn export_time(&self) -> usize {
+        [&self.parts.train, &self.parts.valid, &self.parts.test]
+            .iter()
+            .flat_map(|items| items.iter().map(|i| i.len))
+            .max()
+            .unwrap_or(1)
     }
 
     /// Per-feature `(mean, std)` the frames are normalised with.
@@ -244,4 +255,144 @@ impl Task for SequenceTask {
         });
         (class_scores(&self.classes, &predicted, &actual), logits)
     }
+
+    fn export(
+        &self,
+        net: &LstmClassifier,
+        mut meta: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<engine::Artifact, TrainerError> {
+        let input = SequenceInput {
+            time: self.export_time(),
+            dims: self.dims,
+            normalization: self.normalization.clone(),
+        };
+        meta.insert(
+            "input".into(),
+            serde_json::to_value(&input).expect("serializes"),
+        );
+        Ok(net.to_artifact(input.time, serde_json::Value::Object(meta))?)
+    }
+
+    fn evaluate_engine(
+        &self,
+        engine: &engine::Engine,
+        net: &LstmClassifier,
+        device: &Device,
+    ) -> Result<(Evaluation, Parity), TrainerError> {
+        let time = self.export_time();
+        let loader = self.loader(Part::Test, None).to_device(device);
+        let (mut int_logits, mut fake_logits, mut actual) = (Vec::new(), Vec::new(), Vec::new());
+        for batch in loader.iter().flatten() {
+            let [n, t, _] = batch.frames.dims();
+            let (frames, mask) = engine_frames(
+                &host(batch.frames.clone()),
+                &host(batch.mask.clone().float()),
+                [n, t, self.dims],
+                time,
+            );
+            int_logits.extend(engine_logits(engine, n, &[&frames, &mask])?);
+            fake_logits.extend(host(net.forward(batch.frames, &batch.mask)));
+            actual.extend(ints(batch.targets));
+        }
+        let width = self.classes.len();
+        let predicted = argmax_rows(&int_logits, width);
+        let parity = Parity::of_logits(&int_logits, &fake_logits, width);
+        Ok((class_scores(&self.classes, &predicted, &actual), parity))
+    }
+
+    fn infer(
+        artifact: &engine::Artifact,
+        engine: &engine::Engine,
+        input: &Path,
+    ) -> Result<Vec<Prediction>, TrainerError> {
+        let spec: SequenceInput =
+            serde_json::from_value(artifact.meta["input"].clone()).map_err(|_| {
+                TrainerError::Config {
+                    origin: "artifact metadata".into(),
+                    message: "`input` is missing or malformed".into(),
+                }
+            })?;
+        let labels = artifact_labels(artifact)?;
+        let file = read_ts(input)?;
+        if file.dims != spec.dims {
+            return Err(TrainerError::io(
+                input,
+                format!(
+                    "has {} features per frame; the model takes {}",
+                    file.dims, spec.dims
+                ),
+            ));
+        }
+        let mut predictions = Vec::with_capacity(file.sequences.len());
+        for (start, chunk) in (0..).step_by(64).zip(file.sequences.chunks(64)) {
+            let mut frames = vec![0f32; chunk.len() * spec.time * spec.dims];
+            let mut mask = vec![0f32; chunk.len() * spec.time];
+            for (i, sequence) in chunk.iter().enumerate() {
+                if sequence.len > spec.time {
+                    return Err(TrainerError::io(
+                        input,
+                        format!(
+                            "sequence {} has {} frames; the model was exported for at most {}",
+                            start + i + 1,
+                            sequence.len,
+                            spec.time
+                        ),
+                    ));
+                }
+                let at = i * spec.time * spec.dims;
+                for (k, (x, out)) in sequence
+                    .frames
+                    .iter()
+                    .zip(&mut frames[at..at + sequence.frames.len()])
+                    .enumerate()
+                {
+                    let (mean, std) = spec.normalization[k % spec.dims];
+                    *out = (x - mean) / std;
+                }
+                mask[i * spec.time..i * spec.time + sequence.len].fill(1.0);
+            }
+            let logits = engine_logits(engine, chunk.len(), &[&frames, &mask])?;
+            for (i, row) in logits.chunks_exact(labels.len().max(1)).enumerate() {
+                let (best, confidence) = top_label(row);
+                predictions.push(Prediction {
+                    input: format!("sequence {}", start + i + 1),
+                    label: labels
+                        .get(best)
+                        .cloned()
+                        .unwrap_or_else(|| best.to_string()),
+                    confidence,
+                });
+            }
+        }
+        Ok(predictions)
+    }
+}
+
+/// How `infer` prepares raw sequences for an exported model: padded (and masked) to `time`
+/// frames of `dims` features, each normalised as `(x − mean) / std`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SequenceInput {
+    /// Frames the artifact takes.
+    pub time: usize,
+    /// Features per frame.
+    pub dims: usize,
+    /// Per-feature `(mean, std)` of the training frames.
+    pub normalization: Vec<(f32, f32)>,
+}
+
+/// A batch's frames `[n, t, dims]` and mask `[n, t]` (row-major host copies) padded to the
+/// artifact's `time` frames, as the engine's `frames` and `mask` inputs.
+fn engine_frames(
+    frames: &[f32],
+    mask: &[f32],
+    [n, t, dims]: [usize; 3],
+    time: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let (mut padded, mut padded_mask) = (vec![0f32; n * time * dims], vec![0f32; n * time]);
+    for b in 0..n {
+        padded[b * time * dims..(b * time + t) * dims]
+            .copy_from_slice(&frames[b * t * dims..(b + 1) * t * dims]);
+        padded_mask[b * time..b * time + t].copy_from_slice(&mask[b * t..(b + 1) * t]);
+    }
+    (padded, padded_mask)
 }

@@ -1,0 +1,284 @@
+//! The integer LSTM layer ([`crate::Op::Lstm`]): what `quant::QuantLstm` simulates, step by
+//! step on codes. Shared by the interpreter and the engine (an LSTM's work is a few small
+//! products a frame; one implementation keeps the two bit for bit the same).
+//!
+//! One frame, every tensor on its own grid:
+//! - `z[c] = round((acc_x[c]·s_x·s_wx[c] + acc_h[c]·s_h·s_wh[c]) / s_z)`, with the int32
+//!   accumulators `acc_x = Σ (x − z_x)·W_x + b` and `acc_h = Σ (h − z_h)·W_h`;
+//! - the gates `i, f, o` and the candidate `g` read 256-entry tables of `z`'s codes (sigmoid and
+//!   tanh onto their grids);
+//! - the cell `c = round((f̂·ĉ + î·ĝ) / s_c)` and `tanh(c)` from a table of the cell's codes;
+//! - the hidden state `h = round(ô · tanh(c)^ / s_h)`.
+//!
+//! A frame whose mask is 0 (padding) leaves the state as it was.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::StoredTensor;
+use crate::error::EngineError;
+use crate::program::{ActQuant, Program};
+use crate::requant::{inverse, quantize};
+
+/// The grids inside an LSTM layer, besides its input's and its output's (the hidden state).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LstmGrids {
+    /// The gates' pre-activations `z`.
+    pub gates: ActQuant,
+    /// `σ(z)` of the input, forget and output gates.
+    pub sigmoid: ActQuant,
+    /// `tanh(z)` of the cell candidate.
+    pub tanh: ActQuant,
+    /// The cell state.
+    pub cell: ActQuant,
+    /// `tanh` of the cell state.
+    pub cell_tanh: ActQuant,
+}
+
+impl LstmGrids {
+    /// Every grid with its role, for checks and messages.
+    pub fn all(&self) -> [(&'static str, ActQuant); 5] {
+        [
+            ("gates", self.gates),
+            ("sigmoid", self.sigmoid),
+            ("tanh", self.tanh),
+            ("cell", self.cell),
+            ("cell_tanh", self.cell_tanh),
+        ]
+    }
+}
+
+/// An LSTM layer's weights: `name.input` (`[4H, in]` codes, scales, the int32 bias) and
+/// `name.hidden` (`[4H, H]`), gates in the order `i, f, o, g`.
+#[derive(Debug, Clone)]
+pub struct LstmWeights {
+    input: Vec<i8>,
+    input_scale: Vec<f32>,
+    bias: Vec<i32>,
+    hidden: Vec<i8>,
+    hidden_scale: Vec<f32>,
+    d_in: usize,
+    h: usize,
+}
+
+impl LstmWeights {
+    /// The weights of layer `name`, checked: `name.input.*` a `[4H, in]` layer with an
+    /// optional int32 bias, `name.hidden.*` a `[4H, H]` layer without one.
+    pub fn read(tensors: &BTreeMap<String, StoredTensor>, name: &str) -> Result<Self, EngineError> {
+        let input = Program::layer(tensors, &format!("{name}.input"), 2, false)?;
+        let hidden = Program::layer(tensors, &format!("{name}.hidden"), 2, false)?;
+        let [gates, d_in] = input.weight.shape[..] else {
+            unreachable!("checked: rank 2")
+        };
+        let [hidden_gates, h] = hidden.weight.shape[..] else {
+            unreachable!("checked: rank 2")
+        };
+        if gates != 4 * h || hidden_gates != gates {
+            return Err(EngineError::graph(
+                format!("layer {name}"),
+                format!(
+                    "input weights [{gates}, {d_in}] and hidden weights [{hidden_gates}, {h}] are not [4H, in] and [4H, H]"
+                ),
+            ));
+        }
+        if hidden.bias.is_some() {
+            return Err(EngineError::graph(
+                format!("tensor {name}.hidden.bias"),
+                "the hidden product has no bias (it is in `input.bias`)",
+            ));
+        }
+        Ok(LstmWeights {
+            input: input.weight.as_codes().expect("checked").to_vec(),
+            input_scale: input.weight_scale.to_vec(),
+            bias: input
+                .bias
+                .map_or_else(|| vec![0; gates], |b| b.as_i32().expect("checked").to_vec()),
+            hidden: hidden.weight.as_codes().expect("checked").to_vec(),
+            hidden_scale: hidden.weight_scale.to_vec(),
+            d_in,
+            h,
+        })
+    }
+
+    /// `(in, H)`.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.d_in, self.h)
+    }
+}
+
+/// Sigmoid as the training backend (Flex) computes it, for the table to hold the same codes.
+fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// `f` of every code of `from`, quantized onto `to`: indexed by `code − from.qmin`.
+fn table(from: &ActQuant, to: &ActQuant, f: impl Fn(f32) -> f32) -> Vec<i32> {
+    let inv = inverse(to.scale);
+    (from.qmin..=from.qmax)
+        .map(|c| quantize(f(real(c, from)), inv, to, false))
+        .collect()
+}
+
+#[inline(always)]
+fn real(code: i32, q: &ActQuant) -> f32 {
+    (code - q.zero_point) as f32 * q.scale
+}
+
+/// Runs the layer over `batch` sequences of `time` frames: `x` the input codes `[batch, time,
+/// in]` on `input`, `mask` `[batch, time]` (1 real, 0 padding); returns the hidden state's
+/// codes after every frame, `[batch, time, H]` on `hidden`.
+pub fn lstm(
+    w: &LstmWeights,
+    grids: &LstmGrids,
+    input: &ActQuant,
+    hidden: &ActQuant,
+    [batch, time]: [usize; 2],
+    x: &[i32],
+    mask: &[f32],
+) -> Vec<i32> {
+    let (d_in, h) = (w.d_in, w.h);
+    let g = &grids.gates;
+    let sig = table(g, &grids.sigmoid, sigmoid);
+    let cand = table(g, &grids.tanh, f32::tanh);
+    let cell_tanh = table(&grids.cell, &grids.cell_tanh, f32::tanh);
+    let x_steps: Vec<f32> = w.input_scale.iter().map(|&s| input.scale * s).collect();
+    let h_steps: Vec<f32> = w.hidden_scale.iter().map(|&s| hidden.scale * s).collect();
+    let (inv_z, inv_c, inv_h) = (
+        inverse(g.scale),
+        inverse(grids.cell.scale),
+        inverse(hidden.scale),
+    );
+    let mut out = vec![0i32; batch * time * h];
+    let mut z = vec![0i32; 4 * h];
+    for b in 0..batch {
+        let mut state_h = vec![hidden.zero_point; h];
+        let mut state_c = vec![grids.cell.zero_point; h];
+        for t in 0..time {
+            let at = b * time + t;
+            if mask[at] != 0.0 {
+                let frame = &x[at * d_in..(at + 1) * d_in];
+                for (c, zc) in z.iter_mut().enumerate() {
+                    let wx = &w.input[c * d_in..(c + 1) * d_in];
+                    let acc_x = frame.iter().zip(wx).fold(w.bias[c], |s, (&v, &k)| {
+                        s + (v - input.zero_point) * k as i32
+                    });
+                    let wh = &w.hidden[c * h..(c + 1) * h];
+                    let acc_h = state_h
+                        .iter()
+                        .zip(wh)
+                        .fold(0i32, |s, (&v, &k)| s + (v - hidden.zero_point) * k as i32);
+                    let zr = acc_x as f32 * x_steps[c] + acc_h as f32 * h_steps[c];
+                    *zc = quantize(zr, inv_z, g, false) - g.qmin;
+                }
+                let q = &grids.sigmoid;
+                for j in 0..h {
+                    let (i, f, o) = (
+                        sig[z[j] as usize],
+                        sig[z[h + j] as usize],
+                        sig[z[2 * h + j] as usize],
+                    );
+                    let cand = cand[z[3 * h + j] as usize];
+                    let cr = real(f, q) * real(state_c[j], &grids.cell)
+                        + real(i, q) * real(cand, &grids.tanh);
+                    state_c[j] = quantize(cr, inv_c, &grids.cell, false);
+                    let ct = cell_tanh[(state_c[j] - grids.cell.qmin) as usize];
+                    let hr = real(o, q) * real(ct, &grids.cell_tanh);
+                    state_h[j] = quantize(hr, inv_h, hidden, false);
+                }
+            }
+            out[at * h..(at + 1) * h].copy_from_slice(&state_h);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LayerWeights, ProgramBuilder};
+
+    const U8: ActQuant = ActQuant {
+        scale: 0.05,
+        zero_point: 128,
+        qmin: 0,
+        qmax: 255,
+    };
+
+    fn weights(shape: [usize; 2], bias: bool) -> LayerWeights {
+        let n = shape[0] * shape[1];
+        LayerWeights {
+            codes: (0..n).map(|i| (i % 7) as i8 - 3).collect(),
+            shape: shape.to_vec(),
+            bits: 8,
+            scales: vec![0.01; shape[0]],
+            bias: bias.then(|| vec![0.1; shape[0]]),
+        }
+    }
+
+    fn program(hidden_shape: [usize; 2]) -> Result<crate::Artifact, EngineError> {
+        let mut b = ProgramBuilder::new();
+        let frames = b.input("frames", &[5, 3]);
+        let mask = b.input("mask", &[5]);
+        let x = b.quantize("x", frames, U8);
+        let grids = LstmGrids {
+            gates: U8,
+            sigmoid: U8,
+            tanh: U8,
+            cell: U8,
+            cell_tanh: U8,
+        };
+        let y = b.lstm(
+            "lstm",
+            x,
+            mask,
+            [weights([8, 3], true), weights(hidden_shape, false)],
+            grids,
+            U8,
+        )?;
+        b.output(y);
+        b.finish(serde_json::json!({}))
+    }
+
+    /// A program's LSTM is checked before it runs: weights that are not `[4H, in]` and `[4H, H]`
+    /// are refused with the layer named.
+    #[test]
+    fn mismatched_lstm_weights_are_refused_by_name() {
+        assert!(program([8, 2]).is_ok());
+        let err = program([8, 3]).unwrap_err().to_string();
+        assert!(
+            err.contains("lstm") && err.contains("[4H, in] and [4H, H]"),
+            "{err}"
+        );
+    }
+
+    /// Padding frames keep the state: a sequence's states after its end repeat its last one,
+    /// and a fully padded sequence stays at real zero.
+    #[test]
+    fn masked_frames_hold_the_state() {
+        let artifact = program([8, 2]).unwrap();
+        let x: Vec<f32> = (0..2 * 15)
+            .map(|i| ((i * 37) % 11) as f32 / 5.0 - 1.0)
+            .collect();
+        let mask = [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        let out = crate::Interpreter::new(&artifact)
+            .unwrap()
+            .run(2, &[&x, &mask])
+            .unwrap();
+        let crate::Value::Codes(h) = &out[0] else {
+            panic!("integer states")
+        };
+        assert_eq!(h[4..6], h[6..8], "held after the end");
+        assert_eq!(h[4..6], h[8..10]);
+        assert_ne!(h[0..2], [128, 128], "real frames move the state");
+        assert!(
+            h[10..].iter().all(|&c| c == 128),
+            "no frame: the zero state"
+        );
+    }
+}

@@ -1,0 +1,167 @@
+//! The LSTM classifier exported to the integer engine: round trip through the file, the engine
+//! equal to the interpreter bit for bit, and the interpreter agreeing with the fake-quant model
+//! on real Japanese Vowels utterances (variable lengths, padded and masked) for every preset.
+
+use burn::tensor::{Bool, Device, Tensor, TensorData};
+use engine::{Artifact, Engine, Interpreter, Value};
+use models::LstmClassifierConfig;
+use quant::QuantMapping;
+
+/// The first `n` test utterances, padded to the longest: frames `[n, time, 12]` (each feature
+/// standardised over these frames), the mask `[n, time]` as 0/1, and `time`.
+fn utterances(n: usize) -> (Vec<f32>, Vec<f32>, usize) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../datasets/embedded/japanese-vowels/JapaneseVowels_TEST.ts"
+    );
+    let file = data::read_ts(std::path::Path::new(path)).unwrap();
+    let sequences = &file.sequences[..n];
+    let time = sequences.iter().map(|s| s.len).max().unwrap();
+    let dims = file.dims;
+    let all: Vec<f32> = sequences.iter().flat_map(|s| s.frames.clone()).collect();
+    let frames_total = all.len() / dims;
+    let stats: Vec<(f32, f32)> = (0..dims)
+        .map(|d| {
+            let column = all.iter().skip(d).step_by(dims);
+            let mean = column.clone().sum::<f32>() / frames_total as f32;
+            let var = column.map(|x| (x - mean).powi(2)).sum::<f32>() / frames_total as f32;
+            (mean, var.sqrt())
+        })
+        .collect();
+    let (mut frames, mut mask) = (vec![0f32; n * time * dims], vec![0f32; n * time]);
+    for (b, s) in sequences.iter().enumerate() {
+        for (k, x) in s.frames.iter().enumerate() {
+            let (mean, std) = stats[k % dims];
+            frames[b * time * dims + k] = (x - mean) / std;
+        }
+        mask[b * time..b * time + s.len].fill(1.0);
+    }
+    (frames, mask, time)
+}
+
+fn logits(values: &[Value]) -> Vec<f32> {
+    match &values[0] {
+        Value::Float(v) => v.clone(),
+        Value::Codes(_) => panic!("logits are float"),
+    }
+}
+
+fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap()
+        .0
+}
+
+#[test]
+fn lstm_exports_for_every_preset_and_the_engine_reproduces_it() {
+    let device = Device::flex();
+    let n = 120;
+    let (frames, mask, time) = utterances(n);
+    let x = Tensor::<3>::from_data(TensorData::new(frames.clone(), [n, time, 12]), &device);
+    let keep = Tensor::<2, Bool>::from_data(
+        TensorData::new(mask.iter().map(|&m| m > 0.0).collect::<Vec<_>>(), [n, time]),
+        &device,
+    );
+    for preset in ["w8a8", "w4a8", "w4a4", "w2a8"] {
+        let name = format!("lstm {preset}");
+        let model = LstmClassifierConfig::new(12, 9)
+            .with_d_hidden(24)
+            .with_layers(2)
+            .with_mapping(QuantMapping::preset(preset).unwrap())
+            .init(&device);
+        // Every frame is one observation of a moving-average observer: a few passes settle them.
+        let passes = std::iter::repeat_n((x.clone(), keep.clone()), 20);
+        let model = quant::qat::calibrate(model, passes, |m, (x, k)| {
+            m.forward(x, &k);
+        });
+        let fake: Vec<f32> = model
+            .forward(x.clone(), &keep)
+            .into_data()
+            .try_into_vec()
+            .unwrap();
+        // Exported for longer sequences than this batch's: padding is masked.
+        let artifact = model
+            .to_artifact(time + 3, serde_json::json!({ "preset": preset }))
+            .unwrap();
+        let artifact = Artifact::from_bytes(&artifact.to_bytes(), &name).unwrap();
+        let (mut padded, mut padded_mask) =
+            (vec![0f32; n * (time + 3) * 12], vec![0f32; n * (time + 3)]);
+        for b in 0..n {
+            padded[b * (time + 3) * 12..][..time * 12]
+                .copy_from_slice(&frames[b * time * 12..][..time * 12]);
+            padded_mask[b * (time + 3)..][..time].copy_from_slice(&mask[b * time..][..time]);
+        }
+        let inputs = [padded.as_slice(), padded_mask.as_slice()];
+        let reference = logits(
+            &Interpreter::new(&artifact)
+                .unwrap()
+                .run(n, &inputs)
+                .unwrap(),
+        );
+        let engine = logits(&Engine::new(&artifact).unwrap().run(n, &inputs).unwrap());
+        assert!(
+            engine
+                .iter()
+                .zip(&reference)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{name}: engine differs from the interpreter"
+        );
+        let agree = (0..n)
+            .filter(|&i| argmax(&fake[i * 9..][..9]) == argmax(&reference[i * 9..][..9]))
+            .count();
+        let span = fake.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let gap = fake
+            .iter()
+            .zip(&reference)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        eprintln!(
+            "{name}: {agree}/{n} predictions agree, max |Δlogit| {gap:.2e} (logits up to {span:.2})"
+        );
+        assert!(
+            agree * 100 >= n * 98,
+            "{name}: only {agree}/{n} predictions agree"
+        );
+        assert!(
+            gap <= 0.05 * span,
+            "{name}: logits differ by {gap} (span {span})"
+        );
+    }
+}
+
+/// An LSTM without one of its step's quantizers cannot run on the engine: the export names it.
+#[test]
+fn an_lstm_missing_a_quantizer_is_refused_by_path() {
+    let device = Device::flex();
+    let mut mapping = QuantMapping::w8a8();
+    mapping.rules.push(quant::QuantRule {
+        pattern: Some(r"lstm\.0\.cell_quant$".into()),
+        layer: None,
+        rank: None,
+        weight: None,
+        activation: None,
+        float: true,
+    });
+    let model = LstmClassifierConfig::new(12, 9)
+        .with_d_hidden(8)
+        .with_mapping(mapping)
+        .init(&device);
+    let (frames, mask, time) = utterances(4);
+    let x = Tensor::<3>::from_data(TensorData::new(frames, [4, time, 12]), &device);
+    let keep = Tensor::<2, Bool>::from_data(
+        TensorData::new(mask.iter().map(|&m| m > 0.0).collect::<Vec<_>>(), [4, time]),
+        &device,
+    );
+    let model = quant::qat::calibrate(model, [(x, keep)], |m, (x, k)| {
+        m.forward(x, &k);
+    });
+    let err = model
+        .to_artifact(time, serde_json::json!({}))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("lstm.0.cell_quant") && err.contains("no quantizer"),
+        "{err}"
+    );
+}
