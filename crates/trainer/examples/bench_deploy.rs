@@ -1,9 +1,10 @@
 //! Benchmark: deployment — the integer engine running an exported model vs the float model on
 //! Flex, side by side in one process: latency at batch 1 and throughput at batch 64 for LeNet-BN
-//! and ResNet-20 (W8A8, calibrated on real Fashion-MNIST images), and the engine's int8 GEMM at
-//! 1024³ against this machine's measured int8 peak.
+//! and ResNet-20 (W8A8, calibrated on real Fashion-MNIST images) and the LSTM (on Japanese
+//! Vowels), MiniLM when fetched, and the engine's int8 GEMM at 1024³ against this machine's
+//! measured int8 peak.
 //!
-//! Run through `cargo xtask bench deploy [--model lenet|resnet|all] [--rounds R] [--threads T] [--gemm no]`.
+//! Run through `cargo xtask bench deploy [--model lenet|resnet|lstm|minilm|all] [--rounds R] [--threads T] [--gemm no]`.
 //! Variants alternate within each round (machine noise hits all alike); medians are compared.
 //! Prints tables and, as its last line, one JSON object with the medians and the ratios.
 
@@ -131,6 +132,82 @@ fn minilm(dir: &str, rounds: usize, isa: Isa) -> Option<serde_json::Value> {
     Some(serde_json::Value::Object(row))
 }
 
+/// The LSTM classifier (1 × 64, W8A8 calibrated on the Japanese Vowels test utterances): the
+/// float model on Flex vs the engine at batch 1 and 64, every sequence padded to the longest (29
+/// frames) as an export takes them.
+fn lstm(rounds: usize, isa: Isa) -> serde_json::Value {
+    use burn::tensor::{Bool, TensorData};
+    use models::LstmClassifierConfig;
+    let device = Device::flex();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../datasets/embedded/japanese-vowels/JapaneseVowels_TEST.ts"
+    );
+    let file = data::read_ts(std::path::Path::new(path)).expect("committed data");
+    let (time, dims) = (29, file.dims);
+    let batch_of = |n: usize| -> (Vec<f32>, Vec<f32>) {
+        let (mut frames, mut mask) = (vec![0f32; n * time * dims], vec![0f32; n * time]);
+        for (b, s) in file.sequences.iter().cycle().take(n).enumerate() {
+            frames[b * time * dims..][..s.frames.len()].copy_from_slice(&s.frames);
+            mask[b * time..][..s.len].fill(1.0);
+        }
+        (frames, mask)
+    };
+    let tensors = |(frames, mask): &(Vec<f32>, Vec<f32>), n: usize| {
+        (
+            Tensor::<3>::from_data(TensorData::new(frames.clone(), [n, time, dims]), &device),
+            Tensor::<2, Bool>::from_data(
+                TensorData::new(mask.iter().map(|&m| m > 0.0).collect(), [n, time]),
+                &device,
+            ),
+        )
+    };
+    let config = LstmClassifierConfig::new(dims, 9).with_d_hidden(64);
+    let float = config.init(&device);
+    let net = float.clone().quantized(&QuantMapping::w8a8()).unwrap();
+    let calibration = tensors(&batch_of(256), 256);
+    let net = quant::qat::calibrate(net, std::iter::repeat_n(calibration, 4), |n, (x, m)| {
+        n.forward(x, &m);
+    });
+    let artifact = net.to_artifact(time, json!({})).unwrap();
+    let artifact = engine::Artifact::from_bytes(&artifact.to_bytes(), "lstm").unwrap();
+    let engine = engine::Engine::with_isa(&artifact, isa).unwrap();
+    let mut row = serde_json::Map::new();
+    for batch in [1usize, 64] {
+        let host = batch_of(batch);
+        let (x, m) = tensors(&host, batch);
+        let reps = if batch == 1 { 50 } else { 4 };
+        let (mut f_s, mut e_s) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            f_s.extend(time_per_call(1, reps, || {
+                std::hint::black_box(float.forward(x.clone(), &m).into_data());
+            }));
+            e_s.extend(time_per_call(1, reps, || {
+                std::hint::black_box(engine.run(batch, &[&host.0, &host.1]).unwrap());
+            }));
+        }
+        let (f, e) = (median(&f_s), median(&e_s));
+        let show = |s: f64| {
+            if batch == 1 {
+                format!("{:.3} ms", 1e3 * s)
+            } else {
+                format!("{:.0} seq/s", batch as f64 / s)
+            }
+        };
+        println!(
+            "| lstm 1×64 | {batch} × {time} frames | {} | {} | {:.2}× |",
+            show(f),
+            show(e),
+            f / e
+        );
+        row.insert(
+            format!("batch{batch}"),
+            json!({ "float_s": f, "engine_s": e, "speedup": f / e }),
+        );
+    }
+    serde_json::Value::Object(row)
+}
+
 fn main() {
     trainer::allocator::keep_freed_memory();
     let threads = number("--threads", 2);
@@ -182,7 +259,10 @@ fn main() {
         ),
     ]
     .into_iter()
-    .filter(|(name, _)| which == "all" || (which != "minilm" && name.starts_with(which.as_str())))
+    .filter(|(name, _)| {
+        which == "all"
+            || (!["minilm", "lstm"].contains(&which.as_str()) && name.starts_with(which.as_str()))
+    })
     .collect();
     println!(
         "\n| model | batch | float (Flex) | engine | engine × faster |\n|---|---:|---:|---:|---:|"
@@ -237,6 +317,9 @@ fn main() {
             );
         }
         models_json.insert(name.into(), serde_json::Value::Object(row));
+    }
+    if which == "all" || which == "lstm" {
+        models_json.insert("lstm".into(), lstm(rounds, isa));
     }
     if which == "all" || which == "minilm" {
         let checkpoint = arg("--checkpoint", "models/minilm");
