@@ -46,7 +46,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   bench qat-step [--model lenet|resnet] [--backend B] [--batch N] [--rounds N] [--steps K] [--kernel-times] [--host-work]
                                              the trainer's step, float vs QAT W8A8 / W4A4
                                              (GPU backends: + kernel launches per step)
-  bench deploy [--model lenet|resnet|all] [--rounds R] [--threads T]
+  bench deploy [--model lenet|resnet|lstm|minilm|all] [--rounds R] [--threads T]
                                              integer engine vs float Flex (batch 1 / 64), int8 GEMM vs peak
   bench integrity [--mb N] [--rounds R]       checksummed atomic writes vs plain file I/O
   bench bert-step [--checkpoint DIR] [--backend B] [--batch N] [--seq L] [--rounds R] [--steps K] [--float-embeddings] [--random-weights] [--no-memory] [--kernel-times] [--host-work]
