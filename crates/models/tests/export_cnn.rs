@@ -4,7 +4,10 @@
 
 use burn::module::{Param, RunningState};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
-use engine::{Artifact, Engine, Interpreter, Isa, Value};
+mod common;
+
+use common::{assert_parity, logits};
+use engine::{Artifact, Engine, Interpreter, Isa};
 use models::{LeNetConfig, ResNetConfig};
 use quant::{ConvBn2d, QuantMapping};
 
@@ -33,21 +36,6 @@ fn perturb_bn(layer: ConvBn2d, device: &Device) -> ConvBn2d {
     ConvBn2d { bn, ..layer }
 }
 
-fn logits(values: &[Value]) -> Vec<f32> {
-    match &values[0] {
-        Value::Float(v) => v.clone(),
-        Value::Codes(_) => panic!("logits are float"),
-    }
-}
-
-fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .unwrap()
-        .0
-}
-
 /// Exports `model`, reloads it from bytes, and checks engine = interpreter ≈ fake-quant model.
 fn check(name: &str, artifact: Artifact, fake: Tensor<2>, x: &[f32], n: usize) {
     let bytes = artifact.to_bytes();
@@ -71,28 +59,7 @@ fn check(name: &str, artifact: Artifact, fake: Tensor<2>, x: &[f32], n: usize) {
         );
     }
     let fake: Vec<f32> = fake.into_data().try_into_vec().unwrap();
-    let classes = fake.len() / n;
-    let agree = (0..n)
-        .filter(|&i| {
-            argmax(&fake[i * classes..][..classes]) == argmax(&reference[i * classes..][..classes])
-        })
-        .count();
-    let span = fake.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let gap = fake
-        .iter()
-        .zip(&reference)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    eprintln!(
-        "{name}: {agree}/{n} predictions agree, max |Δlogit| {gap:.2e} (logits up to {span:.2})"
-    );
-    assert!(
-        agree * 100 >= n * 99,
-        "{name}: only {agree}/{n} predictions agree"
-    );
-    assert!(
-        gap <= 0.05 * span,
-        "{name}: logits differ by {gap} (span {span})"
-    );
+    assert_parity(name, &fake, &reference, n, 99, 0.05);
 }
 
 #[test]

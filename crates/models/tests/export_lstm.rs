@@ -3,7 +3,10 @@
 //! on real Japanese Vowels utterances (variable lengths, padded and masked) for every preset.
 
 use burn::tensor::{Bool, Device, Tensor, TensorData};
-use engine::{Artifact, Engine, Interpreter, Value};
+mod common;
+
+use common::{assert_parity, logits};
+use engine::{Artifact, Engine, Interpreter};
 use models::LstmClassifierConfig;
 use quant::QuantMapping;
 
@@ -37,21 +40,6 @@ fn utterances(n: usize) -> (Vec<f32>, Vec<f32>, usize) {
         mask[b * time..b * time + s.len].fill(1.0);
     }
     (frames, mask, time)
-}
-
-fn logits(values: &[Value]) -> Vec<f32> {
-    match &values[0] {
-        Value::Float(v) => v.clone(),
-        Value::Codes(_) => panic!("logits are float"),
-    }
-}
-
-fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .unwrap()
-        .0
 }
 
 #[test]
@@ -108,25 +96,7 @@ fn lstm_exports_for_every_preset_and_the_engine_reproduces_it() {
                 .all(|(a, b)| a.to_bits() == b.to_bits()),
             "{name}: engine differs from the interpreter"
         );
-        let agree = (0..n)
-            .filter(|&i| argmax(&fake[i * 9..][..9]) == argmax(&reference[i * 9..][..9]))
-            .count();
-        let span = fake.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let gap = fake
-            .iter()
-            .zip(&reference)
-            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        eprintln!(
-            "{name}: {agree}/{n} predictions agree, max |Δlogit| {gap:.2e} (logits up to {span:.2})"
-        );
-        assert!(
-            agree * 100 >= n * 98,
-            "{name}: only {agree}/{n} predictions agree"
-        );
-        assert!(
-            gap <= 0.05 * span,
-            "{name}: logits differ by {gap} (span {span})"
-        );
+        assert_parity(&name, &fake, &reference, n, 98, 0.01);
     }
 }
 

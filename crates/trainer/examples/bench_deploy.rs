@@ -40,6 +40,31 @@ fn time_per_call(rounds: usize, reps: usize, mut f: impl FnMut()) -> Vec<f64> {
         .collect()
 }
 
+/// Medians of `float` and `engine`, each timed `reps` calls a round, alternating within every
+/// round (machine noise hits both alike).
+fn side_by_side(
+    rounds: usize,
+    reps: usize,
+    mut float: impl FnMut(),
+    mut engine: impl FnMut(),
+) -> (f64, f64) {
+    let (mut f_s, mut e_s) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        f_s.extend(time_per_call(1, reps, &mut float));
+        e_s.extend(time_per_call(1, reps, &mut engine));
+    }
+    (median(&f_s), median(&e_s))
+}
+
+/// A batch's time as the tables show it: latency in ms at batch 1, else items per second.
+fn shown(batch: usize, seconds: f64, items: &str) -> String {
+    if batch == 1 {
+        format!("{:.3} ms", 1e3 * seconds)
+    } else {
+        format!("{:.0} {items}/s", batch as f64 / seconds)
+    }
+}
+
 /// MiniLM (BERT) with a token head, W8A8: the float model on Flex vs the engine at 32 × 128 and
 /// 1 × 128 tokens (ONNX Runtime's `../shared/peers/ort_minilm.py` times the same shapes).
 fn minilm(dir: &str, rounds: usize, isa: Isa) -> Option<serde_json::Value> {
@@ -177,27 +202,20 @@ fn lstm(rounds: usize, isa: Isa) -> serde_json::Value {
         let host = batch_of(batch);
         let (x, m) = tensors(&host, batch);
         let reps = if batch == 1 { 50 } else { 4 };
-        let (mut f_s, mut e_s) = (Vec::new(), Vec::new());
-        for _ in 0..rounds {
-            f_s.extend(time_per_call(1, reps, || {
+        let (f, e) = side_by_side(
+            rounds,
+            reps,
+            || {
                 std::hint::black_box(float.forward(x.clone(), &m).into_data());
-            }));
-            e_s.extend(time_per_call(1, reps, || {
+            },
+            || {
                 std::hint::black_box(engine.run(batch, &[&host.0, &host.1]).unwrap());
-            }));
-        }
-        let (f, e) = (median(&f_s), median(&e_s));
-        let show = |s: f64| {
-            if batch == 1 {
-                format!("{:.3} ms", 1e3 * s)
-            } else {
-                format!("{:.0} seq/s", batch as f64 / s)
-            }
-        };
+            },
+        );
         println!(
             "| lstm 1×64 | {batch} × {time} frames | {} | {} | {:.2}× |",
-            show(f),
-            show(e),
+            shown(batch, f, "seq"),
+            shown(batch, e, "seq"),
             f / e
         );
         row.insert(
@@ -286,29 +304,21 @@ fn main() {
             let x = images(batch);
             let pixels: Vec<f32> = x.clone().into_data().try_into_vec().unwrap();
             let reps = if batch == 1 { 50 } else { 4 };
-            let (mut f_s, mut e_s) = (Vec::new(), Vec::new());
-            for _ in 0..rounds {
-                f_s.extend(time_per_call(1, reps, || {
-                    let y = float.forward(x.clone());
-                    std::hint::black_box(y.into_data());
-                }));
-                e_s.extend(time_per_call(1, reps, || {
+            let (f, e) = side_by_side(
+                rounds,
+                reps,
+                || {
+                    std::hint::black_box(float.forward(x.clone()).into_data());
+                },
+                || {
                     std::hint::black_box(engine.run(batch, &[&pixels]).unwrap());
-                }));
-            }
-            let (f, e) = (median(&f_s), median(&e_s));
+                },
+            );
             let label = if batch == 1 { "latency" } else { "throughput" };
-            let show = |s: f64| {
-                if batch == 1 {
-                    format!("{:.3} ms", 1e3 * s)
-                } else {
-                    format!("{:.0} img/s", batch as f64 / s)
-                }
-            };
             println!(
                 "| {name} | {batch} | {} | {} | {:.2}× |",
-                show(f),
-                show(e),
+                shown(batch, f, "img"),
+                shown(batch, e, "img"),
                 f / e
             );
             row.insert(
