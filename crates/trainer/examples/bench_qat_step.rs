@@ -1,8 +1,9 @@
 //! Benchmark: one QAT training step (forward, backward, AdamW; the trainer's own `TrainStep`) of
-//! LeNet-BN (or, with `--model resnet`, ResNet-20) on a real Fashion-MNIST batch, float vs QAT W8A8
-//! vs QAT W4A4 (LSQ), side by side.
+//! LeNet-BN (or, with `--model resnet`, ResNet-20) on a real Fashion-MNIST batch — or with
+//! `--model lstm [--hidden H] [--layers L]` the LSTM classifier on Japanese Vowels utterances —
+//! float vs QAT W8A8 vs QAT W4A4 (LSQ), side by side.
 //!
-//! Run through `cargo xtask bench qat-step [--model lenet|resnet] [--backend B] [--batch N] [--rounds R] [--steps K] [--distill]`;
+//! Run through `cargo xtask bench qat-step [--model lenet|resnet|lstm] [--backend B] [--batch N] [--rounds R] [--steps K] [--distill]`;
 //! `--distill` adds QAT W4A4 with the float model as teacher (`qat_w4a4_kd`: what
 //! `qat.distillation` adds to a step, its teacher's forward pass and the soft-target loss).
 //! Variants are timed in alternating rounds (machine noise hits all alike) and compared by their
@@ -24,11 +25,15 @@ mod bench_args;
 mod cnn_step;
 #[path = "common/launch_table.rs"]
 mod launch_table;
+#[path = "common/lstm_step.rs"]
+mod lstm_step;
 #[path = "common/optimizer.rs"]
 mod optimizer;
 
 use bench_args::{arg, median, name_thread, number};
-use cnn_step::{distilled, embedded_batch, read_back, step, variants};
+use burn::tensor::Device;
+use cnn_step::{Variant, distilled, embedded_batch, read_back, step, variants};
+use trainer::task::TaskNet;
 use trainer::{ModelConfig, select_device};
 
 fn main() {
@@ -46,8 +51,23 @@ fn bench() {
     );
     let device = select_device(&backend).unwrap_or_else(|e| panic!("{e}"));
     let autodiff = device.clone().autodiff();
-    let batch = embedded_batch(batch_size, &autodiff);
     let model_name = arg("--model", "lenet");
+    let distill = std::env::args().any(|a| a == "--distill");
+    let setup = Setup {
+        device,
+        backend,
+        model_name: model_name.clone(),
+        batch_size,
+        rounds,
+        steps,
+    };
+    if model_name == "lstm" {
+        let batch = lstm_step::batch(batch_size, &autodiff);
+        let (hidden, layers) = (number("--hidden", 64), number("--layers", 1));
+        let variants = lstm_step::variants(hidden, layers, &batch, &autodiff).into();
+        return run(&setup, variants, &batch, lstm_step::read_back);
+    }
+    let batch = embedded_batch(batch_size, &autodiff);
     let model = match model_name.as_str() {
         "resnet" => ModelConfig::Resnet {
             blocks_per_stage: 3,
@@ -59,36 +79,66 @@ fn bench() {
         },
     };
     let mut variants: Vec<_> = variants(&model, &batch, &autodiff).into();
-    if std::env::args().any(|a| a == "--distill") {
+    if distill {
         let kd = distilled(&model, &variants[0], &batch, &autodiff);
         variants.push(kd);
     }
+    run(&setup, variants, &batch, read_back);
+}
+
+/// What the run is: its device, the model's name, and how many steps to time.
+struct Setup {
+    device: Device,
+    backend: String,
+    model_name: String,
+    batch_size: usize,
+    rounds: usize,
+    steps: usize,
+}
+
+/// Times `variants` (float first) on `batch` in alternating rounds, counts their launches (GPU
+/// backends), and prints the table and the JSON line; `read_back` waits for a variant's queued
+/// work as a training loop's validation does.
+fn run<N: TaskNet>(
+    setup: &Setup,
+    mut variants: Vec<Variant<N>>,
+    batch: &N::Batch,
+    read_back: impl Fn(&Variant<N>, &N::Batch),
+) {
+    let Setup {
+        device,
+        backend,
+        model_name,
+        batch_size,
+        rounds,
+        steps,
+    } = setup;
     for v in variants.iter_mut() {
         for _ in 0..3 {
-            step(v, &batch);
+            step(v, batch);
         }
         // As in the rounds, so that the first round's float steps also follow a read-back:
         // burn-fusion's choices depend on what ran before (after training steps alone a float
         // LeNet-BN step ran 132 launches, after a read-back 118).
-        read_back(v, &batch);
+        read_back(v, batch);
     }
     device.sync().ok();
-    for _ in 0..rounds {
+    for _ in 0..*rounds {
         for v in variants.iter_mut() {
             let start = Instant::now();
             name_thread(&format!("T{}", v.name));
-            for _ in 0..steps {
-                step(v, &batch);
+            for _ in 0..*steps {
+                step(v, batch);
             }
             // Wait for the queued GPU work, so that it is timed. Each sync also closes a table
             // of kernel times under CubeCL's profiler (`--kernel-times`): the steps', then the
             // read-back's.
             device.sync().ok();
             name_thread("idle");
-            read_back(v, &batch);
+            read_back(v, batch);
             device.sync().ok();
             v.samples_ms
-                .push(start.elapsed().as_secs_f64() * 1e3 / steps as f64);
+                .push(start.elapsed().as_secs_f64() * 1e3 / *steps as f64);
         }
     }
     // Launches of one more step per variant (GPU backends only), forward + backward and the
@@ -97,7 +147,7 @@ fn bench() {
         .iter_mut()
         .filter_map(|v| {
             launch_table::counted_step(
-                &device,
+                device,
                 v.name,
                 &mut v.model,
                 &mut v.optim,

@@ -105,7 +105,16 @@ impl QuantLstmConfig {
         let mut input = linear(self.d_input, true);
         let bias = input.bias.take().expect("built with a bias");
         let forget = Tensor::<1>::ones([h], device);
-        let bias = bias.map(|b| b.slice_assign(s![h..2 * h], forget));
+        // A leaf again (on an autodiff device `slice_assign` returns a tracked result, which a
+        // parameter must not be: its graph would be consumed by the first backward pass).
+        let bias = bias.map(|b| {
+            let b = b.slice_assign(s![h..2 * h], forget).detach();
+            if b.device().is_autodiff() {
+                b.require_grad()
+            } else {
+                b
+            }
+        });
         input.bias = Some(bias);
         let float = LayerQuant::float();
         QuantLstm {
@@ -375,6 +384,27 @@ mod tests {
                 values(fresh.forward_from(x.clone(), None, None).hidden),
                 values(layer.forward_from(x, None, None).hidden),
                 "{name}: reloaded"
+            );
+        }
+    }
+
+    /// Built on an autodiff device, the layer trains step after step: its parameters are leaves
+    /// (a forget-gate bias left as a tracked `slice_assign` result broke the second backward).
+    #[test]
+    fn layer_built_on_an_autodiff_device_takes_two_backward_passes() {
+        let device = Device::flex().autodiff();
+        let layer = QuantLstmConfig::new(3, 4).init(&device);
+        let x = Tensor::<3>::random([2, 3, 3], Distribution::Default, &device);
+        for _ in 0..2 {
+            let grads = layer
+                .forward_from(x.clone(), None, None)
+                .hidden
+                .sum()
+                .backward();
+            let bias = layer.input_transform.bias.as_ref().unwrap().val();
+            assert!(
+                bias.grad(&grads).is_some(),
+                "the bias is a parameter with a gradient"
             );
         }
     }

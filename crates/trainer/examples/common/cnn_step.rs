@@ -12,12 +12,14 @@ use burn::tensor::Device;
 use burn::train::TrainStep;
 use data::{ImageBatch, ImageBatcher, read_idx_images};
 use quant::QuantMapping;
+use trainer::task::TaskNet;
 use trainer::{ModelConfig, Net, Trainee};
 
-/// One variant of the step, and the times measured for it.
-pub struct Variant {
+/// One variant of the step (of a network `N`: the CNNs' `Net` unless said), and the times
+/// measured for it.
+pub struct Variant<N: TaskNet = Net> {
     pub name: &'static str,
-    pub model: Option<Trainee<Net>>,
+    pub model: Option<Trainee<N>>,
     pub optim: ModuleOptimizer,
     pub samples_ms: Vec<f64>,
 }
@@ -86,7 +88,7 @@ fn twin(
 }
 
 /// A variant timing `trainee`'s steps, with its own AdamW.
-fn variant(name: &'static str, trainee: Trainee<Net>) -> Variant {
+pub fn variant<N: TaskNet>(name: &'static str, trainee: Trainee<N>) -> Variant<N> {
     Variant {
         name,
         model: Some(trainee),
@@ -99,7 +101,7 @@ fn variant(name: &'static str, trainee: Trainee<Net>) -> Variant {
 pub const LEARNING_RATE: f64 = 1e-4;
 
 /// One training step of `v` on `batch`.
-pub fn step(v: &mut Variant, batch: &ImageBatch) {
+pub fn step<N: TaskNet>(v: &mut Variant<N>, batch: &N::Batch) {
     let model = v.model.take().unwrap();
     let output = TrainStep::step(&model, batch.clone());
     let model = model.optimize(&mut v.optim, LEARNING_RATE.into(), output.grads);
