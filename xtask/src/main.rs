@@ -43,7 +43,7 @@ fn run() -> Result<()> {
 const USAGE: &str = "usage: cargo xtask <command>
   bench fake-quant [--rounds N] [--steps K] [--only NAME]
                                              fake-quant vs float training step (flex)
-  bench qat-step [--model lenet|resnet] [--backend B] [--batch N] [--rounds N] [--steps K] [--kernel-times] [--host-work]
+  bench qat-step [--model lenet|resnet|lstm [--hidden H] [--layers L]] [--backend B] [--batch N] [--rounds N] [--steps K] [--kernel-times] [--host-work]
                                              the trainer's step, float vs QAT W8A8 / W4A4
                                              (GPU backends: + kernel launches per step)
   bench deploy [--model lenet|resnet|lstm|minilm|all] [--rounds R] [--threads T]
