@@ -20,6 +20,10 @@
 //!
 //! Gates are stored in the order `i, f, o, g` (PyTorch's `nn.LSTM` uses `i, f, g, o`), so the
 //! three sigmoid gates are one slice.
+//!
+//! The observers see every frame of a padded batch, the padding's gate values too (computed,
+//! then dropped by the mask); and a moving-average observer takes one step per frame, so a
+//! calibration wants a few hundred frames for its ranges to settle.
 
 use burn::config::Config;
 use burn::module::Module;
