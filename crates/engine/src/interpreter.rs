@@ -439,11 +439,11 @@ impl<'a> Interpreter<'a> {
                 output,
                 grids,
             } => {
-                let weights =
-                    crate::lstm::LstmWeights::read(&self.artifact.tensors, name).expect("checked");
+                let layer = crate::lstm::LstmLayer::read(&self.artifact.tensors, name, grids)
+                    .expect("checked");
                 let time = info(*input).shape[0];
                 Value::Codes(crate::lstm::lstm(
-                    &weights,
+                    &layer,
                     grids,
                     &grid(*input),
                     &grid(*output),

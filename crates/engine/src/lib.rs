@@ -30,5 +30,5 @@ pub use engine::Engine;
 pub use error::EngineError;
 pub use gemm::Isa;
 pub use interpreter::{Interpreter, Value};
-pub use lstm::LstmGrids;
+pub use lstm::{LstmGrids, LstmLayer};
 pub use program::{ActQuant, EmbedIndex, Op, Program, ValueInfo};

@@ -109,6 +109,54 @@ impl LstmWeights {
     }
 }
 
+/// An LSTM layer ready to run: its weights and its lookup tables (built once).
+#[derive(Debug, Clone)]
+pub struct LstmLayer {
+    /// The weights.
+    pub weights: LstmWeights,
+    /// The tables of its grids.
+    pub tables: LstmTables,
+}
+
+impl LstmLayer {
+    /// Layer `name`'s weights (checked, see [`LstmWeights::read`]) and the tables of `grids`.
+    pub fn read(
+        tensors: &BTreeMap<String, StoredTensor>,
+        name: &str,
+        grids: &LstmGrids,
+    ) -> Result<Self, EngineError> {
+        Ok(LstmLayer {
+            weights: LstmWeights::read(tensors, name)?,
+            tables: LstmTables::new(grids),
+        })
+    }
+}
+
+/// The layer's lookup tables, built once per layer: `σ` and `tanh` of every code of the gates'
+/// grid onto the sigmoid and tanh grids, and `tanh` of every cell code (up to 65,536 entries for
+/// a 16-bit cell state) onto the `tanh(c)` grid.
+#[derive(Debug, Clone)]
+pub struct LstmTables {
+    sigmoid: Vec<i32>,
+    candidate: Vec<i32>,
+    cell_tanh: Vec<i32>,
+}
+
+impl LstmTables {
+    /// The tables of `grids`.
+    pub fn new(grids: &LstmGrids) -> Self {
+        LstmTables {
+            sigmoid: table(&grids.gates, &grids.sigmoid, sigmoid),
+            candidate: table(&grids.gates, &grids.tanh, f32::tanh),
+            cell_tanh: table(&grids.cell, &grids.cell_tanh, f32::tanh),
+        }
+    }
+}
+
+/// Largest code of the cell state's grid: the cell may be 16-bit (TFLite's integer LSTM keeps
+/// it so); it never leaves the layer, so it is not bound by the 8-bit values between ops.
+pub const MAX_CELL_CODE: i32 = 65_535;
+
 /// Sigmoid as the training backend (Flex) computes it, for the table to hold the same codes.
 fn sigmoid(x: f32) -> f32 {
     if x >= 0.0 {
@@ -136,7 +184,7 @@ fn real(code: i32, q: &ActQuant) -> f32 {
 /// in]` on `input`, `mask` `[batch, time]` (1 real, 0 padding); returns the hidden state's
 /// codes after every frame, `[batch, time, H]` on `hidden`.
 pub fn lstm(
-    w: &LstmWeights,
+    layer: &LstmLayer,
     grids: &LstmGrids,
     input: &ActQuant,
     hidden: &ActQuant,
@@ -144,11 +192,10 @@ pub fn lstm(
     x: &[i32],
     mask: &[f32],
 ) -> Vec<i32> {
+    let (w, tables) = (&layer.weights, &layer.tables);
     let (d_in, h) = (w.d_in, w.h);
     let g = &grids.gates;
-    let sig = table(g, &grids.sigmoid, sigmoid);
-    let cand = table(g, &grids.tanh, f32::tanh);
-    let cell_tanh = table(&grids.cell, &grids.cell_tanh, f32::tanh);
+    let (sig, cand, cell_tanh) = (&tables.sigmoid, &tables.candidate, &tables.cell_tanh);
     let x_steps: Vec<f32> = w.input_scale.iter().map(|&s| input.scale * s).collect();
     let h_steps: Vec<f32> = w.hidden_scale.iter().map(|&s| hidden.scale * s).collect();
     let (inv_z, inv_c, inv_h) = (
@@ -239,18 +286,26 @@ mod tests {
         }
     }
 
+    const GRIDS: LstmGrids = LstmGrids {
+        gates: U8,
+        sigmoid: U8,
+        tanh: U8,
+        cell: U8,
+        cell_tanh: U8,
+    };
+
     fn program(hidden_shape: [usize; 2]) -> Result<crate::Artifact, EngineError> {
+        program_with(hidden_shape, GRIDS)
+    }
+
+    fn program_with(
+        hidden_shape: [usize; 2],
+        grids: LstmGrids,
+    ) -> Result<crate::Artifact, EngineError> {
         let mut b = ProgramBuilder::new();
         let frames = b.input("frames", &[5, 3]);
         let mask = b.input("mask", &[5]);
         let x = b.quantize("x", frames, U8);
-        let grids = LstmGrids {
-            gates: U8,
-            sigmoid: U8,
-            tanh: U8,
-            cell: U8,
-            cell_tanh: U8,
-        };
         let y = b.lstm(
             "lstm",
             x,
@@ -272,6 +327,42 @@ mod tests {
         assert!(
             err.contains("lstm") && err.contains("[4H, in] and [4H, H]"),
             "{err}"
+        );
+    }
+
+    /// The cell state may be 16-bit (it stays inside the op); the tensors between ops may not.
+    #[test]
+    fn only_the_cell_state_may_be_wider_than_eight_bits() {
+        let u16 = ActQuant {
+            scale: 1e-4,
+            zero_point: 32_768,
+            qmin: 0,
+            qmax: 65_535,
+        };
+        assert!(program_with([8, 2], LstmGrids { cell: u16, ..GRIDS }).is_ok());
+        let err = program_with(
+            [8, 2],
+            LstmGrids {
+                gates: u16,
+                ..GRIDS
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("gates grid"), "{err}");
+        let too_wide = ActQuant {
+            qmax: 65_536,
+            ..u16
+        };
+        assert!(
+            program_with(
+                [8, 2],
+                LstmGrids {
+                    cell: too_wide,
+                    ..GRIDS
+                }
+            )
+            .is_err()
         );
     }
 

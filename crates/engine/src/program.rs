@@ -318,12 +318,17 @@ pub const MAX_REDUCTION: usize = 1 << 16;
 /// Whether `q` is a grid the engine runs: a finite positive scale, `0 ≤ qmin ≤ zero_point ≤
 /// qmax ≤ 255`.
 fn valid_grid(q: &ActQuant) -> bool {
+    valid_grid_within(q, 255)
+}
+
+/// [`valid_grid`] with codes up to `max` (an LSTM's 16-bit cell state, inside its op).
+fn valid_grid_within(q: &ActQuant, max: i32) -> bool {
     q.scale.is_finite()
         && q.scale > 0.0
         && 0 <= q.qmin
         && q.qmin <= q.zero_point
         && q.zero_point <= q.qmax
-        && q.qmax <= 255
+        && q.qmax <= max
 }
 
 /// A layer's weights as checked by [`Program::check`].
@@ -414,15 +419,15 @@ impl Program {
                     format!("shape {:?} is empty or too large", v.shape),
                 ));
             }
-            if let Some(q) = &v.quant {
-                if !valid_grid(q) {
-                    return Err(EngineError::graph(
-                        at(),
-                        format!(
-                            "grid {q:?} is not 0 ≤ qmin ≤ zero_point ≤ qmax ≤ 255 with a positive scale"
-                        ),
-                    ));
-                }
+            if let Some(q) = &v.quant
+                && !valid_grid(q)
+            {
+                return Err(EngineError::graph(
+                    at(),
+                    format!(
+                        "grid {q:?} is not 0 ≤ qmin ≤ zero_point ≤ qmax ≤ 255 with a positive scale"
+                    ),
+                ));
             }
         }
         let mut defined = vec![false; self.values.len()];
@@ -786,7 +791,11 @@ impl Program {
                 {
                     return Err(format!("mask must be a float program input [{t}]"));
                 }
-                if let Some((role, q)) = grids.all().into_iter().find(|(_, q)| !valid_grid(q)) {
+                let valid = |role: &str, q: &ActQuant| match role {
+                    "cell" => valid_grid_within(q, crate::lstm::MAX_CELL_CODE),
+                    _ => valid_grid(q),
+                };
+                if let Some((role, q)) = grids.all().into_iter().find(|(r, q)| !valid(r, q)) {
                     return Err(format!("{role} grid {q:?} is invalid"));
                 }
                 Ok(())

@@ -42,6 +42,22 @@ fn utterances(n: usize) -> (Vec<f32>, Vec<f32>, usize) {
     (frames, mask, time)
 }
 
+/// W4A4 with every cell state on a 16-bit grid (TFLite's integer LSTM keeps it so).
+fn cell16() -> QuantMapping {
+    let mut mapping = QuantMapping::w4a4();
+    let mut cell = QuantMapping::w8a8().activation.unwrap();
+    cell.spec.bits = 16;
+    mapping.rules.push(quant::QuantRule {
+        pattern: Some(r"\.cell_quant$".into()),
+        layer: None,
+        rank: None,
+        weight: None,
+        activation: Some(cell),
+        float: false,
+    });
+    mapping
+}
+
 #[test]
 fn lstm_exports_for_every_preset_and_the_engine_reproduces_it() {
     let device = Device::flex();
@@ -52,12 +68,17 @@ fn lstm_exports_for_every_preset_and_the_engine_reproduces_it() {
         TensorData::new(mask.iter().map(|&m| m > 0.0).collect::<Vec<_>>(), [n, time]),
         &device,
     );
-    for preset in ["w8a8", "w4a8", "w4a4", "w2a8"] {
+    let presets =
+        ["w8a8", "w4a8", "w4a4", "w2a8"].map(|p| (p.to_string(), QuantMapping::preset(p).unwrap()));
+    for (preset, mapping) in presets
+        .into_iter()
+        .chain([("w4a4, 16-bit cell".into(), cell16())])
+    {
         let name = format!("lstm {preset}");
         let model = LstmClassifierConfig::new(12, 9)
             .with_d_hidden(24)
             .with_layers(2)
-            .with_mapping(QuantMapping::preset(preset).unwrap())
+            .with_mapping(mapping)
             .init(&device);
         // Every frame is one observation of a moving-average observer: a few passes settle them.
         let passes = std::iter::repeat_n((x.clone(), keep.clone()), 20);
@@ -74,6 +95,16 @@ fn lstm_exports_for_every_preset_and_the_engine_reproduces_it() {
             .to_artifact(time + 3, serde_json::json!({ "preset": preset }))
             .unwrap();
         let artifact = Artifact::from_bytes(&artifact.to_bytes(), &name).unwrap();
+        let cell_codes = artifact.program.ops.iter().find_map(|op| match op {
+            engine::Op::Lstm { grids, .. } => Some(grids.cell.qmax),
+            _ => None,
+        });
+        let cell_codes = cell_codes.expect("an LSTM op");
+        if preset.contains("16-bit") {
+            assert_eq!(cell_codes, 65_535, "{name}: the cell state on 16 bits");
+        } else {
+            assert!(cell_codes <= 255, "{name}: {cell_codes}");
+        }
         let (mut padded, mut padded_mask) =
             (vec![0f32; n * (time + 3) * 12], vec![0f32; n * (time + 3)]);
         for b in 0..n {

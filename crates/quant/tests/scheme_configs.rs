@@ -90,28 +90,31 @@ fn first_last_8bit_scheme_sets_weights_and_activations_by_path() {
     assert_eq!(a("pool.output_quant"), Some(8));
 }
 
-/// `w4a4-lstm-cell8.toml`: W4A4 with every LSTM layer's cell state at 8 bits, nothing else
-/// changed.
+/// `w4a4-lstm-cell{8,16}.toml`: W4A4 with every LSTM layer's cell state at 8 or 16 bits,
+/// nothing else changed.
 #[test]
-fn lstm_cell8_scheme_changes_only_the_cell_states() {
+fn lstm_cell_schemes_change_only_the_cell_states() {
     use quant::LayerKind;
-    let mapping: QuantMapping = toml::from_str(&read("w4a4-lstm-cell8")).unwrap();
-    mapping.validate().unwrap();
-    let w4a4 = QuantMapping::w4a4();
-    assert_eq!(
-        (&mapping.weight, &mapping.activation),
-        (&w4a4.weight, &w4a4.activation)
-    );
-    let bits = |path: &str| {
-        mapping
-            .activation_for(path, LayerKind::Activation, 2)
-            .map(|c| c.spec.bits)
-    };
-    assert_eq!(bits("lstm.0.cell_quant"), Some(8));
-    assert_eq!(bits("lstm.3.cell_quant"), Some(8));
-    assert_eq!(bits("lstm.0.cell_tanh_quant"), Some(4));
-    assert_eq!(bits("lstm.0.gates_quant"), Some(4));
-    assert_eq!(bits("input_quant.quant"), Some(4));
+    for cell_bits in [8, 16] {
+        let mapping: QuantMapping =
+            toml::from_str(&read(&format!("w4a4-lstm-cell{cell_bits}"))).unwrap();
+        mapping.validate().unwrap();
+        let w4a4 = QuantMapping::w4a4();
+        assert_eq!(
+            (&mapping.weight, &mapping.activation),
+            (&w4a4.weight, &w4a4.activation)
+        );
+        let bits = |path: &str| {
+            mapping
+                .activation_for(path, LayerKind::Activation, 2)
+                .map(|c| c.spec.bits)
+        };
+        assert_eq!(bits("lstm.0.cell_quant"), Some(cell_bits));
+        assert_eq!(bits("lstm.3.cell_quant"), Some(cell_bits));
+        assert_eq!(bits("lstm.0.cell_tanh_quant"), Some(4));
+        assert_eq!(bits("lstm.0.gates_quant"), Some(4));
+        assert_eq!(bits("input_quant.quant"), Some(4));
+    }
 }
 
 #[test]

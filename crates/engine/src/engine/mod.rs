@@ -30,7 +30,7 @@ use crate::error::EngineError;
 use crate::float_ops::{gelu_slice, layer_norm_row};
 use crate::gemm::Isa;
 use crate::interpreter::{Value, check_ids, check_inputs};
-use crate::lstm::{LstmWeights, lstm};
+use crate::lstm::{LstmLayer, lstm};
 use crate::program::{ActQuant, EmbedIndex, Op, Program};
 use crate::requant::{add_real, bounds, code, dynamic_grid, inverse, mean_real, quantize};
 
@@ -47,8 +47,8 @@ pub struct Engine {
     /// Embedding tables (codes, a scale per row, width) and LayerNorm parameters, by name.
     tables: BTreeMap<String, (Vec<i8>, Vec<f32>, usize)>,
     norms: BTreeMap<String, (Vec<f32>, Vec<f32>)>,
-    /// LSTM layers' weights, by name.
-    lstms: BTreeMap<String, LstmWeights>,
+    /// LSTM layers' weights and lookup tables, by name.
+    lstms: BTreeMap<String, LstmLayer>,
     isa: Isa,
     pool: Pool,
 }
@@ -97,11 +97,9 @@ impl Engine {
                         (f32s(format!("{name}.gamma")), f32s(format!("{name}.beta"))),
                     );
                 }
-                Op::Lstm { name, .. } => {
-                    lstms.insert(
-                        name.clone(),
-                        LstmWeights::read(&artifact.tensors, name).expect("checked"),
-                    );
+                Op::Lstm { name, grids, .. } => {
+                    let layer = LstmLayer::read(&artifact.tensors, name, grids).expect("checked");
+                    lstms.insert(name.clone(), layer);
                 }
                 _ => {}
             }

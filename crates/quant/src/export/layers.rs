@@ -3,7 +3,9 @@
 use burn::tensor::Tensor;
 use engine::ProgramBuilder;
 
-use super::{activation_grid, engine_error, host, unexportable, weight_codes};
+use super::{
+    activation_grid, activation_grid_within, engine_error, host, unexportable, weight_codes,
+};
 use crate::layers::padding_pairs;
 use crate::{
     ConvBn2d, FakeQuant, QuantAdd, QuantAvgPool2d, QuantConv2d, QuantEmbedding, QuantError,
@@ -359,7 +361,8 @@ impl QuantLstm {
             let bias = layer.bias.as_ref().map(|b| host(b.val()));
             weight_codes(q, host(w), shape, bias, &at)
         };
-        let grid = |q: &Option<FakeQuant>, field: &str| {
+        // Up to `bits` wide: the cell state never leaves the op, and may be 16-bit.
+        let grid = |q: &Option<FakeQuant>, field: &str, bits: u32| {
             let at = format!("{path}.{field}");
             let q = q.as_ref().ok_or_else(|| {
                 unexportable(
@@ -367,16 +370,16 @@ impl QuantLstm {
                     "no quantizer: the engine's LSTM holds every tensor of its step as integers",
                 )
             })?;
-            activation_grid(q, &at)
+            activation_grid_within(q, &at, bits)
         };
         let grids = engine::LstmGrids {
-            gates: grid(&self.gates_quant, "gates_quant")?,
-            sigmoid: grid(&self.sigmoid_quant, "sigmoid_quant")?,
-            tanh: grid(&self.tanh_quant, "tanh_quant")?,
-            cell: grid(&self.cell_quant, "cell_quant")?,
-            cell_tanh: grid(&self.cell_tanh_quant, "cell_tanh_quant")?,
+            gates: grid(&self.gates_quant, "gates_quant", 8)?,
+            sigmoid: grid(&self.sigmoid_quant, "sigmoid_quant", 8)?,
+            tanh: grid(&self.tanh_quant, "tanh_quant", 8)?,
+            cell: grid(&self.cell_quant, "cell_quant", 16)?,
+            cell_tanh: grid(&self.cell_tanh_quant, "cell_tanh_quant", 8)?,
         };
-        let hidden = grid(&self.output_quant, "output_quant")?;
+        let hidden = grid(&self.output_quant, "output_quant", 8)?;
         let input = weights(&self.input_transform, "input_transform")?;
         let recurrent = weights(&self.hidden_transform, "hidden_transform")?;
         b.lstm(path, x, mask, [input, recurrent], grids, hidden)

@@ -32,6 +32,17 @@ fn unexportable(path: &str, reason: impl Into<String>) -> QuantError {
 /// The integer grid of an activation quantizer (per-tensor, static, ≤ 8 bits); a signed grid
 /// is shifted by 128 to the unsigned codes the engine stores.
 pub fn activation_grid(q: &Quantizer, path: &str) -> Result<ActQuant, QuantError> {
+    activation_grid_within(q, path, 8)
+}
+
+/// [`activation_grid`] for a tensor that stays inside one engine op and may have up to
+/// `max_bits` (an LSTM's 16-bit cell state); a signed grid wider than 8 bits is shifted by
+/// `2^(bits−1)`.
+pub fn activation_grid_within(
+    q: &Quantizer,
+    path: &str,
+    max_bits: u32,
+) -> Result<ActQuant, QuantError> {
     let spec = &q.config.spec;
     if q.bypass.is_enabled() {
         return Err(unexportable(
@@ -48,11 +59,11 @@ pub fn activation_grid(q: &Quantizer, path: &str) -> Result<ActQuant, QuantError
             ),
         ));
     }
-    if spec.bits > 8 {
+    if spec.bits > max_bits {
         return Err(unexportable(
             path,
             format!(
-                "{}-bit activations (the engine stores 8 bits at most)",
+                "{}-bit activations (the engine holds {max_bits} bits at most here)",
                 spec.bits
             ),
         ));
@@ -65,7 +76,11 @@ pub fn activation_grid(q: &Quantizer, path: &str) -> Result<ActQuant, QuantError
             "the quantizer has no statistics yet (calibrate or train first)",
         ));
     }
-    let shift = if spec.signed { 128 } else { 0 };
+    let shift = match (spec.signed, spec.bits) {
+        (false, _) => 0,
+        (true, bits) if bits > 8 => 1 << (bits - 1),
+        (true, _) => 128,
+    };
     Ok(ActQuant {
         scale,
         zero_point: zero_point.round() as i32 + shift,
