@@ -8,16 +8,14 @@ use std::sync::Arc;
 use burn::data::dataloader::DataLoader;
 use burn::tensor::Device;
 use burn::train::ClassificationOutput;
-use data::{
-    Holdout, SequenceBatch, SequenceBatcher, SequenceFile, SequenceItem, holdout_split, read_ts,
-};
+use data::{Holdout, SequenceBatch, SequenceBatcher, SequenceFile, SequenceItem, read_ts};
 use models::{LstmClassifier, LstmClassifierConfig};
 use quant::QuantMapping;
 
 use super::{
     Evaluation, Parity, Part, Prediction, Task, TaskNet, argmax_rows, artifact_labels,
     class_scores, classification_output, engine_logits, host, ints, items_loader, label_names,
-    part_of, predictions, split_sizes, top_label,
+    part_of, predictions, split_items, split_sizes, top_label,
 };
 use crate::{DataConfig, ModelConfig, RunConfig, TaskKind, TrainerError};
 
@@ -81,16 +79,11 @@ impl SequenceTask {
                 .collect::<Result<Vec<_>, TrainerError>>()
         };
         let items = encode(train, file)?;
-        let mut parts = match (test, data.test_file.as_deref()) {
-            (Some(test), Some(path)) => {
-                let test = encode(test, path)?;
-                Holdout {
-                    test,
-                    ..holdout_split(items, 0.0, data.valid_fraction, config.seed)
-                }
-            }
-            _ => holdout_split(items, data.test_fraction, data.valid_fraction, config.seed),
+        let test = match (test, data.test_file.as_deref()) {
+            (Some(test), Some(path)) => Some(encode(test, path)?),
+            _ => None,
         };
+        let mut parts = split_items(data, items, test, config.seed);
         let normalization = feature_statistics(&parts.train, dims);
         for item in parts
             .train
@@ -98,11 +91,7 @@ impl SequenceTask {
             .chain(&mut parts.valid)
             .chain(&mut parts.test)
         {
-            for frame in item.frames.chunks_exact_mut(dims) {
-                for (x, (mean, std)) in frame.iter_mut().zip(&normalization) {
-                    *x = (*x - mean) / std;
-                }
-            }
+            normalize(&mut item.frames, &normalization);
         }
         Ok(SequenceTask {
             parts,
@@ -131,6 +120,16 @@ impl SequenceTask {
     /// Per-feature `(mean, std)` the frames are normalised with.
     pub fn normalization(&self) -> &[(f32, f32)] {
         &self.normalization
+    }
+}
+
+/// `frames` (`[len, dims]` row-major) with each feature normalised as `(x − mean) / std` by
+/// `statistics` (one `(mean, std)` per feature): what training saw, and what `infer` feeds.
+fn normalize(frames: &mut [f32], statistics: &[(f32, f32)]) {
+    for frame in frames.chunks_exact_mut(statistics.len()) {
+        for (x, (mean, std)) in frame.iter_mut().zip(statistics) {
+            *x = (*x - mean) / std;
+        }
     }
 }
 
@@ -340,15 +339,9 @@ impl Task for SequenceTask {
                     ));
                 }
                 let at = i * spec.time * spec.dims;
-                for (k, (x, out)) in sequence
-                    .frames
-                    .iter()
-                    .zip(&mut frames[at..at + sequence.frames.len()])
-                    .enumerate()
-                {
-                    let (mean, std) = spec.normalization[k % spec.dims];
-                    *out = (x - mean) / std;
-                }
+                let out = &mut frames[at..at + sequence.frames.len()];
+                out.copy_from_slice(&sequence.frames);
+                normalize(out, &spec.normalization);
                 mask[i * spec.time..i * spec.time + sequence.len].fill(1.0);
             }
             let logits = engine_logits(engine, chunk.len(), &[&frames, &mask])?;

@@ -91,18 +91,7 @@ impl TextSetup {
 
     /// Splits the items of the labelled file (and a separate test file's, if any) with `seed`.
     pub fn split<T>(&self, items: Vec<T>, test: Option<Vec<T>>, seed: u64) -> Holdout<T> {
-        match test {
-            Some(test) => {
-                let parts = holdout_split(items, 0.0, self.data.valid_fraction, seed);
-                Holdout { test, ..parts }
-            }
-            None => holdout_split(
-                items,
-                self.data.test_fraction,
-                self.data.valid_fraction,
-                seed,
-            ),
-        }
+        split_items(&self.data, items, test, seed)
     }
 
     /// A loader over `items`: shuffled with `shuffle`'s seed, else in order (one worker).
@@ -136,6 +125,24 @@ impl TextSetup {
     /// The head for `num_labels` labels.
     pub fn head(&self, num_labels: usize) -> BertHeadConfig {
         BertHeadConfig::new(num_labels).with_classifier_dropout(self.classifier_dropout)
+    }
+}
+
+/// Splits the items of a labelled file with `seed` as `data` says: with a separate test file's
+/// `test` items, into train and `data.valid_fraction` validation only; otherwise also
+/// `data.test_fraction` for testing.
+pub fn split_items<T>(
+    data: &DataConfig,
+    items: Vec<T>,
+    test: Option<Vec<T>>,
+    seed: u64,
+) -> Holdout<T> {
+    match test {
+        Some(test) => {
+            let parts = holdout_split(items, 0.0, data.valid_fraction, seed);
+            Holdout { test, ..parts }
+        }
+        None => holdout_split(items, data.test_fraction, data.valid_fraction, seed),
     }
 }
 
