@@ -5,7 +5,7 @@
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 mod common;
 
-use common::{assert_parity, logits};
+use common::{assert_parity, items_off, logits};
 use engine::{Artifact, Engine, Interpreter};
 use models::LstmClassifierConfig;
 use quant::QuantMapping;
@@ -127,7 +127,14 @@ fn lstm_exports_for_every_preset_and_the_engine_reproduces_it() {
                 .all(|(a, b)| a.to_bits() == b.to_bits()),
             "{name}: engine differs from the interpreter"
         );
-        assert_parity(&name, &fake, &reference, n, 98, 0.01);
+        // Float and integer arithmetic agree to float rounding but for a rare rounding tie (0-3 of
+        // 120 items in 750 draws). A tie moves one code of a state, and the recurrence carries it
+        // on, so a diverged item's logits can move a fair share of an untrained model's small
+        // span: the tight check is how few items diverge, a wrong op diverges nearly all.
+        assert_parity(&name, &fake, &reference, n, 98, 0.25);
+        let off = items_off(&fake, &reference, n, 1e-5);
+        eprintln!("{name}: {off}/{n} items off beyond float rounding");
+        assert!(off * 100 <= n * 5, "{name}: {off}/{n} items differ");
     }
 }
 

@@ -54,3 +54,17 @@ pub fn assert_parity(
         "{name}: logits differ by {gap} (span {span})"
     );
 }
+
+/// How many of the `n` items have some logit further than `tolerance` from the fake-quant
+/// model's: the items whose integer program took a different rounding somewhere.
+pub fn items_off(fake: &[f32], reference: &[f32], n: usize, tolerance: f32) -> usize {
+    let classes = fake.len() / n;
+    (0..n)
+        .filter(|&i| {
+            fake[i * classes..][..classes]
+                .iter()
+                .zip(&reference[i * classes..][..classes])
+                .any(|(a, b)| (a - b).abs() > tolerance)
+        })
+        .count()
+}
