@@ -79,6 +79,10 @@ fn lstm_pipeline_on_flex_recovers_four_bit_accuracy_with_qat() {
             smaller >= 3.0,
             "{scheme}: {smaller:.2}× smaller than the float checkpoint"
         );
+        // The same program as ONNX (its run on ONNX Runtime: `crates/models/tests/export_onnx.rs`).
+        let onnx = run_dir.join(format!("int-{}/model.onnx", scheme.to_lowercase()));
+        let onnx_bytes = std::fs::metadata(&onnx).unwrap().len();
+        assert_eq!(int["deployment"]["onnx_bytes"].as_u64(), Some(onnx_bytes));
     }
     // `infer` on a `.ts` file without labels: a speaker per sequence.
     let input = run_dir.join("two.ts");

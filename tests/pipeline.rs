@@ -1,8 +1,10 @@
 //! The whole workflow end to end on the embedded Fashion-MNIST subset, on Flex and on wgpu
 //! (Vulkan through Mesa lavapipe on CPU-only machines): exit code, `report.json`, checkpoints,
-//! the exported integer model (parity, size, `infer`), and `eval` reproducing the reported
-//! accuracy from the saved model.
+//! the exported integer model (parity, size, `infer`, its ONNX form on ONNX Runtime), and `eval`
+//! reproducing the reported accuracy from the saved model.
 mod common;
+#[path = "../crates/engine/tests/common/onnxruntime.rs"]
+mod onnxruntime;
 
 use common::*;
 use serde_json::Value;
@@ -11,6 +13,63 @@ use serde_json::Value;
 fn report_classes(run_dir: &std::path::Path) -> Value {
     let artifact = engine::Artifact::read(&run_dir.join("int-w8a8/model.qat")).unwrap();
     artifact.meta["labels"].clone()
+}
+
+/// The export's `model.onnx` on ONNX Runtime predicts the test images as the engine does.
+fn check_onnx(
+    run_dir: &std::path::Path,
+    deployment: &Value,
+    images: &std::path::Path,
+    labels: &[u8],
+) {
+    let onnx = std::fs::read(run_dir.join("int-w8a8/model.onnx")).unwrap();
+    assert_eq!(deployment["onnx_bytes"].as_u64(), Some(onnx.len() as u64));
+    let artifact = engine::Artifact::read(&run_dir.join("int-w8a8/model.qat")).unwrap();
+    let input = &artifact.meta["input"];
+    let (mean, std) = (
+        input["mean"].as_f64().unwrap(),
+        input["std"].as_f64().unwrap(),
+    );
+    let pixels = data::read_idx(images).unwrap().data;
+    let x: Vec<f32> = pixels
+        .iter()
+        .map(|&p| (p as f32 / 255.0 - mean as f32) / std as f32)
+        .collect();
+    let n = labels.len();
+    let engine::Value::Float(ours) = engine::Engine::new(&artifact)
+        .unwrap()
+        .run(n, &[&x])
+        .unwrap()
+        .remove(0)
+    else {
+        panic!("logits are float")
+    };
+    let Some(ort) = onnxruntime::run("pipeline lenet w8a8", &onnx, &[&x], n) else {
+        return;
+    };
+    let argmax = |row: &[f32]| {
+        (0..row.len())
+            .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+            .unwrap()
+    };
+    let classes = ours.len() / n;
+    let predicted = |logits: &[f32]| -> Vec<usize> { logits.chunks(classes).map(argmax).collect() };
+    let (ours, theirs) = (predicted(&ours), predicted(&ort.optimized[0]));
+    let agree = ours.iter().zip(&theirs).filter(|(a, b)| a == b).count();
+    let correct = |p: &[usize]| {
+        p.iter()
+            .zip(labels)
+            .filter(|(p, l)| **p == **l as usize)
+            .count()
+    };
+    eprintln!(
+        "ONNX Runtime {}: {agree}/{n} predictions agree with the engine; accuracy {}/{n} (engine {}/{n})",
+        ort.report["onnxruntime"],
+        correct(&theirs),
+        correct(&ours)
+    );
+    // One rounding tie may flip a near-even prediction; a wrong graph flips many.
+    assert!(agree + 2 >= n, "ONNX Runtime agrees on {agree}/{n}");
 }
 
 fn pipeline_on(backend: &str, extra: &[&str], env: &[(&str, &str)]) {
@@ -152,6 +211,8 @@ fn pipeline_on(backend: &str, extra: &[&str], env: &[(&str, &str)]) {
         int["value"].as_f64().unwrap(),
         "infer = the export stage's engine"
     );
+
+    check_onnx(&run_dir, deployment, &images, &labels.data);
 
     // A damaged artifact is refused in one line naming the file.
     let mut bytes = std::fs::read(&artifact).unwrap();

@@ -20,6 +20,7 @@ pub mod float_ops;
 pub mod gemm;
 pub mod interpreter;
 pub mod lstm;
+pub mod onnx;
 pub mod program;
 pub mod requant;
 mod simd;

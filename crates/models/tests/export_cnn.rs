@@ -2,39 +2,12 @@
 //! engine equal to the interpreter bit for bit (every kernel family of this CPU), and the
 //! interpreter agreeing with the fake-quant model on real Fashion-MNIST images for every preset.
 
-use burn::module::{Param, RunningState};
-use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 mod common;
 
-use common::{assert_parity, logits};
+use common::{assert_parity, calibrated_lenet, calibrated_resnet, image_batch, logits};
 use engine::{Artifact, Engine, Interpreter, Isa};
-use models::{LeNetConfig, ResNetConfig};
-use quant::{ConvBn2d, QuantMapping};
-
-/// The embedded test images, scaled to [0, 1] and standardised like the trainer does.
-fn images(n: usize) -> Vec<f32> {
-    let root = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../datasets/embedded/fashion-mnist-small"
-    );
-    let idx = data::read_idx(format!("{root}/t10k-images-idx3-ubyte.gz")).unwrap();
-    idx.data[..n * 784]
-        .iter()
-        .map(|&p| (p as f32 / 255.0 - 0.286) / 0.353)
-        .collect()
-}
-
-/// Batch-norm statistics and affine parameters far from the identity, so folding matters.
-fn perturb_bn(layer: ConvBn2d, device: &Device) -> ConvBn2d {
-    let c = layer.bn.gamma.dims()[0];
-    let mut bn = layer.bn;
-    let u = |lo, hi| Tensor::<1>::random([c], Distribution::Uniform(lo, hi), device);
-    bn.running_mean = RunningState::new(u(-0.5, 0.5));
-    bn.running_var = RunningState::new(u(0.3, 3.0));
-    bn.gamma = Param::from_tensor(u(0.5, 1.5));
-    bn.beta = Param::from_tensor(u(-0.3, 0.3));
-    ConvBn2d { bn, ..layer }
-}
+use models::LeNetConfig;
 
 /// Exports `model`, reloads it from bytes, and checks engine = interpreter ≈ fake-quant model.
 fn check(name: &str, artifact: Artifact, fake: Tensor<2>, x: &[f32], n: usize) {
@@ -66,17 +39,9 @@ fn check(name: &str, artifact: Artifact, fake: Tensor<2>, x: &[f32], n: usize) {
 fn lenet_exports_for_every_preset_and_the_engine_reproduces_it() {
     let device = Device::flex();
     let n = 200;
-    let x = images(n);
-    let batch = Tensor::<4>::from_data(TensorData::new(x.clone(), [n, 1, 28, 28]), &device);
+    let (x, batch) = image_batch(n, &device);
     for preset in ["w8a8", "w4a8", "w4a4", "w2a8"] {
-        let mapping = QuantMapping::preset(preset).unwrap();
-        let mut model = LeNetConfig::new().init(&device);
-        model.conv1 = perturb_bn(model.conv1, &device);
-        model.conv2 = perturb_bn(model.conv2, &device);
-        let model = model.quantized(&mapping).unwrap();
-        let model = quant::qat::calibrate(model, [batch.clone()], |m, b| {
-            m.forward(b);
-        });
+        let model = calibrated_lenet(preset, &batch, &device);
         let fake = model.forward(batch.clone());
         let artifact = model
             .to_artifact(serde_json::json!({ "preset": preset }))
@@ -89,27 +54,9 @@ fn lenet_exports_for_every_preset_and_the_engine_reproduces_it() {
 fn resnet_exports_and_the_engine_reproduces_it() {
     let device = Device::flex();
     let n = 64;
-    let x = images(n);
-    let batch = Tensor::<4>::from_data(TensorData::new(x.clone(), [n, 1, 28, 28]), &device);
+    let (x, batch) = image_batch(n, &device);
     for preset in ["w8a8", "w4a4"] {
-        let config = ResNetConfig::new()
-            .with_blocks_per_stage(1)
-            .with_mapping(QuantMapping::preset(preset).unwrap());
-        let mut model = config.init(&device);
-        model.stem = perturb_bn(model.stem, &device);
-        model.blocks = model
-            .blocks
-            .into_iter()
-            .map(|mut b| {
-                b.conv1 = perturb_bn(b.conv1, &device);
-                b.conv2 = perturb_bn(b.conv2, &device);
-                b.shortcut = b.shortcut.map(|s| perturb_bn(s, &device));
-                b
-            })
-            .collect();
-        let model = quant::qat::calibrate(model, [batch.clone()], |m, b| {
-            m.forward(b);
-        });
+        let model = calibrated_resnet(preset, &batch, &device);
         let fake = model.forward(batch.clone());
         let artifact = model.to_artifact(28, serde_json::json!({})).unwrap();
         check(&format!("resnet {preset}"), artifact, fake, &x, n);

@@ -5,69 +5,19 @@
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 mod common;
 
-use common::{assert_parity, items_off, logits};
+use common::{
+    assert_parity, calibrated_lstm, cell16, items_off, logits, sequence_batch, utterances,
+};
 use engine::{Artifact, Engine, Interpreter};
 use models::LstmClassifierConfig;
 use quant::QuantMapping;
-
-/// The first `n` test utterances, padded to the longest: frames `[n, time, 12]` (each feature
-/// standardised over these frames), the mask `[n, time]` as 0/1, and `time`.
-fn utterances(n: usize) -> (Vec<f32>, Vec<f32>, usize) {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../datasets/embedded/japanese-vowels/JapaneseVowels_TEST.ts"
-    );
-    let file = data::read_ts(std::path::Path::new(path)).unwrap();
-    let sequences = &file.sequences[..n];
-    let time = sequences.iter().map(|s| s.len).max().unwrap();
-    let dims = file.dims;
-    let all: Vec<f32> = sequences.iter().flat_map(|s| s.frames.clone()).collect();
-    let frames_total = all.len() / dims;
-    let stats: Vec<(f32, f32)> = (0..dims)
-        .map(|d| {
-            let column = all.iter().skip(d).step_by(dims);
-            let mean = column.clone().sum::<f32>() / frames_total as f32;
-            let var = column.map(|x| (x - mean).powi(2)).sum::<f32>() / frames_total as f32;
-            (mean, var.sqrt())
-        })
-        .collect();
-    let (mut frames, mut mask) = (vec![0f32; n * time * dims], vec![0f32; n * time]);
-    for (b, s) in sequences.iter().enumerate() {
-        for (k, x) in s.frames.iter().enumerate() {
-            let (mean, std) = stats[k % dims];
-            frames[b * time * dims + k] = (x - mean) / std;
-        }
-        mask[b * time..b * time + s.len].fill(1.0);
-    }
-    (frames, mask, time)
-}
-
-/// W4A4 with every cell state on a 16-bit grid (TFLite's integer LSTM keeps it so).
-fn cell16() -> QuantMapping {
-    let mut mapping = QuantMapping::w4a4();
-    let mut cell = QuantMapping::w8a8().activation.unwrap();
-    cell.spec.bits = 16;
-    mapping.rules.push(quant::QuantRule {
-        pattern: Some(r"\.cell_quant$".into()),
-        layer: None,
-        rank: None,
-        weight: None,
-        activation: Some(cell),
-        float: false,
-    });
-    mapping
-}
 
 #[test]
 fn lstm_exports_for_every_preset_and_the_engine_reproduces_it() {
     let device = Device::flex();
     let n = 120;
     let (frames, mask, time) = utterances(n);
-    let x = Tensor::<3>::from_data(TensorData::new(frames.clone(), [n, time, 12]), &device);
-    let keep = Tensor::<2, Bool>::from_data(
-        TensorData::new(mask.iter().map(|&m| m > 0.0).collect::<Vec<_>>(), [n, time]),
-        &device,
-    );
+    let (x, keep) = sequence_batch(&frames, &mask, n, time, &device);
     let presets =
         ["w8a8", "w4a8", "w4a4", "w2a8"].map(|p| (p.to_string(), QuantMapping::preset(p).unwrap()));
     for (preset, mapping) in presets
@@ -75,16 +25,7 @@ fn lstm_exports_for_every_preset_and_the_engine_reproduces_it() {
         .chain([("w4a4, 16-bit cell".into(), cell16())])
     {
         let name = format!("lstm {preset}");
-        let model = LstmClassifierConfig::new(12, 9)
-            .with_d_hidden(24)
-            .with_layers(2)
-            .with_mapping(mapping)
-            .init(&device);
-        // Every frame is one observation of a moving-average observer: a few passes settle them.
-        let passes = std::iter::repeat_n((x.clone(), keep.clone()), 20);
-        let model = quant::qat::calibrate(model, passes, |m, (x, k)| {
-            m.forward(x, &k);
-        });
+        let model = calibrated_lstm(mapping, &x, &keep, &device);
         let fake: Vec<f32> = model
             .forward(x.clone(), &keep)
             .into_data()

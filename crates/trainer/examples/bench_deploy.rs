@@ -4,7 +4,10 @@
 //! Vowels), MiniLM when fetched, and the engine's int8 GEMM at 1024³ against this machine's
 //! measured int8 peak.
 //!
-//! Run through `cargo xtask bench deploy [--model lenet|resnet|lstm|minilm|all] [--rounds R] [--threads T] [--gemm no]`.
+//! Run through `cargo xtask bench deploy [--model lenet|resnet|lstm|minilm|all] [--rounds R] [--threads T] [--gemm no] [--onnx DIR]`.
+//! With `--onnx DIR` the CNNs' artifacts are also written as `DIR/<model>.onnx` with the timed
+//! inputs (`DIR/<model>.batch<N>.f32`), for ONNX Runtime to time beside the engine
+//! (`xtask/scripts/side_by_side_cnn.sh`).
 //! Variants alternate within each round (machine noise hits all alike); medians are compared.
 //! Prints tables and, as its last line, one JSON object with the medians and the ratios.
 
@@ -299,10 +302,20 @@ fn main() {
         let artifact = net.to_artifact(28, json!({})).unwrap();
         let artifact = engine::Artifact::from_bytes(&artifact.to_bytes(), name).unwrap();
         let engine = engine::Engine::with_isa(&artifact, isa).unwrap();
+        let onnx_dir = arg("--onnx", "");
+        if !onnx_dir.is_empty() {
+            std::fs::create_dir_all(&onnx_dir).unwrap();
+            let onnx = artifact.to_onnx(engine::onnx::OnnxWeights::Uint8).unwrap();
+            std::fs::write(format!("{onnx_dir}/{name}.onnx"), onnx).unwrap();
+        }
         let mut row = serde_json::Map::new();
         for batch in [1usize, 64] {
             let x = images(batch);
             let pixels: Vec<f32> = x.clone().into_data().try_into_vec().unwrap();
+            if !onnx_dir.is_empty() {
+                let bytes: Vec<u8> = pixels.iter().flat_map(|v| v.to_le_bytes()).collect();
+                std::fs::write(format!("{onnx_dir}/{name}.batch{batch}.f32"), bytes).unwrap();
+            }
             let reps = if batch == 1 { 50 } else { 4 };
             let (f, e) = side_by_side(
                 rounds,

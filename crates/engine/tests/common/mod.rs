@@ -322,3 +322,45 @@ pub fn token_inputs(
         .collect();
     (ids, mask)
 }
+
+/// An LSTM program over `time` frames of 3 features: quantize → LSTM (H = 4, gates of `bits`
+/// weights, every inner grid random at `act_bits`, the cell state at `cell_bits` ≤ 16) → its
+/// states `[time, 4]` as the output. Inputs: frames `[time, 3]`, mask `[time]`.
+pub fn lstm(seed: u64, time: usize, bits: u32, act_bits: u32, cell_bits: u32) -> Artifact {
+    let mut rng = Rng::new(seed);
+    let mut b = ProgramBuilder::new();
+    let frames = b.input("frames", &[time, 3]);
+    let mask = b.input("mask", &[time]);
+    let g = grid(&mut rng, act_bits);
+    let x = b.quantize("input_quant", frames, g);
+    let mut cell = grid(&mut rng, cell_bits);
+    cell.scale /= (1 << (cell_bits - act_bits.min(cell_bits))) as f32;
+    let grids = engine::LstmGrids {
+        gates: grid(&mut rng, act_bits),
+        sigmoid: ActQuant {
+            scale: 1.0 / ((1 << act_bits) - 1) as f32,
+            zero_point: 0,
+            qmin: 0,
+            qmax: (1 << act_bits) - 1,
+        },
+        tanh: grid(&mut rng, act_bits),
+        cell,
+        cell_tanh: grid(&mut rng, act_bits),
+    };
+    let hidden = grid(&mut rng, act_bits);
+    let y = b
+        .lstm(
+            "lstm",
+            x,
+            mask,
+            [
+                weights(&mut rng, &[16, 3], bits, true),
+                weights(&mut rng, &[16, 4], bits, false),
+            ],
+            grids,
+            hidden,
+        )
+        .unwrap();
+    b.output(y);
+    b.finish(serde_json::json!({"test": "lstm"})).unwrap()
+}

@@ -46,6 +46,10 @@ pub struct Deployment {
     pub metric_delta: f64,
     /// Predictions and logits of the engine vs the fake-quant model.
     pub parity: Parity,
+    /// Bytes of `model.onnx`, the same program in ONNX QDQ form; absent when the program has an
+    /// op without an ONNX form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnx_bytes: Option<usize>,
 }
 
 /// Wall time of a training stage.

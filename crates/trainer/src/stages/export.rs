@@ -1,7 +1,9 @@
 //! `export`: each scheme's trained model (QAT, else PTQ) becomes the integer artifact
 //! `int-<scheme>/model.qat`; the file is read back, run by the engine on the test set beside the
 //! fake-quant model it came from (parity: agreement of predictions, largest logit difference),
-//! and the report gets an `int` row with the artifact's real size.
+//! and the report gets an `int` row with the artifact's real size. Where every op of the program
+//! has an ONNX form (the CNNs), the same program is also written as `int-<scheme>/model.onnx`
+//! (QDQ, opset 13) for ONNX Runtime and other ONNX engines; otherwise the reason is printed.
 
 use std::path::Path;
 
@@ -41,6 +43,33 @@ fn file_size(path: &Path) -> Result<usize, TrainerError> {
         .len() as usize)
 }
 
+/// Writes the artifact's ONNX form to `path` and returns its size, or says why there is none
+/// (an op without an ONNX form: the LSTM, the text models' float and attention ops).
+fn write_onnx(
+    artifact: &engine::Artifact,
+    path: &Path,
+    scheme: &str,
+) -> Result<Option<usize>, TrainerError> {
+    match artifact.to_onnx(engine::onnx::OnnxWeights::Uint8) {
+        Ok(bytes) => {
+            std::fs::write(path, &bytes).map_err(|e| TrainerError::io(path, e))?;
+            println!(
+                "[export {scheme}] ONNX (QDQ, opset 13) → {}",
+                path.display()
+            );
+            Ok(Some(bytes.len()))
+        }
+        Err(e) => {
+            // A stale file from an earlier export of another model must not pass for this one.
+            if path.is_file() {
+                std::fs::remove_file(path).map_err(|e| TrainerError::io(path, e))?;
+            }
+            println!("[export {scheme}] no ONNX file: {e}");
+            Ok(None)
+        }
+    }
+}
+
 fn export_scheme<T: Task>(ctx: &Context<T>, scheme: &Scheme) -> Result<(), TrainerError> {
     let source = ["qat", "ptq"]
         .into_iter()
@@ -76,6 +105,7 @@ fn export_scheme<T: Task>(ctx: &Context<T>, scheme: &Scheme) -> Result<(), Train
     let artifact = ctx.task.export(&net, meta)?;
     std::fs::create_dir_all(&dir).map_err(|e| TrainerError::io(&dir, e))?;
     artifact.write(&path)?;
+    let onnx_bytes = write_onnx(&artifact, &dir.join("model.onnx"), &scheme.name)?;
 
     // Everything below reads the file as a deployment would.
     let artifact = engine::Artifact::read(&path)?;
@@ -90,6 +120,7 @@ fn export_scheme<T: Task>(ctx: &Context<T>, scheme: &Scheme) -> Result<(), Train
         isa: engine.isa().name().into(),
         metric_delta: scores.value - fake.value,
         parity,
+        onnx_bytes,
     };
     println!(
         "[export {}] engine ({}): test {} {:.2}% ({:+.2} points vs the {source} model); predictions agree on {}/{} ({:.2}%), max |Δlogit| {:.2e}; {:.1} KiB ({:.1}× smaller than the float checkpoint)\n{}",
