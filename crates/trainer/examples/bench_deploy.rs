@@ -4,7 +4,8 @@
 //! Vowels), MiniLM when fetched, and the engine's int8 GEMM at 1024³ against this machine's
 //! measured int8 peak.
 //!
-//! Run through `cargo xtask bench deploy [--model lenet|resnet|lstm|minilm|all] [--rounds R] [--threads T] [--gemm no] [--onnx DIR]`.
+//! Run through `cargo xtask bench deploy [--model lenet|resnet|lstm|minilm|all] [--rounds R] [--threads T] [--gemm no] [--onnx DIR] [--profile yes]`.
+//! `--profile yes` also prints the engine's time by op kind (MiniLM; the CNNs at batch 64 and 1).
 //! With `--onnx DIR` the CNNs' artifacts are also written as `DIR/<model>.onnx` with the timed
 //! inputs (`DIR/<model>.batch<N>.f32`), for ONNX Runtime to time beside the engine
 //! (`xtask/scripts/side_by_side_cnn.sh`).
@@ -338,6 +339,27 @@ fn main() {
                 format!("batch{batch}"),
                 json!({ "metric": label, "float_s": f, "engine_s": e, "speedup": f / e }),
             );
+        }
+        if arg("--profile", "no") == "yes" {
+            for batch in [64, 1] {
+                let pixels: Vec<f32> = images(batch).into_data().try_into_vec().unwrap();
+                engine.run(batch, &[&pixels]).unwrap();
+                let mut totals = std::collections::BTreeMap::<String, f64>::new();
+                for _ in 0..20 {
+                    let (_, times) = engine.profile(batch, &[&pixels]).unwrap();
+                    for (k, s) in times {
+                        *totals.entry(k).or_default() += s / 20.0;
+                    }
+                }
+                let times: Vec<String> = totals
+                    .iter()
+                    .map(|(k, s)| format!("{k} {:.3} ms", 1e3 * s))
+                    .collect();
+                println!(
+                    "{name}: engine time by op at batch {batch}: {}",
+                    times.join(", ")
+                );
+            }
         }
         models_json.insert(name.into(), serde_json::Value::Object(row));
     }
