@@ -1,23 +1,25 @@
 //! [`Artifact::to_onnx`]: the integer program as an ONNX graph in QDQ form (opset 13), so the
-//! model trained here runs on ONNX Runtime, TensorRT or any ONNX consumer.
+//! model trained here runs on ONNX Runtime or another ONNX engine that takes affine `uint8`
+//! activations (TensorRT takes only symmetric ones, zero point 0: not a target yet).
 //!
 //! Every integer value of the program becomes a `uint8` tensor of its codes, made by one
 //! `QuantizeLinear` with the value's scale and zero point — the program's one quantizer per
 //! integer tensor, unchanged. An op reads its integer inputs through `DequantizeLinear`, computes
 //! in float (`Conv`, `Gemm`/`MatMul`, `Add`, `GlobalAveragePool`) and requantizes onto its output's
-//! grid: the pattern ONNX Runtime and TensorRT fuse into integer kernels (`QLinearConv`, …).
+//! grid: the pattern ONNX Runtime fuses into integer kernels (`QLinearConv`, `QGemm`, …).
 //! Weights are codes with a per-output-channel `DequantizeLinear`; biases are `int32` at
 //! the accumulator's scale `s_x·s_w[c]`, as the engine stores them. A grid narrower than
 //! `0..=255` (4- and 2-bit activations) gets a `Clip` of the codes after its `QuantizeLinear`,
 //! so they stay on it; a fused ReLU raises the `Clip`'s floor to the zero point.
-//! Max pooling and flattening act on the codes themselves, as in the engine.
+//! Max pooling, flattening and reading one row (`Gather`) act on the codes themselves, as in the
+//! engine; the LSTM is unrolled frame by frame (`lstm.rs`).
 //!
 //! Weights go out as [`OnnxWeights::Uint8`] by default: the same codes shifted by 128 with a zero
 //! point of 128. ONNX Runtime's x86 kernels multiply `uint8 × int8` with an instruction that
 //! saturates pair sums at 16 bits (`VPMADDUBSW`; its docs warn of it): with `int8` weights its
 //! fused LeNet-BN was off by up to 48 codes after the first convolution on 11% of outputs; with
 //! `uint8 × uint8` it equals the QDQ graph as written but for rare rounding ties. Consumers that
-//! want symmetric `int8` weights with zero point 0 (TensorRT) take [`OnnxWeights::Int8`].
+//! want symmetric `int8` weights with zero point 0 take [`OnnxWeights::Int8`].
 
 use std::collections::HashMap;
 
@@ -45,14 +47,14 @@ pub enum OnnxWeights {
     /// `uint8` codes + 128, zero point 128: exact on ONNX Runtime's x86 integer kernels.
     #[default]
     Uint8,
-    /// `int8` codes, zero point 0: symmetric, as TensorRT wants; ONNX Runtime's x86 `u8×s8`
-    /// kernels may saturate on them.
+    /// `int8` codes, zero point 0: symmetric weights, as most integer kernels take them; ONNX
+    /// Runtime's x86 `u8×s8` kernels may saturate on them.
     Int8,
 }
 
 impl Artifact {
     /// This artifact as an ONNX model file (QDQ form, opset 13), or an error naming the first
-    /// op that has no ONNX form here (the LSTM, attention and float ops of the text models).
+    /// op that has no ONNX form here (the embeddings, attention and float ops of the text models).
     pub fn to_onnx(&self, weights: OnnxWeights) -> Result<Vec<u8>, EngineError> {
         self.validate()?;
         let graph = GraphWriter::new(self, weights).write()?;
