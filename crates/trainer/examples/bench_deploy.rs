@@ -60,6 +60,29 @@ fn side_by_side(
     (median(&f_s), median(&e_s))
 }
 
+/// Prints one table row (`| label | batch | float | engine | ratio |`) and records the medians
+/// under `batch<N>` in `row`, with `extra` fields.
+fn record_row(
+    row: &mut serde_json::Map<String, serde_json::Value>,
+    [label, batch_label]: [&str; 2],
+    batch: usize,
+    (f, e): (f64, f64),
+    items: &str,
+    extra: serde_json::Value,
+) {
+    println!(
+        "| {label} | {batch_label} | {} | {} | {:.2}× |",
+        shown(batch, f, items),
+        shown(batch, e, items),
+        f / e
+    );
+    let mut fields = json!({ "float_s": f, "engine_s": e, "speedup": f / e });
+    if let (Some(fields), serde_json::Value::Object(extra)) = (fields.as_object_mut(), extra) {
+        fields.extend(extra);
+    }
+    row.insert(format!("batch{batch}"), fields);
+}
+
 /// A batch's time as the tables show it: latency in ms at batch 1, else items per second.
 fn shown(batch: usize, seconds: f64, items: &str) -> String {
     if batch == 1 {
@@ -216,15 +239,14 @@ fn lstm(rounds: usize, isa: Isa) -> serde_json::Value {
                 std::hint::black_box(engine.run(batch, &[&host.0, &host.1]).unwrap());
             },
         );
-        println!(
-            "| lstm 1×64 | {batch} × {time} frames | {} | {} | {:.2}× |",
-            shown(batch, f, "seq"),
-            shown(batch, e, "seq"),
-            f / e
-        );
-        row.insert(
-            format!("batch{batch}"),
-            json!({ "float_s": f, "engine_s": e, "speedup": f / e }),
+        let batch_label = format!("{batch} × {time} frames");
+        record_row(
+            &mut row,
+            ["lstm 1×64", &batch_label],
+            batch,
+            (f, e),
+            "seq",
+            json!({}),
         );
     }
     serde_json::Value::Object(row)
@@ -329,15 +351,13 @@ fn main() {
                 },
             );
             let label = if batch == 1 { "latency" } else { "throughput" };
-            println!(
-                "| {name} | {batch} | {} | {} | {:.2}× |",
-                shown(batch, f, "img"),
-                shown(batch, e, "img"),
-                f / e
-            );
-            row.insert(
-                format!("batch{batch}"),
-                json!({ "metric": label, "float_s": f, "engine_s": e, "speedup": f / e }),
+            record_row(
+                &mut row,
+                [name, &batch.to_string()],
+                batch,
+                (f, e),
+                "img",
+                json!({ "metric": label }),
             );
         }
         if arg("--profile", "no") == "yes" {

@@ -193,7 +193,7 @@ impl<'a> GraphWriter<'a> {
             } => {
                 let x = self.dequantize(*input);
                 let (w, b) = self.layer_weights(name, *input, 4, 0)?;
-                let kernel = &self.layer(name, 4)?.weight.shape[2..];
+                let kernel = &self.artifact.tensors[&format!("{name}.weight")].shape[2..];
                 let attrs = vec![
                     ints("kernel_shape", kernel.iter().map(|&k| k as i64)),
                     ints("strides", stride.iter().map(|&s| s as i64)),
@@ -305,10 +305,6 @@ impl<'a> GraphWriter<'a> {
         Ok(())
     }
 
-    fn layer(&self, name: &str, rank: usize) -> Result<crate::program::LayerTensors<'a>, String> {
-        Program::layer(&self.artifact.tensors, name, rank, false).map_err(|e| e.to_string())
-    }
-
     /// The float result of an op writing `output`: the value's own name when it is float, else
     /// a name for the real value before requantization.
     fn float_result(&self, output: usize, what: &str) -> String {
@@ -335,7 +331,8 @@ impl<'a> GraphWriter<'a> {
         rank: usize,
         channel_axis: i64,
     ) -> Result<(String, Option<String>), String> {
-        let layer = self.layer(name, rank)?;
+        let layer =
+            Program::layer(&self.artifact.tensors, name, rank, false).map_err(|e| e.to_string())?;
         let codes = layer.weight.as_codes().expect("checked: codes");
         let mut shape = layer.weight.shape.clone();
         let codes = if channel_axis == 1 {
