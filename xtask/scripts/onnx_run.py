@@ -12,15 +12,29 @@ Writes OUT_PREFIX.<level>.<k>.f32 (output k, little-endian f32) for two session 
   `reference`  no optimization: every QuantizeLinear / DequantizeLinear run as written, float ops
                between them (the QDQ semantics themselves).
 Also runs onnx.checker (full check, with shape inference) and prints one JSON line: the ops of the
-optimized graph ONNX Runtime actually ran and the checker's verdict.
+optimized graph ONNX Runtime actually ran, the checker's verdict, ONNX Runtime's version and the
+CPU's vector extensions (which pick its integer kernels).
 """
 import json
+import platform
 import sys
 import tempfile
 
 import numpy as np
 import onnx
 import onnxruntime as ort
+
+
+def cpu_features():
+    """The x86 vector extensions that pick ONNX Runtime's integer kernels (its fused kernels round
+    and saturate differently from one to the next), for a mismatch to say where it was seen."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next(line for line in f if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return platform.machine()
+    wanted = ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"]
+    return " ".join(flag for flag in wanted if flag in flags) or platform.machine()
 
 
 def main():
@@ -50,6 +64,7 @@ def main():
             ops = sorted({n.op_type for n in ran.graph.node})
             report["optimized_ops"] = ops
     report["onnxruntime"] = ort.__version__
+    report["cpu"] = cpu_features()
     print(json.dumps(report))
 
 

@@ -37,32 +37,38 @@ fn check(name: &str, artifact: &Artifact, x: &[f32], n: usize) {
                 .any(|op| op.as_str().unwrap().starts_with("QLinear")),
             "{name}: ONNX Runtime fused no integer kernel ({fused:?})"
         );
-        for (level, theirs) in [
-            ("optimized", &run.optimized[0]),
-            ("reference", &run.reference[0]),
-        ] {
-            assert_eq!(theirs.len(), ours.len(), "{name} {level}");
-            let off = items_off(&ours, theirs, n, 1e-5);
-            eprintln!("{name}, ORT {level}: {off}/{n} items off beyond float rounding");
-        }
-        // ONNX Runtime's fused integer kernels on u8×u8 compute the engine's integers: the same
-        // logits but for a rare rounding tie (on u8×s8 its x86 kernels may saturate: measured
-        // and reported above, not asserted). The QDQ graph as written sums the convolutions in
-        // float, in another order, so a value near a step's middle may round the other way
-        // (more often on 4-bit grids, and carried on through a ResNet): a few items in a
-        // hundred, where a wrong op would move nearly all.
-        let mut levels = vec![("reference", &run.reference[0], 95, 15)];
+        // ONNX Runtime's fused integer kernels on u8×u8 compute the engine's integers but for a
+        // rare rounding tie: its QLinearAdd requantizes with a fixed-point multiplier, not the
+        // float division QDQ specifies (about 1 in 300,000 code pairs lands one code off,
+        // measured with `xtask/scripts/ort_qlinearadd_ties.py`), and on u8×s8 its x86 kernels
+        // may saturate (measured and reported, not asserted). The QDQ graph as written sums the
+        // convolutions in float, in another order, so a value at a step's middle may round the
+        // other way. One code off is carried on through a ResNet to its logits, so such items
+        // are counted (a few in a hundred, up to 8 in 64 seen), and nearly all must stay within
+        // 2% of the logits' span; a wrong op moves nearly every item, and by far more.
+        let mut levels = vec![("reference", &run.reference[0], 95)];
         if weights == OnnxWeights::Uint8 {
-            levels.push(("optimized", &run.optimized[0], 98, 5));
+            levels.push(("optimized", &run.optimized[0], 98));
+        } else {
+            let off = items_off(&ours, &run.optimized[0], n, 1e-5);
+            eprintln!("{name}, ORT optimized: {off}/{n} items off (u8×s8 kernels, not asserted)");
         }
-        for (level, theirs, agree, off_percent) in levels {
+        for (level, theirs, agree) in levels {
             let label = format!("{name}, ORT {level}");
+            assert_eq!(theirs.len(), ours.len(), "{label}");
             assert_parity(&label, &ours, theirs, n, agree, 0.25);
+            let span = ours.iter().fold(0f32, |m, v| m.max(v.abs()));
             let off = items_off(&ours, theirs, n, 1e-5);
-            assert!(
-                off * 100 <= n * off_percent,
-                "{label}: {off}/{n} items differ"
+            let moved = items_off(&ours, theirs, n, 0.02 * span);
+            eprintln!(
+                "{label} ({cpu}): {off}/{n} items off beyond float rounding, {moved} by more than 2% of the span",
+                cpu = run.report["cpu"]
             );
+            assert!(
+                moved * 100 <= n * 5,
+                "{label}: {moved}/{n} items moved by more than 2%"
+            );
+            assert!(off * 100 <= n * 30, "{label}: {off}/{n} items differ");
         }
     }
 }
