@@ -1,6 +1,7 @@
 //! The integer LSTM layer ([`crate::Op::Lstm`]): what `quant::QuantLstm` simulates, step by
-//! step on codes. Shared by the interpreter and the engine (an LSTM's work is a few small
-//! products a frame; one implementation keeps the two bit for bit the same).
+//! step on codes. The interpreter runs [`lstm`] (plain loops); the engine runs the same frames
+//! on its GEMM (`engine/lstm_gemm.rs`); both go through `FrameMath` for everything besides the
+//! two products, which keeps them bit for bit the same.
 //!
 //! One frame, every tensor on its own grid:
 //! - `z[c] = round((acc_x[c]·s_x·s_wx[c] + acc_h[c]·s_h·s_wh[c]) / s_z)`, with the int32
@@ -20,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::artifact::StoredTensor;
 use crate::error::EngineError;
 use crate::program::{ActQuant, Program};
-use crate::requant::{inverse, quantize};
+use crate::requant::{bounds, code, inverse, quantize};
 
 /// The grids inside an LSTM layer, besides its input's and its output's (the hidden state).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -107,6 +108,21 @@ impl LstmWeights {
     pub fn dims(&self) -> (usize, usize) {
         (self.d_in, self.h)
     }
+
+    /// The input weights' codes `[4H, in]`, as stored (for packing into the GEMM's panels).
+    pub(crate) fn input_codes(&self) -> Vec<i8> {
+        narrow(&self.input)
+    }
+
+    /// The hidden weights' codes `[4H, H]`, as stored.
+    pub(crate) fn hidden_codes(&self) -> Vec<i8> {
+        narrow(&self.hidden)
+    }
+
+    /// The int32 bias of the input product, one per gate channel.
+    pub(crate) fn bias(&self) -> &[i32] {
+        &self.bias
+    }
 }
 
 /// An LSTM layer ready to run: its weights and its lookup tables (built once).
@@ -134,12 +150,13 @@ impl LstmLayer {
 
 /// The layer's lookup tables, built once per layer: `σ` and `tanh` of every code of the gates'
 /// grid onto the sigmoid and tanh grids, and `tanh` of every cell code (up to 65,536 entries for
-/// a 16-bit cell state) onto the `tanh(c)` grid.
+/// a 16-bit cell state) onto the `tanh(c)` grid — each entry the real value of its code (what
+/// the frame multiplies), so a frame reads it without converting.
 #[derive(Debug, Clone)]
 pub struct LstmTables {
-    sigmoid: Vec<i32>,
-    candidate: Vec<i32>,
-    cell_tanh: Vec<i32>,
+    sigmoid: Vec<f32>,
+    candidate: Vec<f32>,
+    cell_tanh: Vec<f32>,
 }
 
 impl LstmTables {
@@ -167,17 +184,96 @@ fn sigmoid(x: f32) -> f32 {
     }
 }
 
-/// `f` of every code of `from`, quantized onto `to`: indexed by `code − from.qmin`.
-fn table(from: &ActQuant, to: &ActQuant, f: impl Fn(f32) -> f32) -> Vec<i32> {
+/// `f` of every code of `from`, quantized onto `to` and read back as that code's real value:
+/// indexed by `code − from.qmin`.
+fn table(from: &ActQuant, to: &ActQuant, f: impl Fn(f32) -> f32) -> Vec<f32> {
     let inv = inverse(to.scale);
     (from.qmin..=from.qmax)
-        .map(|c| quantize(f(real(c, from)), inv, to, false))
+        .map(|c| real(quantize(f(real(c, from)), inv, to, false), to))
         .collect()
 }
 
 #[inline(always)]
 fn real(code: i32, q: &ActQuant) -> f32 {
     (code - q.zero_point) as f32 * q.scale
+}
+
+/// What every frame of a run computes besides the two products: the gates' codes from the
+/// accumulators, and the cell and hidden state from the gates. The interpreter's loops and the
+/// engine's GEMM-driven run both go through it, so the two stay bit for bit the same.
+pub(crate) struct FrameMath<'a> {
+    tables: &'a LstmTables,
+    grids: &'a LstmGrids,
+    hidden: &'a ActQuant,
+    /// `s_x · s_wx[c]` and `s_h · s_wh[c]`: each accumulator's real step, per gate channel.
+    x_steps: Vec<f32>,
+    h_steps: Vec<f32>,
+    inv_z: f32,
+    inv_c: f32,
+    inv_h: f32,
+}
+
+impl<'a> FrameMath<'a> {
+    /// The constants of `layer` reading `input` and writing `hidden`.
+    pub(crate) fn new(
+        layer: &'a LstmLayer,
+        grids: &'a LstmGrids,
+        input: &ActQuant,
+        hidden: &'a ActQuant,
+    ) -> Self {
+        let w = &layer.weights;
+        FrameMath {
+            tables: &layer.tables,
+            grids,
+            hidden,
+            x_steps: w.input_scale.iter().map(|&s| input.scale * s).collect(),
+            h_steps: w.hidden_scale.iter().map(|&s| hidden.scale * s).collect(),
+            inv_z: inverse(grids.gates.scale),
+            inv_c: inverse(grids.cell.scale),
+            inv_h: inverse(hidden.scale),
+        }
+    }
+
+    /// The gates' pre-activation codes of one frame, as indices into the tables (`code −
+    /// qmin`), from the raw products `dots_x` and `dots_h` plus their per-channel integer
+    /// offsets (`acc = dots + offset`): `z[c] = round((acc_x·s_x·s_wx[c] + acc_h·s_h·s_wh[c]) /
+    /// s_z)`. One loop over equal-length slices, so it runs on vectors.
+    #[inline(always)]
+    pub(crate) fn gates(
+        &self,
+        (dots_x, x_offset): (&[i32], &[i32]),
+        (dots_h, h_offset): (&[i32], &[i32]),
+        z: &mut [i32],
+    ) {
+        let g = &self.grids.gates;
+        let (lo, hi) = bounds(g, false);
+        let (inv, zp) = (self.inv_z, g.zero_point - g.qmin);
+        let n = z.len();
+        let (dots_x, x_offset, x_steps) = (&dots_x[..n], &x_offset[..n], &self.x_steps[..n]);
+        let (dots_h, h_offset, h_steps) = (&dots_h[..n], &h_offset[..n], &self.h_steps[..n]);
+        for c in 0..n {
+            let acc_x = (dots_x[c] + x_offset[c]) as f32;
+            let acc_h = (dots_h[c] + h_offset[c]) as f32;
+            z[c] = code(acc_x * x_steps[c] + acc_h * h_steps[c], inv, lo, hi, zp);
+        }
+    }
+
+    /// One frame's update from the gates' table indices `z` (`[4H]`, order `i, f, o, g`): the
+    /// cell state's codes `state_c` in place, and hidden channel `j`'s new code to `set_h`.
+    #[inline(always)]
+    pub(crate) fn update(&self, z: &[i32], state_c: &mut [i32], mut set_h: impl FnMut(usize, i32)) {
+        let h = state_c.len();
+        let (grids, t) = (self.grids, self.tables);
+        let (i, f, o, g) = (&z[..h], &z[h..2 * h], &z[2 * h..3 * h], &z[3 * h..4 * h]);
+        for j in 0..h {
+            let cr = t.sigmoid[f[j] as usize] * real(state_c[j], &grids.cell)
+                + t.sigmoid[i[j] as usize] * t.candidate[g[j] as usize];
+            state_c[j] = quantize(cr, self.inv_c, &grids.cell, false);
+            let ct = t.cell_tanh[(state_c[j] - grids.cell.qmin) as usize];
+            let hr = t.sigmoid[o[j] as usize] * ct;
+            set_h(j, quantize(hr, self.inv_h, self.hidden, false));
+        }
+    }
 }
 
 /// Runs the layer over `batch` sequences of `time` frames: `x` the input codes `[batch, time,
@@ -192,24 +288,18 @@ pub fn lstm(
     x: &[i32],
     mask: &[f32],
 ) -> Vec<i32> {
-    let (w, tables) = (&layer.weights, &layer.tables);
+    let w = &layer.weights;
     let (d_in, h) = (w.d_in, w.h);
-    let g = &grids.gates;
-    let (sig, cand, cell_tanh) = (&tables.sigmoid, &tables.candidate, &tables.cell_tanh);
-    let x_steps: Vec<f32> = w.input_scale.iter().map(|&s| input.scale * s).collect();
-    let h_steps: Vec<f32> = w.hidden_scale.iter().map(|&s| hidden.scale * s).collect();
-    let (inv_z, inv_c, inv_h) = (
-        inverse(g.scale),
-        inverse(grids.cell.scale),
-        inverse(hidden.scale),
-    );
+    let math = FrameMath::new(layer, grids, input, hidden);
     let mut out = vec![0i32; batch * time * h];
     // Sequences are independent: one task each (the arithmetic of each is the same whatever
     // the schedule).
     out.par_chunks_mut(time * h)
         .enumerate()
         .for_each(|(b, states)| {
-            let mut z = vec![0i32; 4 * h];
+            let (mut z, mut dots_x, mut dots_h) =
+                (vec![0i32; 4 * h], vec![0; 4 * h], vec![0; 4 * h]);
+            let no_offset = vec![0i32; 4 * h];
             // Codes minus their zero points, once per frame instead of once per gate.
             let mut centred_x = vec![0i16; d_in];
             let mut centred_h = vec![0i16; h];
@@ -224,27 +314,12 @@ pub fn lstm(
                     for (c, &v) in centred_h.iter_mut().zip(&state_h) {
                         *c = (v - hidden.zero_point) as i16;
                     }
-                    for (c, zc) in z.iter_mut().enumerate() {
-                        let acc_x = w.bias[c] + dot(&centred_x, &w.input[c * d_in..(c + 1) * d_in]);
-                        let acc_h = dot(&centred_h, &w.hidden[c * h..(c + 1) * h]);
-                        let zr = acc_x as f32 * x_steps[c] + acc_h as f32 * h_steps[c];
-                        *zc = quantize(zr, inv_z, g, false) - g.qmin;
+                    for c in 0..4 * h {
+                        dots_x[c] = dot(&centred_x, &w.input[c * d_in..(c + 1) * d_in]);
+                        dots_h[c] = dot(&centred_h, &w.hidden[c * h..(c + 1) * h]);
                     }
-                    let q = &grids.sigmoid;
-                    for j in 0..h {
-                        let (i, f, o) = (
-                            sig[z[j] as usize],
-                            sig[z[h + j] as usize],
-                            sig[z[2 * h + j] as usize],
-                        );
-                        let cand = cand[z[3 * h + j] as usize];
-                        let cr = real(f, q) * real(state_c[j], &grids.cell)
-                            + real(i, q) * real(cand, &grids.tanh);
-                        state_c[j] = quantize(cr, inv_c, &grids.cell, false);
-                        let ct = cell_tanh[(state_c[j] - grids.cell.qmin) as usize];
-                        let hr = real(o, q) * real(ct, &grids.cell_tanh);
-                        state_h[j] = quantize(hr, inv_h, hidden, false);
-                    }
+                    math.gates((&dots_x, &w.bias), (&dots_h, &no_offset), &mut z);
+                    math.update(&z, &mut state_c, |j, code| state_h[j] = code);
                 }
                 states[t * h..(t + 1) * h].copy_from_slice(&state_h);
             }
@@ -261,6 +336,11 @@ fn dot(a: &[i16], w: &[i16]) -> i32 {
 
 fn widen(codes: &[i8]) -> Vec<i16> {
     codes.iter().map(|&c| c as i16).collect()
+}
+
+fn narrow(codes: &[i16]) -> Vec<i8> {
+    // Widened from i8 codes, so every value fits.
+    codes.iter().map(|&c| c as i8).collect()
 }
 
 #[cfg(test)]

@@ -5,19 +5,22 @@
 //!
 //! Files: `buffers` (runtime values and their pool), `gemm_layer` (a layer prepared for the
 //! GEMM, and its run), `merge` (ops run as one: GELU with its quantizer, merged projections),
-//! `layout` (values between channels-last and row-major), `chunks` (parallel fills); this
+//! `layout` (values between channels-last and row-major), `chunks` (parallel fills),
+//! `lstm_gemm` (the LSTM layer on the GEMM, sequences in lockstep); this
 //! file holds the [`Engine`] and its op-by-op run.
 
 mod buffers;
 mod chunks;
 mod gemm_layer;
 mod layout;
+mod lstm_gemm;
 mod merge;
 
 use buffers::{Act, Buf, Pool};
 use chunks::fill_chunks;
 use gemm_layer::{GemmLayer, im2col, pad_rows, prepare, run_gemm};
 use layout::{row_major, to_nhwc, to_value};
+use lstm_gemm::GemmLstm;
 use merge::{fuse_gelu_quantize, merge_projections, run_merged};
 
 use std::collections::BTreeMap;
@@ -30,7 +33,7 @@ use crate::error::EngineError;
 use crate::float_ops::{gelu_slice, layer_norm_row};
 use crate::gemm::Isa;
 use crate::interpreter::{Value, check_ids, check_inputs};
-use crate::lstm::{LstmLayer, lstm};
+use crate::lstm::LstmLayer;
 use crate::program::{ActQuant, EmbedIndex, Op, Program};
 use crate::requant::{add_real, bounds, code, dynamic_grid, inverse, mean_real, quantize};
 
@@ -47,8 +50,8 @@ pub struct Engine {
     /// Embedding tables (codes, a scale per row, width) and LayerNorm parameters, by name.
     tables: BTreeMap<String, (Vec<i8>, Vec<f32>, usize)>,
     norms: BTreeMap<String, (Vec<f32>, Vec<f32>)>,
-    /// LSTM layers' weights and lookup tables, by name.
-    lstms: BTreeMap<String, LstmLayer>,
+    /// LSTM layers (packed weights, lookup tables), by name.
+    lstms: BTreeMap<String, GemmLstm>,
     isa: Isa,
     pool: Pool,
 }
@@ -99,7 +102,7 @@ impl Engine {
                 }
                 Op::Lstm { name, grids, .. } => {
                     let layer = LstmLayer::read(&artifact.tensors, name, grids).expect("checked");
-                    lstms.insert(name.clone(), layer);
+                    lstms.insert(name.clone(), GemmLstm::new(layer));
                 }
                 _ => {}
             }
@@ -525,20 +528,18 @@ impl Engine {
                 output,
                 grids,
             } => {
-                // Codes are u8 here; the layer's reference loops read i32.
-                let x: Vec<i32> = codes(*input).iter().map(|&c| c as i32).collect();
                 let time = info(*input).shape[0];
-                let h = lstm(
-                    &self.lstms[name],
+                let h = self.lstms[name].run(
+                    self.isa,
                     grids,
                     &grid(*input),
                     &grid(*output),
                     [batch, time],
-                    &x,
+                    codes(*input),
                     floats(*mask),
                 );
                 Act {
-                    buf: Buf::Codes(h.into_iter().map(|c| c as u8).collect()),
+                    buf: Buf::Codes(h),
                     nhwc: false,
                 }
             }

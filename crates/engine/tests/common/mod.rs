@@ -327,9 +327,20 @@ pub fn token_inputs(
 /// weights, every inner grid random at `act_bits`, the cell state at `cell_bits` ≤ 16) → its
 /// states `[time, 4]` as the output. Inputs: frames `[time, 3]`, mask `[time]`.
 pub fn lstm(seed: u64, time: usize, bits: u32, act_bits: u32, cell_bits: u32) -> Artifact {
+    lstm_sized(seed, [time, 3, 4], bits, act_bits, cell_bits)
+}
+
+/// [`lstm`] with `[time, in, H]` chosen: frames `[time, in]`, states `[time, H]`.
+pub fn lstm_sized(
+    seed: u64,
+    [time, d_in, h]: [usize; 3],
+    bits: u32,
+    act_bits: u32,
+    cell_bits: u32,
+) -> Artifact {
     let mut rng = Rng::new(seed);
     let mut b = ProgramBuilder::new();
-    let frames = b.input("frames", &[time, 3]);
+    let frames = b.input("frames", &[time, d_in]);
     let mask = b.input("mask", &[time]);
     let g = grid(&mut rng, act_bits);
     let x = b.quantize("input_quant", frames, g);
@@ -354,8 +365,8 @@ pub fn lstm(seed: u64, time: usize, bits: u32, act_bits: u32, cell_bits: u32) ->
             x,
             mask,
             [
-                weights(&mut rng, &[16, 3], bits, true),
-                weights(&mut rng, &[16, 4], bits, false),
+                weights(&mut rng, &[4 * h, d_in], bits, true),
+                weights(&mut rng, &[4 * h, h], bits, false),
             ],
             grids,
             hidden,
