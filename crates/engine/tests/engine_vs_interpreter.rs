@@ -50,6 +50,27 @@ fn engine_equals_interpreter_on_every_op_and_width() {
     }
 }
 
+/// Convolution shapes whose kernel rows span every copy width of the engine's im2col (1–3,
+/// 4–7, 8–15, 16–64 and over 64 bytes): LeNet's 5 × 5 over one channel, ResNet's 3 × 3 over 16
+/// and 32, odd channel counts, strides and one-sided padding, windows reaching past the image.
+#[test]
+fn engine_equals_interpreter_on_convolution_shapes() {
+    let cases = [
+        ([1, 12, 10], 5, [5, 5], [1, 1], [2, 2, 2, 2]),
+        ([1, 9, 9], 3, [3, 1], [2, 1], [1, 0, 1, 0]),
+        ([2, 7, 8], 4, [1, 3], [1, 1], [0, 1, 0, 1]),
+        ([16, 9, 7], 8, [3, 3], [1, 1], [1, 1, 1, 1]),
+        ([16, 9, 9], 16, [3, 3], [2, 2], [1, 1, 1, 1]),
+        ([32, 6, 5], 8, [3, 3], [1, 1], [1, 1, 1, 1]),
+        ([3, 6, 6], 5, [4, 4], [3, 2], [3, 0, 0, 3]),
+        ([8, 5, 6], 8, [1, 1], [1, 1], [0, 0, 0, 0]),
+    ];
+    for (seed, (input, out, kernel, stride, padding)) in cases.into_iter().enumerate() {
+        let artifact = common::conv(seed as u64, input, out, kernel, stride, padding);
+        compare(&artifact, input.iter().product());
+    }
+}
+
 #[test]
 fn engine_equals_interpreter_on_dynamic_rows() {
     compare(&common::dynamic(7), 5 * 19);

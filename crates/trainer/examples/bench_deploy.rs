@@ -45,7 +45,8 @@ fn time_per_call(rounds: usize, reps: usize, mut f: impl FnMut()) -> Vec<f64> {
 }
 
 /// Medians of `float` and `engine`, each timed `reps` calls a round, alternating within every
-/// round (machine noise hits both alike).
+/// round (machine noise hits both alike). `--float no` leaves the float model out (NaN), so that a
+/// profiler sees the engine alone.
 fn side_by_side(
     rounds: usize,
     reps: usize,
@@ -53,8 +54,13 @@ fn side_by_side(
     mut engine: impl FnMut(),
 ) -> (f64, f64) {
     let (mut f_s, mut e_s) = (Vec::new(), Vec::new());
+    let with_float = arg("--float", "yes") != "no";
     for _ in 0..rounds {
-        f_s.extend(time_per_call(1, reps, &mut float));
+        if with_float {
+            f_s.extend(time_per_call(1, reps, &mut float));
+        } else {
+            f_s.push(f64::NAN);
+        }
         e_s.extend(time_per_call(1, reps, &mut engine));
     }
     (median(&f_s), median(&e_s))

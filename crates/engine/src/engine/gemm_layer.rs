@@ -2,8 +2,6 @@
 //! offsets and the requantization folded), and its run: im2col for a convolution, the GEMM with
 //! requantization in its epilogue.
 
-use rayon::prelude::*;
-
 use super::buffers::{Buf, Pool};
 use crate::artifact::Artifact;
 use crate::gemm::{Isa, PackedWeights, SharedMut, Tile, gemm_tiles};
@@ -273,46 +271,6 @@ pub(super) fn run_gemm(
             Buf::Float(y)
         }
     }
-}
-
-/// NHWC patches `[batch·oh·ow][kp]` in `(ky, kx, c)` order; outside the image, the zero point.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn im2col(
-    pool: &Pool,
-    x: &[u8],
-    batch: usize,
-    [c, h, w]: [usize; 3],
-    [kh, kw]: [usize; 2],
-    [oh, ow]: [usize; 2],
-    stride: [usize; 2],
-    padding: [usize; 4],
-    zero_point: u8,
-    kp: usize,
-) -> Vec<u8> {
-    let mut a = pool.bytes(batch * oh * ow * kp, zero_point);
-    a.par_chunks_mut(ow * kp)
-        .enumerate()
-        .for_each(|(row, out)| {
-            let (n, oy) = (row / oh, row % oh);
-            for ox in 0..ow {
-                let patch = &mut out[ox * kp..(ox + 1) * kp];
-                for ky in 0..kh {
-                    let iy = (oy * stride[0] + ky) as isize - padding[0] as isize;
-                    if iy < 0 || iy >= h as isize {
-                        continue;
-                    }
-                    for kx in 0..kw {
-                        let ix = (ox * stride[1] + kx) as isize - padding[1] as isize;
-                        if ix < 0 || ix >= w as isize {
-                            continue;
-                        }
-                        let src = &x[((n * h + iy as usize) * w + ix as usize) * c..][..c];
-                        patch[(ky * kw + kx) * c..][..c].copy_from_slice(src);
-                    }
-                }
-            }
-        });
-    a
 }
 
 /// `rows × k` codes with each row padded to `kp` (borrowed through a copy only when needed).

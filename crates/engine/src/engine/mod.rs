@@ -5,20 +5,23 @@
 //!
 //! Files: `buffers` (runtime values and their pool), `gemm_layer` (a layer prepared for the
 //! GEMM, and its run), `merge` (ops run as one: GELU with its quantizer, merged projections),
-//! `layout` (values between channels-last and row-major), `chunks` (parallel fills),
+//! `im2col` (a convolution's patches), `layout` (values between channels-last and row-major),
+//! `chunks` (parallel fills),
 //! `lstm_gemm` (the LSTM layer on the GEMM, sequences in lockstep); this
 //! file holds the [`Engine`] and its op-by-op run.
 
 mod buffers;
 mod chunks;
 mod gemm_layer;
+mod im2col;
 mod layout;
 mod lstm_gemm;
 mod merge;
 
 use buffers::{Act, Buf, Pool};
 use chunks::fill_chunks;
-use gemm_layer::{GemmLayer, im2col, pad_rows, prepare, run_gemm};
+use gemm_layer::{GemmLayer, pad_rows, prepare, run_gemm};
+use im2col::Im2col;
 use layout::{row_major, to_nhwc, to_value};
 use lstm_gemm::GemmLstm;
 use merge::{fuse_gelu_quantize, merge_projections, run_merged};
@@ -295,18 +298,15 @@ impl Engine {
                 let direct =
                     kh == 1 && kw == 1 && *stride == [1, 1] && *padding == [0; 4] && c % 4 == 0;
                 let patches = (!direct).then(|| {
-                    im2col(
-                        &self.pool,
-                        x,
-                        batch,
-                        [c, h, w],
-                        [kh, kw],
-                        [oh, ow],
-                        *stride,
-                        *padding,
-                        zx,
-                        layer.packed.kp,
-                    )
+                    Im2col {
+                        input: [c, h, w],
+                        kernel: [kh, kw],
+                        output: [oh, ow],
+                        stride: *stride,
+                        padding: *padding,
+                        kp: layer.packed.kp,
+                    }
+                    .run(&self.pool, x, batch, zx)
                 });
                 let a = patches.as_deref().unwrap_or(x);
                 let out = run_gemm(&self.pool, self.isa, layer, a, m, oc, None);

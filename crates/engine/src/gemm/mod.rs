@@ -28,6 +28,13 @@ const AMX_MIN_MACS: usize = 1 << 22;
 
 /// Columns per packed panel.
 pub const PANEL: usize = 16;
+/// Products of fewer multiply-adds run on the calling thread: about 10 µs of one core's GEMM,
+/// what waking rayon's other threads and joining them costs on these VMs. Measured on a 2-core
+/// AVX-512 VNNI Xeon, 2026-12-07 (`bench_deploy --float no`, from 2¹⁷): LeNet-BN at batch 1
+/// 0.109 → 0.052 ms and ResNet-20 1.07–1.31 → 0.39–0.42 ms, whose every layer is under 2 M
+/// multiply-adds per image; batch 64 within noise.
+pub const PARALLEL_MIN_MACS: usize = 1 << 22;
+
 /// Rows computed together by a kernel.
 pub const MR: usize = 4;
 
@@ -383,7 +390,7 @@ where
         },)
     };
     let tasks = row_tasks * col_tasks;
-    if parallel && tasks > 1 && m * b.n * b.kp >= 1 << 17 {
+    if parallel && tasks > 1 && m * b.n * b.kp >= PARALLEL_MIN_MACS {
         use rayon::prelude::*;
         (0..tasks).into_par_iter().for_each(task);
     } else {

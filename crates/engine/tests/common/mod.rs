@@ -141,6 +141,39 @@ pub fn cnn(seed: u64, bits: u32, act_bits: u32) -> Artifact {
     b.finish(serde_json::json!({"test": "cnn"})).unwrap()
 }
 
+/// One quantized convolution `[c, h, w]` → `out` channels (window, stride, padding
+/// `[top, left, bottom, right]`), with the input's codes and the output's as outputs: a layer
+/// shape of its own, for the convolution's patch copies.
+pub fn conv(
+    seed: u64,
+    [c, h, w]: [usize; 3],
+    out: usize,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 4],
+) -> Artifact {
+    let mut rng = Rng::new(seed);
+    let mut b = ProgramBuilder::new();
+    let x = b.input("image", &[c, h, w]);
+    let g = grid(&mut rng, 8);
+    let x = b.quantize("input_quant", x, g);
+    let g = grid(&mut rng, 8);
+    let y = b
+        .conv2d(
+            "conv",
+            x,
+            weights(&mut rng, &[out, c, kernel[0], kernel[1]], 8, true),
+            stride,
+            padding,
+            true,
+            Some(g),
+        )
+        .unwrap();
+    b.output(x);
+    b.output(y);
+    b.finish(serde_json::json!({"test": "conv"})).unwrap()
+}
+
 /// A program with a dynamically quantized (float input) linear layer on `[rows, 19]`.
 pub fn dynamic(seed: u64) -> Artifact {
     let mut rng = Rng::new(seed);

@@ -1,0 +1,149 @@
+//! im2col for channels-last (NHWC) codes: each output pixel's receptive field as one row of the
+//! convolution's GEMM, `(ky, kx, c)` in order.
+//!
+//! A kernel row's `kw · c` codes are contiguous both in the input and in the patch, so a patch
+//! is `kh` span copies. Each output row first stages its `kh` input rows with the padding
+//! written in (the zero point), so the spans need no bounds tests; the spans are short (5 bytes
+//! for LeNet's first layer, 48 for a 3 × 3 over 16 channels) and are copied with overlapping
+//! unaligned loads and stores rather than a `memcpy` call each, which cost more than the copy.
+
+use super::buffers::Pool;
+use super::chunks::fill_chunks;
+
+/// The shape of one im2col: input `[c, h, w]`, window, output `[oh, ow]`, stride, padding
+/// `[top, left, bottom, right]`, and the patch length `kp` (the window's `kh·kw·c` codes, then
+/// the zero point up to the GEMM's padded depth).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Im2col {
+    pub(super) input: [usize; 3],
+    pub(super) kernel: [usize; 2],
+    pub(super) output: [usize; 2],
+    pub(super) stride: [usize; 2],
+    pub(super) padding: [usize; 4],
+    pub(super) kp: usize,
+}
+
+impl Im2col {
+    /// The patches `[batch·oh·ow][kp]` of `x` (`batch` NHWC images); outside the image, the
+    /// zero point `zero_point`.
+    pub(super) fn run(&self, pool: &Pool, x: &[u8], batch: usize, zero_point: u8) -> Vec<u8> {
+        let c = self.input[0];
+        let [kh, kw] = self.kernel;
+        let [oh, ow] = self.output;
+        let (kp, span) = (self.kp, kw * c);
+        let k = kh * span;
+        // Input columns a row of patches reads, padding included.
+        let staged_w = ((ow - 1) * self.stride[1] + kw) * c;
+        let row_len = ow * kp;
+        let mut a = pool.bytes_any(batch * oh * row_len);
+        fill_chunks(
+            &mut a,
+            row_len,
+            #[inline(always)]
+            |at, rows| {
+                let mut staged = vec![zero_point; kh * staged_w];
+                for (r, out) in rows.chunks_exact_mut(row_len).enumerate() {
+                    let row = at / row_len + r;
+                    let (n, oy) = (row / oh, row % oh);
+                    for (ky, dst) in staged.chunks_exact_mut(staged_w).enumerate() {
+                        self.stage_row(x, [n, oy * self.stride[0] + ky], zero_point, dst);
+                    }
+                    for (ox, patch) in out.chunks_exact_mut(kp).enumerate() {
+                        let from = ox * self.stride[1] * c;
+                        for (ky, dst) in patch[..k].chunks_exact_mut(span).enumerate() {
+                            copy_span(dst, &staged[ky * staged_w + from..][..span]);
+                        }
+                        patch[k..].fill(zero_point);
+                    }
+                }
+            },
+        );
+        a
+    }
+
+    /// Input row `py` (counted from the top of the padded image) of image `n`, columns from the
+    /// left edge of the padding on, into `dst`: the zero point where it falls outside the image.
+    fn stage_row(&self, x: &[u8], [n, py]: [usize; 2], zero_point: u8, dst: &mut [u8]) {
+        let [c, h, w] = self.input;
+        let (top, left) = (self.padding[0], self.padding[1]);
+        let Some(iy) = py.checked_sub(top).filter(|&iy| iy < h) else {
+            dst.fill(zero_point);
+            return;
+        };
+        // Staged columns `lo..hi` are image columns `lo − left..hi − left`.
+        let cols = dst.len() / c;
+        let (lo, hi) = (left.min(cols), (left + w).min(cols));
+        dst[..lo * c].fill(zero_point);
+        if hi > lo {
+            let from = ((n * h + iy) * w + lo - left) * c;
+            dst[lo * c..hi * c].copy_from_slice(&x[from..from + (hi - lo) * c]);
+        }
+        dst[hi * c..].fill(zero_point);
+    }
+}
+
+/// `dst.copy_from_slice(src)` for short spans, inline: overlapping unaligned 4-, 8- and 16-byte
+/// moves (how `memcpy` copies short spans, without the call).
+#[inline(always)]
+fn copy_span(dst: &mut [u8], src: &[u8]) {
+    let len = dst.len();
+    assert_eq!(len, src.len(), "spans of one length");
+    /// One `T`-wide move at byte `at` of both spans.
+    ///
+    /// # Safety
+    /// `at + size_of::<T>() <= len` for both spans.
+    #[inline(always)]
+    unsafe fn mv<T: Copy>(dst: &mut [u8], src: &[u8], at: usize) {
+        unsafe {
+            let v = std::ptr::read_unaligned(src.as_ptr().add(at) as *const T);
+            std::ptr::write_unaligned(dst.as_mut_ptr().add(at) as *mut T, v);
+        }
+    }
+    // SAFETY: every move below lies within `len` bytes of both spans.
+    unsafe {
+        match len {
+            0..4 => {
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d = s;
+                }
+            }
+            4..8 => {
+                mv::<u32>(dst, src, 0);
+                mv::<u32>(dst, src, len - 4);
+            }
+            8..16 => {
+                mv::<u64>(dst, src, 0);
+                mv::<u64>(dst, src, len - 8);
+            }
+            16..=64 => {
+                let mut at = 0;
+                while at + 16 < len {
+                    mv::<u128>(dst, src, at);
+                    at += 16;
+                }
+                mv::<u128>(dst, src, len - 16);
+            }
+            _ => dst.copy_from_slice(src),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_span_copies_every_length() {
+        let src: Vec<u8> = (0..200).map(|i| (i * 7 + 3) as u8).collect();
+        for len in 0..200 {
+            let mut dst = vec![0xAAu8; len + 2];
+            copy_span(&mut dst[1..len + 1], &src[..len]);
+            assert_eq!(&dst[1..len + 1], &src[..len], "length {len}");
+            assert_eq!(
+                (dst[0], dst[len + 1]),
+                (0xAA, 0xAA),
+                "length {len} wrote outside"
+            );
+        }
+    }
+}
