@@ -12,7 +12,8 @@ use super::chunks::fill_chunks;
 
 /// The shape of one im2col: input `[c, h, w]`, window, output `[oh, ow]`, stride, padding
 /// `[top, left, bottom, right]`, and the patch length `kp` (the window's `kh·kw·c` codes, then
-/// the zero point up to the GEMM's padded depth).
+/// the GEMM's padding up to its depth: left as the buffer held it, since the packed weights are
+/// zero there — writing it cost LeNet's first layer a `memset` call per pixel).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Im2col {
     pub(super) input: [usize; 3],
@@ -25,7 +26,7 @@ pub(super) struct Im2col {
 
 impl Im2col {
     /// The patches `[batch·oh·ow][kp]` of `x` (`batch` NHWC images); outside the image, the
-    /// zero point `zero_point`.
+    /// zero point `zero_point`; past `kh·kw·c`, whatever the pooled buffer held.
     pub(super) fn run(&self, pool: &Pool, x: &[u8], batch: usize, zero_point: u8) -> Vec<u8> {
         let c = self.input[0];
         let [kh, kw] = self.kernel;
@@ -53,7 +54,6 @@ impl Im2col {
                         for (ky, dst) in patch[..k].chunks_exact_mut(span).enumerate() {
                             copy_span(dst, &staged[ky * staged_w + from..][..span]);
                         }
-                        patch[k..].fill(zero_point);
                     }
                 }
             },
