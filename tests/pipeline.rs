@@ -72,6 +72,33 @@ fn check_onnx(
     assert!(agree + 2 >= n, "ONNX Runtime agrees on {agree}/{n}");
 }
 
+/// `export.onnx_weights = "int8"` reaches the file: `export` again writes exactly the engine's
+/// `Int8` form of the same artifact (its numbers on ONNX Runtime: `crates/models/tests/export_onnx.rs`).
+fn check_int8_onnx_weights(runs: &std::path::Path, run_dir: &std::path::Path) {
+    let args = [
+        "--backend",
+        "flex",
+        "--set",
+        "name=\"e2e\"",
+        "--set",
+        "schemes=[\"w8a8\"]",
+        "--set",
+        "export.onnx_weights=\"int8\"",
+        "--no-tui",
+        "--resume",
+        "export",
+    ];
+    let stdout = run_ok(runs, &args);
+    assert!(stdout.contains("int8 weights"), "{stdout}");
+    let artifact = engine::Artifact::read(&run_dir.join("int-w8a8/model.qat")).unwrap();
+    let written = std::fs::read(run_dir.join("int-w8a8/model.onnx")).unwrap();
+    assert!(
+        written == artifact.to_onnx(engine::onnx::OnnxWeights::Int8).unwrap()
+            && written != artifact.to_onnx(engine::onnx::OnnxWeights::Uint8).unwrap(),
+        "model.onnx holds the Int8 form"
+    );
+}
+
 fn pipeline_on(backend: &str, extra: &[&str], env: &[(&str, &str)]) {
     let runs = temp_runs(&format!("pipeline-{backend}"));
     let mut args = vec!["--backend", backend, "--set", "name=\"e2e\""];
@@ -213,6 +240,9 @@ fn pipeline_on(backend: &str, extra: &[&str], env: &[(&str, &str)]) {
     );
 
     check_onnx(&run_dir, deployment, &images, &labels.data);
+    if backend == "flex" {
+        check_int8_onnx_weights(&runs, &run_dir);
+    }
 
     // A damaged artifact is refused in one line naming the file.
     let mut bytes = std::fs::read(&artifact).unwrap();

@@ -334,7 +334,13 @@ fn main() {
         let onnx_dir = arg("--onnx", "");
         if !onnx_dir.is_empty() {
             std::fs::create_dir_all(&onnx_dir).unwrap();
-            let onnx = artifact.to_onnx(engine::onnx::OnnxWeights::Uint8).unwrap();
+            // `--onnx-weights int8`: symmetric int8 weights (ONNX Runtime's u8×s8 kernels).
+            let weights = match arg("--onnx-weights", "uint8").as_str() {
+                "int8" => engine::onnx::OnnxWeights::Int8,
+                "uint8" => engine::onnx::OnnxWeights::Uint8,
+                other => panic!("--onnx-weights {other}: expected uint8 or int8"),
+            };
+            let onnx = artifact.to_onnx(weights).unwrap();
             std::fs::write(format!("{onnx_dir}/{name}.onnx"), onnx).unwrap();
         }
         let mut row = serde_json::Map::new();

@@ -47,6 +47,20 @@ pub struct RunConfig {
     pub ptq: PtqConfig,
     /// Quantization-aware fine-tuning.
     pub qat: QatConfig,
+    /// The integer model's files.
+    #[serde(default)]
+    pub export: ExportConfig,
+}
+
+/// What `export` writes besides `model.qat`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportConfig {
+    /// How `model.onnx` stores weight codes: `uint8` (codes + 128, zero point 128; the default,
+    /// exact on every ONNX Runtime x86 CPU) or `int8` (zero point 0; exact and about 3× faster
+    /// on ONNX Runtime with AVX-512 VNNI / AVX-VNNI, off by saturation on AVX2-only CPUs).
+    #[serde(default)]
+    pub onnx_weights: engine::onnx::OnnxWeights,
 }
 
 /// What a run learns; each kind is a [`crate::task::Task`].
@@ -645,5 +659,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("qat.lr"), "{err}");
+    }
+
+    #[test]
+    fn onnx_weights_default_to_uint8_and_take_int8_or_name_the_field() {
+        use engine::onnx::OnnxWeights;
+        let config = RunConfig::load(None, &[]).unwrap();
+        assert_eq!(config.export.onnx_weights, OnnxWeights::Uint8);
+        let config = RunConfig::load(None, &["export.onnx_weights=\"int8\"".into()]).unwrap();
+        assert_eq!(config.export.onnx_weights, OnnxWeights::Int8);
+        let err = RunConfig::load(None, &["export.onnx_weights=\"int4\"".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("onnx_weights") && err.contains("int4") && err.contains("uint8"),
+            "{err}"
+        );
     }
 }

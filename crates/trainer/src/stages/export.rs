@@ -49,12 +49,17 @@ fn write_onnx(
     artifact: &engine::Artifact,
     path: &Path,
     scheme: &str,
+    weights: engine::onnx::OnnxWeights,
 ) -> Result<Option<usize>, TrainerError> {
-    match artifact.to_onnx(engine::onnx::OnnxWeights::Uint8) {
+    match artifact.to_onnx(weights) {
         Ok(bytes) => {
             std::fs::write(path, &bytes).map_err(|e| TrainerError::io(path, e))?;
+            let kind = match weights {
+                engine::onnx::OnnxWeights::Uint8 => "uint8",
+                engine::onnx::OnnxWeights::Int8 => "int8",
+            };
             println!(
-                "[export {scheme}] ONNX (QDQ, opset 13) → {}",
+                "[export {scheme}] ONNX (QDQ, opset 13, {kind} weights) → {}",
                 path.display()
             );
             Ok(Some(bytes.len()))
@@ -105,7 +110,12 @@ fn export_scheme<T: Task>(ctx: &Context<T>, scheme: &Scheme) -> Result<(), Train
     let artifact = ctx.task.export(&net, meta)?;
     std::fs::create_dir_all(&dir).map_err(|e| TrainerError::io(&dir, e))?;
     artifact.write(&path)?;
-    let onnx_bytes = write_onnx(&artifact, &dir.join("model.onnx"), &scheme.name)?;
+    let onnx_bytes = write_onnx(
+        &artifact,
+        &dir.join("model.onnx"),
+        &scheme.name,
+        ctx.config.export.onnx_weights,
+    )?;
 
     // Everything below reads the file as a deployment would.
     let artifact = engine::Artifact::read(&path)?;
