@@ -1,4 +1,5 @@
-//! GEMM throughput at the shapes of a MiniLM layer (batch 32 × 128 tokens), raw and with a
+//! GEMM throughput at the shapes of a MiniLM layer (batch 32 × 128 tokens) and of the CNNs'
+//! convolutions at batch 64 (ResNet-20's three stages, LeNet-BN's two layers), raw and with a
 //! requantizing epilogue: `cargo run -p engine --example gemm_shapes`.
 use std::time::Instant;
 
@@ -18,6 +19,11 @@ fn main() {
         (128, 384, 384),
         (128, 1536, 384),
         (128, 384, 1536),
+        (64 * 784, 16, 144),
+        (64 * 196, 32, 288),
+        (64 * 49, 64, 576),
+        (64 * 784, 16, 28),
+        (64 * 196, 32, 400),
     ] {
         let a: Vec<u8> = (0..m * k).map(|i| (i * 31 % 251) as u8).collect();
         let w: Vec<i8> = (0..n * k)

@@ -137,37 +137,81 @@ pub(super) fn run_gemm(
     n: usize,
     grids: Option<&[ActQuant]>,
 ) -> Buf {
-    /// The output rows of `tile` in `out` (`m × n`, row-major), written through `ptr`.
-    ///
-    /// # Safety
-    /// `ptr` points at `m × n` elements, and each tile is handed out once.
-    #[inline(always)]
-    unsafe fn rows<'a, T>(ptr: SharedMut<T>, n: usize, tile: &Tile, r: usize) -> &'a mut [T] {
-        unsafe {
-            std::slice::from_raw_parts_mut(
-                ptr.get().add((tile.row0 + r) * n + tile.col0),
-                tile.width,
-            )
+    let mut y = output_buf(pool, layer, grids.is_some(), m * n);
+    gemm_into(isa, layer, a, [m, n], grids, Rows::of(&mut y), 0, true);
+    y
+}
+
+/// The buffer a layer's GEMM writes: codes where its epilogue quantizes (a static input with an
+/// output quantizer, or the fused GELU's), floats otherwise.
+pub(super) fn output_buf(pool: &Pool, layer: &GemmLayer, dynamic: bool, len: usize) -> Buf {
+    if !dynamic && (layer.out.is_some() || layer.gelu_quant.is_some()) {
+        Buf::Codes(pool.bytes_any(len))
+    } else {
+        Buf::Float(pool.floats(len))
+    }
+}
+
+/// Where a GEMM's epilogue writes: a buffer's rows, shared by the tasks that each write their own.
+#[derive(Clone, Copy)]
+pub(super) enum Rows {
+    Codes(SharedMut<u8>),
+    Float(SharedMut<f32>),
+}
+
+impl Rows {
+    /// `buf`'s rows.
+    pub(super) fn of(buf: &mut Buf) -> Rows {
+        match buf {
+            Buf::Codes(y) => Rows::Codes(SharedMut(y.as_mut_ptr())),
+            Buf::Float(y) => Rows::Float(SharedMut(y.as_mut_ptr())),
         }
     }
+}
+
+/// The layer's GEMM over `m` rows of `a` with its epilogue, writing output rows
+/// `first_row..first_row + m` of `out` (`n` wide, of the kind [`output_buf`] gives), on rayon's
+/// threads when `parallel` and the product is large. Callers that split a product into parts
+/// (a convolution's rows, patched a block at a time) write each part in place.
+///
+/// `out` must hold `(first_row + m) · n` elements, and parts running at once must write disjoint
+/// rows.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_into(
+    isa: Isa,
+    layer: &GemmLayer,
+    a: &[u8],
+    [m, n]: [usize; 2],
+    grids: Option<&[ActQuant]>,
+    out: Rows,
+    first_row: usize,
+    parallel: bool,
+) {
+    /// The output rows of `tile` in `out` (`n` wide, row-major), written through `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` points at the whole output, and each tile's rows are handed out once.
+    #[inline(always)]
+    unsafe fn rows<'a, T>(ptr: SharedMut<T>, n: usize, row: usize, tile: &Tile) -> &'a mut [T] {
+        unsafe { std::slice::from_raw_parts_mut(ptr.get().add(row * n + tile.col0), tile.width) }
+    }
     let cols = |tile: &Tile| tile.col0..tile.col0 + tile.width;
-    match (grids, layer.out) {
-        (None, Some(q)) => {
+    let row = |tile: &Tile, r: usize| first_row + tile.row0 + r;
+    match (grids, layer.out, out) {
+        (None, Some(q), Rows::Codes(ptr)) => {
             let (lo, hi) = bounds(&q, layer.relu);
-            let mut y = pool.bytes_any(m * n);
-            let ptr = SharedMut(y.as_mut_ptr());
             gemm_tiles(
                 isa,
                 a,
                 m,
                 &layer.packed,
-                true,
+                parallel,
                 #[inline(always)]
                 |tile| {
                     let (offset, scale) = (&layer.offset[cols(tile)], &layer.scale[cols(tile)]);
                     for r in 0..tile.rows {
                         // SAFETY: each tile is written by exactly one task.
-                        let out = unsafe { rows(ptr, n, tile, r) };
+                        let out = unsafe { rows(ptr, n, row(tile, r), tile) };
                         for (((o, &d), &b), &s) in
                             out.iter_mut().zip(tile.row(r)).zip(offset).zip(scale)
                         {
@@ -176,20 +220,17 @@ pub(super) fn run_gemm(
                     }
                 },
             );
-            Buf::Codes(y)
         }
-        (None, None) if layer.gelu_quant.is_some() => {
-            let q = layer.gelu_quant.expect("checked");
+        (None, None, Rows::Codes(ptr)) => {
+            let q = layer.gelu_quant.expect("codes out: a fused GELU quantizer");
             let (lo, hi) = bounds(&q, false);
             let inv = inverse(q.scale);
-            let mut y = pool.bytes_any(m * n);
-            let ptr = SharedMut(y.as_mut_ptr());
             gemm_tiles(
                 isa,
                 a,
                 m,
                 &layer.packed,
-                true,
+                parallel,
                 #[inline(always)]
                 |tile| {
                     let (offset, scale) = (&layer.offset[cols(tile)], &layer.scale[cols(tile)]);
@@ -198,7 +239,7 @@ pub(super) fn run_gemm(
                     crate::simd::wide!({
                         for r in 0..tile.rows {
                             // SAFETY: as above.
-                            let out = unsafe { rows(ptr, n, tile, r) };
+                            let out = unsafe { rows(ptr, n, row(tile, r), tile) };
                             for (((o, &d), &b), &s) in
                                 out.iter_mut().zip(tile.row(r)).zip(offset).zip(scale)
                             {
@@ -210,23 +251,20 @@ pub(super) fn run_gemm(
                     },)
                 },
             );
-            Buf::Codes(y)
         }
-        (None, None) => {
-            let mut y = pool.floats(m * n);
-            let ptr = SharedMut(y.as_mut_ptr());
+        (None, None, Rows::Float(ptr)) => {
             gemm_tiles(
                 isa,
                 a,
                 m,
                 &layer.packed,
-                true,
+                parallel,
                 #[inline(always)]
                 |tile| {
                     let (offset, scale) = (&layer.offset[cols(tile)], &layer.scale[cols(tile)]);
                     for r in 0..tile.rows {
                         // SAFETY: as above.
-                        let out = unsafe { rows(ptr, n, tile, r) };
+                        let out = unsafe { rows(ptr, n, row(tile, r), tile) };
                         for (((o, &d), &b), &s) in
                             out.iter_mut().zip(tile.row(r)).zip(offset).zip(scale)
                         {
@@ -236,17 +274,14 @@ pub(super) fn run_gemm(
                     }
                 },
             );
-            Buf::Float(y)
         }
-        (Some(grids), _) => {
-            let mut y = pool.floats(m * n);
-            let ptr = SharedMut(y.as_mut_ptr());
+        (Some(grids), _, Rows::Float(ptr)) => {
             gemm_tiles(
                 isa,
                 a,
                 m,
                 &layer.packed,
-                true,
+                parallel,
                 #[inline(always)]
                 |tile| {
                     let c = cols(tile);
@@ -258,7 +293,7 @@ pub(super) fn run_gemm(
                     for r in 0..tile.rows {
                         let q = &grids[tile.row0 + r];
                         // SAFETY: as above.
-                        let out = unsafe { rows(ptr, n, tile, r) };
+                        let out = unsafe { rows(ptr, n, row(tile, r), tile) };
                         for ((((o, &d), &cs), &w), &b) in
                             out.iter_mut().zip(tile.row(r)).zip(sums).zip(ws).zip(fb)
                         {
@@ -268,8 +303,8 @@ pub(super) fn run_gemm(
                     }
                 },
             );
-            Buf::Float(y)
         }
+        _ => unreachable!("`out` is of the kind `output_buf` gives"),
     }
 }
 

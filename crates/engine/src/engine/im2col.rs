@@ -28,6 +28,21 @@ impl Im2col {
     /// The patches `[batch·oh·ow][kp]` of `x` (`batch` NHWC images); outside the image, the
     /// zero point `zero_point`; past `kh·kw·c`, whatever the pooled buffer held.
     pub(super) fn run(&self, pool: &Pool, x: &[u8], batch: usize, zero_point: u8) -> Vec<u8> {
+        let [oh, ow] = self.output;
+        let mut a = pool.bytes_any(batch * oh * ow * self.kp);
+        fill_chunks(
+            &mut a,
+            ow * self.kp,
+            #[inline(always)]
+            |at, rows| self.fill_rows(x, at / self.kp, zero_point, rows),
+        );
+        a
+    }
+
+    /// Patches `first..first + dst.len() / kp` (counted over the batch's output pixels, row by
+    /// row) into `dst`: a block of the GEMM's rows, for a convolution that patches and multiplies
+    /// a block at a time.
+    pub(super) fn fill_rows(&self, x: &[u8], first: usize, zero_point: u8, dst: &mut [u8]) {
         let c = self.input[0];
         let [kh, kw] = self.kernel;
         let [oh, ow] = self.output;
@@ -35,30 +50,25 @@ impl Im2col {
         let k = kh * span;
         // Input columns a row of patches reads, padding included.
         let staged_w = ((ow - 1) * self.stride[1] + kw) * c;
-        let row_len = ow * kp;
-        let mut a = pool.bytes_any(batch * oh * row_len);
-        fill_chunks(
-            &mut a,
-            row_len,
-            #[inline(always)]
-            |at, rows| {
-                let mut staged = vec![zero_point; kh * staged_w];
-                for (r, out) in rows.chunks_exact_mut(row_len).enumerate() {
-                    let row = at / row_len + r;
-                    let (n, oy) = (row / oh, row % oh);
-                    for (ky, dst) in staged.chunks_exact_mut(staged_w).enumerate() {
-                        self.stage_row(x, [n, oy * self.stride[0] + ky], zero_point, dst);
-                    }
-                    for (ox, patch) in out.chunks_exact_mut(kp).enumerate() {
-                        let from = ox * self.stride[1] * c;
-                        for (ky, dst) in patch[..k].chunks_exact_mut(span).enumerate() {
-                            copy_span(dst, &staged[ky * staged_w + from..][..span]);
-                        }
-                    }
+        let mut staged = vec![zero_point; kh * staged_w];
+        let end = first + dst.len() / kp;
+        let mut at = first;
+        while at < end {
+            let row = at / ow;
+            let (n, oy) = (row / oh, row % oh);
+            for (ky, rows) in staged.chunks_exact_mut(staged_w).enumerate() {
+                self.stage_row(x, [n, oy * self.stride[0] + ky], zero_point, rows);
+            }
+            let row_end = ((row + 1) * ow).min(end);
+            for p in at..row_end {
+                let patch = &mut dst[(p - first) * kp..][..k];
+                let from = (p - row * ow) * self.stride[1] * c;
+                for (ky, dst) in patch.chunks_exact_mut(span).enumerate() {
+                    copy_span(dst, &staged[ky * staged_w + from..][..span]);
                 }
-            },
-        );
-        a
+            }
+            at = row_end;
+        }
     }
 
     /// Input row `py` (counted from the top of the padded image) of image `n`, columns from the

@@ -20,7 +20,7 @@ mod merge;
 
 use buffers::{Act, Buf, Pool};
 use chunks::fill_chunks;
-use gemm_layer::{GemmLayer, pad_rows, prepare, run_gemm};
+use gemm_layer::{GemmLayer, Rows, gemm_into, output_buf, pad_rows, prepare, run_gemm};
 use im2col::Im2col;
 use layout::{row_major, to_nhwc, to_value};
 use lstm_gemm::GemmLstm;
@@ -34,7 +34,7 @@ use crate::artifact::Artifact;
 use crate::attention::{AttentionGrids, attention};
 use crate::error::EngineError;
 use crate::float_ops::{gelu_slice, layer_norm_row};
-use crate::gemm::Isa;
+use crate::gemm::{Isa, PARALLEL_MIN_MACS};
 use crate::interpreter::{Value, check_ids, check_inputs};
 use crate::lstm::LstmLayer;
 use crate::program::{ActQuant, EmbedIndex, Op, Program};
@@ -297,22 +297,25 @@ impl Engine {
                 let x = codes(*input);
                 let direct =
                     kh == 1 && kw == 1 && *stride == [1, 1] && *padding == [0; 4] && c % 4 == 0;
-                let patches = (!direct).then(|| {
-                    Im2col {
-                        input: [c, h, w],
-                        kernel: [kh, kw],
-                        output: [oh, ow],
-                        stride: *stride,
-                        padding: *padding,
-                        kp: layer.packed.kp,
-                    }
-                    .run(&self.pool, x, batch, zx)
-                });
-                let a = patches.as_deref().unwrap_or(x);
-                let out = run_gemm(&self.pool, self.isa, layer, a, m, oc, None);
-                if let Some(patches) = patches {
-                    self.pool.recycle(Buf::Codes(patches));
-                }
+                let patches = Im2col {
+                    input: [c, h, w],
+                    kernel: [kh, kw],
+                    output: [oh, ow],
+                    stride: *stride,
+                    padding: *padding,
+                    kp: layer.packed.kp,
+                };
+                let out = if direct {
+                    run_gemm(&self.pool, self.isa, layer, x, m, oc, None)
+                } else if self.isa == Isa::Amx {
+                    // AMX stages its own row blocks from the whole patch matrix.
+                    let a = patches.run(&self.pool, x, batch, zx);
+                    let out = run_gemm(&self.pool, self.isa, layer, &a, m, oc, None);
+                    self.pool.recycle(Buf::Codes(a));
+                    out
+                } else {
+                    conv_in_blocks(&self.pool, self.isa, layer, &patches, x, [m, oc], zx)
+                };
                 Act {
                     buf: out,
                     nhwc: true,
@@ -619,4 +622,43 @@ impl Engine {
             }
         }
     }
+}
+
+/// Rows of patches a block holds: about 32 KiB of them, so that a block stays in the core's
+/// cache from its im2col to its GEMM (a multiple of 16 rows, at least 16 and at most 512).
+const BLOCK_BYTES: usize = 32 << 10;
+
+/// A convolution's GEMM a block of output pixels at a time, each block patched into a small
+/// scratch buffer and multiplied while it is in cache — instead of writing the whole patch matrix
+/// (7 MB for a 16-channel 3 × 3 layer of ResNet-20 at batch 64) and reading it back. Blocks run
+/// on rayon's threads when the product is large, each writing its own output rows.
+fn conv_in_blocks(
+    pool: &Pool,
+    isa: Isa,
+    layer: &GemmLayer,
+    patches: &Im2col,
+    x: &[u8],
+    [m, n]: [usize; 2],
+    zero_point: u8,
+) -> Buf {
+    let kp = layer.packed.kp;
+    let block = (BLOCK_BYTES / kp).clamp(16, 512) / 16 * 16;
+    let mut y = output_buf(pool, layer, false, m * n);
+    let out = Rows::of(&mut y);
+    let run = |scratch: &mut Vec<u8>, b: usize| {
+        let first = b * block;
+        let a = &mut scratch[..block.min(m - first) * kp];
+        patches.fill_rows(x, first, zero_point, a);
+        gemm_into(isa, layer, a, [a.len() / kp, n], None, out, first, false);
+    };
+    let blocks = m.div_ceil(block);
+    if blocks > 1 && m * n * kp >= PARALLEL_MIN_MACS {
+        (0..blocks)
+            .into_par_iter()
+            .for_each_init(|| vec![0u8; block * kp], run);
+    } else {
+        let mut scratch = vec![0u8; block.min(m) * kp];
+        (0..blocks).for_each(|b| run(&mut scratch, b));
+    }
+    y
 }
