@@ -55,7 +55,8 @@ fn engine_equals_interpreter_on_every_op_and_width() {
 
 /// Convolution shapes whose kernel rows span every copy width of the engine's im2col (1–3,
 /// 4–7, 8–15, 16–64 and over 64 bytes): LeNet's 5 × 5 over one channel, ResNet's 3 × 3 over 16
-/// and 32, odd channel counts, strides and one-sided padding, windows reaching past the image.
+/// and 32, odd channel counts, strides and one-sided padding, windows reaching past the image;
+/// products of one block of patches, of several, and large enough for threads.
 #[test]
 fn engine_equals_interpreter_on_convolution_shapes() {
     let cases = [
@@ -67,6 +68,9 @@ fn engine_equals_interpreter_on_convolution_shapes() {
         ([32, 6, 5], 8, [3, 3], [1, 1], [1, 1, 1, 1]),
         ([3, 6, 6], 5, [4, 4], [3, 2], [3, 0, 0, 3]),
         ([8, 5, 6], 8, [1, 1], [1, 1], [0, 0, 0, 0]),
+        // ResNet-20's first stage: at batch 5, 9 M multiply-adds, so the blocks of patches run
+        // on rayon's threads.
+        ([16, 28, 28], 16, [3, 3], [1, 1], [1, 1, 1, 1]),
     ];
     for (seed, (input, out, kernel, stride, padding)) in cases.into_iter().enumerate() {
         let artifact = common::conv(seed as u64, input, out, kernel, stride, padding);
