@@ -147,20 +147,16 @@ fn minilm(dir: &str, rounds: usize, isa: Isa) -> Option<serde_json::Value> {
         let ids: Vec<f32> = t.0.iter().map(|&i| i as f32).collect();
         let mask = vec![1f32; batch * seq];
         let reps = if batch == 1 { 20 } else { 1 };
-        let (mut f_s, mut e_s) = (Vec::new(), Vec::new());
-        for _ in 0..rounds {
-            if arg("--float", "yes") != "no" {
-                f_s.extend(time_per_call(1, reps, || {
-                    std::hint::black_box(float.forward(x.clone()).into_data());
-                }));
-            } else {
-                f_s.push(f64::NAN);
-            }
-            e_s.extend(time_per_call(1, reps, || {
+        let (f, e) = side_by_side(
+            rounds,
+            reps,
+            || {
+                std::hint::black_box(float.forward(x.clone()).into_data());
+            },
+            || {
                 std::hint::black_box(engine.run(batch, &[&ids, &mask]).unwrap());
-            }));
-        }
-        let (f, e) = (median(&f_s), median(&e_s));
+            },
+        );
         println!(
             "| minilm | {batch} × {seq} tokens | {:.1} ms | {:.1} ms | {:.2}× |",
             1e3 * f,

@@ -34,15 +34,23 @@ impl Im2col {
             &mut a,
             ow * self.kp,
             #[inline(always)]
-            |at, rows| self.fill_rows(x, at / self.kp, zero_point, rows),
+            |at, rows| self.fill_rows(x, at / self.kp, zero_point, rows, &mut Vec::new()),
         );
         a
     }
 
     /// Patches `first..first + dst.len() / kp` (counted over the batch's output pixels, row by
     /// row) into `dst`: a block of the GEMM's rows, for a convolution that patches and multiplies
-    /// a block at a time.
-    pub(super) fn fill_rows(&self, x: &[u8], first: usize, zero_point: u8, dst: &mut [u8]) {
+    /// a block at a time. `staged` is scratch for the input rows, kept by the caller across
+    /// blocks.
+    pub(super) fn fill_rows(
+        &self,
+        x: &[u8],
+        first: usize,
+        zero_point: u8,
+        dst: &mut [u8],
+        staged: &mut Vec<u8>,
+    ) {
         let c = self.input[0];
         let [kh, kw] = self.kernel;
         let [oh, ow] = self.output;
@@ -50,7 +58,7 @@ impl Im2col {
         let k = kh * span;
         // Input columns a row of patches reads, padding included.
         let staged_w = ((ow - 1) * self.stride[1] + kw) * c;
-        let mut staged = vec![zero_point; kh * staged_w];
+        staged.resize(kh * staged_w, zero_point);
         let end = first + dst.len() / kp;
         let mut at = first;
         while at < end {

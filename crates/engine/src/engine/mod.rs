@@ -645,19 +645,19 @@ fn conv_in_blocks(
     let block = (BLOCK_BYTES / kp).clamp(16, 512) / 16 * 16;
     let mut y = output_buf(pool, layer, false, m * n);
     let out = Rows::of(&mut y);
-    let run = |scratch: &mut Vec<u8>, b: usize| {
+    // Per thread: the block's patches, and the input rows they are copied from.
+    let scratch = || (vec![0u8; block.min(m) * kp], Vec::new());
+    let run = |(a, staged): &mut (Vec<u8>, Vec<u8>), b: usize| {
         let first = b * block;
-        let a = &mut scratch[..block.min(m - first) * kp];
-        patches.fill_rows(x, first, zero_point, a);
+        let a = &mut a[..block.min(m - first) * kp];
+        patches.fill_rows(x, first, zero_point, a, staged);
         gemm_into(isa, layer, a, [a.len() / kp, n], None, out, first, false);
     };
     let blocks = m.div_ceil(block);
     if blocks > 1 && m * n * kp >= PARALLEL_MIN_MACS {
-        (0..blocks)
-            .into_par_iter()
-            .for_each_init(|| vec![0u8; block * kp], run);
+        (0..blocks).into_par_iter().for_each_init(scratch, run);
     } else {
-        let mut scratch = vec![0u8; block.min(m) * kp];
+        let mut scratch = scratch();
         (0..blocks).for_each(|b| run(&mut scratch, b));
     }
     y
