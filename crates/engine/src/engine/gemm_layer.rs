@@ -4,7 +4,7 @@
 
 use super::buffers::{Buf, Pool};
 use crate::artifact::Artifact;
-use crate::gemm::{Isa, PackedWeights, SharedMut, Tile, gemm_tiles};
+use crate::gemm::{Isa, PackedWeights, SharedMut, Tile, gemm_tiles_strided};
 use crate::program::{ActQuant, Op, Program};
 use crate::requant::{accumulator_scales, bounds, code, inverse, multipliers};
 
@@ -138,7 +138,8 @@ pub(super) fn run_gemm(
     grids: Option<&[ActQuant]>,
 ) -> Buf {
     let mut y = output_buf(pool, layer, grids.is_some(), m * n);
-    gemm_into(isa, layer, a, [m, n], grids, Rows::of(&mut y), 0, true);
+    let kp = layer.packed.kp;
+    gemm_into(isa, layer, (a, kp), [m, n], grids, Rows::of(&mut y), 0, true);
     y
 }
 
@@ -169,7 +170,8 @@ impl Rows {
     }
 }
 
-/// The layer's GEMM over `m` rows of `a` with its epilogue, writing output rows
+/// The layer's GEMM over `m` rows of `a` (`a.1` codes apart, zero past `kp`: see
+/// [`gemm_tiles_strided`]) with its epilogue, writing output rows
 /// `first_row..first_row + m` of `out` (`n` wide, of the kind [`output_buf`] gives), on rayon's
 /// threads when `parallel` and the product is large. Callers that split a product into parts
 /// (a convolution's rows, patched a block at a time) write each part in place.
@@ -180,7 +182,7 @@ impl Rows {
 pub(super) fn gemm_into(
     isa: Isa,
     layer: &GemmLayer,
-    a: &[u8],
+    (a, stride): (&[u8], usize),
     [m, n]: [usize; 2],
     grids: Option<&[ActQuant]>,
     out: Rows,
@@ -200,9 +202,10 @@ pub(super) fn gemm_into(
     match (grids, layer.out, out) {
         (None, Some(q), Rows::Codes(ptr)) => {
             let (lo, hi) = bounds(&q, layer.relu);
-            gemm_tiles(
+            gemm_tiles_strided(
                 isa,
                 a,
+                stride,
                 m,
                 &layer.packed,
                 parallel,
@@ -225,9 +228,10 @@ pub(super) fn gemm_into(
             let q = layer.gelu_quant.expect("codes out: a fused GELU quantizer");
             let (lo, hi) = bounds(&q, false);
             let inv = inverse(q.scale);
-            gemm_tiles(
+            gemm_tiles_strided(
                 isa,
                 a,
+                stride,
                 m,
                 &layer.packed,
                 parallel,
@@ -253,9 +257,10 @@ pub(super) fn gemm_into(
             );
         }
         (None, None, Rows::Float(ptr)) => {
-            gemm_tiles(
+            gemm_tiles_strided(
                 isa,
                 a,
+                stride,
                 m,
                 &layer.packed,
                 parallel,
@@ -276,9 +281,10 @@ pub(super) fn gemm_into(
             );
         }
         (Some(grids), _, Rows::Float(ptr)) => {
-            gemm_tiles(
+            gemm_tiles_strided(
                 isa,
                 a,
+                stride,
                 m,
                 &layer.packed,
                 parallel,

@@ -7,13 +7,12 @@
 //! for LeNet's first layer, 48 for a 3 × 3 over 16 channels) and are copied with overlapping
 //! unaligned loads and stores rather than a `memcpy` call each, which cost more than the copy.
 
-use super::buffers::Pool;
-use super::chunks::fill_chunks;
 
 /// The shape of one im2col: input `[c, h, w]`, window, output `[oh, ow]`, stride, padding
-/// `[top, left, bottom, right]`, and the patch length `kp` (the window's `kh·kw·c` codes, then
-/// the GEMM's padding up to its depth: left as the buffer held it, since the packed weights are
-/// zero there — writing it cost LeNet's first layer a `memset` call per pixel).
+/// `[top, left, bottom, right]`, and the patch row length `kp` (the window's `kh·kw·c` codes,
+/// then the GEMM's padding up to its depth or its row stride: left as the buffer held it, since
+/// the packed weights are zero there or the caller keeps it zero — writing it cost LeNet's first
+/// layer a `memset` call per pixel).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Im2col {
     pub(super) input: [usize; 3],
@@ -25,20 +24,6 @@ pub(super) struct Im2col {
 }
 
 impl Im2col {
-    /// The patches `[batch·oh·ow][kp]` of `x` (`batch` NHWC images); outside the image, the
-    /// zero point `zero_point`; past `kh·kw·c`, whatever the pooled buffer held.
-    pub(super) fn run(&self, pool: &Pool, x: &[u8], batch: usize, zero_point: u8) -> Vec<u8> {
-        let [oh, ow] = self.output;
-        let mut a = pool.bytes_any(batch * oh * ow * self.kp);
-        fill_chunks(
-            &mut a,
-            ow * self.kp,
-            #[inline(always)]
-            |at, rows| self.fill_rows(x, at / self.kp, zero_point, rows, &mut Vec::new()),
-        );
-        a
-    }
-
     /// Patches `first..first + dst.len() / kp` (counted over the batch's output pixels, row by
     /// row) into `dst`: a block of the GEMM's rows, for a convolution that patches and multiplies
     /// a block at a time. `staged` is scratch for the input rows, kept by the caller across

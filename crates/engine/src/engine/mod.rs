@@ -34,7 +34,7 @@ use crate::artifact::Artifact;
 use crate::attention::{AttentionGrids, attention};
 use crate::error::EngineError;
 use crate::float_ops::{gelu_slice, layer_norm_row};
-use crate::gemm::{Isa, PARALLEL_MIN_MACS};
+use crate::gemm::{Isa, PARALLEL_MIN_MACS, RowBlocks};
 use crate::interpreter::{Value, check_ids, check_inputs};
 use crate::lstm::LstmLayer;
 use crate::program::{ActQuant, EmbedIndex, Op, Program};
@@ -307,12 +307,6 @@ impl Engine {
                 };
                 let out = if direct {
                     run_gemm(&self.pool, self.isa, layer, x, m, oc, None)
-                } else if self.isa == Isa::Amx {
-                    // AMX stages its own row blocks from the whole patch matrix.
-                    let a = patches.run(&self.pool, x, batch, zx);
-                    let out = run_gemm(&self.pool, self.isa, layer, &a, m, oc, None);
-                    self.pool.recycle(Buf::Codes(a));
-                    out
                 } else {
                     conv_in_blocks(&self.pool, self.isa, layer, &patches, x, [m, oc], zx)
                 };
@@ -624,9 +618,40 @@ impl Engine {
     }
 }
 
-/// Rows of patches a block holds: about 32 KiB of them, so that a block stays in the core's
-/// cache from its im2col to its GEMM (a multiple of 16 rows, at least 16 and at most 512).
+/// Bytes of patches a block holds: about 32 KiB, so that a block stays in the core's cache from
+/// its im2col to its GEMM (more where AMX needs larger blocks: [`Isa::row_blocks`]).
 const BLOCK_BYTES: usize = 32 << 10;
+
+/// A thread's scratch for [`conv_in_blocks`], kept across blocks, layers and runs: the block's
+/// patches, and the input rows they are copied from.
+#[derive(Default)]
+struct BlockScratch {
+    patches: Vec<u8>,
+    /// `[kp, stride]` of the patches last written: rows laid wider than `kp` must be zero
+    /// between `kp` and `stride`, which im2col never writes, so they are zeroed only when the
+    /// layout changes.
+    layout: [usize; 2],
+    staged: Vec<u8>,
+}
+
+impl BlockScratch {
+    /// `len` bytes of patches laid out as `layout`, zero past `kp` in every row, and the staging
+    /// rows.
+    fn split(&mut self, len: usize, layout: [usize; 2]) -> (&mut [u8], &mut Vec<u8>) {
+        if self.layout != layout {
+            self.patches.fill(0);
+            self.layout = layout;
+        }
+        if self.patches.len() < len {
+            self.patches.resize(len, 0);
+        }
+        (&mut self.patches[..len], &mut self.staged)
+    }
+}
+
+thread_local! {
+    static BLOCK_SCRATCH: std::cell::RefCell<BlockScratch> = std::cell::RefCell::default();
+}
 
 /// A convolution's GEMM a block of output pixels at a time, each block patched into a small
 /// scratch buffer and multiplied while it is in cache — instead of writing the whole patch matrix
@@ -642,23 +667,28 @@ fn conv_in_blocks(
     zero_point: u8,
 ) -> Buf {
     let kp = layer.packed.kp;
-    let block = (BLOCK_BYTES / kp).clamp(16, 512) / 16 * 16;
+    let RowBlocks { rows: block, stride } = isa.row_blocks([m, n, kp], BLOCK_BYTES);
+    // im2col lays each patch at the start of a row `stride` codes long.
+    let patches = Im2col {
+        kp: stride,
+        ..*patches
+    };
     let mut y = output_buf(pool, layer, false, m * n);
     let out = Rows::of(&mut y);
-    // Per thread: the block's patches, and the input rows they are copied from.
-    let scratch = || (vec![0u8; block.min(m) * kp], Vec::new());
-    let run = |(a, staged): &mut (Vec<u8>, Vec<u8>), b: usize| {
-        let first = b * block;
-        let a = &mut a[..block.min(m - first) * kp];
-        patches.fill_rows(x, first, zero_point, a, staged);
-        gemm_into(isa, layer, a, [a.len() / kp, n], None, out, first, false);
+    let run = |b: usize| {
+        BLOCK_SCRATCH.with_borrow_mut(|scratch| {
+            let first = b * block;
+            let rows = block.min(m - first);
+            let (a, staged) = scratch.split(rows * stride, [kp, stride]);
+            patches.fill_rows(x, first, zero_point, a, staged);
+            gemm_into(isa, layer, (a, stride), [rows, n], None, out, first, false);
+        })
     };
     let blocks = m.div_ceil(block);
     if blocks > 1 && m * n * kp >= PARALLEL_MIN_MACS {
-        (0..blocks).into_par_iter().for_each_init(scratch, run);
+        (0..blocks).into_par_iter().for_each(run);
     } else {
-        let mut scratch = scratch();
-        (0..blocks).for_each(|b| run(&mut scratch, b));
+        (0..blocks).for_each(run);
     }
     y
 }

@@ -148,11 +148,10 @@ impl Isa {
     /// The family a product of `m` rows, `n` columns and depth `kp` runs on: a 32-column
     /// AVX-512 tile would waste half its work on ≤ 16 columns (the 256-bit VNNI tile fits them
     /// exactly), and AMX pays for staging rows and configuring tiles, and wastes much of a
-    /// 32 × 32 × 64 block on a few rows, ≤ 16 columns or a shallow depth: products under
-    /// [`AMX_MIN_MACS`] (an attention head's, 128 × 128 × 32, ran slower on AMX) go to the best
-    /// vector family.
+    /// 32 × 32 × 64 block on a few rows or a shallow depth: products under [`AMX_MIN_MACS`] (an
+    /// attention head's, 128 × 128 × 32, ran slower on AMX) go to the best vector family.
     fn for_shape(self, m: usize, n: usize, kp: usize) -> Isa {
-        if self == Isa::Amx && (m < 16 || n <= PANEL || m * n * kp < AMX_MIN_MACS) {
+        if self == Isa::Amx && (m < 16 || m * n * kp < AMX_MIN_MACS) {
             let vector = Isa::ALL.into_iter().skip(1).find(|i| i.supported());
             return vector.unwrap_or(Isa::Portable).for_shape(m, n, kp);
         }
@@ -160,6 +159,38 @@ impl Isa {
             return Isa::AvxVnni;
         }
         self
+    }
+}
+
+/// How a caller that writes `A` itself lays out a product computed one row block at a time (a
+/// convolution patched and multiplied block by block, so that each block's patches are still in
+/// cache for its GEMM): see [`Isa::row_blocks`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowBlocks {
+    /// Rows of `A` per block.
+    pub rows: usize,
+    /// Codes from one row of `A` to the next (`kp`, or more for AMX, zero past `kp`).
+    pub stride: usize,
+}
+
+impl Isa {
+    /// The blocks of a product of `m × n × kp` computed one row block at a time: about `bytes`
+    /// of `A` per block, in whole tiles. Where the whole product runs on AMX, also enough rows
+    /// that each block's own product does ([`AMX_MIN_MACS`]), so that splitting it does not move
+    /// it to the vector kernels, and rows laid whole 64-code depth tiles apart, which AMX reads
+    /// where they lie instead of copying each row block.
+    pub fn row_blocks(self, [m, n, kp]: [usize; 3], bytes: usize) -> RowBlocks {
+        let rows = (bytes / kp).clamp(16, 512) / 16 * 16;
+        match self.for_shape(m, n, kp) {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Amx => RowBlocks {
+                rows: rows
+                    .max(AMX_MIN_MACS.div_ceil(n * kp))
+                    .next_multiple_of(amx::ROWS),
+                stride: kp.next_multiple_of(amx::DEPTH),
+            },
+            _ => RowBlocks { rows, stride: kp },
+        }
     }
 }
 
@@ -322,7 +353,27 @@ pub fn gemm_tiles<E>(isa: Isa, a: &[u8], m: usize, b: &PackedWeights, parallel: 
 where
     E: Fn(&Tile) + Sync,
 {
-    assert!(a.len() >= m * b.kp, "A holds m × kp codes");
+    gemm_tiles_strided(isa, a, b.kp, m, b, parallel, epilogue)
+}
+
+/// [`gemm_tiles`] for `A` rows `stride ≥ kp` codes apart; the codes between `kp` and `stride`
+/// must be zero (AMX reads them against the next panel's weights).
+pub fn gemm_tiles_strided<E>(
+    isa: Isa,
+    a: &[u8],
+    stride: usize,
+    m: usize,
+    b: &PackedWeights,
+    parallel: bool,
+    epilogue: E,
+) where
+    E: Fn(&Tile) + Sync,
+{
+    assert!(stride >= b.kp, "A's rows hold kp codes");
+    assert!(
+        m == 0 || a.len() >= (m - 1) * stride + b.kp,
+        "A holds m rows of kp codes"
+    );
     assert!(
         isa.supported(),
         "{} is not supported on this CPU",
@@ -352,7 +403,7 @@ where
             if isa == Isa::Amx {
                 let blocks = rt * rows_per_task..((rt + 1) * rows_per_task).min(row_blocks);
                 let tiles = ct * cols_per_task..((ct + 1) * cols_per_task).min(col_tiles);
-                amx_task(a, m, b, blocks, tiles, &epilogue);
+                amx_task(a, stride, m, b, blocks, tiles, &epilogue);
                 return;
             }
             let mut acc = [0i32; MR * 2 * PANEL];
@@ -364,7 +415,7 @@ where
                     let row0 = block * MR;
                     let rows = MR.min(m - row0);
                     let ptrs: [*const u8; MR] =
-                        std::array::from_fn(|r| a[(row0 + r.min(rows - 1)) * b.kp..].as_ptr());
+                        std::array::from_fn(|r| a[(row0 + r.min(rows - 1)) * stride..].as_ptr());
                     // SAFETY: the panel holds kp/4 depth groups of `tw` columns (panels are padded
                     // to an even count) and every row pointer holds kp codes.
                     unsafe { kernel(isa, ptrs, panel, b.kp / 4, &mut acc) };
@@ -399,13 +450,14 @@ where
 }
 
 /// The AMX part of [`gemm_tiles`]: 32-row blocks `blocks` × 32-column tiles `tiles`. A block of
-/// 32 rows whose depth is whole 64-code tiles is read where it lies; any other is first copied
-/// into a scratch of whole depth tiles, zero past `kp` and past the last row, so every tile load
-/// is whole and the padding adds nothing.
+/// 32 rows whose depth is whole 64-code tiles (`kp` or the row stride) is read where it lies;
+/// any other is first copied into a scratch of whole depth tiles, zero past `kp` and past the
+/// last row, so every tile load is whole and the padding adds nothing.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn amx_task<E>(
     a: &[u8],
+    a_stride: usize,
     m: usize,
     b: &PackedWeights,
     blocks: std::ops::Range<usize>,
@@ -415,9 +467,14 @@ fn amx_task<E>(
     E: Fn(&Tile) + Sync,
 {
     let chunks = b.kp.div_ceil(amx::DEPTH);
-    let whole_depth = b.kp.is_multiple_of(amx::DEPTH);
     let stride = chunks * amx::DEPTH;
-    let mut scratch = Vec::new();
+    let whole_depth = a_stride >= stride;
+    thread_local! {
+        /// Row blocks copied into whole depth tiles, kept across calls (a fresh zeroed
+        /// allocation per call showed in profiles of convolutions run block by block).
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let mut scratch = SCRATCH.take();
     let mut acc = [0i32; amx::ROWS * amx::ROWS];
     // SAFETY: AMX is supported (`gemm_tiles` asserts it); released below, before the task ends
     // (the epilogue runs no AMX code of its own).
@@ -426,16 +483,19 @@ fn amx_task<E>(
         let row0 = block * amx::ROWS;
         let rows = amx::ROWS.min(m - row0);
         let (rows_at, rows_stride) = if whole_depth && rows == amx::ROWS {
-            (a[row0 * b.kp..(row0 + rows) * b.kp].as_ptr(), b.kp)
+            let block = &a[row0 * a_stride..(row0 + rows - 1) * a_stride + stride];
+            (block.as_ptr(), a_stride)
         } else {
+            // (The scratch is reused across calls of other depths: every byte is rewritten.)
             scratch.resize(amx::ROWS * stride, 0);
-            for (r, dst) in scratch.chunks_exact_mut(stride).enumerate() {
+            for (r, dst) in scratch[..amx::ROWS * stride].chunks_exact_mut(stride).enumerate() {
+                let (codes, pad) = dst.split_at_mut(b.kp);
                 if r < rows {
-                    let src = &a[(row0 + r) * b.kp..(row0 + r + 1) * b.kp];
-                    dst[..b.kp].copy_from_slice(src);
+                    codes.copy_from_slice(&a[(row0 + r) * a_stride..][..b.kp]);
                 } else {
-                    dst[..b.kp].fill(0);
+                    codes.fill(0);
                 }
+                pad.fill(0);
             }
             (scratch.as_ptr(), stride)
         };
@@ -467,6 +527,7 @@ fn amx_task<E>(
     }
     // SAFETY: as above.
     unsafe { amx::release() };
+    SCRATCH.set(scratch);
 }
 
 /// One tile: `MR` rows × the family's tile width, written row-major into `acc`.
@@ -603,6 +664,42 @@ mod tests {
                     "{} m={m} n={n} k={k}",
                     isa.name()
                 );
+            }
+        }
+    }
+
+    /// AMX copies row blocks it cannot read in place into a scratch kept per thread across
+    /// calls: a shallower product after a deeper one, on the same thread, must not read the
+    /// deeper one's codes past its own depth. Rows laid wider apart than `kp` (zero between, as
+    /// a convolution's patches for AMX) give the same products, read in place or copied.
+    #[test]
+    fn products_of_other_depths_and_row_strides_on_one_thread_stay_exact() {
+        for isa in Isa::available() {
+            for (m, n, k) in [(33, 200, 700), (97, 200, 333), (161, 45, 257)] {
+                let (a, w) = operands((m + n + k) as u64, m, n, k);
+                let expected = naive(&a, &w, m, n, k);
+                let packed = PackedWeights::pack(&w, n, k);
+                let kp = packed.kp;
+                for stride in [kp, kp.next_multiple_of(64), kp + 4] {
+                    let mut strided = vec![0u8; m * stride];
+                    for (dst, src) in strided.chunks_exact_mut(stride).zip(a.chunks_exact(k)) {
+                        dst[..k].copy_from_slice(src);
+                    }
+                    let c = std::sync::Mutex::new(vec![i32::MIN; m * n]);
+                    gemm_tiles_strided(isa, &strided, stride, m, &packed, false, |tile| {
+                        let mut c = c.lock().unwrap();
+                        for r in 0..tile.rows {
+                            let at = (tile.row0 + r) * n + tile.col0;
+                            c[at..at + tile.width].copy_from_slice(tile.row(r));
+                        }
+                    });
+                    assert_eq!(
+                        c.into_inner().unwrap(),
+                        expected,
+                        "{} m={m} n={n} k={k} stride={stride}",
+                        isa.name()
+                    );
+                }
             }
         }
     }
