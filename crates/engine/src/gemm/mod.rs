@@ -149,9 +149,11 @@ impl Isa {
     /// AVX-512 tile would waste half its work on ≤ 16 columns (the 256-bit VNNI tile fits them
     /// exactly), and AMX pays for staging rows and configuring tiles, and wastes much of a
     /// 32 × 32 × 64 block on a few rows or a shallow depth: products under [`AMX_MIN_MACS`] (an
-    /// attention head's, 128 × 128 × 32, ran slower on AMX) go to the best vector family.
+    /// attention head's, 128 × 128 × 32, ran slower on AMX) or at most half a depth tile deep
+    /// (ResNet-20's stem, depth 12: 0.87 ms on AMX against 0.71 on the vector kernels at batch
+    /// 64) go to the best vector family.
     fn for_shape(self, m: usize, n: usize, kp: usize) -> Isa {
-        if self == Isa::Amx && (m < 16 || m * n * kp < AMX_MIN_MACS) {
+        if self == Isa::Amx && (m < 16 || kp <= 32 || m * n * kp < AMX_MIN_MACS) {
             let vector = Isa::ALL.into_iter().skip(1).find(|i| i.supported());
             return vector.unwrap_or(Isa::Portable).for_shape(m, n, kp);
         }
