@@ -21,10 +21,12 @@ mod x86;
 pub use peak::peak_ops_per_second;
 
 /// The fewest multiply-adds a product needs to run on AMX: below it the vector kernels were as
-/// fast or faster (GEMM shapes of MiniLM's attention and of LeNet's and ResNet-20's layers at
-/// batch 1, timed against AVX-512 VNNI on a 2-core Xeon VM); from about 10⁷ AMX was 2.5–2.8×
-/// faster (MiniLM's Linear layers).
-const AMX_MIN_MACS: usize = 1 << 22;
+/// fast or faster (GEMM shapes of MiniLM's attention, timed against AVX-512 VNNI on a 2-core Xeon
+/// VM); from about 10⁷ AMX was 2.5–2.8× faster (MiniLM's Linear layers). Was 2²²; at 2²⁰
+/// ResNet-20's convolutions at batch 1 (1–2.4 M each) run on AMX, 0.293–0.312 against
+/// 0.320–0.342 ms in three alternating runs (2026-12-07); shallow products (an attention head's
+/// depth of 32) stay on the vector kernels by their depth (`Isa::for_shape`).
+const AMX_MIN_MACS: usize = 1 << 20;
 
 /// Columns per packed panel.
 pub const PANEL: usize = 16;
