@@ -139,7 +139,16 @@ pub(super) fn run_gemm(
 ) -> Buf {
     let mut y = output_buf(pool, layer, grids.is_some(), m * n);
     let kp = layer.packed.kp;
-    gemm_into(isa, layer, (a, kp), [m, n], grids, Rows::of(&mut y), 0, true);
+    gemm_into(
+        isa,
+        layer,
+        (a, kp),
+        [m, n],
+        grids,
+        Rows::of(&mut y),
+        0,
+        true,
+    );
     y
 }
 

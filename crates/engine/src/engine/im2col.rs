@@ -7,7 +7,6 @@
 //! for LeNet's first layer, 48 for a 3 × 3 over 16 channels) and are copied with overlapping
 //! unaligned loads and stores rather than a `memcpy` call each, which cost more than the copy.
 
-
 /// The shape of one im2col: input `[c, h, w]`, window, output `[oh, ow]`, stride, padding
 /// `[top, left, bottom, right]`, and the patch row length `kp` (the window's `kh·kw·c` codes,
 /// then the GEMM's padding up to its depth or its row stride: left as the buffer held it, since

@@ -667,7 +667,10 @@ fn conv_in_blocks(
     zero_point: u8,
 ) -> Buf {
     let kp = layer.packed.kp;
-    let RowBlocks { rows: block, stride } = isa.row_blocks([m, n, kp], BLOCK_BYTES);
+    let RowBlocks {
+        rows: block,
+        stride,
+    } = isa.row_blocks([m, n, kp], BLOCK_BYTES);
     // im2col lays each patch at the start of a row `stride` codes long.
     let patches = Im2col {
         kp: stride,

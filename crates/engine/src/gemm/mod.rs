@@ -492,7 +492,10 @@ fn amx_task<E>(
         } else {
             // (The scratch is reused across calls of other depths: every byte is rewritten.)
             scratch.resize(amx::ROWS * stride, 0);
-            for (r, dst) in scratch[..amx::ROWS * stride].chunks_exact_mut(stride).enumerate() {
+            for (r, dst) in scratch[..amx::ROWS * stride]
+                .chunks_exact_mut(stride)
+                .enumerate()
+            {
                 let (codes, pad) = dst.split_at_mut(b.kp);
                 if r < rows {
                     codes.copy_from_slice(&a[(row0 + r) * a_stride..][..b.kp]);
