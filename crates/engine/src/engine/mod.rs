@@ -297,17 +297,17 @@ impl Engine {
                 let x = codes(*input);
                 let direct =
                     kh == 1 && kw == 1 && *stride == [1, 1] && *padding == [0; 4] && c % 4 == 0;
-                let patches = Im2col {
-                    input: [c, h, w],
-                    kernel: [kh, kw],
-                    output: [oh, ow],
-                    stride: *stride,
-                    padding: *padding,
-                    kp: layer.packed.kp,
-                };
                 let out = if direct {
                     run_gemm(&self.pool, self.isa, layer, x, m, oc, None)
                 } else {
+                    let patches = Im2col {
+                        input: [c, h, w],
+                        kernel: [kh, kw],
+                        output: [oh, ow],
+                        stride: *stride,
+                        padding: *padding,
+                        kp: layer.packed.kp,
+                    };
                     conv_in_blocks(&self.pool, self.isa, layer, &patches, x, [m, oc], zx)
                 };
                 Act {
@@ -628,8 +628,8 @@ const BLOCK_BYTES: usize = 32 << 10;
 struct BlockScratch {
     patches: Vec<u8>,
     /// `[kp, stride]` of the patches last written: rows laid wider than `kp` must be zero
-    /// between `kp` and `stride`, which im2col never writes, so they are zeroed only when the
-    /// layout changes.
+    /// between `kp` and `stride`, which im2col never writes, so they are zeroed only when such a
+    /// layout replaces another.
     layout: [usize; 2],
     staged: Vec<u8>,
 }
@@ -638,10 +638,11 @@ impl BlockScratch {
     /// `len` bytes of patches laid out as `layout`, zero past `kp` in every row, and the staging
     /// rows.
     fn split(&mut self, len: usize, layout: [usize; 2]) -> (&mut [u8], &mut Vec<u8>) {
-        if self.layout != layout {
+        let [kp, stride] = layout;
+        if self.layout != layout && stride > kp {
             self.patches.fill(0);
-            self.layout = layout;
         }
+        self.layout = layout;
         if self.patches.len() < len {
             self.patches.resize(len, 0);
         }

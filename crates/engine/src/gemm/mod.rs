@@ -486,9 +486,8 @@ fn amx_task<E>(
     for block in blocks {
         let row0 = block * amx::ROWS;
         let rows = amx::ROWS.min(m - row0);
-        let in_place = whole_depth
-            && rows == amx::ROWS
-            && a.len() >= (row0 + rows - 1) * a_stride + stride;
+        let in_place =
+            whole_depth && rows == amx::ROWS && a.len() >= (row0 + rows - 1) * a_stride + stride;
         let (rows_at, rows_stride) = if in_place {
             let block = &a[row0 * a_stride..(row0 + rows - 1) * a_stride + stride];
             (block.as_ptr(), a_stride)
