@@ -56,7 +56,9 @@ fn engine_equals_interpreter_on_every_op_and_width() {
 /// Convolution shapes whose kernel rows span every copy width of the engine's im2col (1–3,
 /// 4–7, 8–15, 16–64 and over 64 bytes): LeNet's 5 × 5 over one channel, ResNet's 3 × 3 over 16
 /// and 32, odd channel counts, strides and one-sided padding, windows reaching past the image;
-/// products of one block of patches, of several, and large enough for threads.
+/// products of one block of patches, of several, and large enough for threads. Those whose
+/// kernel rows are whole depth groups (`kw · c` a multiple of 4) are read in place from the
+/// padded input instead (implicit GEMM), blocks of output pixels crossing images at batch 5.
 #[test]
 fn engine_equals_interpreter_on_convolution_shapes() {
     let cases = [
@@ -68,6 +70,10 @@ fn engine_equals_interpreter_on_convolution_shapes() {
         ([32, 6, 5], 8, [3, 3], [1, 1], [1, 1, 1, 1]),
         ([3, 6, 6], 5, [4, 4], [3, 2], [3, 0, 0, 3]),
         ([8, 5, 6], 8, [1, 1], [1, 1], [0, 0, 0, 0]),
+        // Read in place: a 1 × 1 stride-2 shortcut straight from the input (no padding), and a
+        // 2 × 3 window over 4 channels, padded on three sides, reaching past the image.
+        ([8, 9, 9], 16, [1, 1], [2, 2], [0, 0, 0, 0]),
+        ([4, 7, 6], 6, [2, 3], [2, 1], [0, 2, 1, 1]),
         // ResNet-20's first stage: at batch 5, 9 M multiply-adds, so the blocks of patches run
         // on rayon's threads (and, where the CPU has AMX, on AMX: patch rows laid 192 codes
         // apart instead of 144, a last block on the vector kernels at that stride, and the

@@ -4,7 +4,7 @@
 
 use super::buffers::{Buf, Pool};
 use crate::artifact::Artifact;
-use crate::gemm::{Isa, PackedWeights, SharedMut, Tile, gemm_tiles_strided};
+use crate::gemm::{Isa, PackedWeights, RowsOfA, SharedMut, Tile, gemm_tiles_of};
 use crate::program::{ActQuant, Op, Program};
 use crate::requant::{accumulator_scales, bounds, code, inverse, multipliers};
 
@@ -142,7 +142,10 @@ pub(super) fn run_gemm(
     gemm_into(
         isa,
         layer,
-        (a, kp),
+        RowsOfA::Strided {
+            codes: a,
+            stride: kp,
+        },
         [m, n],
         grids,
         Rows::of(&mut y),
@@ -179,8 +182,8 @@ impl Rows {
     }
 }
 
-/// The layer's GEMM over `m` rows of `a` (`a.1` codes apart, zero past `kp`: see
-/// [`gemm_tiles_strided`]) with its epilogue, writing output rows
+/// The layer's GEMM over `m` rows of `a` (wherever they lie: see [`RowsOfA`]) with its
+/// epilogue, writing output rows
 /// `first_row..first_row + m` of `out` (`n` wide, of the kind [`output_buf`] gives), on rayon's
 /// threads when `parallel` and the product is large. Callers that split a product into parts
 /// (a convolution's rows, patched a block at a time) write each part in place.
@@ -191,7 +194,7 @@ impl Rows {
 pub(super) fn gemm_into(
     isa: Isa,
     layer: &GemmLayer,
-    (a, stride): (&[u8], usize),
+    a: RowsOfA,
     [m, n]: [usize; 2],
     grids: Option<&[ActQuant]>,
     out: Rows,
@@ -211,10 +214,9 @@ pub(super) fn gemm_into(
     match (grids, layer.out, out) {
         (None, Some(q), Rows::Codes(ptr)) => {
             let (lo, hi) = bounds(&q, layer.relu);
-            gemm_tiles_strided(
+            gemm_tiles_of(
                 isa,
                 a,
-                stride,
                 m,
                 &layer.packed,
                 parallel,
@@ -224,11 +226,9 @@ pub(super) fn gemm_into(
                     for r in 0..tile.rows {
                         // SAFETY: each tile is written by exactly one task.
                         let out = unsafe { rows(ptr, n, row(tile, r), tile) };
-                        for (((o, &d), &b), &s) in
-                            out.iter_mut().zip(tile.row(r)).zip(offset).zip(scale)
-                        {
-                            *o = code((d + b) as f32, s, lo, hi, q.zero_point) as u8;
-                        }
+                        by_lanes(out, tile.row(r), offset, scale, |d, b, s| {
+                            code((d + b) as f32, s, lo, hi, q.zero_point) as u8
+                        });
                     }
                 },
             );
@@ -237,10 +237,9 @@ pub(super) fn gemm_into(
             let q = layer.gelu_quant.expect("codes out: a fused GELU quantizer");
             let (lo, hi) = bounds(&q, false);
             let inv = inverse(q.scale);
-            gemm_tiles_strided(
+            gemm_tiles_of(
                 isa,
                 a,
-                stride,
                 m,
                 &layer.packed,
                 parallel,
@@ -253,23 +252,20 @@ pub(super) fn gemm_into(
                         for r in 0..tile.rows {
                             // SAFETY: as above.
                             let out = unsafe { rows(ptr, n, row(tile, r), tile) };
-                            for (((o, &d), &b), &s) in
-                                out.iter_mut().zip(tile.row(r)).zip(offset).zip(scale)
-                            {
+                            by_lanes(out, tile.row(r), offset, scale, |d, b, s| {
                                 // What the unfused ops compute: the dequantized float, GELU, quantize.
                                 let v = crate::approx::gelu((d + b) as f32 * s);
-                                *o = code(v, inv, lo, hi, q.zero_point) as u8;
-                            }
+                                code(v, inv, lo, hi, q.zero_point) as u8
+                            });
                         }
                     },)
                 },
             );
         }
         (None, None, Rows::Float(ptr)) => {
-            gemm_tiles_strided(
+            gemm_tiles_of(
                 isa,
                 a,
-                stride,
                 m,
                 &layer.packed,
                 parallel,
@@ -279,21 +275,18 @@ pub(super) fn gemm_into(
                     for r in 0..tile.rows {
                         // SAFETY: as above.
                         let out = unsafe { rows(ptr, n, row(tile, r), tile) };
-                        for (((o, &d), &b), &s) in
-                            out.iter_mut().zip(tile.row(r)).zip(offset).zip(scale)
-                        {
+                        by_lanes(out, tile.row(r), offset, scale, |d, b, s| {
                             let v = (d + b) as f32 * s;
-                            *o = if layer.relu { v.max(0.0) } else { v };
-                        }
+                            if layer.relu { v.max(0.0) } else { v }
+                        });
                     }
                 },
             );
         }
         (Some(grids), _, Rows::Float(ptr)) => {
-            gemm_tiles_strided(
+            gemm_tiles_of(
                 isa,
                 a,
-                stride,
                 m,
                 &layer.packed,
                 parallel,
@@ -320,6 +313,39 @@ pub(super) fn gemm_into(
             );
         }
         _ => unreachable!("`out` is of the kind `output_buf` gives"),
+    }
+}
+
+/// Lanes per chunk of [`by_lanes`]: one 512-bit vector of `f32`.
+const LANES: usize = 16;
+
+/// `out[j] = f(dots[j], offset[j], scale[j])` over a tile's row, 16 lanes at a time and the rest
+/// one by one: a tile row is 16 or 32 wide, which a plain loop over its run-time length left to
+/// LLVM's 4-lane remainder loop (its main loop takes 64 at a time), a quarter of the vector.
+#[inline(always)]
+fn by_lanes<T>(
+    out: &mut [T],
+    dots: &[i32],
+    offset: &[i32],
+    scale: &[f32],
+    f: impl Fn(i32, i32, f32) -> T,
+) {
+    let n = out.len();
+    let (dots, offset, scale) = (&dots[..n], &offset[..n], &scale[..n]);
+    let mut chunks = out.chunks_exact_mut(LANES);
+    for (c, out) in (&mut chunks).enumerate() {
+        let at = c * LANES;
+        let out: &mut [T; LANES] = out.try_into().expect("a whole chunk");
+        let d: &[i32; LANES] = dots[at..at + LANES].try_into().expect("a whole chunk");
+        let b: &[i32; LANES] = offset[at..at + LANES].try_into().expect("a whole chunk");
+        let s: &[f32; LANES] = scale[at..at + LANES].try_into().expect("a whole chunk");
+        for j in 0..LANES {
+            out[j] = f(d[j], b[j], s[j]);
+        }
+    }
+    let at = n / LANES * LANES;
+    for (j, o) in chunks.into_remainder().iter_mut().enumerate() {
+        *o = f(dots[at + j], offset[at + j], scale[at + j]);
     }
 }
 

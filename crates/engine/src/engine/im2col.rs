@@ -6,6 +6,14 @@
 //! written in (the zero point), so the spans need no bounds tests; the spans are short (5 bytes
 //! for LeNet's first layer, 48 for a 3 × 3 over 16 channels) and are copied with overlapping
 //! unaligned loads and stores rather than a `memcpy` call each, which cost more than the copy.
+//!
+//! Where a kernel row's `kw · c` codes are whole depth groups of the GEMM (a multiple of 4: every
+//! convolution over 4, 8, 16… channels), the GEMM needs no patches at all: it reads each kernel
+//! row's span where it lies in a padded copy of the input (implicit GEMM, [`RowsOfA::Gathered`]),
+//! one offset per output pixel.
+
+use super::chunks::fill_chunks;
+use crate::gemm::{RowsOfA, Segments};
 
 /// The shape of one im2col: input `[c, h, w]`, window, output `[oh, ow]`, stride, padding
 /// `[top, left, bottom, right]`, and the patch row length `kp` (the window's `kh·kw·c` codes,
@@ -60,6 +68,78 @@ impl Im2col {
                 }
             }
             at = row_end;
+        }
+    }
+
+    /// Whether the GEMM can read this convolution's patches where they lie in its padded input:
+    /// a kernel row's `kw · c` codes are whole depth groups, so the packed weights hold the
+    /// kernel rows back to back, as the input does each one.
+    pub(super) fn reads_in_place(&self) -> bool {
+        let span = self.kernel[1] * self.input[0];
+        span.is_multiple_of(4) && self.kp == self.kernel[0] * span
+    }
+
+    /// `[rows, columns]` of an image with its padding.
+    fn padded_size(&self) -> [usize; 2] {
+        let [_, h, w] = self.input;
+        let [top, left, bottom, right] = self.padding;
+        [h + top + bottom, w + left + right]
+    }
+
+    /// Codes in the padded copy of `batch` images that [`Im2col::padded_input`] writes.
+    pub(super) fn padded_len(&self, batch: usize) -> usize {
+        let [hp, wp] = self.padded_size();
+        batch * hp * wp * self.input[0]
+    }
+
+    /// `batch` images of `x` with their padding written in (the zero point), NHWC, into `dst`
+    /// ([`Im2col::padded_len`] long).
+    pub(super) fn padded_input(&self, x: &[u8], zero_point: u8, dst: &mut [u8]) {
+        let [hp, wp] = self.padded_size();
+        let row = wp * self.input[0];
+        fill_chunks(dst, row, |at, rows| {
+            for (i, dst) in rows.chunks_exact_mut(row).enumerate() {
+                let r = at / row + i;
+                self.stage_row(x, [r / hp, r % hp], zero_point, dst);
+            }
+        });
+    }
+
+    /// Output pixels `first..first + rows` as rows of `A` read in place from `padded` (the input
+    /// as [`Im2col::padded_input`] lays it, or the input itself where there is no padding): each
+    /// pixel's first kernel row in `offsets`, the others `jump` codes apart.
+    pub(super) fn rows_in_place<'a>(
+        &self,
+        padded: &'a [u8],
+        first: usize,
+        rows: usize,
+        offsets: &'a mut Vec<usize>,
+    ) -> RowsOfA<'a> {
+        let c = self.input[0];
+        let [oh, ow] = self.output;
+        let [hp, wp] = self.padded_size();
+        let [sy, sx] = self.stride;
+        offsets.clear();
+        let (mut image, mut oy, mut ox) = (first / (oh * ow), first / ow % oh, first % ow);
+        for _ in 0..rows {
+            offsets.push(((image * hp + oy * sy) * wp + ox * sx) * c);
+            ox += 1;
+            if ox == ow {
+                ox = 0;
+                oy += 1;
+                if oy == oh {
+                    oy = 0;
+                    image += 1;
+                }
+            }
+        }
+        RowsOfA::Gathered {
+            codes: padded,
+            offsets,
+            spans: Segments {
+                count: self.kernel[0],
+                jump: wp * c,
+            },
         }
     }
 

@@ -5,7 +5,7 @@
 //!
 //! Files: `buffers` (runtime values and their pool), `gemm_layer` (a layer prepared for the
 //! GEMM, and its run), `merge` (ops run as one: GELU with its quantizer, merged projections),
-//! `im2col` (a convolution's patches), `layout` (values between channels-last and row-major),
+//! `im2col` (a convolution's patches, written or read in place), `layout` (values between channels-last and row-major),
 //! `chunks` (parallel fills),
 //! `lstm_gemm` (the LSTM layer on the GEMM, sequences in lockstep); this
 //! file holds the [`Engine`] and its op-by-op run.
@@ -34,7 +34,7 @@ use crate::artifact::Artifact;
 use crate::attention::{AttentionGrids, attention};
 use crate::error::EngineError;
 use crate::float_ops::{gelu_slice, layer_norm_row};
-use crate::gemm::{Isa, PARALLEL_MIN_MACS, RowBlocks};
+use crate::gemm::{Isa, PARALLEL_MIN_MACS, RowBlocks, RowsOfA};
 use crate::interpreter::{Value, check_ids, check_inputs};
 use crate::lstm::LstmLayer;
 use crate::program::{ActQuant, EmbedIndex, Op, Program};
@@ -668,6 +668,9 @@ fn conv_in_blocks(
     zero_point: u8,
 ) -> Buf {
     let kp = layer.packed.kp;
+    if isa.for_shape(m, n, kp) != Isa::Amx && patches.reads_in_place() {
+        return conv_in_place(pool, isa, layer, patches, x, [m, n], zero_point);
+    }
     let RowBlocks {
         rows: block,
         stride,
@@ -685,7 +688,8 @@ fn conv_in_blocks(
             let rows = block.min(m - first);
             let (a, staged) = scratch.split(rows * stride, [kp, stride]);
             patches.fill_rows(x, first, zero_point, a, staged);
-            gemm_into(isa, layer, (a, stride), [rows, n], None, out, first, false);
+            let a = RowsOfA::Strided { codes: a, stride };
+            gemm_into(isa, layer, a, [rows, n], None, out, first, false);
         })
     };
     let blocks = m.div_ceil(block);
@@ -693,6 +697,59 @@ fn conv_in_blocks(
         (0..blocks).into_par_iter().for_each(run);
     } else {
         (0..blocks).for_each(run);
+    }
+    y
+}
+
+/// Output pixels per block of [`conv_in_place`]: enough for many kernel tiles per block, few
+/// enough that two threads share a batch-1 layer's blocks.
+const IN_PLACE_BLOCK: usize = 256;
+
+/// A convolution whose patches the GEMM reads where they lie in its padded input
+/// ([`Im2col::reads_in_place`]; implicit GEMM): the input is copied once with its padding written
+/// in (not at all where it has none) instead of `kh · kw` times into patches. Blocks of output
+/// pixels run on rayon's threads when the product is large, each writing its own output rows.
+fn conv_in_place(
+    pool: &Pool,
+    isa: Isa,
+    layer: &GemmLayer,
+    patches: &Im2col,
+    x: &[u8],
+    [m, n]: [usize; 2],
+    zero_point: u8,
+) -> Buf {
+    thread_local! {
+        /// A block's row offsets, kept across blocks, layers and runs.
+        static OFFSETS: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let kp = layer.packed.kp;
+    let batch = m / (patches.output[0] * patches.output[1]);
+    let mut padded = Vec::new();
+    let input = if patches.padding == [0; 4] {
+        x
+    } else {
+        padded = pool.bytes_any(patches.padded_len(batch));
+        patches.padded_input(x, zero_point, &mut padded);
+        &padded
+    };
+    let mut y = output_buf(pool, layer, false, m * n);
+    let out = Rows::of(&mut y);
+    let run = |b: usize| {
+        OFFSETS.with_borrow_mut(|offsets| {
+            let first = b * IN_PLACE_BLOCK;
+            let rows = IN_PLACE_BLOCK.min(m - first);
+            let a = patches.rows_in_place(input, first, rows, offsets);
+            gemm_into(isa, layer, a, [rows, n], None, out, first, false);
+        })
+    };
+    let blocks = m.div_ceil(IN_PLACE_BLOCK);
+    if blocks > 1 && m * n * kp >= PARALLEL_MIN_MACS {
+        (0..blocks).into_par_iter().for_each(run);
+    } else {
+        (0..blocks).for_each(run);
+    }
+    if !padded.is_empty() {
+        pool.recycle(Buf::Codes(padded));
     }
     y
 }

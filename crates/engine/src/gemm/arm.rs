@@ -4,7 +4,7 @@
 
 use std::arch::aarch64::*;
 
-use super::{MR, PANEL};
+use super::{MR, PANEL, Segments};
 
 /// `acc += a · b` in four 4-byte dot products (`sdot`; its intrinsic `vdotq_s32` is not stable
 /// in Rust 1.95, the instruction is).
@@ -27,11 +27,12 @@ unsafe fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
 /// broadcast activation group per row, 16 accumulators.
 ///
 /// # Safety
-/// NEON with the dot-product extension present; `rows[r]` hold `4·kq` codes; `panel` holds
-/// `64·kq` bytes.
+/// NEON with the dot-product extension present; `rows[r]` hold `seg.count` spans of `4·kq`
+/// codes, `seg.jump` apart; `panel` holds `64·kq·seg.count` bytes.
 #[target_feature(enable = "neon,dotprod")]
 pub unsafe fn tile_neondot(
     rows: [*const u8; MR],
+    seg: Segments,
     panel: *const i8,
     kq: usize,
     acc: &mut [i32; MR * 2 * PANEL],
@@ -39,20 +40,26 @@ pub unsafe fn tile_neondot(
     unsafe {
         let flip = vdupq_n_u8(0x80);
         let mut c = [vdupq_n_s32(0); 4 * MR];
-        for q in 0..kq {
-            let w = panel.add(q * 64);
-            let ws = [
-                vld1q_s8(w),
-                vld1q_s8(w.add(16)),
-                vld1q_s8(w.add(32)),
-                vld1q_s8(w.add(48)),
-            ];
-            for r in 0..MR {
-                let group = (rows[r].add(4 * q) as *const u32).read_unaligned();
-                let x =
-                    vreinterpretq_s8_u8(veorq_u8(vreinterpretq_u8_u32(vdupq_n_u32(group)), flip));
-                for (v, w) in ws.iter().enumerate() {
-                    c[4 * r + v] = sdot(c[4 * r + v], x, *w);
+        for s in 0..seg.count {
+            let rows = rows.map(|row| row.add(s * seg.jump));
+            let panel = panel.add(s * kq * 64);
+            for q in 0..kq {
+                let w = panel.add(q * 64);
+                let ws = [
+                    vld1q_s8(w),
+                    vld1q_s8(w.add(16)),
+                    vld1q_s8(w.add(32)),
+                    vld1q_s8(w.add(48)),
+                ];
+                for r in 0..MR {
+                    let group = (rows[r].add(4 * q) as *const u32).read_unaligned();
+                    let x = vreinterpretq_s8_u8(veorq_u8(
+                        vreinterpretq_u8_u32(vdupq_n_u32(group)),
+                        flip,
+                    ));
+                    for (v, w) in ws.iter().enumerate() {
+                        c[4 * r + v] = sdot(c[4 * r + v], x, *w);
+                    }
                 }
             }
         }

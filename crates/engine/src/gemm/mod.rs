@@ -107,6 +107,16 @@ impl Isa {
             .unwrap_or(Isa::Portable)
     }
 
+    /// The fastest supported family other than AMX (for products AMX cannot read, or runs
+    /// slower).
+    pub fn vector_best() -> Isa {
+        Isa::ALL
+            .into_iter()
+            .skip(1)
+            .find(|i| i.supported())
+            .unwrap_or(Isa::Portable)
+    }
+
     /// Every family this CPU supports.
     pub fn available() -> Vec<Isa> {
         Isa::ALL.into_iter().filter(|i| i.supported()).collect()
@@ -130,37 +140,26 @@ impl Isa {
         matches!(self, Isa::Avx2 | Isa::NeonDot)
     }
 
-    /// Columns one kernel call computes.
-    fn tile_width(self) -> usize {
-        match self {
-            Isa::Amx | Isa::Avx512Vnni => 2 * PANEL,
-            _ => PANEL,
-        }
-    }
-
-    /// Rows one kernel call computes.
-    fn tile_rows(self) -> usize {
+    /// `[rows, columns]` one kernel call computes in a product of `n` columns: AVX-512 VNNI
+    /// computes 8 × 16 where 4 × 32 would be half padding.
+    fn tile_shape(self, n: usize) -> [usize; 2] {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Isa::Amx => amx::ROWS,
-            _ => MR,
+            Isa::Amx => [amx::ROWS, 2 * PANEL],
+            Isa::Avx512Vnni if n <= PANEL => [2 * MR, PANEL],
+            Isa::Avx512Vnni => [MR, 2 * PANEL],
+            _ => [MR, PANEL],
         }
     }
 
-    /// The family a product of `m` rows, `n` columns and depth `kp` runs on: a 32-column
-    /// AVX-512 tile would waste half its work on ≤ 16 columns (the 256-bit VNNI tile fits them
-    /// exactly), and AMX pays for staging rows and configuring tiles, and wastes much of a
+    /// The family a product of `m` rows, `n` columns and depth `kp` runs on: AMX pays for staging rows and configuring tiles, and wastes much of a
     /// 32 × 32 × 64 block on a few rows or a shallow depth: products under [`AMX_MIN_MACS`] (an
     /// attention head's, 128 × 128 × 32, ran slower on AMX) or at most half a depth tile deep
     /// (ResNet-20's stem, depth 12: 0.87 ms on AMX against 0.71 on the vector kernels at batch
     /// 64) go to the best vector family.
-    fn for_shape(self, m: usize, n: usize, kp: usize) -> Isa {
+    pub fn for_shape(self, m: usize, n: usize, kp: usize) -> Isa {
         if self == Isa::Amx && (m < 16 || kp <= 32 || m * n * kp < AMX_MIN_MACS) {
-            let vector = Isa::ALL.into_iter().skip(1).find(|i| i.supported());
-            return vector.unwrap_or(Isa::Portable).for_shape(m, n, kp);
-        }
-        if self == Isa::Avx512Vnni && n <= PANEL && Isa::AvxVnni.supported() {
-            return Isa::AvxVnni;
+            return Isa::vector_best().for_shape(m, n, kp);
         }
         self
     }
@@ -332,7 +331,7 @@ where
 pub struct Tile<'a> {
     /// First row.
     pub row0: usize,
-    /// Rows in the tile (at most [`MR`], 32 with AMX).
+    /// Rows in the tile (at most 2·[`MR`], 32 with AMX).
     pub rows: usize,
     /// First column.
     pub col0: usize,
@@ -373,26 +372,118 @@ pub fn gemm_tiles_strided<E>(
 ) where
     E: Fn(&Tile) + Sync,
 {
-    assert!(stride >= b.kp, "A's rows hold kp codes");
-    assert!(
-        m == 0 || a.len() >= (m - 1) * stride + b.kp,
-        "A holds m rows of kp codes"
-    );
+    gemm_tiles_of(
+        isa,
+        RowsOfA::Strided { codes: a, stride },
+        m,
+        b,
+        parallel,
+        epilogue,
+    )
+}
+
+/// How a kernel finds a row's depth: `count` spans of `kp / count` codes, `jump` codes apart
+/// (one span, `count: 1`, for a row that lies in one piece).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segments {
+    /// Spans per row.
+    pub count: usize,
+    /// Codes from the start of one span to the start of the next.
+    pub jump: usize,
+}
+
+impl Segments {
+    /// A row in one piece.
+    pub const WHOLE: Segments = Segments { count: 1, jump: 0 };
+}
+
+/// Where the rows of `A` lie.
+#[derive(Debug, Clone, Copy)]
+pub enum RowsOfA<'a> {
+    /// Row `r` is `codes[r · stride..][..kp]`, zero from `kp` to `stride`.
+    Strided {
+        /// The rows.
+        codes: &'a [u8],
+        /// Codes from one row to the next (`≥ kp`).
+        stride: usize,
+    },
+    /// Row `r` is `spans.count` spans of `kp / spans.count` codes, the first at `offsets[r]`,
+    /// each `spans.jump` codes after the previous: a convolution's patches read where they lie
+    /// in its (padded) input, one span per kernel row, without im2col. Runs on the vector kernels
+    /// (AMX loads rows as whole tiles).
+    Gathered {
+        /// The (padded) input.
+        codes: &'a [u8],
+        /// Each row's first span.
+        offsets: &'a [usize],
+        /// The spans of a row.
+        spans: Segments,
+    },
+}
+
+/// [`gemm_tiles`] over rows of `A` wherever they lie ([`RowsOfA`]), `m` of them.
+pub fn gemm_tiles_of<E>(
+    isa: Isa,
+    a: RowsOfA,
+    m: usize,
+    b: &PackedWeights,
+    parallel: bool,
+    epilogue: E,
+) where
+    E: Fn(&Tile) + Sync,
+{
     assert!(
         isa.supported(),
         "{} is not supported on this CPU",
         isa.name()
     );
-    let isa = isa.for_shape(m, b.n, b.kp);
-    let tw = isa.tile_width();
+    let mut isa = isa.for_shape(m, b.n, b.kp);
+    let (codes, stride, spans) = match a {
+        RowsOfA::Strided { codes, stride } => {
+            assert!(stride >= b.kp, "A's rows hold kp codes");
+            assert!(
+                m == 0 || codes.len() >= (m - 1) * stride + b.kp,
+                "A holds m rows of kp codes"
+            );
+            (codes, stride, Segments::WHOLE)
+        }
+        RowsOfA::Gathered {
+            codes,
+            offsets,
+            spans,
+        } => {
+            assert_eq!(offsets.len(), m, "one offset per row of A");
+            assert!(
+                spans.count > 0 && b.kp.is_multiple_of(4 * spans.count),
+                "a row's {} spans are whole depth groups of its {} codes",
+                spans.count,
+                b.kp
+            );
+            let last = (spans.count - 1) * spans.jump + b.kp / spans.count;
+            assert!(
+                offsets.iter().all(|&o| o + last <= codes.len()),
+                "every row's spans lie within A"
+            );
+            if isa == Isa::Amx {
+                isa = Isa::vector_best().for_shape(m, b.n, b.kp);
+            }
+            (codes, 0, spans)
+        }
+    };
+    let offsets = match a {
+        RowsOfA::Gathered { offsets, .. } => Some(offsets),
+        RowsOfA::Strided { .. } => None,
+    };
+    let kq = b.kp / 4 / spans.count;
+    let [tr, tw] = isa.tile_shape(b.n);
     let col_tiles = b.n.div_ceil(tw);
-    let row_blocks = m.div_ceil(isa.tile_rows());
+    let row_blocks = m.div_ceil(tr);
     // Tasks: up to 64 rows × up to 8 column tiles; enough of them to feed the threads, big
     // enough that a B tile serves many rows from cache.
     // Small products (a sequence's 128 rows) get 32-row tasks; column chunks are balanced
     // (12 tiles become 6 + 6, not 8 + 4) so that two threads finish together.
     let task_rows = if m.div_ceil(MR) >= 256 { 64 } else { 32 };
-    let rows_per_task = (task_rows / isa.tile_rows()).clamp(1, row_blocks.max(1));
+    let rows_per_task = (task_rows / tr).clamp(1, row_blocks.max(1));
     let cols_max = if m <= 2 * MR { 2 } else { 8 };
     let col_tasks = col_tiles.div_ceil(cols_max);
     let cols_per_task = col_tiles.div_ceil(col_tasks.max(1)).max(1);
@@ -407,7 +498,7 @@ pub fn gemm_tiles_strided<E>(
             if isa == Isa::Amx {
                 let blocks = rt * rows_per_task..((rt + 1) * rows_per_task).min(row_blocks);
                 let tiles = ct * cols_per_task..((ct + 1) * cols_per_task).min(col_tiles);
-                amx_task(a, stride, m, b, blocks, tiles, &epilogue);
+                amx_task(codes, stride, m, b, blocks, tiles, &epilogue);
                 return;
             }
             let mut acc = [0i32; MR * 2 * PANEL];
@@ -416,13 +507,21 @@ pub fn gemm_tiles_strided<E>(
                 let width = tw.min(b.n - col0);
                 let panel = b.panel(col0 / PANEL);
                 for block in rt * rows_per_task..((rt + 1) * rows_per_task).min(row_blocks) {
-                    let row0 = block * MR;
-                    let rows = MR.min(m - row0);
-                    let ptrs: [*const u8; MR] =
-                        std::array::from_fn(|r| a[(row0 + r.min(rows - 1)) * stride..].as_ptr());
+                    let row0 = block * tr;
+                    let rows = tr.min(m - row0);
+                    // (A short last block repeats its last row.)
+                    let at = |r: usize| {
+                        let row = row0 + r.min(rows - 1);
+                        match offsets {
+                            Some(offsets) => offsets[row],
+                            None => row * stride,
+                        }
+                    };
+                    let ptrs: [*const u8; 2 * MR] =
+                        std::array::from_fn(|r| codes[at(r)..].as_ptr());
                     // SAFETY: the panel holds kp/4 depth groups of `tw` columns (panels are padded
-                    // to an even count) and every row pointer holds kp codes.
-                    unsafe { kernel(isa, ptrs, panel, b.kp / 4, &mut acc) };
+                    // to an even count) and every row pointer holds its spans (asserted above).
+                    unsafe { kernel(isa, tw, ptrs, spans, panel, kq, &mut acc) };
                     if isa.shifts_activations() {
                         // The kernel multiplied (a − 128): add 128 · Σw back.
                         for r in 0..rows {
@@ -539,29 +638,40 @@ fn amx_task<E>(
     SCRATCH.set(scratch);
 }
 
-/// One tile: `MR` rows × the family's tile width, written row-major into `acc`.
+/// One tile of the family's [`Isa::tile_shape`] (`width` columns; `MR` rows, the first of
+/// `rows`, or all `2·MR`), written row-major into `acc`; each row's depth is `spans.count` spans
+/// of `4·kq` codes.
 ///
 /// # Safety
-/// `rows[r]` must hold `4·kq` codes, `panel` `kq · 64 · (tile width / 16)` bytes, and `isa`
-/// must be supported.
+/// `rows[r]` must hold `spans.count` spans of `4·kq` codes, `spans.jump` apart, `panel`
+/// `spans.count · kq · 64 · (width / 16)` bytes, and `isa` must be supported.
 unsafe fn kernel(
     isa: Isa,
-    rows: [*const u8; MR],
+    width: usize,
+    all_rows: [*const u8; 2 * MR],
+    spans: Segments,
     panel: *const i8,
     kq: usize,
     acc: &mut [i32; MR * 2 * PANEL],
 ) {
+    // (Only AVX-512 VNNI has two shapes.)
+    let _ = width;
+    let rows = *all_rows.first_chunk::<MR>().expect("2·MR rows");
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => unsafe { x86::tile_avx512vnni(rows, panel, kq, acc) },
+        Isa::Avx512Vnni if width == PANEL => unsafe {
+            x86::tile_avx512vnni_narrow(all_rows, spans, panel, kq, acc)
+        },
         #[cfg(target_arch = "x86_64")]
-        Isa::AvxVnni => unsafe { x86::tile_avxvnni(rows, panel, kq, acc) },
+        Isa::Avx512Vnni => unsafe { x86::tile_avx512vnni(rows, spans, panel, kq, acc) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { x86::tile_avx2(rows, panel, kq, acc) },
+        Isa::AvxVnni => unsafe { x86::tile_avxvnni(rows, spans, panel, kq, acc) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { x86::tile_avx2(rows, spans, panel, kq, acc) },
         #[cfg(target_arch = "aarch64")]
-        Isa::NeonDot => unsafe { arm::tile_neondot(rows, panel, kq, acc) },
+        Isa::NeonDot => unsafe { arm::tile_neondot(rows, spans, panel, kq, acc) },
         Isa::Amx => unreachable!("AMX runs whole blocks (`amx_task`)"),
-        _ => unsafe { portable::tile(rows, panel, kq, acc) },
+        _ => unsafe { portable::tile(rows, spans, panel, kq, acc) },
     }
 }
 
@@ -709,6 +819,57 @@ mod tests {
                         isa.name()
                     );
                 }
+            }
+        }
+    }
+
+    /// Rows gathered from spans where they lie (a convolution's patches read in place from its
+    /// input, spans overlapping between rows) give the products of the same rows copied out
+    /// whole; the largest shape is one AMX would take whole, and runs on the vector kernels.
+    #[test]
+    fn gathered_rows_equal_the_same_rows_copied_out() {
+        for (m, n, count, span) in [
+            (37, 16, 3, 48),
+            (9, 40, 1, 8),
+            (70, 33, 5, 12),
+            (300, 64, 3, 64),
+        ] {
+            let k = count * span;
+            let jump = 2 * span + 4;
+            // One row of input codes, and weights of that depth (the first `n × k` used).
+            let (input, w) = operands((m * n + k) as u64, 1, n, m * 4 + count * jump);
+            // Row `r` starts 4 codes after row `r − 1`: rows share most of their codes.
+            let offsets: Vec<usize> = (0..m).map(|r| r * 4).collect();
+            let mut a = Vec::with_capacity(m * k);
+            for &at in &offsets {
+                for s in 0..count {
+                    a.extend_from_slice(&input[at + s * jump..][..span]);
+                }
+            }
+            let w = &w[..n * k];
+            let expected = naive(&a, w, m, n, k);
+            let packed = PackedWeights::pack(w, n, k);
+            let spans = Segments { count, jump };
+            for isa in Isa::available() {
+                let c = std::sync::Mutex::new(vec![i32::MIN; m * n]);
+                let rows = RowsOfA::Gathered {
+                    codes: &input,
+                    offsets: &offsets,
+                    spans,
+                };
+                gemm_tiles_of(isa, rows, m, &packed, true, |tile| {
+                    let mut c = c.lock().unwrap();
+                    for r in 0..tile.rows {
+                        let at = (tile.row0 + r) * n + tile.col0;
+                        c[at..at + tile.width].copy_from_slice(tile.row(r));
+                    }
+                });
+                assert_eq!(
+                    c.into_inner().unwrap(),
+                    expected,
+                    "{} m={m} n={n} spans={count}×{span}",
+                    isa.name()
+                );
             }
         }
     }
