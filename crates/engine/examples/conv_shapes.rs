@@ -8,7 +8,7 @@ use engine::{ActQuant, Engine, LayerWeights, ProgramBuilder};
 /// `[c, h, w]` in, channels out, window, stride, padding `[top, left, bottom, right]`.
 type Shape = ([usize; 3], usize, [usize; 2], [usize; 2], [usize; 4]);
 
-const SHAPES: [(&str, Shape); 7] = [
+const SHAPES: [(&str, Shape); 8] = [
     (
         "resnet stem",
         ([1, 28, 28], 16, [3, 3], [1, 1], [1, 1, 1, 1]),
@@ -34,8 +34,12 @@ const SHAPES: [(&str, Shape); 7] = [
         ([64, 7, 7], 64, [3, 3], [1, 1], [1, 1, 1, 1]),
     ),
     (
+        "lenet conv1",
+        ([1, 28, 28], 16, [5, 5], [1, 1], [2, 2, 2, 2]),
+    ),
+    (
         "lenet conv2",
-        ([6, 12, 12], 16, [5, 5], [1, 1], [0, 0, 0, 0]),
+        ([16, 14, 14], 32, [5, 5], [1, 1], [2, 2, 2, 2]),
     ),
 ];
 

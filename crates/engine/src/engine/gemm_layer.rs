@@ -3,6 +3,7 @@
 //! requantization in its epilogue.
 
 use super::buffers::{Buf, Pool};
+use super::im2col::row_depth;
 use crate::artifact::Artifact;
 use crate::gemm::{Isa, PackedWeights, RowsOfA, SharedMut, Tile, gemm_tiles_of};
 use crate::program::{ActQuant, Op, Program};
@@ -39,7 +40,8 @@ pub(super) struct Split {
     pub(super) grid: ActQuant,
 }
 
-/// Packs a layer's weights (convolutions reordered to `(kh, kw, c)` to match NHWC patches) and
+/// Packs a layer's weights (convolutions reordered to `(kh, kw, c)` to match NHWC patches, each
+/// kernel row padded to whole depth groups) and
 /// folds the input's zero point and the bias into one integer offset.
 pub(super) fn prepare(program: &Program, artifact: &Artifact, op: &Op) -> Option<GemmLayer> {
     let (name, input, output, relu, rank) = match op {
@@ -64,21 +66,24 @@ pub(super) fn prepare(program: &Program, artifact: &Artifact, op: &Op) -> Option
     let shape = &layer.weight.shape;
     let n = shape[0];
     let k = codes.len() / n;
-    let w: Vec<i8> = if rank == 4 {
+    let (w, k): (Vec<i8>, usize) = if rank == 4 {
+        // Kernel rows of whole depth groups, zero in the gap (see `im2col::row_depth`).
         let (c, kh, kw) = (shape[1], shape[2], shape[3]);
-        let mut w = vec![0i8; codes.len()];
+        let depth = row_depth(kw, c);
+        let k = kh * depth;
+        let mut w = vec![0i8; n * k];
         for o in 0..n {
             for ci in 0..c {
                 for y in 0..kh {
                     for x in 0..kw {
-                        w[o * k + (y * kw + x) * c + ci] = codes[((o * c + ci) * kh + y) * kw + x];
+                        w[o * k + y * depth + x * c + ci] = codes[((o * c + ci) * kh + y) * kw + x];
                     }
                 }
             }
         }
-        w
+        (w, k)
     } else {
-        codes.to_vec()
+        (codes.to_vec(), k)
     };
     let kernel = if rank == 4 {
         [shape[2], shape[3]]

@@ -7,16 +7,25 @@
 //! for LeNet's first layer, 48 for a 3 × 3 over 16 channels) and are copied with overlapping
 //! unaligned loads and stores rather than a `memcpy` call each, which cost more than the copy.
 //!
-//! Where a kernel row's `kw · c` codes are whole depth groups of the GEMM (a multiple of 4: every
-//! convolution over 4, 8, 16… channels), the GEMM needs no patches at all: it reads each kernel
-//! row's span where it lies in a padded copy of the input (implicit GEMM, [`RowsOfA::Gathered`]),
-//! one offset per output pixel.
+//! Each kernel row's `kw · c` codes are laid out in the patch (and in the packed weights) as a
+//! whole number of the GEMM's 4-code depth groups, the weights zero in the gap ([`row_depth`]),
+//! so the GEMM needs no patches at all: it reads each kernel row's span where it lies in a padded
+//! copy of the input (implicit GEMM, [`RowsOfA::Gathered`]), one offset per output pixel — the
+//! gap's codes are the input's next ones, multiplied by zero.
 
 use super::chunks::fill_chunks;
 use crate::gemm::{RowsOfA, Segments};
 
+/// Codes a kernel row of `kw` pixels over `c` channels takes in a patch and in the packed weights:
+/// `kw · c` rounded up to whole 4-code depth groups (the weights zero past `kw · c`), so that the
+/// GEMM can read every kernel row where it lies in the input.
+pub(super) fn row_depth(kw: usize, c: usize) -> usize {
+    crate::gemm::padded_depth(kw * c)
+}
+
 /// The shape of one im2col: input `[c, h, w]`, window, output `[oh, ow]`, stride, padding
-/// `[top, left, bottom, right]`, and the patch row length `kp` (the window's `kh·kw·c` codes,
+/// `[top, left, bottom, right]`, and the patch row length `kp` (the window's `kh` kernel rows of
+/// [`row_depth`] codes,
 /// then the GEMM's padding up to its depth or its row stride: left as the buffer held it, since
 /// the packed weights are zero there or the caller keeps it zero — writing it cost LeNet's first
 /// layer a `memset` call per pixel).
@@ -46,8 +55,8 @@ impl Im2col {
         let c = self.input[0];
         let [kh, kw] = self.kernel;
         let [oh, ow] = self.output;
-        let (kp, span) = (self.kp, kw * c);
-        let k = kh * span;
+        let (kp, span, depth) = (self.kp, kw * c, row_depth(kw, c));
+        let k = kh * depth;
         // Input columns a row of patches reads, padding included.
         let staged_w = ((ow - 1) * self.stride[1] + kw) * c;
         staged.resize(kh * staged_w, zero_point);
@@ -63,20 +72,24 @@ impl Im2col {
             for p in at..row_end {
                 let patch = &mut dst[(p - first) * kp..][..k];
                 let from = (p - row * ow) * self.stride[1] * c;
-                for (ky, dst) in patch.chunks_exact_mut(span).enumerate() {
-                    copy_span(dst, &staged[ky * staged_w + from..][..span]);
+                for (ky, dst) in patch.chunks_exact_mut(depth).enumerate() {
+                    copy_span(&mut dst[..span], &staged[ky * staged_w + from..][..span]);
                 }
             }
             at = row_end;
         }
     }
 
-    /// Whether the GEMM can read this convolution's patches where they lie in its padded input:
-    /// a kernel row's `kw · c` codes are whole depth groups, so the packed weights hold the
-    /// kernel rows back to back, as the input does each one.
-    pub(super) fn reads_in_place(&self) -> bool {
-        let span = self.kernel[1] * self.input[0];
-        span.is_multiple_of(4) && self.kp == self.kernel[0] * span
+    /// Whether the GEMM reads a kernel row's span past the window (its gap to a whole depth
+    /// group): then the input is read from a copy with room after its last code.
+    fn reads_past_window(&self) -> bool {
+        row_depth(self.kernel[1], self.input[0]) > self.kernel[1] * self.input[0]
+    }
+
+    /// Whether [`Im2col::rows_in_place`] reads the input as it is: no padding to write in, and
+    /// no kernel row read past its window.
+    pub(super) fn reads_input_as_is(&self) -> bool {
+        self.padding == [0; 4] && !self.reads_past_window()
     }
 
     /// `[rows, columns]` of an image with its padding.
@@ -86,10 +99,11 @@ impl Im2col {
         [h + top + bottom, w + left + right]
     }
 
-    /// Codes in the padded copy of `batch` images that [`Im2col::padded_input`] writes.
+    /// Codes in the padded copy of `batch` images that [`Im2col::padded_input`] writes: the
+    /// images, then up to a depth group's gap after the last one.
     pub(super) fn padded_len(&self, batch: usize) -> usize {
         let [hp, wp] = self.padded_size();
-        batch * hp * wp * self.input[0]
+        batch * hp * wp * self.input[0] + 3
     }
 
     /// `batch` images of `x` with their padding written in (the zero point), NHWC, into `dst`
@@ -97,6 +111,8 @@ impl Im2col {
     pub(super) fn padded_input(&self, x: &[u8], zero_point: u8, dst: &mut [u8]) {
         let [hp, wp] = self.padded_size();
         let row = wp * self.input[0];
+        let (dst, tail) = dst.split_at_mut(dst.len() - 3);
+        tail.fill(zero_point);
         fill_chunks(dst, row, |at, rows| {
             for (i, dst) in rows.chunks_exact_mut(row).enumerate() {
                 let r = at / row + i;
@@ -106,8 +122,9 @@ impl Im2col {
     }
 
     /// Output pixels `first..first + rows` as rows of `A` read in place from `padded` (the input
-    /// as [`Im2col::padded_input`] lays it, or the input itself where there is no padding): each
-    /// pixel's first kernel row in `offsets`, the others `jump` codes apart.
+    /// as [`Im2col::padded_input`] lays it, or the input itself where
+    /// [`Im2col::reads_input_as_is`]): each pixel's first kernel row in `offsets`, the others
+    /// `jump` codes apart.
     pub(super) fn rows_in_place<'a>(
         &self,
         padded: &'a [u8],
@@ -213,6 +230,75 @@ fn copy_span(dst: &mut [u8], src: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The patches im2col writes (AMX's path) and the rows the GEMM reads in place (every other
+    /// family's) hold the same codes, kernel row by kernel row, for windows over 1, 3, 6 and 16
+    /// channels (kernel rows with and without a gap to a whole depth group), strides, one-sided
+    /// padding and images crossing blocks.
+    #[test]
+    fn patches_written_equal_patches_read_in_place() {
+        let cases = [
+            ([1, 9, 8], [3, 3], [1, 1], [1, 1, 1, 1]),
+            ([3, 7, 9], [2, 3], [2, 1], [0, 2, 1, 1]),
+            ([6, 6, 5], [5, 5], [1, 1], [2, 2, 2, 2]),
+            ([16, 5, 5], [3, 3], [2, 2], [0, 0, 0, 0]),
+            ([2, 6, 6], [1, 3], [1, 2], [0, 0, 0, 0]),
+        ];
+        for (input, kernel, stride, padding) in cases {
+            let [c, h, w] = input;
+            let output = [
+                (h + padding[0] + padding[2] - kernel[0]) / stride[0] + 1,
+                (w + padding[1] + padding[3] - kernel[1]) / stride[1] + 1,
+            ];
+            let depth = row_depth(kernel[1], c);
+            let patches = Im2col {
+                input,
+                kernel,
+                output,
+                stride,
+                padding,
+                kp: kernel[0] * depth,
+            };
+            let batch = 3;
+            let x: Vec<u8> = (0..batch * c * h * w)
+                .map(|i| (i * 7 % 251) as u8)
+                .collect();
+            let (zero_point, m) = (9, batch * output[0] * output[1]);
+            let mut written = vec![0u8; m * patches.kp];
+            patches.fill_rows(&x, 0, zero_point, &mut written, &mut Vec::new());
+            let mut padded = vec![0u8; patches.padded_len(batch)];
+            patches.padded_input(&x, zero_point, &mut padded);
+            let input_codes = if patches.reads_input_as_is() {
+                &x
+            } else {
+                &padded
+            };
+            let mut offsets = Vec::new();
+            let RowsOfA::Gathered {
+                codes,
+                offsets,
+                spans,
+            } = patches.rows_in_place(input_codes, 0, m, &mut offsets)
+            else {
+                unreachable!("rows in place are gathered")
+            };
+            let span = kernel[1] * c;
+            for (p, patch) in written.chunks_exact(patches.kp).enumerate() {
+                for ky in 0..kernel[0] {
+                    let at = offsets[p] + ky * spans.jump;
+                    assert!(
+                        at + depth <= codes.len(),
+                        "{input:?}: pixel {p} reads past A"
+                    );
+                    assert_eq!(
+                        &patch[ky * depth..][..span],
+                        &codes[at..at + span],
+                        "{input:?} {kernel:?} pixel {p} kernel row {ky}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn copy_span_copies_every_length() {

@@ -5,8 +5,8 @@
 //!
 //! Files: `buffers` (runtime values and their pool), `gemm_layer` (a layer prepared for the
 //! GEMM, and its run), `merge` (ops run as one: GELU with its quantizer, merged projections),
-//! `im2col` (a convolution's patches, written or read in place), `layout` (values between channels-last and row-major),
-//! `chunks` (parallel fills),
+//! `im2col` (a convolution's patches, written or read in place), `layout` (values between
+//! channels-last and row-major), `chunks` (parallel fills),
 //! `lstm_gemm` (the LSTM layer on the GEMM, sequences in lockstep); this
 //! file holds the [`Engine`] and its op-by-op run.
 
@@ -308,7 +308,14 @@ impl Engine {
                         padding: *padding,
                         kp: layer.packed.kp,
                     };
-                    conv_in_blocks(&self.pool, self.isa, layer, &patches, x, [m, oc], zx)
+                    // AMX loads 32 rows of one stride: patches written; the others read in place.
+                    let on_amx = self.isa.for_shape(m, oc, layer.packed.kp) == Isa::Amx;
+                    let conv = if on_amx {
+                        conv_in_blocks
+                    } else {
+                        conv_in_place
+                    };
+                    conv(&self.pool, self.isa, layer, &patches, x, [m, oc], zx)
                 };
                 Act {
                     buf: out,
@@ -657,7 +664,9 @@ thread_local! {
 /// A convolution's GEMM a block of output pixels at a time, each block patched into a small
 /// scratch buffer and multiplied while it is in cache — instead of writing the whole patch matrix
 /// (7 MB for a 16-channel 3 × 3 layer of ResNet-20 at batch 64) and reading it back. Blocks run
-/// on rayon's threads when the product is large, each writing its own output rows.
+/// on rayon's threads when the product is large, each writing its own output rows. For AMX,
+/// whose tiles load rows of one stride; the vector families read patches in place
+/// ([`conv_in_place`]).
 fn conv_in_blocks(
     pool: &Pool,
     isa: Isa,
@@ -668,9 +677,6 @@ fn conv_in_blocks(
     zero_point: u8,
 ) -> Buf {
     let kp = layer.packed.kp;
-    if isa.for_shape(m, n, kp) != Isa::Amx && patches.reads_in_place() {
-        return conv_in_place(pool, isa, layer, patches, x, [m, n], zero_point);
-    }
     let RowBlocks {
         rows: block,
         stride,
@@ -705,10 +711,11 @@ fn conv_in_blocks(
 /// enough that two threads share a batch-1 layer's blocks.
 const IN_PLACE_BLOCK: usize = 256;
 
-/// A convolution whose patches the GEMM reads where they lie in its padded input
-/// ([`Im2col::reads_in_place`]; implicit GEMM): the input is copied once with its padding written
-/// in (not at all where it has none) instead of `kh · kw` times into patches. Blocks of output
-/// pixels run on rayon's threads when the product is large, each writing its own output rows.
+/// A convolution whose patches the GEMM reads where they lie in its padded input (implicit
+/// GEMM; every convolution but AMX's): the input is copied once with its padding written in
+/// (not at all where it has none and no kernel row is read past its window) instead of
+/// `kh · kw` times into patches. Blocks of output pixels run on rayon's threads when the product
+/// is large, each writing its own output rows.
 fn conv_in_place(
     pool: &Pool,
     isa: Isa,
@@ -725,7 +732,7 @@ fn conv_in_place(
     let kp = layer.packed.kp;
     let batch = m / (patches.output[0] * patches.output[1]);
     let mut padded = Vec::new();
-    let input = if patches.padding == [0; 4] {
+    let input = if patches.reads_input_as_is() {
         x
     } else {
         padded = pool.bytes_any(patches.padded_len(batch));
