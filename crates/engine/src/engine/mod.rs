@@ -698,13 +698,18 @@ fn conv_in_blocks(
             gemm_into(isa, layer, a, [rows, n], None, out, first, false);
         })
     };
-    let blocks = m.div_ceil(block);
-    if blocks > 1 && m * n * kp >= PARALLEL_MIN_MACS {
+    for_blocks(m.div_ceil(block), m * n * kp, run);
+    y
+}
+
+/// `run(b)` for every block `b` of a convolution's `macs` multiply-adds: on rayon's threads when
+/// there are several and the product is large enough to pay for waking them.
+fn for_blocks(blocks: usize, macs: usize, run: impl Fn(usize) + Sync + Send) {
+    if blocks > 1 && macs >= PARALLEL_MIN_MACS {
         (0..blocks).into_par_iter().for_each(run);
     } else {
         (0..blocks).for_each(run);
     }
-    y
 }
 
 /// Output pixels per block of [`conv_in_place`]: enough for many kernel tiles per block, few
@@ -749,12 +754,7 @@ fn conv_in_place(
             gemm_into(isa, layer, a, [rows, n], None, out, first, false);
         })
     };
-    let blocks = m.div_ceil(IN_PLACE_BLOCK);
-    if blocks > 1 && m * n * kp >= PARALLEL_MIN_MACS {
-        (0..blocks).into_par_iter().for_each(run);
-    } else {
-        (0..blocks).for_each(run);
-    }
+    for_blocks(m.div_ceil(IN_PLACE_BLOCK), m * n * kp, run);
     if !padded.is_empty() {
         pool.recycle(Buf::Codes(padded));
     }

@@ -721,6 +721,20 @@ mod tests {
         c.into_inner().unwrap()
     }
 
+    /// `A · Bᵀ` for `m` rows of `A` wherever they lie, as [`gemm_tiles_of`] hands its tiles out.
+    fn products_of(isa: Isa, a: RowsOfA, m: usize, b: &PackedWeights, parallel: bool) -> Vec<i32> {
+        let n = b.n;
+        let c = std::sync::Mutex::new(vec![i32::MIN; m * n]);
+        gemm_tiles_of(isa, a, m, b, parallel, |tile| {
+            let mut c = c.lock().unwrap();
+            for r in 0..tile.rows {
+                let at = (tile.row0 + r) * n + tile.col0;
+                c[at..at + tile.width].copy_from_slice(tile.row(r));
+            }
+        });
+        c.into_inner().unwrap()
+    }
+
     /// Random activation codes (`m × k`) and weight codes (`n × k`), extreme codes included:
     /// 0/255 activations, ±127 weights.
     fn operands(seed: u64, m: usize, n: usize, k: usize) -> (Vec<u8>, Vec<i8>) {
@@ -804,16 +818,12 @@ mod tests {
                     for (dst, src) in strided.chunks_exact_mut(stride).zip(a.chunks_exact(k)) {
                         dst[..k].copy_from_slice(src);
                     }
-                    let c = std::sync::Mutex::new(vec![i32::MIN; m * n]);
-                    gemm_tiles_strided(isa, &strided, stride, m, &packed, false, |tile| {
-                        let mut c = c.lock().unwrap();
-                        for r in 0..tile.rows {
-                            let at = (tile.row0 + r) * n + tile.col0;
-                            c[at..at + tile.width].copy_from_slice(tile.row(r));
-                        }
-                    });
+                    let rows = RowsOfA::Strided {
+                        codes: &strided,
+                        stride,
+                    };
                     assert_eq!(
-                        c.into_inner().unwrap(),
+                        products_of(isa, rows, m, &packed, false),
                         expected,
                         "{} m={m} n={n} k={k} stride={stride}",
                         isa.name()
@@ -851,21 +861,13 @@ mod tests {
             let packed = PackedWeights::pack(w, n, k);
             let spans = Segments { count, jump };
             for isa in Isa::available() {
-                let c = std::sync::Mutex::new(vec![i32::MIN; m * n]);
                 let rows = RowsOfA::Gathered {
                     codes: &input,
                     offsets: &offsets,
                     spans,
                 };
-                gemm_tiles_of(isa, rows, m, &packed, true, |tile| {
-                    let mut c = c.lock().unwrap();
-                    for r in 0..tile.rows {
-                        let at = (tile.row0 + r) * n + tile.col0;
-                        c[at..at + tile.width].copy_from_slice(tile.row(r));
-                    }
-                });
                 assert_eq!(
-                    c.into_inner().unwrap(),
+                    products_of(isa, rows, m, &packed, true),
                     expected,
                     "{} m={m} n={n} spans={count}×{span}",
                     isa.name()
