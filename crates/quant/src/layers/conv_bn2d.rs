@@ -20,6 +20,7 @@ use burn::tensor::{Device, Tensor, module::conv2d};
 use super::conv_options::conv2d_options;
 use super::quant_conv2d::QuantConv2dConfig;
 use super::{LayerQuant, finish_output, io_quantizers, quantize_opt, quantized_weight_and_bias};
+use crate::qat::adaround_site::Site;
 use crate::qat::layer_outputs;
 use crate::{FakeQuant, LayerKind, QuantError, Quantizer};
 
@@ -192,12 +193,20 @@ impl ConvBn2d {
         if !bn_live {
             let producer = self.input_quant.as_ref().or(producer);
             let (weight, bias) = match &self.weight_quant {
-                Some(quant) => quantized_weight_and_bias(
-                    quant,
-                    self.folded_weight(),
-                    self.folded_bias(),
-                    producer,
-                ),
+                Some(quant) => {
+                    let site = crate::qat::adaround_site::active().then(|| Site {
+                        layer: self.bn.beta.id,
+                        weight: self.conv.weight.id,
+                        fold: Some(self.bn_scale()),
+                    });
+                    quantized_weight_and_bias(
+                        quant,
+                        self.folded_weight(),
+                        self.folded_bias(),
+                        producer,
+                        site,
+                    )
+                }
                 None => (self.folded_weight(), self.folded_bias()),
             };
             let y = conv2d(input, weight, Some(bias), options);

@@ -28,6 +28,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::math::StepSource;
+use crate::qat::adaround_site::Site;
 use crate::{FakeQuant, LayerKind, QuantError, QuantMapping, Quantizer, QuantizerConfig};
 
 /// Attaches `weight` (if any) to the `weight` parameter of a freshly built layer.
@@ -149,31 +150,46 @@ fn bias_input_step(input: Option<&Quantizer>, on_autodiff: bool) -> Option<StepS
 
 /// A layer's weight through its quantizer (`weight.val()`) and its bias as the integer engine
 /// adds it ([`integer_bias`], the input produced by `producer`): on a GPU the weight quantizer's
-/// launch rounds the bias too, where the rounding took a launch of its own.
+/// launch rounds the bias too, where the rounding took a launch of its own. `bias` is the
+/// layer's bias parameter, which also names the layer to an AdaRound pass.
 pub(crate) fn weight_and_bias<const D: usize>(
     weight: &Param<Tensor<D>>,
-    bias: Option<Tensor<1>>,
+    bias: Option<&Param<Tensor<1>>>,
     producer: Option<&Quantizer>,
 ) -> (Tensor<D>, Option<Tensor<1>>) {
     match (weight.reparameterization::<Quantizer>(), bias) {
         (Some(quant), Some(bias)) => {
-            let (weight, bias) = quantized_weight_and_bias(quant, weight.base(), bias, producer);
+            let site = crate::qat::adaround_site::active().then(|| Site {
+                layer: bias.id,
+                weight: weight.id,
+                fold: None,
+            });
+            let (weight, bias) =
+                quantized_weight_and_bias(quant, weight.base(), bias.val(), producer, site);
             (weight, Some(bias))
         }
         // Without a weight quantizer the bias stays float.
-        (_, bias) => (weight.val(), bias),
+        (_, bias) => (weight.val(), bias.map(|b| b.val())),
     }
 }
 
 /// [`weight_and_bias`] of a float `weight` (a parameter's base value, a BN-folded weight) and its
-/// quantizer `quant`.
+/// quantizer `quant`; `site` says where the weight lives while an AdaRound pass runs, which
+/// then may round it itself (the weight it learns the rounding of).
 pub(crate) fn quantized_weight_and_bias<const D: usize>(
     quant: &Quantizer,
     weight: Tensor<D>,
     bias: Tensor<1>,
     producer: Option<&Quantizer>,
+    site: Option<Site>,
 ) -> (Tensor<D>, Tensor<1>) {
-    let Some(input) = bias_input_step(producer, bias.device().is_autodiff()) else {
+    let input = bias_input_step(producer, bias.device().is_autodiff());
+    if let Some(rounded) =
+        site.and_then(|site| crate::qat::adaround_site::rounded_weight(site, quant, &weight))
+    {
+        return (rounded, integer_bias(bias, input.as_ref(), Some(quant)));
+    }
+    let Some(input) = input else {
         return (quant.forward_weight(weight), bias);
     };
     match quant.forward_weight_with_bias(weight, bias.clone(), &input) {
@@ -271,7 +287,7 @@ mod tests {
                 };
                 let before = range();
                 let (w_fused, b_fused) =
-                    weight_and_bias(&layer.weight, Some(bias.clone()), Some(&producer));
+                    weight_and_bias(&layer.weight, layer.bias.as_ref(), Some(&producer));
                 let b_fused = b_fused.expect("a bias");
                 assert_eq!(range(), before, "{name}: the observer's range, one launch");
                 let w_two = layer.weight.val();

@@ -175,8 +175,7 @@ impl QuantConv2d {
             self.groups,
         );
         let producer = self.input_quant.as_ref().or(producer);
-        let bias = self.bias.as_ref().map(|b| b.val());
-        let (weight, bias) = weight_and_bias(&self.weight, bias, producer);
+        let (weight, bias) = weight_and_bias(&self.weight, self.bias.as_ref(), producer);
         let y = conv2d(input, weight, bias, options);
         if let Some(bias) = self.bias.as_ref().filter(|_| layer_outputs::capturing()) {
             layer_outputs::observe_output(bias.id, &y, 1);

@@ -142,8 +142,7 @@ impl QuantLinear {
             crate::program::record_integer_input("QuantLinear", &input);
         }
         let producer = self.input_quant.as_ref().or(producer);
-        let bias = self.bias.as_ref().map(|b| b.val());
-        let (weight, bias) = weight_and_bias(&self.weight, bias, producer);
+        let (weight, bias) = weight_and_bias(&self.weight, self.bias.as_ref(), producer);
         let y = linear_any_rank(input, weight, bias);
         if let Some(bias) = self.bias.as_ref().filter(|_| layer_outputs::capturing()) {
             layer_outputs::observe_output(bias.id, &y, D - 1);

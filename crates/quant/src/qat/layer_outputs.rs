@@ -22,6 +22,9 @@ pub(crate) struct Captured {
     /// Each layer's outputs as `[rows, channels]` (rows that do not count zeroed), when asked;
     /// then `sums` holds only each layer's count of rows (the sums are not read back).
     pub(crate) outputs: Option<HashMap<ParamId, Vec<Tensor<2>>>>,
+    /// Keep only this layer's outputs (the others are still counted), so that a pass that reads
+    /// one layer holds no other layer's outputs in memory.
+    pub(crate) keep_only: Option<ParamId>,
 }
 
 /// Per-channel sums of one layer's outputs, over every element of every batch.
@@ -138,7 +141,8 @@ pub(crate) fn observe_output<const D: usize>(bias: ParamId, y: &Tensor<D>, chann
             }
         }
         entry.count += rows;
-        if let Some(outputs) = captured.outputs.as_mut() {
+        let kept = captured.keep_only.is_none_or(|only| only == bias);
+        if let (Some(outputs), true) = (captured.outputs.as_mut(), kept) {
             outputs.entry(bias).or_default().push(by_channel);
         }
     });
@@ -152,15 +156,25 @@ pub(crate) fn capture<M, B: Clone>(
     forward: &mut impl FnMut(&M, B),
     keep_outputs: bool,
 ) -> Captured {
+    start_capture(Captured {
+        outputs: keep_outputs.then(HashMap::new),
+        ..Captured::default()
+    });
+    run_capture(model, batches, forward)
+}
+
+/// Starts recording into `captured` on this thread.
+fn start_capture(captured: Captured) {
     CAPTURE.with(|c| {
         let mut c = c.borrow_mut();
         assert!(c.is_none(), "layer output captures do not nest");
-        *c = Some(Captured {
-            outputs: keep_outputs.then(HashMap::new),
-            ..Captured::default()
-        });
+        *c = Some(captured);
     });
-    // Take the recording back even if the forward pass panics.
+}
+
+/// Runs `forward` over `batches` while the recording started by [`start_capture`] lasts, and
+/// takes it back (even if the forward pass panics).
+fn run_capture<M, B: Clone>(model: &M, batches: &[B], forward: &mut impl FnMut(&M, B)) -> Captured {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
@@ -174,6 +188,27 @@ pub(crate) fn capture<M, B: Clone>(
     let sums = CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default();
     drop(reset);
     sums
+}
+
+/// The outputs of the layer whose bias is `layer`, one `[rows, channels]` tensor per batch of
+/// `batches` that reached it, from `model` run by `forward` (on an autodiff device, or with an
+/// autodiff weight inside, they carry the graph).
+pub(crate) fn capture_outputs_of<M, B: Clone>(
+    model: &M,
+    batches: &[B],
+    forward: &mut impl FnMut(&M, B),
+    layer: ParamId,
+) -> Vec<Tensor<2>> {
+    start_capture(Captured {
+        outputs: Some(HashMap::new()),
+        keep_only: Some(layer),
+        ..Captured::default()
+    });
+    let captured = run_capture(model, batches, forward);
+    captured
+        .outputs
+        .and_then(|mut outputs| outputs.remove(&layer))
+        .unwrap_or_default()
 }
 
 /// `10·log10(power / mean square of shift)`.

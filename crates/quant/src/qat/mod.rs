@@ -10,6 +10,8 @@
 //! - [`calibrate`]: observers on, fake quantization off, over any iterator of batches (PTQ);
 //! - [`correct_bias`]: empirical bias correction after calibration (each layer's output mean
 //!   shifted back to the float model's), which 4-bit PTQ needs most;
+//! - [`adaround`]: learned rounding of the weights after calibration (AdaRound: each weight
+//!   rounded down or up so that each layer's output stays close to the float model's);
 //! - [`compare_layers`]: a quantized model's error layer by layer against the float model's
 //!   (SQNR, and its systematic part), to see where a scheme's error starts;
 //! - [`Distillation`]: the float model as teacher of its quantized copy (soft targets mixed into
@@ -23,6 +25,7 @@
 //! - [`quant_units`]: a model's quantized layers and ops, each a [`QuantUnit`] whose mapping rule
 //!   leaves it in float or gives it other quantizers (sensitivity analysis, mixed precision), and
 //!   [`sqnr_db`] / [`agreement`] to compare a quantized model's outputs with the float model's.
+mod adaround;
 mod bias_correction;
 mod calibrate;
 mod compare;
@@ -33,6 +36,10 @@ mod schedule;
 mod storage;
 mod units;
 
+pub(crate) use adaround::site as adaround_site;
+pub use adaround::{
+    AdaRoundConfig, AdaRoundReport, RoundedLayer, adaround, adaround_with_progress,
+};
 pub use bias_correction::{
     BiasCorrectionReport, CorrectedLayer, correct_bias, correct_bias_with_progress,
 };

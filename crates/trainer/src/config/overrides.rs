@@ -33,7 +33,10 @@ pub fn apply_overrides(
         temperature: 1.0,
     })
     .expect("a Distillation always serializes");
-    let optional: [(&str, &str, toml::Value); 7] = [
+    let adaround = toml::Table::try_from(quant::qat::AdaRoundConfig::default())
+        .expect("an AdaRoundConfig always serializes");
+    let optional: [(&str, &str, toml::Value); 8] = [
+        ("ptq", "adaround", toml::Value::Table(adaround)),
         ("qat", "observer_freeze_epoch", toml::Value::Integer(0)),
         ("qat", "bn_freeze_epoch", toml::Value::Integer(0)),
         ("qat", "distillation", toml::Value::Table(distillation)),

@@ -220,6 +220,12 @@ pub struct PtqConfig {
     /// shifts the means.
     #[serde(default)]
     pub bias_correction: bool,
+    /// Learned rounding of the weights after calibration (`quant::qat::adaround`,
+    /// `[ptq.adaround]`, every field optional): each layer's weights rounded down or up so that
+    /// its output on the calibration batches stays close to the float model's. It runs before
+    /// the bias correction. Leave it out for nearest rounding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaround: Option<quant::qat::AdaRoundConfig>,
 }
 
 /// Quantization-aware fine-tuning from the float model, and its schedule.
@@ -272,6 +278,7 @@ impl Default for PtqConfig {
         PtqConfig {
             calibration_batches: default_calibration_batches(),
             bias_correction: false,
+            adaround: None,
         }
     }
 }
@@ -437,6 +444,13 @@ impl RunConfig {
             distillation
                 .validate()
                 .map_err(|e| match e.within("qat.distillation") {
+                    quant::QuantError::InvalidField { field: f, reason } => field(&f, reason),
+                })?;
+        }
+        if let Some(adaround) = &self.ptq.adaround {
+            adaround
+                .validate()
+                .map_err(|e| match e.within("ptq.adaround") {
                     quant::QuantError::InvalidField { field: f, reason } => field(&f, reason),
                 })?;
         }

@@ -45,11 +45,19 @@ pub fn qat<T: Task>(ctx: &Context<T>) -> Result<(), TrainerError> {
                 None
             };
             if let (0, Some(float)) = (start_epoch, &float) {
-                if config.ptq.bias_correction {
+                let passes: Vec<&str> = [
+                    (config.ptq.adaround.is_some(), "learned rounding (AdaRound)"),
+                    (config.ptq.bias_correction, "bias correction"),
+                ]
+                .into_iter()
+                .filter_map(|(on, pass)| on.then_some(pass))
+                .collect();
+                if !passes.is_empty() {
                     println!(
-                        "[qat {}] starting from the bias-corrected PTQ model (a calibration \
-                         pass per layer with a bias)",
-                        scheme.name
+                        "[qat {}] starting from the PTQ model with {} (a calibration pass per \
+                         layer each)",
+                        scheme.name,
+                        passes.join(" and ")
                     );
                 }
                 let calibrated = calibrated(ctx, float.clone(), &scheme, &ctx.device)?;
