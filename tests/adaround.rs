@@ -5,8 +5,6 @@
 //! model's on data it never saw, and wgpu learns it as Flex does.
 mod common;
 
-use std::path::Path;
-
 use common::*;
 use serde_json::Value;
 
@@ -56,24 +54,6 @@ fn assert_errors_fell(report: &Value) {
     }
 }
 
-/// The W2A8 logits' SQNR against the float model's on the validation split (images the
-/// calibration and the rounding never saw), from `sensitivity` on one unit.
-fn validation_sqnr(runs: &Path, adaround: bool) -> f64 {
-    let extra = [
-        "sensitivity",
-        "--fresh",
-        "--scheme",
-        "w2a8",
-        "--layers",
-        "^fc2$",
-        "--top",
-        "1",
-    ];
-    run_ok(runs, &args(adaround, &extra));
-    let report = json(&runs.join("a/sensitivity-w2a8/report.json"));
-    report["quantized"]["sqnr_db"].as_f64().unwrap()
-}
-
 #[test]
 fn every_weight_is_rounded_in_order_exports_exactly_and_held_out_sqnr_improves() {
     let runs = temp_runs("adaround");
@@ -92,20 +72,11 @@ fn every_weight_is_rounded_in_order_exports_exactly_and_held_out_sqnr_improves()
     assert!(md.contains("| `fc2.weight` | 1280 |"), "{md}");
 
     // The rounded model is an ordinary model: its integer export computes what it does.
-    run_ok(&runs, &args(true, &["export"]));
-    let report = json(&runs.join("a/report.json"));
-    let int = report_row(&report, "int", "W2A8");
-    let deployment = &int["deployment"];
-    assert_eq!(deployment["source"], "ptq", "{deployment}");
-    let agreement = deployment["parity"]["agreement"].as_f64().unwrap();
-    assert!(
-        agreement >= 0.99,
-        "engine vs fake-quant agreement {agreement}: {deployment}"
-    );
+    assert_ptq_exports_exactly(&runs, &args(true, &[]), "a", "W2A8");
 
     // On held-out images the learned rounding's logits are closer to the float model's.
-    let without = validation_sqnr(&runs, false);
-    let with = validation_sqnr(&runs, true);
+    let without = validation_sqnr(&runs, &args(false, &[]), "a", "w2a8");
+    let with = validation_sqnr(&runs, &args(true, &[]), "a", "w2a8");
     assert!(
         with > without + 1.0,
         "W2A8 validation SQNR {without:.2} dB with nearest rounding, {with:.2} dB with AdaRound"

@@ -37,22 +37,12 @@ fn biases(correction: &Value) -> Vec<String> {
 }
 
 /// The W4A4 logits' SQNR against the float model's on the validation split (images the
-/// calibration and the correction never saw), from `sensitivity` on one unit.
+/// calibration and the correction never saw).
 fn validation_sqnr(runs: &Path, bias_correction: bool) -> f64 {
-    let extra = [
-        "sensitivity",
-        "--fresh",
-        "--scheme",
-        "w4a4",
-        "--layers",
-        "^fc2$",
-        "--top",
-        "1",
-    ];
-    run_ok(runs, &args(bias_correction, &extra));
+    let sqnr = common::validation_sqnr(runs, &args(bias_correction, &[]), "b", "w4a4");
     let report = json(&runs.join("b/sensitivity-w4a4/report.json"));
     assert_eq!(report["bias_correction"], bias_correction);
-    report["quantized"]["sqnr_db"].as_f64().unwrap()
+    sqnr
 }
 
 #[test]
@@ -79,16 +69,7 @@ fn every_layer_is_corrected_in_order_exports_exactly_and_held_out_sqnr_improves(
     assert!(md.contains("| `fc2.bias` | 10 |"), "{md}");
 
     // The corrected model is an ordinary model: its integer export computes what it does.
-    run_ok(&runs, &args(true, &["export"]));
-    let report = json(&runs.join("b/report.json"));
-    let int = report_row(&report, "int", "W4A4");
-    let deployment = &int["deployment"];
-    assert_eq!(deployment["source"], "ptq", "{deployment}");
-    let agreement = deployment["parity"]["agreement"].as_f64().unwrap();
-    assert!(
-        agreement >= 0.99,
-        "engine vs fake-quant agreement {agreement}: {deployment}"
-    );
+    assert_ptq_exports_exactly(&runs, &args(true, &[]), "b", "W4A4");
 
     // On held-out images the corrected logits are closer to the float model's.
     let without = validation_sqnr(&runs, false);

@@ -75,6 +75,43 @@ pub fn quick<'a>(schemes: &'a str, name: &'a str, extra: &[&'a str]) -> Vec<&'a 
     all
 }
 
+/// `export`s the run `args` (whose `name` is `name`) and asserts that the integer engine agrees
+/// with the fake-quant `ptq` model of `scheme` (its display name, e.g. `W4A4`) on at least 99% of
+/// the test set: a pass that rewrote the PTQ model left an ordinary model behind.
+pub fn assert_ptq_exports_exactly(runs: &Path, args: &[&str], name: &str, scheme: &str) {
+    run_ok(runs, &[args, &["export"]].concat());
+    let report = json(&runs.join(name).join("report.json"));
+    let int = report_row(&report, "int", scheme);
+    let deployment = &int["deployment"];
+    assert_eq!(deployment["source"], "ptq", "{deployment}");
+    let agreement = deployment["parity"]["agreement"].as_f64().unwrap();
+    assert!(
+        agreement >= 0.99,
+        "engine vs fake-quant agreement {agreement}: {deployment}"
+    );
+}
+
+/// The logits' SQNR of `scheme` (its preset name, e.g. `w4a4`) against the float model's on the
+/// validation split (images that calibration never saw), from `sensitivity` on one unit of the
+/// run `args` named `name`.
+pub fn validation_sqnr(runs: &Path, args: &[&str], name: &str, scheme: &str) -> f64 {
+    let extra = [
+        "sensitivity",
+        "--fresh",
+        "--scheme",
+        scheme,
+        "--layers",
+        "^fc2$",
+        "--top",
+        "1",
+    ];
+    run_ok(runs, &[args, &extra].concat());
+    let dir = runs.join(name).join(format!("sensitivity-{scheme}"));
+    json(&dir.join("report.json"))["quantized"]["sqnr_db"]
+        .as_f64()
+        .unwrap()
+}
+
 /// Settings that keep a run to a few seconds on a CPU: one epoch of each stage (whose BN and
 /// observer freeze then apply from its start: a milestone past the stage is an error).
 pub const QUICK: [&str; 12] = [

@@ -272,45 +272,11 @@ mod tests {
     use super::*;
     use crate::qat::layer_outputs::capturing;
     use crate::qat::{calibrate, counting_positions, sqnr_db};
-    use crate::testing::values;
+    use crate::testing::{Mlp, values};
     use crate::{
         ConvBn2d, ConvBn2dConfig, LayerKind, QuantConv2dConfig, QuantLinear, QuantLinearConfig,
         QuantMapping,
     };
-
-    #[derive(Module, Debug)]
-    struct Mlp {
-        fc1: QuantLinear,
-        fc2: QuantLinear,
-    }
-
-    impl Mlp {
-        fn new(d: [usize; 3], device: &Device) -> Self {
-            Mlp {
-                fc1: QuantLinearConfig::new(d[0], d[1])
-                    .with_relu(true)
-                    .init(device),
-                fc2: QuantLinearConfig::new(d[1], d[2]).init(device),
-            }
-        }
-
-        fn quantized(&self, mapping: &QuantMapping) -> Self {
-            let layer = |l: &QuantLinear, path| {
-                l.clone()
-                    .with_quantizers(&mapping.layer(path, LayerKind::Linear, 2, 2))
-                    .unwrap()
-            };
-            Mlp {
-                fc1: layer(&self.fc1, "fc1"),
-                fc2: layer(&self.fc2, "fc2"),
-            }
-        }
-
-        fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-            let h = self.fc1.forward(x);
-            self.fc2.forward_from(h, self.fc1.output_quant.as_ref())
-        }
-    }
 
     /// Inputs with a mean away from zero, so that weight rounding shifts the output means.
     fn batches(n: usize, d: usize, device: &Device) -> Vec<Tensor<2>> {

@@ -170,28 +170,12 @@ mod tests {
 
     use super::*;
     use crate::qat::{calibrate, correct_bias, sqnr_db};
-    use crate::testing::values;
-    use crate::{LayerKind, QuantLinear, QuantLinearConfig, QuantMapping};
-
-    #[derive(Module, Debug)]
-    struct Mlp {
-        fc1: QuantLinear,
-        fc2: QuantLinear,
-    }
-
-    impl Mlp {
-        fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-            let h = self.fc1.forward(x);
-            self.fc2.forward_from(h, self.fc1.output_quant.as_ref())
-        }
-    }
+    use crate::testing::{Mlp, values};
+    use crate::{LayerKind, QuantMapping};
 
     fn setup(device: &Device) -> (Mlp, Mlp, Vec<Tensor<2>>) {
         device.seed(21);
-        let float = Mlp {
-            fc1: QuantLinearConfig::new(12, 24).with_relu(true).init(device),
-            fc2: QuantLinearConfig::new(24, 6).init(device),
-        };
+        let float = Mlp::new([12, 24, 6], device);
         let mapping = QuantMapping::w4a4();
         let layer = |path| mapping.layer(path, LayerKind::Linear, 2, 2);
         // The logits stay float, as a classifier's do.

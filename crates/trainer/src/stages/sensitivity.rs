@@ -169,6 +169,8 @@ pub struct SensitivityReport {
     pub split: Split,
     /// Whether every variant was bias-corrected after calibration (`ptq.bias_correction`).
     pub bias_correction: bool,
+    /// Whether every variant's rounding was learned after calibration (`ptq.adaround`).
+    pub adaround: bool,
     /// The float model.
     pub float: Score,
     /// The whole scheme, calibrated (PTQ).
@@ -501,6 +503,7 @@ fn analyse<T: Task>(
         metric: metric.into(),
         split: options.split,
         bias_correction: ctx.config.ptq.bias_correction,
+        adaround: ctx.config.ptq.adaround.is_some(),
         float: float.score(),
         quantized,
         layers,
@@ -659,10 +662,11 @@ pub fn report_markdown(report: &SensitivityReport, model: &str, data: &str) -> S
             Split::Test => "test",
         },
         report.scheme,
-        if report.bias_correction {
-            " and bias-corrected"
-        } else {
-            ""
+        match (report.adaround, report.bias_correction) {
+            (true, true) => ", its rounding learned (AdaRound) and bias-corrected",
+            (true, false) => ", its rounding learned (AdaRound)",
+            (false, true) => " and bias-corrected",
+            (false, false) => "",
         },
         report.scheme
     );

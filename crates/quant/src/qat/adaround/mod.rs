@@ -432,24 +432,11 @@ mod tests {
 
     use super::*;
     use crate::qat::{calibrate, sqnr_db};
-    use crate::testing::values;
+    use crate::testing::{Mlp, values};
     use crate::{
-        ConvBn2d, ConvBn2dConfig, LayerKind, QuantConv2dConfig, QuantLinear, QuantLinearConfig,
-        QuantMapping, Quantizer,
+        ConvBn2d, ConvBn2dConfig, LayerKind, QuantConv2dConfig, QuantLinear, QuantMapping,
+        Quantizer,
     };
-
-    #[derive(Module, Debug)]
-    struct Mlp {
-        fc1: QuantLinear,
-        fc2: QuantLinear,
-    }
-
-    impl Mlp {
-        fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-            let h = self.fc1.forward(x);
-            self.fc2.forward_from(h, self.fc1.output_quant.as_ref())
-        }
-    }
 
     fn batches(n: usize, d: usize, device: &Device) -> Vec<Tensor<2>> {
         (0..n)
@@ -459,20 +446,8 @@ mod tests {
 
     /// A float MLP and its calibrated copy under `mapping`.
     fn float_and_ptq(mapping: &QuantMapping, data: &[Tensor<2>], device: &Device) -> (Mlp, Mlp) {
-        let float = Mlp {
-            fc1: QuantLinearConfig::new(24, 32).with_relu(true).init(device),
-            fc2: QuantLinearConfig::new(32, 10).init(device),
-        };
-        let layer = |l: &QuantLinear, path| {
-            l.clone()
-                .with_quantizers(&mapping.layer(path, LayerKind::Linear, 2, 2))
-                .unwrap()
-        };
-        let quantized = Mlp {
-            fc1: layer(&float.fc1, "fc1"),
-            fc2: layer(&float.fc2, "fc2"),
-        };
-        let ptq = calibrate(quantized, data.iter().cloned(), forward);
+        let float = Mlp::new([24, 32, 10], device);
+        let ptq = calibrate(float.quantized(mapping), data.iter().cloned(), forward);
         (float, ptq)
     }
 
