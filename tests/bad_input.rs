@@ -222,6 +222,26 @@ fn a_distillation_weight_or_temperature_out_of_range() {
 }
 
 #[test]
+fn an_adaround_setting_out_of_range_or_misspelled() {
+    let runs = temp_runs("bad-adaround");
+    fails_cleanly(
+        &runs,
+        &["--set", "ptq.adaround={iterations=0}", "ptq"],
+        &["ptq.adaround.iterations", "at least 1"],
+    );
+    fails_cleanly(
+        &runs,
+        &["--set", "ptq.adaround.beta=[2.0, 20.0]", "ptq"],
+        &["ptq.adaround.beta", "start must be"],
+    );
+    fails_cleanly(
+        &runs,
+        &["--set", "ptq.adaround={iteration=10}", "ptq"],
+        &["iteration"],
+    );
+}
+
+#[test]
 fn a_folder_where_a_data_file_should_be_and_a_missing_data_folder() {
     let runs = temp_runs("bad-data-paths");
     let data = runs.join("data");

@@ -345,6 +345,14 @@ fn field(path: &str, reason: impl Into<String>) -> TrainerError {
     }
 }
 
+/// A config error from a section's own validation (`quant`'s), its field named from the config's
+/// root: `section.field`.
+fn field_within(section: &str, error: quant::QuantError) -> TrainerError {
+    match error.within(section) {
+        quant::QuantError::InvalidField { field: f, reason } => field(&f, reason),
+    }
+}
+
 impl RunConfig {
     /// Reads `path` (or the compiled-in default), applies `--set` overrides, and validates.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, TrainerError> {
@@ -435,24 +443,16 @@ impl RunConfig {
             .schedule(1)
             .with_quant_delay(0)
             .validate(self.qat.epochs)
-            .map_err(|e| match e {
-                quant::QuantError::InvalidField { field: f, reason } => {
-                    field(&format!("qat.{f}"), reason)
-                }
-            })?;
+            .map_err(|e| field_within("qat", e))?;
         if let Some(distillation) = &self.qat.distillation {
             distillation
                 .validate()
-                .map_err(|e| match e.within("qat.distillation") {
-                    quant::QuantError::InvalidField { field: f, reason } => field(&f, reason),
-                })?;
+                .map_err(|e| field_within("qat.distillation", e))?;
         }
         if let Some(adaround) = &self.ptq.adaround {
             adaround
                 .validate()
-                .map_err(|e| match e.within("ptq.adaround") {
-                    quant::QuantError::InvalidField { field: f, reason } => field(&f, reason),
-                })?;
+                .map_err(|e| field_within("ptq.adaround", e))?;
         }
         if self.ptq.calibration_batches == 0 {
             return Err(field("ptq.calibration_batches", "must be at least 1"));
